@@ -1,0 +1,34 @@
+"""``touchpoint worker``: run one worker; more workers = more processes with the same settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("worker", help="run one worker (ingest, identity, profiles, demand) with its HTTP server")
+    p.add_argument("--web-port", type=int, help="HTTP port (default TOUCHPOINT_WEB_PORT)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import faust
+
+    from streams.app import create_app
+    from streams.kafka.topics import ensure_topics
+
+    if args.web_port:
+        settings = settings.with_(web_port=args.web_port)
+    # Create our topics (with their retention) before Faust declares them with defaults.
+    asyncio.run(ensure_topics(settings))
+    log.info("settings: %s", settings.describe())
+    app, _ = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return 0

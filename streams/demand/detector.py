@@ -1,0 +1,518 @@
+"""Streaming per-key demand-shift detector: seasonal baseline, count-aware surprise, CUSUM.
+
+One :class:`DemandDetector` per key. Each closed bucket goes through
+:meth:`DemandDetector.update` once, in time order; the decision for bucket t
+uses only data up to t (causal), then the bucket is learned.
+
+Model, per key (fixed size, see :meth:`DemandDetector.snapshot`):
+
+* three baseline tiers: a local time-of-week slot mean (``week``), a local
+  time-of-day slot mean (``day``) and an EWMA ``level``; a slot tier is used
+  once it has ``min_slot_seasons`` seasons of history. Until then the level
+  (shrunk towards a caller-supplied ``prior``, e.g. from the parent dimension)
+  is the baseline;
+* per tier a robust relative deviation (EWMA of clipped ``|x - mu| / mu``)
+  gives the variance ``var = max(mu [counts only], (1.25 rdev mu)^2)``;
+* surprise = -log10 tail probability, from an exact Poisson / negative
+  binomial tail for small integer counts and a normal tail otherwise; when
+  both seasonal tiers are ready a bucket is only as surprising as the *less*
+  surprised tier (weekday vs weekend is not a surprise to the weekly tier);
+* evidence per direction is a CUSUM of surprise (``E = max(0, decay E + s - k)``);
+  an alert opens at ``E >= h`` when the run's excess volume passes the volume
+  floor (absolute and relative); it stays open while buckets remain
+  surprising (hysteresis) and resolves after ``resolve_buckets`` normal
+  buckets, followed by a ``cooldown_buckets`` refractory period;
+* learning is robust: inputs are clipped to ``mu +- clip_sd sd`` and buckets
+  in (or close to) an alert are learned with weight ``anomaly_learn_weight``;
+  :meth:`DemandDetector.rebaseline` re-learns the level after a persistent
+  shift (the lifecycle's NEW_NORMAL).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .buckets import DAY_S, WEEK_S, local_slot
+
+__all__ = [
+    "DetectorConfig",
+    "Decision",
+    "DemandDetector",
+    "tail_surprise",
+    "seasonal_slot_s",
+]
+
+_LOG10 = math.log(10.0)
+_TIERS = ("week", "day", "level")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Detector parameters; defaults are the single configuration benchmarked on NAB.
+
+    bucket_s: bucket size in seconds (300).
+    tz: IANA zone whose wall clock defines the seasonal slots ("UTC").
+    max_week_slots: cap on time-of-week slots (336 = 30-min slots); the slot
+        is the smallest divisor of a day >= max(bucket_s, week / max_week_slots).
+    season_alpha: EWMA weight of one season (one week / one day) in slot means (0.25).
+    level_alpha: EWMA weight per bucket of the level tier (0.05).
+    dev_alpha: EWMA weight per bucket of the relative deviation (0.02).
+    init_rdev: relative deviation assumed before any residual is seen (0.1).
+    min_slot_seasons: seasons of history before a slot tier is used (2).
+    min_level_obs: observations before the level tier is used without a prior (4).
+    prior_weight: buckets' worth of weight given to a prior expected value (8).
+    k: CUSUM allowance, in -log10 p units per bucket (1.0).
+    h: CUSUM threshold that opens an alert (5.0).
+    decay: CUSUM forgetting factor per bucket (0.9).
+    stay_surprise: per-bucket surprise that keeps an alert open (1.0, hysteresis).
+    resolve_buckets: consecutive normal buckets that resolve an alert (6).
+    cooldown_buckets: buckets after a resolution with no new alert (12).
+    min_excess: volume floor, absolute excess of the evidence run (5.0 events).
+    min_rel_change: volume floor, excess relative to expected over the run (0.2).
+    clip_sd: inputs are clipped to mu +- clip_sd sd before learning (3.0).
+    guard_surprise: buckets at least this surprising learn at reduced weight (3.0).
+    anomaly_learn_weight: learning weight of ready slots inside or near an alert (0.2).
+    max_surprise: cap on per-bucket surprise (30.0).
+    """
+
+    bucket_s: int = 300
+    tz: str = "UTC"
+    max_week_slots: int = 336
+    season_alpha: float = 0.25
+    level_alpha: float = 0.05
+    dev_alpha: float = 0.02
+    init_rdev: float = 0.1
+    min_slot_seasons: int = 2
+    min_level_obs: int = 4
+    prior_weight: float = 8.0
+    k: float = 1.0
+    h: float = 5.0
+    decay: float = 0.9
+    stay_surprise: float = 1.0
+    resolve_buckets: int = 6
+    cooldown_buckets: int = 12
+    min_excess: float = 5.0
+    min_rel_change: float = 0.2
+    clip_sd: float = 3.0
+    guard_surprise: float = 3.0
+    anomaly_learn_weight: float = 0.2
+    max_surprise: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.bucket_s <= 0:
+            raise ValueError("bucket_s must be positive")
+        if not 0.0 < self.season_alpha <= 1.0 or not 0.0 < self.level_alpha <= 1.0:
+            raise ValueError("alphas must be in (0, 1]")
+        if self.h <= 0 or self.resolve_buckets < 1 or self.cooldown_buckets < 0:
+            raise ValueError("h > 0, resolve_buckets >= 1, cooldown_buckets >= 0 required")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the detector concluded about one bucket.
+
+    direction: +1 surge / -1 collapse while an alert is open, else 0.
+    opened / resolved: this bucket opened / resolved an alert.
+    severity: 1-4 from the observed/expected ratio while alerting, else 0.
+    """
+
+    ts_ms: int
+    observed: float
+    expected: float | None
+    sd: float | None
+    surprise_up: float
+    surprise_down: float
+    evidence_up: float
+    evidence_down: float
+    direction: int
+    opened: bool
+    resolved: bool
+    severity: int
+    buckets_in_alert: int
+    tier: str
+
+    @property
+    def alerting(self) -> bool:
+        """True while an alert is open (including the bucket that opened it)."""
+        return self.direction != 0
+
+
+def seasonal_slot_s(bucket_s: int, max_week_slots: int) -> int:
+    """Seasonal slot length: smallest divisor of a day >= max(bucket, week/max_slots)."""
+    want = max(bucket_s, -(-WEEK_S // max_week_slots))
+    if want >= DAY_S:
+        return DAY_S
+    for s in range(want, DAY_S + 1):
+        if DAY_S % s == 0:
+            return s
+    return DAY_S  # pragma: no cover
+
+
+def _log10_normal_tail(z: float) -> float:
+    """log10 P(Z >= z) for a standard normal, stable for large z."""
+    if z < 5.0:
+        p = 0.5 * math.erfc(z / math.sqrt(2.0))
+        return math.log10(max(p, 1e-300))
+    # Mills-ratio asymptotic expansion.
+    ln = -0.5 * z * z - math.log(z * math.sqrt(2.0 * math.pi)) + math.log1p(-1.0 / (z * z))
+    return ln / _LOG10
+
+
+def _nb_logpmf_fn(mu: float, var: float):
+    """Log pmf of Poisson (var <= mu) or negative binomial with this mean/variance."""
+    if var <= mu * 1.000001:
+        lmu = math.log(mu)
+
+        def pois(n: int) -> float:
+            return n * lmu - mu - math.lgamma(n + 1)
+
+        return pois
+    r = mu * mu / (var - mu)
+    p = r / (r + mu)
+    lp, lq, lgr = math.log(p), math.log1p(-p), math.lgamma(r)
+
+    def nb(n: int) -> float:
+        return math.lgamma(n + r) - lgr - math.lgamma(n + 1) + r * lp + n * lq
+
+    return nb
+
+
+def _log10_sum(logs: list[float]) -> float:
+    m = max(logs)
+    return (m + math.log(sum(math.exp(v - m) for v in logs))) / _LOG10
+
+
+def tail_surprise(x: float, mu: float, var: float, integral: bool) -> tuple[float, float]:
+    """(-log10 P(X >= x), -log10 P(X <= x)) under the predictive distribution.
+
+    Small integer counts (mu < 50) use exact Poisson / negative-binomial tails,
+    so 0, 1, 2 per bucket are judged as counts rather than z-scores; other
+    cases use a normal tail (with continuity correction for counts).
+    """
+    if mu <= 0.0:
+        mu = 1e-3 if integral else 0.0
+    sd = math.sqrt(max(var, 1e-12))
+    if integral and mu < 50.0 and x == int(x) and abs(x - mu) < 60.0 * sd + 60.0:
+        n = int(x)
+        logpmf = _nb_logpmf_fn(mu, max(var, mu))
+        up = dn = 0.0
+        if n > mu:
+            terms, i = [], n
+            while True:
+                t = logpmf(i)
+                terms.append(t)
+                if t < terms[0] - 40.0 or i > n + 10000:
+                    break
+                i += 1
+            up = -_log10_sum(terms)
+        elif n < mu:
+            dn = -_log10_sum([logpmf(i) for i in range(0, n + 1)])
+        return max(up, 0.0), max(dn, 0.0)
+    cc = 0.5 if integral else 0.0
+    up = dn = 0.0
+    if x - cc > mu:
+        up = -_log10_normal_tail((x - cc - mu) / sd)
+    elif x + cc < mu:
+        dn = -_log10_normal_tail((mu - x - cc) / sd)
+    return max(up, 0.0), max(dn, 0.0)
+
+
+def _severity(observed: float, expected: float, direction: int) -> int:
+    """1-4 from the observed/expected ratio in the alert's direction."""
+    if direction > 0:
+        ratio = observed / max(expected, 1e-9)
+    else:
+        ratio = max(expected, 0.0) / max(observed, expected * 0.01, 1e-9)
+    if ratio >= 10.0:
+        return 4
+    if ratio >= 4.0:
+        return 3
+    if ratio >= 2.0:
+        return 2
+    return 1
+
+
+class DemandDetector:
+    """Streaming detector for one key; ``update(ts_ms, count) -> Decision``."""
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.config = cfg = config or DetectorConfig()
+        self.slot_s = seasonal_slot_s(cfg.bucket_s, cfg.max_week_slots)
+        self.week_slots = max(1, WEEK_S // self.slot_s)
+        self.day_slots = max(1, DAY_S // self.slot_s)
+        # Buckets per slot: slot counts are in buckets, readiness in seasons.
+        self._bps = max(1, self.slot_s // cfg.bucket_s)
+        self.week_mean = [0.0] * self.week_slots
+        self.week_n = [0] * self.week_slots
+        self.day_mean = [0.0] * self.day_slots
+        self.day_n = [0] * self.day_slots
+        self.level = 0.0
+        self.level_n = 0
+        self.rdev = {t: cfg.init_rdev for t in _TIERS}
+        self.integral = True
+        self.ev_up = 0.0
+        self.ev_dn = 0.0
+        # [excess, expected, variance] summed over the current evidence run.
+        self.run_up = [0.0, 0.0, 0.0]
+        self.run_dn = [0.0, 0.0, 0.0]
+        self.direction = 0
+        self.normal_run = 0
+        self.cooldown = 0
+        self.in_alert = 0
+        self.alert_obs = 0.0
+        self.alert_exp = 0.0
+        self.n = 0
+        self.last_ts_ms: int | None = None
+
+    # ------------------------------------------------------------------ model
+    def _mean_var(self, tier: str, mu: float) -> tuple[float, float]:
+        scale = max(abs(mu), 1.0) if self.integral else max(abs(mu), 1e-9)
+        sd_rel = 1.25 * self.rdev[tier] * scale
+        # Counts: Poisson variance unless the residuals show overdispersion
+        # (the empirical deviation already contains the Poisson noise).
+        var = max(max(mu, 0.0) if self.integral else 0.0, sd_rel * sd_rel)
+        return mu, max(var, 1e-9)
+
+    def _tiers(self, ts_ms: int, prior: float | None) -> tuple[list[tuple[str, float, float]], int, int]:
+        cfg = self.config
+        ws = local_slot(ts_ms, cfg.tz, self.slot_s) % self.week_slots
+        ds = ws % self.day_slots
+        need = cfg.min_slot_seasons * self._bps
+        tiers: list[tuple[str, float, float]] = []
+        if self.week_n[ws] >= need:
+            tiers.append(("week", *self._mean_var("week", self.week_mean[ws])))
+        if self.day_n[ds] >= need and self.day_slots > 1:
+            tiers.append(("day", *self._mean_var("day", self.day_mean[ds])))
+        if not tiers:
+            if prior is not None:
+                w = cfg.prior_weight
+                mu = (self.level_n * self.level + w * prior) / (self.level_n + w)
+                tiers.append(("prior", *self._mean_var("level", mu)))
+            elif self.level_n >= cfg.min_level_obs:
+                tiers.append(("level", *self._mean_var("level", self.level)))
+        return tiers, ws, ds
+
+    def expected(self, ts_ms: int, prior: float | None = None) -> float | None:
+        """Baseline expected value for a bucket at ``ts_ms`` (None before any history)."""
+        tiers, _, _ = self._tiers(ts_ms, prior)
+        return tiers[0][1] if tiers else None
+
+    # ----------------------------------------------------------------- update
+    def update(self, ts_ms: int, count: float, prior: float | None = None) -> Decision:
+        """Score the bucket starting at ``ts_ms`` with value ``count``, then learn it."""
+        cfg = self.config
+        x = float(count)
+        if self.integral and x != int(x):
+            self.integral = False
+        tiers, ws, ds = self._tiers(ts_ms, prior)
+        s_up = s_dn = 0.0
+        mu_ref: float | None = None
+        sd_ref: float | None = None
+        tier_name = "none"
+        if tiers:
+            best = None
+            for name, mu, var in tiers:
+                up, dn = tail_surprise(x, mu, var, self.integral)
+                up, dn = min(up, cfg.max_surprise), min(dn, cfg.max_surprise)
+                # The least surprised ready tier speaks for the bucket.
+                key = max(up, dn)
+                if best is None or key < best[0]:
+                    best = (key, name, mu, var, up, dn)
+            assert best is not None
+            _, tier_name, mu_ref, var_ref, s_up, s_dn = best
+            sd_ref = math.sqrt(var_ref)
+
+        opened = resolved = False
+        var_ref = sd_ref * sd_ref if sd_ref is not None else 0.0
+        if mu_ref is not None:
+            self._accumulate(x, mu_ref, var_ref, s_up, s_dn)
+        if self.direction != 0:
+            self.in_alert += 1
+            self.alert_obs += x
+            self.alert_exp += mu_ref if mu_ref is not None else x
+            s_dir = s_up if self.direction > 0 else s_dn
+            if s_dir >= cfg.stay_surprise:
+                self.normal_run = 0
+            else:
+                self.normal_run += 1
+                if self.normal_run >= cfg.resolve_buckets:
+                    self._close()
+                    resolved = True
+        elif self.cooldown > 0:
+            self.cooldown -= 1
+        elif mu_ref is not None:
+            d = self._should_open()
+            if d:
+                opened = True
+                self.direction = d
+                self.in_alert = 1
+                self.normal_run = 0
+                self.alert_obs = x
+                self.alert_exp = mu_ref
+        severity = 0
+        if self.direction != 0 and mu_ref is not None:
+            severity = _severity(x, mu_ref, self.direction)
+        elif self.direction != 0:
+            severity = 1
+        decision = Decision(
+            ts_ms=ts_ms,
+            observed=x,
+            expected=mu_ref,
+            sd=sd_ref,
+            surprise_up=s_up,
+            surprise_down=s_dn,
+            evidence_up=self.ev_up,
+            evidence_down=self.ev_dn,
+            direction=self.direction,
+            opened=opened,
+            resolved=resolved,
+            severity=severity,
+            buckets_in_alert=self.in_alert if self.direction else 0,
+            tier=tier_name,
+        )
+        suspicious = self.direction != 0 or max(s_up, s_dn) >= cfg.guard_surprise
+        self._learn(x, ws, ds, cfg.anomaly_learn_weight if suspicious else 1.0)
+        self.n += 1
+        self.last_ts_ms = ts_ms
+        return decision
+
+    def _accumulate(self, x: float, mu: float, var: float, s_up: float, s_dn: float) -> None:
+        cfg = self.config
+        self.ev_up = max(0.0, cfg.decay * self.ev_up + s_up - cfg.k)
+        self.ev_dn = max(0.0, cfg.decay * self.ev_dn + s_dn - cfg.k)
+        for ev, run in ((self.ev_up, self.run_up), (self.ev_dn, self.run_dn)):
+            if ev > 0.0:
+                run[0] += x - mu
+                run[1] += max(mu, 0.0)
+                run[2] += var
+            else:
+                run[0] = run[1] = run[2] = 0.0
+
+    def _should_open(self) -> int:
+        cfg = self.config
+        for d, ev, run in ((1, self.ev_up, self.run_up), (-1, self.ev_dn, self.run_dn)):
+            excess = run[0] * d
+            if excess < cfg.min_excess or excess < cfg.min_rel_change * max(run[1], 1e-9):
+                continue
+            if ev >= cfg.h:
+                return d
+            # Sparse keys: many mildly surprising buckets can add up to a clear
+            # shift of the run's total count (e.g. 4/h falling to 0 for hours).
+            total = max(run[1] + run[0], 0.0)
+            up, dn = tail_surprise(round(total) if self.integral else total, run[1], run[2], self.integral)
+            if (up if d > 0 else dn) >= cfg.h + cfg.k:
+                return d
+        return 0
+
+    def _close(self) -> None:
+        self.direction = 0
+        self.normal_run = 0
+        self.in_alert = 0
+        self.cooldown = self.config.cooldown_buckets
+        self.ev_up = self.ev_dn = 0.0
+        self.run_up[:] = [0.0, 0.0, 0.0]
+        self.run_dn[:] = [0.0, 0.0, 0.0]
+
+    def _learn(self, x: float, ws: int, ds: int, weight: float) -> None:
+        cfg = self.config
+        # Slot means: running mean until the slot is ready (another tier judged
+        # those buckets), then a clipped EWMA per season at ``weight``.
+        need = cfg.min_slot_seasons * self._bps
+        for tier, means, counts, slot in (
+            ("week", self.week_mean, self.week_n, ws),
+            ("day", self.day_mean, self.day_n, ds),
+        ):
+            n = counts[slot]
+            if n == 0:
+                means[slot] = x
+            elif n < need:
+                means[slot] += (x - means[slot]) / (n + 1)
+            else:
+                mu, var = self._mean_var(tier, means[slot])
+                xc = self._clip(x, mu, var)
+                self._learn_dev(tier, xc, mu)
+                means[slot] = mu + cfg.season_alpha / self._bps * weight * (xc - mu)
+            counts[slot] = min(n + 1, 1_000_000)
+        if self.level_n == 0:
+            self.level = x
+        else:
+            mu, var = self._mean_var("level", self.level)
+            xc = self._clip(x, mu, var)
+            self._learn_dev("level", xc, mu)
+            w = 1.0 if self.level_n < self.config.min_level_obs else weight
+            alpha = max(cfg.level_alpha, 1.0 / (self.level_n + 1)) * w
+            self.level = mu + alpha * (xc - mu)
+        self.level_n = min(self.level_n + 1, 1_000_000)
+
+    def _clip(self, x: float, mu: float, var: float) -> float:
+        band = self.config.clip_sd * math.sqrt(var)
+        return min(max(x, mu - band), mu + band)
+
+    def _learn_dev(self, tier: str, xc: float, mu: float) -> None:
+        # Always learned (inputs are clipped), so a wrong scale recovers.
+        scale = max(abs(mu), 1.0) if self.integral else max(abs(mu), 1e-9)
+        r = abs(xc - mu) / scale
+        self.rdev[tier] += self.config.dev_alpha * (r - self.rdev[tier])
+
+    def rebaseline(self) -> float:
+        """Re-learn the baseline at the level of the open alert (NEW_NORMAL).
+
+        Scales every slot mean and the level by observed/expected over the
+        alert, closes the alert and returns the ratio used.
+        """
+        if self.alert_exp <= 0.0:
+            ratio = 1.0
+        else:
+            ratio = max(self.alert_obs, 0.0) / self.alert_exp
+        self.week_mean = [m * ratio for m in self.week_mean]
+        self.day_mean = [m * ratio for m in self.day_mean]
+        self.level *= ratio
+        self._close()
+        self.cooldown = 0
+        return ratio
+
+    # ---------------------------------------------------------------- persist
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-safe, fixed-size state (config not included)."""
+        return {
+            "v": 1,
+            "week_mean": list(self.week_mean),
+            "week_n": list(self.week_n),
+            "day_mean": list(self.day_mean),
+            "day_n": list(self.day_n),
+            "level": self.level,
+            "level_n": self.level_n,
+            "rdev": dict(self.rdev),
+            "integral": self.integral,
+            "ev": [self.ev_up, self.ev_dn],
+            "run": [list(self.run_up), list(self.run_dn)],
+            "alert": [self.direction, self.normal_run, self.cooldown, self.in_alert],
+            "alert_sums": [self.alert_obs, self.alert_exp],
+            "n": self.n,
+            "last_ts_ms": self.last_ts_ms,
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: dict[str, Any], config: DetectorConfig | None = None) -> "DemandDetector":
+        """Restore a detector from :meth:`snapshot` output (same config required)."""
+        det = cls(config)
+        if len(data["week_mean"]) != det.week_slots or len(data["day_mean"]) != det.day_slots:
+            raise ValueError("snapshot slot layout does not match the config")
+        det.week_mean = [float(v) for v in data["week_mean"]]
+        det.week_n = [int(v) for v in data["week_n"]]
+        det.day_mean = [float(v) for v in data["day_mean"]]
+        det.day_n = [int(v) for v in data["day_n"]]
+        det.level = float(data["level"])
+        det.level_n = int(data["level_n"])
+        det.rdev = {t: float(data["rdev"][t]) for t in _TIERS}
+        det.integral = bool(data["integral"])
+        det.ev_up, det.ev_dn = (float(v) for v in data["ev"])
+        det.run_up = [float(v) for v in data["run"][0]]
+        det.run_dn = [float(v) for v in data["run"][1]]
+        det.direction, det.normal_run, det.cooldown, det.in_alert = (int(v) for v in data["alert"])
+        det.alert_obs, det.alert_exp = (float(v) for v in data["alert_sums"])
+        det.n = int(data["n"])
+        det.last_ts_ms = None if data["last_ts_ms"] is None else int(data["last_ts_ms"])
+        return det

@@ -1,0 +1,99 @@
+"""The normalised touchpoint record that ingest emits to the downstream stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+__all__ = ["Touchpoint", "Identifier", "format_identifier", "parse_identifier", "IDENTIFIER_TYPES", "PII_TYPES"]
+
+Identifier = tuple[str, str]
+
+IDENTIFIER_TYPES = (
+    "user_id", "member_id", "crm_id", "email", "phone", "wechat_unionid", "wechat_openid",
+    "pos_card_id", "device_id", "anonymous_id", "order_id",
+)
+# Values of these types are stored only as keyed hashes (invariant 7).
+PII_TYPES = frozenset({"email", "phone"})
+
+
+def format_identifier(ident: Identifier) -> str:
+    """``TYPE:VALUE``, the way people read and type identifiers."""
+    return f"{ident[0]}:{ident[1]}"
+
+
+def parse_identifier(text: str) -> Identifier:
+    """Parse ``TYPE:VALUE``; raise ValueError with a message saying what is wrong.
+
+    >>> parse_identifier("user_id:42")
+    ('user_id', '42')
+    """
+    kind, sep, value = text.strip().partition(":")
+    if not sep or not value:
+        raise ValueError(f"{text!r}: expected TYPE:VALUE, e.g. user_id:42")
+    if kind not in IDENTIFIER_TYPES:
+        raise ValueError(f"{text!r}: unknown identifier type {kind!r}; one of {', '.join(IDENTIFIER_TYPES)}")
+    return kind, value
+
+
+@dataclass(slots=True)
+class Touchpoint:
+    """One validated, normalised event. Email and phone values are already keyed hashes."""
+
+    message_id: str
+    type: str
+    ts_ms: int                      # event time, skew-corrected (Segment's rule)
+    received_at_ms: int             # stamped by us
+    identifiers: tuple[Identifier, ...]
+    channel: str | None = None
+    event: str | None = None        # track event name, or page/screen name
+    category: str | None = None     # page/screen category or properties.category
+    region: str | None = None
+    store: str | None = None
+    traits: dict[str, Any] = field(default_factory=dict)
+    products: list[dict[str, Any]] = field(default_factory=list)
+    order_id: str | None = None
+    revenue: float | None = None
+    currency: str | None = None
+    consent: dict[str, Any] | None = None
+    profile_id: str | None = None   # set by identity resolution
+    source: str | None = None       # topic/partition/offset of the input record
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "message_id": self.message_id, "type": self.type, "ts_ms": self.ts_ms,
+            "received_at_ms": self.received_at_ms,
+            "identifiers": [format_identifier(i) for i in self.identifiers],
+        }
+        for name in ("channel", "event", "category", "region", "store", "order_id", "revenue",
+                     "currency", "consent", "profile_id", "source"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.traits:
+            out["traits"] = self.traits
+        if self.products:
+            out["products"] = self.products
+        return out
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Touchpoint":
+        idents = tuple(tuple(s.split(":", 1)) for s in d["identifiers"])
+        return cls(
+            message_id=d["message_id"], type=d["type"], ts_ms=d["ts_ms"],
+            received_at_ms=d["received_at_ms"], identifiers=idents,  # type: ignore[arg-type]
+            channel=d.get("channel"), event=d.get("event"), category=d.get("category"),
+            region=d.get("region"), store=d.get("store"), traits=d.get("traits") or {},
+            products=d.get("products") or [], order_id=d.get("order_id"), revenue=d.get("revenue"),
+            currency=d.get("currency"), consent=d.get("consent"), profile_id=d.get("profile_id"),
+            source=d.get("source"),
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "Touchpoint":
+        return cls.from_dict(orjson.loads(raw))

@@ -1,0 +1,29 @@
+"""Dead-letter reason codes: enum values equal the documented strings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = ["Reason", "Rejected"]
+
+
+class Reason(str, Enum):
+    """Why a record went to the dead-letter topic (README, 'Dead letters')."""
+
+    NOT_JSON = "not_json"
+    TOO_LARGE = "too_large"
+    MISSING_MESSAGE_ID = "missing_message_id"
+    UNKNOWN_TYPE = "unknown_type"
+    SCHEMA_VIOLATION = "schema_violation"
+    NO_IDENTIFIER = "no_identifier"
+    PROCESSING_ERROR = "processing_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A pure step's verdict that a record cannot be applied; the agent dead-letters it."""
+
+    reason: Reason
+    message: str
+    stage: str = "ingest"

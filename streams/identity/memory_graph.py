@@ -1,0 +1,292 @@
+"""The in-memory twin of the Redis identity graph: same rules, same outcomes, same profile ids.
+
+A line-by-line mirror of ``lua/resolve.lua`` and ``lua/erase.lua`` over plain dicts, used by unit
+and contract tests (and anywhere a graph without Redis is wanted). Dedup keys never expire here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from streams.identity.model import (
+    LINK_SEP, ErasureResult, Identifier, Resolution, ResolveRequest, encode_link, fmt, parse,
+    profile_id_of, provenance_path, seq_of,
+)
+from streams.identity.rules import IdentityRules
+
+__all__ = ["MemoryIdentityGraph", "suppression_digest", "finish_resolution"]
+
+
+def suppression_digest(f: str) -> str:
+    """Key suffix of a suppression entry: SHA-1 of ``TYPE:VALUE`` (what Lua's redis.sha1hex gives)."""
+    return hashlib.sha1(f.encode()).hexdigest()
+
+
+def finish_resolution(req: ResolveRequest, blocked: list[Identifier], rules: IdentityRules, outcome: str,
+                      profile_id: str | None, merged: Sequence[str], changes: Sequence[dict[str, Any]]) -> Resolution:
+    """Complete the graph's answer with the request's own facts (shared by both graphs).
+
+    Blocked-value audits (decided in Python before the graph is touched) go first; every record
+    gets the event's message id, time and resolved profile id. Duplicates and erased events leave
+    no audit trail: the first is already recorded, the second must not be (invariant 5).
+    """
+    if outcome in ("duplicate", "erased"):
+        return Resolution(outcome, None)
+    out: list[dict[str, Any]] = [rules.blocked_change(b, req.message_id, req.ts_ms) for b in blocked]
+    out.extend(changes)
+    for rec in out:
+        rec["message_id"] = req.message_id
+        rec["profile_id"] = profile_id
+        rec["ts_ms"] = req.ts_ms
+    return Resolution(outcome, profile_id, tuple(merged), tuple(out))
+
+
+@dataclass
+class _Profile:
+    links: dict[str, str] = field(default_factory=dict)   # "t:v" -> encoded link (provenance)
+    counts: dict[str, int] = field(default_factory=dict)  # identifiers per type (limits)
+    uniq: dict[str, str] = field(default_factory=dict)    # unique type -> its one value
+    edges: list[str] = field(default_factory=list)        # merge bridges (provenance)
+    losers: set[str] = field(default_factory=set)         # every id forwarded here
+
+
+@dataclass
+class _Cand:
+    t: str
+    v: str
+    f: str
+    pid: str | None = None
+
+
+class MemoryIdentityGraph:
+    """Synchronous identity graph over dicts; semantics identical to :class:`RedisIdentityGraph`."""
+
+    def __init__(self, rules: IdentityRules) -> None:
+        self.rules = rules
+        self._ids: dict[str, str] = {}
+        self._profiles: dict[str, _Profile] = {}
+        self._fwd: dict[str, str] = {}
+        self._dedup: dict[str, str] = {}
+        self._dres: dict[str, tuple[str, str | None, list[str], list[dict[str, Any]]]] = {}
+        self._supp: set[str] = set()
+        self._quar: set[str] = set()
+        self._deg: dict[str, int] = {}
+        self._seq = 0
+
+    # -- resolution -------------------------------------------------------------------------
+
+    def resolve_batch(self, requests: Sequence[ResolveRequest]) -> list[Resolution]:
+        """Resolve events in order; each one is atomic (like one Lua call)."""
+        out = []
+        for req in requests:
+            linkable, blocked = self.rules.prepare(req.identifiers)
+            outcome, pid, merged, changes = self._resolve_one(req, linkable)
+            out.append(finish_resolution(req, blocked, self.rules, outcome, pid, merged, changes))
+        return out
+
+    def _resolve_one(self, req: ResolveRequest, linkable: list[Identifier]
+                     ) -> tuple[str, str | None, list[str], list[dict[str, Any]]]:
+        rules = self.rules
+        prev = self._dedup.get(req.message_id)
+        if prev is None:
+            self._dedup[req.message_id] = req.claim
+        elif prev != req.claim:
+            return "duplicate", None, [], []
+        same_claim_redelivery = prev is not None and req.message_id in self._dres
+        cands = [_Cand(t, v, fmt((t, v))) for t, v in linkable]
+        if any(suppression_digest(c.f) in self._supp for c in cands):
+            return "erased", None, [], []
+        if same_claim_redelivery:
+            outcome, pid, merged, changes = self._dres[req.message_id]
+            return outcome, pid, list(merged), [dict(c) for c in changes]
+
+        live = []
+        for c in cands:
+            if c.f not in self._quar:
+                c.pid = self._ids.get(c.f)
+                live.append(c)
+
+        quarantined: list[dict[str, Any]] = []
+        while True:
+            group, order, attach, mapped, audits = self._plan(live)
+            if rules.supernode_max_merges is None or len(order) < 2:
+                break
+            k = len(order) - 1
+            hit = {c.f for c in mapped if not rules.exempt_from_breaker(c.t)
+                   and self._deg.get(c.f, 0) + k > rules.supernode_max_merges}
+            if not hit:
+                break
+            rest = []
+            for c in live:
+                if c.f in hit:
+                    self._quar.add(c.f)
+                    quarantined.append({"type": "quarantined", "rule": "supernode", "identifiers": [c.f], "from_profile_id": c.pid})
+                else:
+                    rest.append(c)
+            live = rest
+
+        changes = quarantined + audits
+        merged: list[str] = []
+
+        def reply(outcome: str, pid: str | None) -> tuple[str, str | None, list[str], list[dict[str, Any]]]:
+            if changes or merged:
+                self._dres[req.message_id] = (outcome, pid, list(merged), [dict(c) for c in changes])
+            return outcome, pid, merged, changes
+
+        if not order and not attach:
+            return reply("blocked", None)
+
+        created = not order
+        if created:
+            self._seq += 1
+            S = profile_id_of(self._seq)
+            self._profiles[S] = _Profile()
+        else:
+            S = min(order, key=seq_of)
+        anchor = mapped[0] if mapped else attach[0]
+        prof = self._profiles[S]
+
+        losers = sorted((p for p in order if p != S), key=seq_of)
+        for L in losers:
+            lp = self._profiles.pop(L)
+            for f, enc in lp.links.items():
+                self._ids[f] = S
+                prof.links[f] = enc
+            for t, n in lp.counts.items():
+                prof.counts[t] = prof.counts.get(t, 0) + n
+            prof.uniq.update(lp.uniq)
+            prof.edges.extend(lp.edges)
+            fwd = lp.losers | {L}
+            for x in fwd:
+                self._fwd[x] = S
+            prof.losers |= fwd
+
+        if len(order) >= 2:
+            for pid in order:
+                if pid != anchor.pid:
+                    prof.edges.append(LINK_SEP.join((anchor.f, group[pid], req.message_id, "co_occurrence", str(req.ts_ms))))
+            for L in losers:
+                pair = [group[S], anchor.f] if L == anchor.pid else [anchor.f, group[L]]
+                changes.append({"type": "merged", "rule": "co_occurrence", "identifiers": pair, "from_profile_id": L})
+                merged.append(L)
+            if rules.supernode_max_merges is not None:
+                for c in mapped:
+                    if not rules.exempt_from_breaker(c.t):
+                        self._deg[c.f] = self._deg.get(c.f, 0) + len(order) - 1
+
+        if attach:
+            fs = []
+            for c in attach:
+                via, rule = (("", "first_seen") if c is anchor else (anchor.f, "co_occurrence"))
+                self._ids[c.f] = S
+                prof.links[c.f] = encode_link(via, req.message_id, rule, req.ts_ms)
+                prof.counts[c.t] = prof.counts.get(c.t, 0) + 1
+                if c.t in rules.unique_types:
+                    prof.uniq[c.t] = c.v
+                fs.append(c.f)
+            changes.append({"type": "created" if created else "linked",
+                            "rule": "first_seen" if created else "co_occurrence", "identifiers": fs})
+        return reply("applied", S)
+
+    def _plan(self, live: list[_Cand]) -> tuple[dict[str, str], list[str], list[_Cand], list[_Cand], list[dict[str, Any]]]:
+        """One pass in priority order; the stronger identifier wins every conflict (mirrors Lua's plan)."""
+        rules = self.rules
+        group: dict[str, str] = {}
+        order: list[str] = []
+        U: dict[str, str] = {}
+        C: dict[str, int] = {}
+        attach: list[_Cand] = []
+        mapped: list[_Cand] = []
+        audits: list[dict[str, Any]] = []
+        unique_list = sorted(rules.unique_types)
+        for c in live:
+            t, v, pid = c.t, c.v, c.pid
+            if pid is not None:
+                if pid in group:
+                    mapped.append(c)
+                elif t in rules.no_merge_types and order:
+                    audits.append({"type": "conflict", "rule": f"no_merge:{t}", "identifiers": [c.f], "from_profile_id": pid})
+                else:
+                    p = self._profiles[pid]
+                    bad = next((ut for ut in unique_list if ut in p.uniq and ut in U and U[ut] != p.uniq[ut]), None)
+                    if bad is not None:
+                        audits.append({"type": "conflict", "rule": f"unique:{bad}", "identifiers": [c.f], "from_profile_id": pid})
+                        continue
+                    over = next((lt for lt in sorted(p.counts) if C.get(lt, 0) + p.counts[lt] > rules.limit(lt)), None)
+                    if over is not None:
+                        audits.append({"type": "blocked", "rule": f"limit:{over}", "identifiers": [c.f], "from_profile_id": pid})
+                        continue
+                    group[pid] = c.f
+                    order.append(pid)
+                    mapped.append(c)
+                    U.update(p.uniq)
+                    for lt, n in p.counts.items():
+                        C[lt] = C.get(lt, 0) + n
+            elif t in rules.unique_types and t in U and U[t] != v:
+                audits.append({"type": "conflict", "rule": f"unique:{t}", "identifiers": [c.f]})
+            elif C.get(t, 0) + 1 > rules.limit(t):
+                audits.append({"type": "blocked", "rule": f"limit:{t}", "identifiers": [c.f]})
+            else:
+                C[t] = C.get(t, 0) + 1
+                if t in rules.unique_types:
+                    U[t] = v
+                attach.append(c)
+        return group, order, attach, mapped, audits
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def lookup(self, ident: Identifier) -> str | None:
+        """Current profile id of an identifier (always the live survivor), or None."""
+        return self._ids.get(fmt(ident))
+
+    def current_profile(self, profile_id: str) -> str | None:
+        """The live profile a (possibly merged-away) profile id now lives in, or None if unknown/erased."""
+        if profile_id in self._profiles:
+            return profile_id
+        return self._fwd.get(profile_id)
+
+    def identifiers_of(self, profile_id: str) -> list[Identifier]:
+        """Identifiers of the (forwarded) profile, sorted by priority then value."""
+        cur = self.current_profile(profile_id)
+        if cur is None:
+            return []
+        return sort_identifiers(self.rules, self._profiles[cur].links)
+
+    def why(self, a: Identifier, b: Identifier) -> list[dict[str, Any]] | None:
+        """Chain of links (message id and rule per link) joining two identifiers, or None."""
+        pa, pb = self.lookup(a), self.lookup(b)
+        if pa is None or pa != pb:
+            return None
+        p = self._profiles[pa]
+        return provenance_path(p.links, p.edges, fmt(a), fmt(b))
+
+    # -- erasure ------------------------------------------------------------------------------
+
+    def erase(self, ident: Identifier) -> ErasureResult:
+        """Remove the whole component of ``ident`` and suppress all its identifiers (invariant 5)."""
+        if self.rules.is_blocked(ident):
+            return ErasureResult(None, (), (), refused="blocked_value")
+        f = fmt(ident)
+        pid = self._ids.get(f)
+        idents, losers = [f], []
+        if pid is not None:
+            p = self._profiles[pid]
+            idents, losers = list(p.links), sorted(p.losers)
+        for x in idents:
+            self._ids.pop(x, None)
+            self._deg.pop(x, None)
+            self._quar.discard(x)
+            self._supp.add(suppression_digest(x))
+        for L in losers:
+            self._fwd.pop(L, None)
+        if pid is not None:
+            del self._profiles[pid]
+        return ErasureResult(pid, tuple(([pid] if pid else []) + sorted(losers, key=seq_of)),
+                             tuple(sort_identifiers(self.rules, idents)))
+
+
+def sort_identifiers(rules: IdentityRules, fs: Any) -> list[Identifier]:
+    """``TYPE:VALUE`` strings as identifiers in a stable order: priority, then value."""
+    return sorted((parse(f) for f in fs), key=lambda i: (rules.rank(i[0]), i[0], i[1]))

@@ -1,0 +1,235 @@
+"""The identity graph in Redis: one atomic Lua call per event, one pipelined round trip per batch.
+
+Key layout (all under ``<namespace>:``; email/phone values are keyed hashes, invariant 7):
+
+- ``id:<type>:<value>``  -> live profile id (always the survivor: merges repoint every identifier)
+- ``p:<pid>``            hash ``<type>:<value>`` -> link provenance ``via SEP message_id SEP rule SEP ts``
+- ``pm:<pid>``           hash ``n:<type>`` -> identifier count, ``u:<type>`` -> value of a unique type
+- ``pe:<pid>``           list of merge bridges ``x SEP y SEP message_id SEP rule SEP ts`` (provenance)
+- ``pl:<pid>``           set of every profile id forwarded to ``pid``
+- ``fwd:<pid>``          -> survivor of a merged-away profile (one hop: repointed on later merges)
+- ``seq``                profile sequence; profile id = "p" + base36(INCR seq)
+- ``dedup:<message_id>`` -> claim of the first record carrying it (SET NX EX ttl)
+- ``dres:<message_id>``  -> stored reply of a non-trivial resolution, replayed on redelivery (same ttl)
+- ``supp:<sha1(type:value)>`` erasure suppression (no identifier value kept)
+- ``quar:<type>:<value>`` quarantined supernode (-> message id that tripped it)
+- ``deg:<type>:<value>``  merges bridged by this identifier (supernode breaker)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from importlib import resources
+from typing import Any, Sequence
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, ResponseError
+
+from streams.identity.memory_graph import finish_resolution, sort_identifiers
+from streams.identity.model import (
+    ErasureResult, Identifier, Resolution, ResolveRequest, fmt, provenance_path, seq_of,
+)
+from streams.identity.rules import IdentityRules
+
+__all__ = ["RedisIdentityGraph", "IdentityGraphError"]
+
+
+class IdentityGraphError(RuntimeError):
+    """A Lua call failed for a reason other than a missing script (a bug or a Redis fault)."""
+
+
+def _lua(name: str) -> str:
+    return resources.files("streams.identity").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+def _s(x: Any) -> Any:
+    return x.decode() if isinstance(x, bytes) else x
+
+
+class RedisIdentityGraph:
+    """Async identity graph on Redis; semantics identical to :class:`MemoryIdentityGraph`.
+
+    Several workers may share one Redis and namespace: every event is one atomic script, so
+    concurrent batches interleave per event and still give the same components (invariant 3).
+    Works with ``decode_responses`` on or off.
+    """
+
+    def __init__(self, redis: Redis, namespace: str, rules: IdentityRules, dedup_ttl_s: int = 7 * 86400) -> None:
+        if dedup_ttl_s <= 0:
+            raise ValueError("dedup_ttl_s must be > 0")
+        self.redis = redis
+        self.rules = rules
+        self.prefix = namespace + ":"
+        self._ttl = str(dedup_ttl_s)
+        # The rule numbers are compiled into the script text: one rule set = one script SHA.
+        self._resolve_src = _lua("resolve.lua").replace("__RULES__", rules.lua_config())
+        self._erase_src = _lua("erase.lua")
+        self._resolve_sha = hashlib.sha1(self._resolve_src.encode()).hexdigest()
+        self._erase_sha = hashlib.sha1(self._erase_src.encode()).hexdigest()
+        self._loaded = False
+        # Constant RESP fragments of every resolve call (see _run).
+        self._dedup_prefix = (self.prefix + "dedup:").encode()
+        self._dedup_len = len(self._dedup_prefix)
+        self._head = b"$7\r\nEVALSHA\r\n$40\r\n%b\r\n$1\r\n1\r\n" % self._resolve_sha.encode()
+        ns_b, ttl_b = self.prefix.encode(), self._ttl.encode()
+        self._mid = b"$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(ns_b), ns_b, len(ttl_b), ttl_b)
+
+    async def load_scripts(self) -> None:
+        """SCRIPT LOAD both scripts (done on first use and after a NOSCRIPT, e.g. a Redis restart)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.script_load(self._resolve_src)
+        pipe.script_load(self._erase_src)
+        await pipe.execute()
+        self._loaded = True
+
+    # -- resolution -------------------------------------------------------------------------
+
+    async def resolve_batch(self, requests: Sequence[ResolveRequest]) -> list[Resolution]:
+        """Dedup + resolve every request, in order, in ONE pipelined round trip (EVALSHA each)."""
+        if not requests:
+            return []
+        if not self._loaded:
+            await self.load_scripts()
+        prep = self.rules.prepare
+        prepared = [prep(r.identifiers) for r in requests]
+        replies = await self._run(requests, prepared, range(len(requests)))
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:
+            # Script cache flushed under us: reload and re-send only the failed calls, in order;
+            # none of them ran, and the ones that did are untouched.
+            await self.load_scripts()
+            for i, r in zip(missing, await self._run(requests, prepared, missing)):
+                replies[i] = r
+        return [self._decode(req, blocked, reply)
+                for req, (_, blocked), reply in zip(requests, prepared, replies)]
+
+    async def _run(self, requests: Sequence[ResolveRequest], prepared: list[tuple[list[Identifier], list[Identifier]]],
+                   indices: Sequence[int]) -> list[Any]:
+        """Send one EVALSHA per request as a single packed write and read every reply."""
+        # RESP is packed here rather than by redis-py's pipeline: the generic packer costs more
+        # worker CPU than the whole rest of resolution (bench/identity_bench.py).
+        head, mid = self._head, self._mid
+        parts: list[bytes] = []
+        add = parts.append
+        for i in indices:
+            req = requests[i]
+            linkable = prepared[i][0]
+            key = req.message_id.encode()
+            claim = req.claim.encode()
+            ts = str(req.ts_ms).encode()
+            add(b"*%d\r\n" % (8 + 2 * len(linkable)))
+            add(head)
+            add(b"$%d\r\n%b%b\r\n" % (self._dedup_len + len(key), self._dedup_prefix, key))
+            add(mid)
+            add(b"$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(claim), claim, len(ts), ts))
+            for t, v in linkable:
+                tb, vb = t.encode(), v.encode()
+                add(b"$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(tb), tb, len(vb), vb))
+        return await self._round_trip(b"".join(parts), len(indices))
+
+    async def _round_trip(self, packed: bytes, n: int) -> list[Any]:
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(packed)
+            out: list[Any] = []
+            # One timer for the whole batch instead of one per reply (a timer per reply costs
+            # more worker CPU than decoding it); math.inf = no per-read timeout in redis-py.
+            async with asyncio.timeout(conn.socket_timeout and conn.socket_timeout + 0.002 * n):
+                for _ in range(n):
+                    try:
+                        out.append(await conn.read_response(timeout=math.inf))
+                    except ResponseError as exc:  # per-call errors (NOSCRIPT, script bugs) are replies
+                        out.append(exc)
+            return out
+        except BaseException:
+            # Replies may still be in flight: never hand this socket back in an unknown state.
+            # Scripts that ran are safe to run again (same claim = redelivery, invariant 2).
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)
+
+    def _decode(self, req: ResolveRequest, blocked: list[Identifier], reply: Any) -> Resolution:
+        if isinstance(reply, Exception):
+            raise IdentityGraphError(f"resolving message {req.message_id!r} failed: {reply}") from reply
+        head = _s(reply[0])
+        if head == "duplicate":
+            return Resolution("duplicate", None)
+        if head == "=":  # redelivery of a non-trivial resolution: replay what it reported
+            outcome, pid, body = _s(reply[1]).split("\x1f", 2)
+            return self._finish(req, blocked, outcome, pid or None, body)
+        pid = reply[1]
+        return self._finish(req, blocked, head, _s(pid) if pid else None, reply[2])
+
+    def _finish(self, req: ResolveRequest, blocked: list[Identifier], outcome: str, pid: str | None, body: Any) -> Resolution:
+        if not body:
+            if not blocked:
+                return Resolution(outcome, pid) if outcome != "erased" else Resolution("erased", None)
+            return finish_resolution(req, blocked, self.rules, outcome, pid, (), ())
+        d = orjson.loads(body)
+        merged = d["m"] or ()  # cjson writes an empty array as {}
+        changes = d["c"] or ()
+        return finish_resolution(req, blocked, self.rules, outcome, pid, merged, changes)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def lookup(self, ident: Identifier) -> str | None:
+        """Current profile id of an identifier (always the live survivor), or None."""
+        return _s(await self.redis.get(self.prefix + "id:" + fmt(ident)))
+
+    async def current_profile(self, profile_id: str) -> str | None:
+        """The live profile a (possibly merged-away) profile id now lives in, or None."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(self.prefix + "pm:" + profile_id)
+        pipe.get(self.prefix + "fwd:" + profile_id)
+        live, fwd = await pipe.execute()
+        return profile_id if live else _s(fwd)
+
+    async def identifiers_of(self, profile_id: str) -> list[Identifier]:
+        """Identifiers of the (forwarded) profile, sorted by priority then value."""
+        cur = await self.current_profile(profile_id)
+        if cur is None:
+            return []
+        keys = await self.redis.hkeys(self.prefix + "p:" + cur)
+        return sort_identifiers(self.rules, (_s(k) for k in keys))
+
+    async def why(self, a: Identifier, b: Identifier) -> list[dict[str, Any]] | None:
+        """Chain of links (message id and rule per link) joining two identifiers, or None."""
+        for _ in range(3):  # a merge between the reads moves the profile: read again
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.get(self.prefix + "id:" + fmt(a))
+            pipe.get(self.prefix + "id:" + fmt(b))
+            pa, pb = (_s(x) for x in await pipe.execute())
+            if pa is None or pa != pb:
+                return None
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hgetall(self.prefix + "p:" + pa)
+            pipe.lrange(self.prefix + "pe:" + pa, 0, -1)
+            pipe.get(self.prefix + "id:" + fmt(a))
+            links, edges, again = await pipe.execute()
+            if _s(again) == pa:
+                return provenance_path({_s(k): _s(v) for k, v in links.items()}, [_s(e) for e in edges], fmt(a), fmt(b))
+        return None
+
+    # -- erasure ------------------------------------------------------------------------------
+
+    async def erase(self, ident: Identifier) -> ErasureResult:
+        """Remove the whole component of ``ident`` and suppress all its identifiers (invariant 5)."""
+        if self.rules.is_blocked(ident):
+            return ErasureResult(None, (), (), refused="blocked_value")
+        if not self._loaded:
+            await self.load_scripts()
+        args = (self._erase_sha, 0, self.prefix, fmt(ident))
+        try:
+            pid, idents, losers = await self.redis.evalsha(*args)
+        except NoScriptError:
+            await self.load_scripts()
+            pid, idents, losers = await self.redis.evalsha(*args)
+        pid = _s(pid) if pid else None
+        ids = [pid] if pid else []
+        return ErasureResult(pid, tuple(ids + sorted((_s(x) for x in losers), key=seq_of)),
+                             tuple(sort_identifiers(self.rules, (_s(x) for x in idents))))

@@ -1,0 +1,1 @@
+"""Ingest: raw bytes in, validated and normalised touchpoints (or dead letters) out."""

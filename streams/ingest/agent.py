@@ -1,0 +1,45 @@
+"""The ingest agent: a thin loop feeding batches of raw records to :class:`IngestStage`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from streams.ingest.dlq import DeadLetter
+from streams.ingest.stage import IngestStage, RawRecord
+from streams.kafka import topics as T
+
+__all__ = ["register"]
+
+
+class FaustSink:
+    def __init__(self, applied_topic: faust.types.TopicT, dlq_topic: faust.types.TopicT) -> None:
+        self._applied = applied_topic
+        self._dlq = dlq_topic
+
+    async def applied(self, key: bytes, value: bytes) -> None:
+        await self._applied.send(key=key, value=value)
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        await self._dlq.send(value=letter.value, headers=letter.headers)
+
+
+def register(app: faust.App, ctx: Any) -> None:
+    """Declare the ingest agent on ``app``; ``ctx`` is the worker's :class:`WorkerContext`."""
+    s = ctx.settings
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
+    source = app.topic(s.topic(T.INPUT), **raw)
+    sink = FaustSink(app.topic(s.topic(T.PROFILE_EVENTS), **raw), app.topic(s.topic(T.DLQ), **raw))
+    stage = IngestStage(max_event_bytes=s.max_event_bytes, normalizer=ctx.normalizer, dedup=ctx.dedup,
+                        codec=ctx.dlq_codec, sink=sink, metrics=ctx.metrics)
+    ctx.ingest = stage
+
+    # concurrency=1: Faust can commit past an in-flight event otherwise (faust#606).
+    # take_events acks the whole batch only after this loop body returns.
+    @app.agent(source, name="ingest", concurrency=1)
+    async def ingest(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
+            await stage.process_batch([
+                RawRecord(e.message.value, e.message.topic, e.message.partition, e.message.offset) for e in events
+            ])

@@ -1,0 +1,1 @@
+"""Kafka plumbing shared by workers and commands: topic layout, client options, admin."""

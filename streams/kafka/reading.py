@@ -1,0 +1,100 @@
+"""Reading a topic from its beginning to its current end, and measuring consumer-group lag."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import AsyncIterator
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.kafka.client import client_options
+from streams.kafka.topics import TOPICS
+from streams.settings import Settings
+
+__all__ = ["read_to_end", "namespace_lag", "GroupLag", "partitions_of"]
+
+
+async def partitions_of(admin: AIOKafkaAdminClient, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of the existing ``topics`` (a consumer only knows topics it subscribed to)."""
+    if not topics:
+        return []
+    described = await admin.describe_topics(topics)
+    return [TopicPartition(d["topic"], p["partition"]) for d in described if d["error_code"] == 0 for p in d["partitions"]]
+
+
+async def read_to_end(settings: Settings, topic: str, timeout_s: float = 60.0) -> AsyncIterator[ConsumerRecord]:
+    """Every record of ``topic`` up to the end offsets seen at the start (no consumer group)."""
+    opts = client_options(settings)
+    admin = AIOKafkaAdminClient(**opts)
+    await admin.start()
+    try:
+        tps = await partitions_of(admin, [topic])
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(**opts, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        if not tps:
+            return
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        pending = {tp for tp in tps if ends[tp] > 0}
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} did not reach its end within {timeout_s:.0f}s")
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        yield record
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()
+
+
+class GroupLag(dict[str, int]):
+    """Records behind per consumer group of the namespace."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.values())
+
+
+async def namespace_lag(settings: Settings) -> GroupLag:
+    """Records not yet processed by the namespace's worker group, per group.
+
+    The worker group counts as behind on every topic that workers consume, including partitions
+    it has never committed (so a group that has not started yet is behind, not idle).
+    """
+    opts = client_options(settings)
+    admin = AIOKafkaAdminClient(**opts)
+    consumer = AIOKafkaConsumer(**opts, enable_auto_commit=False, group_id=None)
+    await asyncio.gather(admin.start(), consumer.start())
+    try:
+        existing = set(await admin.list_topics())
+        consumed = [settings.topic(t.name) for t in TOPICS if t.consumed and settings.topic(t.name) in existing]
+        tps = await partitions_of(admin, consumed)
+        ends = await consumer.end_offsets(tps) if tps else {}
+        groups = [g for g, *_ in await admin.list_consumer_groups() if g.startswith(settings.namespace + ".")]
+        if settings.app_id not in groups:
+            groups.append(settings.app_id)
+        lag = GroupLag()
+        for group in groups:
+            committed = await admin.list_consumer_group_offsets(group)
+            behind = 0
+            for tp in tps if group == settings.app_id else committed:
+                end = ends.get(tp)
+                if end is None:
+                    continue
+                meta = committed.get(tp)
+                behind += max(0, end - (meta.offset if meta is not None and meta.offset >= 0 else 0))
+            lag[group] = behind
+        return lag
+    finally:
+        await asyncio.gather(admin.close(), consumer.stop())

@@ -1,0 +1,76 @@
+"""The project's topics, their configuration, and creating them idempotently."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.kafka.client import client_options
+from streams.settings import Settings
+
+__all__ = ["TopicSpec", "TOPICS", "ensure_topics", "INPUT", "DLQ", "IDENTITY_CHANGES", "PROFILE_EVENTS", "DEMAND_COUNTS", "ALERTS"]
+
+log = logging.getLogger(__name__)
+
+INPUT = "touchpoints"
+DLQ = "touchpoints.dlq"
+IDENTITY_CHANGES = "identity.changes"
+PROFILE_EVENTS = "profile-events"
+DEMAND_COUNTS = "demand-counts"
+ALERTS = "alerts"
+
+_DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    doc: str
+    config: dict[str, str] = field(default_factory=dict)
+    consumed: bool = False  # read by the worker group (wait-idle checks its lag)
+
+
+TOPICS = (
+    TopicSpec(INPUT, "raw touchpoint events from upstream apps (any key)", {"retention.ms": str(7 * _DAY_MS)}, consumed=True),
+    TopicSpec(DLQ, "rejected records: original bytes (sealed) + reason headers", {"retention.ms": str(30 * _DAY_MS)}),
+    # The identity graph in Redis is a view of this log; keep it forever so Redis can be rebuilt.
+    TopicSpec(IDENTITY_CHANGES, "identity audit trail: created/linked/merged/blocked/quarantined/erased", {"retention.ms": "-1"}),
+    TopicSpec(PROFILE_EVENTS, "normalised, resolved events keyed by profile id", {"retention.ms": str(7 * _DAY_MS)}),
+    TopicSpec(DEMAND_COUNTS, "partial demand counts per dimension key and event-time bucket", {"retention.ms": str(7 * _DAY_MS)}),
+    TopicSpec(ALERTS, "demand-shift alert lifecycle records", {"retention.ms": str(90 * _DAY_MS)}),
+)
+
+
+async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create any missing project topic; return the names created. Safe to call concurrently."""
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=int(timeout_s * 1000))
+    await asyncio.wait_for(admin.start(), timeout_s)
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(settings.topic(t.name), num_partitions=settings.partitions,
+                     replication_factor=settings.replication_factor, topic_configs=dict(t.config))
+            for t in TOPICS if settings.topic(t.name) not in existing
+        ]
+        if not wanted:
+            return []
+        created: list[str] = []
+        for topic in wanted:  # one by one: a racing creator only makes its own topic fail
+            try:
+                await admin.create_topics([topic], timeout_ms=int(timeout_s * 1000))
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+        log.info("created topics %s", created)
+        return created
+    finally:
+        await admin.close()
+
+
+def describe_topics() -> list[dict[str, Any]]:
+    return [{"name": t.name, "doc": t.doc, **t.config} for t in TOPICS]

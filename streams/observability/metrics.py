@@ -1,0 +1,40 @@
+"""Every Prometheus metric of a worker, defined once, in the project's own registry.
+
+Label values come only from bounded sets (outcomes, reason codes, topics, partitions), never
+from ids or PII (invariant 7). Hot paths bind label children once (``.labels()`` costs ~1 us,
+a bound child's ``inc()`` ~0.25 us).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from streams.events.reasons import Reason
+
+__all__ = ["Metrics"]
+
+OUTCOMES = ("applied", "duplicate", "dead_lettered")
+_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+class Metrics:
+    """The worker's metrics; one instance per process (or per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.events = Counter("touchpoint_events", "Input records by outcome.", ["outcome"], registry=r)
+        self.dead_letters = Counter("touchpoint_dead_letters", "Records sent to the dead-letter topic, by reason.", ["reason"], registry=r)
+        self.batch_seconds = Histogram("touchpoint_stage_seconds", "Processing time of one batch or event, by stage.", ["stage"], registry=r)
+        self.event_lag = Histogram("touchpoint_event_lag_seconds", "Event time to processed.", buckets=_LAG_BUCKETS, registry=r)
+        self.consumer_lag = Gauge("touchpoint_consumer_lag", "Records behind the end of the log, per topic and partition.", ["topic", "partition"], registry=r)
+        self.dependency_retries = Counter("touchpoint_dependency_retries", "Retries while a dependency (redis, kafka) was unavailable.", ["dependency"], registry=r)
+        self.invalid_identifiers = Counter("touchpoint_invalid_identifiers", "Email/phone values that could not be normalised and were not used.", registry=r)
+        # Bound children for the hot path.
+        self.applied = self.events.labels("applied")
+        self.duplicates = self.events.labels("duplicate")
+        self.dead_lettered = self.events.labels("dead_lettered")
+        self.dead_by_reason = {reason: self.dead_letters.labels(reason.value) for reason in Reason}
+        self.ingest_batch_seconds = self.batch_seconds.labels("ingest")
+        for reason in Reason:  # expose zeros so rate() works from the first scrape
+            self.dead_by_reason[reason].inc(0)

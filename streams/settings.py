@@ -1,0 +1,198 @@
+"""Settings: the one configuration object, read from the environment.
+
+Every setting is a field of :class:`Settings` with its environment variable, type, default and a
+one-line description. The README's settings table is generated from these fields
+(``python -m streams.settings --markdown``) and a test fails when the two drift apart.
+Nothing else in the project reads ``os.environ`` for configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["Settings", "SettingsError", "setting_fields"]
+
+ENV_PREFIX = "TOUCHPOINT_"
+DEV_PII_KEY = "dev-only-pii-key-change-me"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+def _setting(default: Any, doc: str, *, secret: bool = False, choices: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"doc": doc, "secret": secret, "choices": choices})
+
+
+def _home(*parts: str) -> str:
+    return str(Path.home().joinpath(*parts))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration of a Touchpoint worker, CLI command or test run.
+
+    Field ``foo_bar`` is read from ``TOUCHPOINT_FOO_BAR``.
+    """
+
+    # -- namespace -------------------------------------------------------------------------
+    namespace: str = _setting("tp", "Prefix of every topic, consumer group and Redis key; environments and test runs sharing a Kafka and a Redis use different namespaces.")
+
+    # -- Kafka -----------------------------------------------------------------------------
+    kafka_bootstrap: str = _setting("127.0.0.1:19092", "Kafka bootstrap servers, comma-separated (the embedded stack listens on 127.0.0.1:19092).")
+    kafka_security_protocol: str = _setting("PLAINTEXT", "Kafka security protocol.", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
+    kafka_sasl_mechanism: str = _setting("SCRAM-SHA-512", "SASL mechanism when the protocol is SASL_*.", choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"))
+    kafka_sasl_username: str = _setting("", "SASL user name.")
+    kafka_sasl_password: str = _setting("", "SASL password.", secret=True)
+    kafka_ssl_cafile: str = _setting("", "CA bundle (PEM) to verify the brokers' TLS certificates; empty = system CAs.")
+    partitions: int = _setting(4, "Partitions of every topic the project creates; the upper bound on workers sharing the work.")
+    replication_factor: int = _setting(1, "Replication factor of the topics the project creates (3 on a production cluster).")
+
+    # -- Redis -----------------------------------------------------------------------------
+    redis_url: str = _setting("redis://127.0.0.1:16379/0", "Redis URL (redis:// or rediss://, user and password allowed) holding the identity graph and dedup keys.")
+
+    # -- ingest ----------------------------------------------------------------------------
+    max_event_bytes: int = _setting(32768, "Records larger than this are dead-lettered as too_large before decoding.")
+    dedup_ttl_s: int = _setting(7 * 86400, "How long a messageId is remembered for deduplication.")
+    batch_size: int = _setting(500, "Most records the ingest agent takes per batch (one Redis round trip per batch).")
+    batch_within_s: float = _setting(0.05, "Longest wait to fill an ingest batch.")
+    pii_key: str = _setting(DEV_PII_KEY, "Secret key of the HMAC-SHA256 applied to email and phone values; set your own in production.", secret=True)
+    pii_key_id: str = _setting("k1", "Identifier of pii_key, written next to hashed values so keys can be rotated.")
+    default_phone_region: str = _setting("CN", "Region assumed for phone numbers written without a country code (ISO 3166 alpha-2).")
+    dlq_encrypt: bool = _setting(True, "Encrypt dead-letter payloads (AES-GCM, key derived from pii_key) so raw PII in rejected records is not readable from the topic.")
+    max_clock_skew_s: int = _setting(86400, "Client clocks further than this from ours are not trusted for skew correction.")
+
+    # -- worker ----------------------------------------------------------------------------
+    store: str = _setting("memory://", "Faust table store: memory:// (rebuilt from the changelog at start) or rocksdb://.")
+    data_dir: str = _setting(_home(".local", "share", "touchpoint", "worker"), "Directory for the worker's local table state.")
+    commit_interval_s: float = _setting(1.0, "How often processed offsets are committed.")
+    session_timeout_s: float = _setting(10.0, "Consumer-group session timeout: how fast a dead worker's partitions move to others.")
+    log_level: str = _setting("info", "Log level of workers and commands.", choices=("debug", "info", "warning", "error"))
+
+    # -- HTTP ------------------------------------------------------------------------------
+    web_host: str = _setting("127.0.0.1", "Address the worker's HTTP server binds to (loopback by default).")
+    web_port: int = _setting(6066, "Port of the worker's HTTP server (metrics, health, profile lookup).")
+    web_token: str = _setting("", "If set, HTTP requests except /healthz must carry 'Authorization: Bearer <token>'.", secret=True)
+    collector_port: int = _setting(8088, "Port of the Segment-compatible HTTP collector.")
+
+    # -- demand ----------------------------------------------------------------------------
+    demand_bucket_s: int = _setting(300, "Event-time bucket of the demand-shift detector.")
+    demand_lateness_s: int = _setting(600, "How late an event may arrive and still count in its bucket.")
+    demand_timezone: str = _setting("Asia/Shanghai", "IANA time zone whose local time of week drives the seasonal baseline.")
+    demand_dimensions: str = _setting("product,category,region,channel,category_region", "Dimensions the demand detector watches, comma-separated.")
+
+    # -- embedded stack ---------------------------------------------------------------------
+    stack_dir: str = _setting(_home(".local", "share", "touchpoint", "stack"), "Data, logs and pid files of the embedded Kafka and Redis.")
+    cache_dir: str = _setting(_home(".cache", "touchpoint"), "Cache of the Kafka jars fetched from Maven Central.")
+    stack_kafka_port: int = _setting(19092, "Client port of the embedded Kafka broker.")
+    stack_controller_port: int = _setting(19093, "KRaft controller port of the embedded Kafka broker.")
+    stack_redis_port: int = _setting(16379, "Port of the embedded Redis server.")
+
+    # ---------------------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Build settings from ``TOUCHPOINT_*`` variables, then apply keyword overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            var = ENV_PREFIX + f.name.upper()
+            if var in env:
+                values[f.name] = _parse(var, env[var], type(f.default))
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise :class:`SettingsError` naming the first variable with an unusable value."""
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices") or ()
+            if choices and getattr(self, f.name) not in choices:
+                raise SettingsError(f"{ENV_PREFIX}{f.name.upper()}={getattr(self, f.name)!r}: expected one of {', '.join(choices)}")
+        if not self.namespace or not all(c.isalnum() or c in "-_" for c in self.namespace):
+            raise SettingsError(f"TOUCHPOINT_NAMESPACE={self.namespace!r}: use letters, digits, '-' and '_' only")
+        for name in ("partitions", "replication_factor", "max_event_bytes", "batch_size", "dedup_ttl_s", "demand_bucket_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
+
+    def with_(self, **changes: Any) -> "Settings":
+        """A copy with some fields changed (validated)."""
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+    # -- derived names -------------------------------------------------------------------------
+    def topic(self, name: str) -> str:
+        """The namespaced Kafka topic name for one of the project's logical topics."""
+        return f"{self.namespace}.{name}"
+
+    @property
+    def app_id(self) -> str:
+        """Faust app id = consumer group id; also prefixes table changelog topics."""
+        return f"{self.namespace}.touchpoint"
+
+    @property
+    def redis_prefix(self) -> str:
+        return f"{self.namespace}:"
+
+    def to_env(self) -> dict[str, str]:
+        """The ``TOUCHPOINT_*`` variables that rebuild these settings in a child process."""
+        out: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[ENV_PREFIX + f.name.upper()] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """All settings with secrets masked, for start-up logs."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = "***" if f.metadata.get("secret") and value else value
+        return out
+
+
+def setting_fields() -> list[dataclasses.Field[Any]]:
+    return list(dataclasses.fields(Settings))
+
+
+def _parse(var: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        return raw
+    except ValueError as exc:
+        raise SettingsError(f"{var}={raw!r}: {exc}") from None
+
+
+def markdown_table() -> str:
+    """The README's settings table, generated from the fields."""
+    lines = ["| variable | default | description |", "|---|---|---|"]
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        if f.name in ("stack_dir", "cache_dir", "data_dir"):
+            default = str(default).replace(str(Path.home()), "~")
+        shown = f"`{default}`" if default != "" else "(empty)"
+        choices = f.metadata.get("choices")
+        doc = f.metadata["doc"] + (f" One of: {', '.join(choices)}." if choices else "")
+        lines.append(f"| `{ENV_PREFIX}{f.name.upper()}` | {shown} | {doc} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover - documentation helper
+    if "--markdown" in sys.argv:
+        print(markdown_table())

@@ -1,0 +1,1 @@
+"""Synthetic but realistic touchpoint traffic: a population across channels, with demand shifts."""

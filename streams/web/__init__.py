@@ -1,0 +1,1 @@
+"""HTTP views of a worker: health, metrics. No logic lives here."""

@@ -1,0 +1,49 @@
+"""Health, readiness and metrics endpoints on the worker's Faust web server."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Awaitable, Callable
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+__all__ = ["register", "authorized"]
+
+
+def authorized(token: str, request: Request) -> bool:
+    """True when no token is configured or the request carries it as a bearer token."""
+    if not token:
+        return True
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+def register(app: faust.App, ctx: Any) -> None:
+    token = ctx.settings.web_token
+
+    def guarded(handler: Callable[[View, Request], Awaitable[Response]]) -> Callable[[View, Request], Awaitable[Response]]:
+        async def wrapper(self: View, request: Request) -> Response:
+            if not authorized(token, request):
+                return self.json({"error": "missing or wrong bearer token"}, status=401)
+            return await handler(self, request)
+        return wrapper
+
+    @app.page("/healthz")
+    async def healthz(self: View, request: Request) -> Response:
+        return self.json({"status": "alive"})
+
+    @app.page("/readyz")
+    @guarded
+    async def readyz(self: View, request: Request) -> Response:
+        assigned = app.consumer.assignment() if app.consumer else set()
+        recovered = app.tables.recovery.completed.is_set()
+        ready = bool(assigned) and recovered and not app.rebalancing
+        body = {"ready": ready, "partitions": len(assigned), "tables_recovered": recovered, "rebalancing": app.rebalancing}
+        return self.json(body, status=200 if ready else 503)
+
+    @app.page("/metrics")
+    @guarded
+    async def metrics(self: View, request: Request) -> Response:
+        return self.bytes(generate_latest(ctx.metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])

@@ -1,0 +1,458 @@
+"""Contract of the identity graph: the same scenarios against the in-memory twin and Redis.
+
+Redis comes from TOUCHPOINT_TEST_REDIS_URL, else a private ``redis-server`` on a free loopback
+port is started for this module (skipped when the binary is missing). Every test uses its own
+namespace, so a shared Redis is fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from typing import Any, Callable, Iterator, Sequence
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis
+
+from streams.identity import (
+    IdentityRules, MemoryIdentityGraph, RedisIdentityGraph, Resolution, ResolveRequest,
+)
+from streams.identity.memory_graph import suppression_digest
+from streams.identity.model import Identifier
+from tests.unit.identity.test_properties import (
+    CONFLICT_FREE_RULES, TIGHT_RULES, Folder, check_components, check_rule_invariants, conflict_free_traffic,
+    conflicting_traffic, split, to_requests,
+)
+
+
+# -- Redis for the module ----------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("TOUCHPOINT_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server not installed and TOUCHPOINT_TEST_REDIS_URL not set")
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                 "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            client = SyncRedis(port=port)
+            for _ in range(100):
+                try:
+                    client.ping()
+                    break
+                except Exception:
+                    time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+class RedisTwin:
+    """RedisIdentityGraph driven synchronously, on its own event loop and client."""
+
+    def __init__(self, url: str, rules: IdentityRules, namespace: str | None = None, **client_kw: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.client = Redis.from_url(url, **client_kw)
+        self.namespace = namespace or f"t-{uuid.uuid4().hex[:10]}"
+        self.graph = RedisIdentityGraph(self.client, self.namespace, rules)
+        self.rules = rules
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def resolve_batch(self, reqs: Sequence[ResolveRequest]) -> list[Resolution]:
+        return self.run(self.graph.resolve_batch(reqs))
+
+    def lookup(self, ident: Identifier) -> str | None:
+        return self.run(self.graph.lookup(ident))
+
+    def current_profile(self, pid: str) -> str | None:
+        return self.run(self.graph.current_profile(pid))
+
+    def identifiers_of(self, pid: str) -> list[Identifier]:
+        return self.run(self.graph.identifiers_of(pid))
+
+    def erase(self, ident: Identifier) -> Any:
+        return self.run(self.graph.erase(ident))
+
+    def why(self, a: Identifier, b: Identifier) -> Any:
+        return self.run(self.graph.why(a, b))
+
+    def keys(self) -> list[str]:
+        return [k.decode() for k in self.run(self.client.keys(self.namespace + ":*"))]
+
+    def close(self) -> None:
+        self.run(self.client.aclose())
+        self.loop.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """Factory of graphs of the parametrised kind, closed after the test."""
+    made: list[RedisTwin] = []
+
+    def factory(rules: IdentityRules = IdentityRules()) -> Any:
+        if request.param == "memory":
+            return MemoryIdentityGraph(rules)
+        twin = RedisTwin(request.getfixturevalue("redis_url"), rules)
+        made.append(twin)
+        return twin
+
+    yield factory
+    for twin in made:
+        twin.close()
+
+
+def R(mid: str, *ids: str, claim: str | None = None, ts: int = 1_700_000_000_000) -> ResolveRequest:
+    return ResolveRequest(mid, claim or f"touchpoints/0/{mid}", tuple(tuple(i.split(":", 1)) for i in ids), ts)  # type: ignore[misc]
+
+
+def I(text: str) -> Identifier:
+    kind, _, value = text.partition(":")
+    return kind, value
+
+
+def kinds(res: Resolution) -> list[tuple[str, str]]:
+    return [(c["type"], c["rule"]) for c in res.changes]
+
+
+def snapshot(g: Any, idents: Sequence[str]) -> dict[str, Any]:
+    return {i: (g.lookup(I(i)), tuple(g.identifiers_of(p)) if (p := g.lookup(I(i))) else ()) for i in idents}
+
+
+# -- scenarios (both graphs) --------------------------------------------------------------------
+
+def test_first_event_creates_a_profile(make: Callable[..., Any]) -> None:
+    g = make()
+    [res] = g.resolve_batch([R("m1", "anonymous_id:a1", "device_id:d1")])
+    assert res.outcome == "applied" and res.profile_id == "p1" and res.merged == ()
+    assert res.changes == ({"type": "created", "rule": "first_seen", "identifiers": ["device_id:d1", "anonymous_id:a1"],
+                            "message_id": "m1", "profile_id": "p1", "ts_ms": 1_700_000_000_000},)
+    assert g.lookup(I("anonymous_id:a1")) == g.lookup(I("device_id:d1")) == "p1"
+    assert g.identifiers_of("p1") == [I("device_id:d1"), I("anonymous_id:a1")]
+    assert g.lookup(I("anonymous_id:zz")) is None and g.identifiers_of("p99") == []
+
+
+def test_merge_keeps_the_older_profile_and_forwards_the_loser(make: Callable[..., Any]) -> None:
+    g = make()
+    r = g.resolve_batch([R("m1", "anonymous_id:a1"), R("m2", "anonymous_id:a2"), R("m3", "anonymous_id:a3"),
+                         R("m4", "user_id:u1", "anonymous_id:a3", "anonymous_id:a2", "anonymous_id:a1")])
+    assert [x.profile_id for x in r] == ["p1", "p2", "p3", "p1"]
+    assert r[3].merged == ("p2", "p3")
+    assert kinds(r[3]) == [("merged", "co_occurrence"), ("merged", "co_occurrence"), ("linked", "co_occurrence")]
+    assert [c.get("from_profile_id") for c in r[3].changes] == ["p2", "p3", None]
+    assert g.current_profile("p3") == g.current_profile("p2") == g.current_profile("p1") == "p1"
+    assert {g.lookup(I(f"anonymous_id:a{i}")) for i in (1, 2, 3)} == {"p1"}
+    assert g.identifiers_of("p3") == g.identifiers_of("p1") and len(g.identifiers_of("p1")) == 4
+    # a second generation of merges keeps forwards one hop deep
+    r = g.resolve_batch([R("m5", "device_id:d9"), R("m6", "device_id:d9", "anonymous_id:a1")])
+    assert r[1].profile_id == "p1" and r[1].merged == ("p4",)
+    assert g.current_profile("p4") == "p1"
+
+
+def test_shared_device_does_not_merge_two_users(make: Callable[..., Any]) -> None:
+    g = make()
+    r = g.resolve_batch([R("m1", "user_id:u1", "device_id:d1"), R("m2", "user_id:u2", "device_id:d1"),
+                         R("m3", "device_id:d1", "anonymous_id:a7")])
+    assert r[0].profile_id == "p1" and r[1].profile_id == "p2" and r[1].merged == ()
+    assert ("conflict", "unique:user_id") in kinds(r[1])
+    conflict = next(c for c in r[1].changes if c["type"] == "conflict")
+    assert conflict["identifiers"] == ["device_id:d1"] and conflict["from_profile_id"] == "p1"
+    assert g.lookup(I("device_id:d1")) == "p1" and g.lookup(I("user_id:u2")) == "p2"
+    assert r[2].profile_id == "p1"  # the device keeps resolving to its first owner
+
+
+def test_two_user_ids_in_one_event_link_only_the_first(make: Callable[..., Any]) -> None:
+    g = make()
+    [r] = g.resolve_batch([R("m1", "anonymous_id:a1", "user_id:u2", "user_id:u1", "member_id:k1")])
+    assert r.outcome == "applied" and kinds(r) == [("conflict", "unique:user_id"), ("created", "first_seen")]
+    assert g.lookup(I("user_id:u2")) == "p1" and g.lookup(I("user_id:u1")) is None
+    assert g.lookup(I("member_id:k1")) == "p1"
+    # a profile that already has a user id refuses another one arriving later
+    [r] = g.resolve_batch([R("m2", "anonymous_id:a1", "user_id:u3")])
+    assert g.lookup(I("user_id:u3")) != "p1" and r.profile_id != "p1"
+
+
+def test_blocked_values_link_nothing(make: Callable[..., Any]) -> None:
+    g = make()
+    r = g.resolve_batch([R("m1", "anonymous_id:a1", "device_id:null"), R("m2", "anonymous_id:a2", "device_id:NULL"),
+                         R("m3", "user_id:undefined", "email:0")])
+    assert r[0].profile_id != r[1].profile_id
+    assert kinds(r[0]) == [("blocked", "blocked_value"), ("created", "first_seen")]
+    assert r[0].changes[0]["profile_id"] == r[0].profile_id
+    assert r[2].outcome == "blocked" and r[2].profile_id is None
+    assert kinds(r[2]) == [("blocked", "blocked_value"), ("blocked", "blocked_value")]
+    assert g.lookup(I("device_id:null")) is None and g.lookup(I("user_id:undefined")) is None
+
+
+def test_per_type_limit_refuses_links_and_merges(make: Callable[..., Any]) -> None:
+    g = make(IdentityRules(limits={"device_id": 2}))
+    r = g.resolve_batch([R("m1", "user_id:u1", "device_id:d1", "device_id:d2", "device_id:d3")])
+    assert ("blocked", "limit:device_id") in kinds(r[0])
+    assert g.lookup(I("device_id:d3")) is None
+    r = g.resolve_batch([R("m2", "device_id:d4", "device_id:d5"), R("m3", "user_id:u1", "device_id:d4")])
+    assert r[1].profile_id == "p1" and r[1].merged == ()  # merging would give p1 four devices
+    assert ("blocked", "limit:device_id") in kinds(r[1])
+    assert len([i for i in g.identifiers_of("p1") if i[0] == "device_id"]) == 2
+
+
+def test_supernode_is_quarantined_and_never_merges_again(make: Callable[..., Any]) -> None:
+    g = make(IdentityRules(supernode_max_merges=2))
+    anon = [R(f"a{i}", f"anonymous_id:a{i}") for i in range(5)]
+    g.resolve_batch(anon)
+    r = g.resolve_batch([R(f"d{i}", "device_id:kiosk", f"anonymous_id:a{i}") for i in range(5)])
+    assert [len(x.merged) for x in r] == [0, 1, 1, 0, 0]
+    assert kinds(r[3])[0] == ("quarantined", "supernode")
+    assert g.lookup(I("anonymous_id:a3")) != g.lookup(I("anonymous_id:a0"))
+    assert not any(c["type"] == "quarantined" for c in r[4].changes)  # reported once
+    [only] = g.resolve_batch([R("x", "device_id:kiosk")])
+    assert only.outcome == "blocked" and only.profile_id is None
+
+
+def test_order_id_attaches_but_never_merges(make: Callable[..., Any]) -> None:
+    g = make()
+    r = g.resolve_batch([R("m1", "user_id:u1", "order_id:o1"), R("m2", "anonymous_id:a2", "order_id:o1"),
+                         R("m3", "anonymous_id:a9"), R("m4", "anonymous_id:a9", "order_id:o1")])
+    assert r[1].profile_id == "p1"  # nothing else known: the order's owner
+    assert r[3].profile_id == "p2" and r[3].merged == ()
+    assert kinds(r[3]) == [("conflict", "no_merge:order_id")]
+    assert g.lookup(I("order_id:o1")) == "p1"
+
+
+def test_replay_with_other_claims_is_duplicate_and_same_claims_is_applied(make: Callable[..., Any]) -> None:
+    g = make()
+    reqs = [R("m1", "anonymous_id:a1"), R("m2", "anonymous_id:a2", "device_id:d1"),
+            R("m3", "anonymous_id:a1", "device_id:d1", "email:null"), R("m4", "anonymous_id:a1")]
+    first = g.resolve_batch(reqs)
+    idents = ["anonymous_id:a1", "anonymous_id:a2", "device_id:d1"]
+    before = snapshot(g, idents)
+    again = g.resolve_batch(reqs)  # redelivery after a crash before commit: the same answers again
+    assert again == first and all(r.outcome == "applied" for r in again)
+    dups = g.resolve_batch([R(r.message_id, "x:y", claim=r.claim + "-2") for r in reqs])
+    assert [r.outcome for r in dups] == ["duplicate"] * 4 and all(r.changes == () for r in dups)
+    assert snapshot(g, idents) == before
+    # inside one batch, a second record with the same message id is a duplicate too
+    r = g.resolve_batch([R("m9", "anonymous_id:b1"), R("m9", "anonymous_id:b2", claim="touchpoints/1/7")])
+    assert [x.outcome for x in r] == ["applied", "duplicate"] and g.lookup(I("anonymous_id:b2")) is None
+
+
+def test_erased_people_stay_erased_on_replay(make: Callable[..., Any]) -> None:
+    g = make()
+    reqs = [R("m1", "user_id:u1", "anonymous_id:a1"), R("m2", "anonymous_id:a2"), R("m3", "anonymous_id:a2", "anonymous_id:a1"),
+            R("m4", "anonymous_id:other")]
+    g.resolve_batch(reqs)
+    e = g.erase(I("anonymous_id:a2"))
+    assert e.profile_id == "p1" and e.profile_ids == ("p1", "p2") and e.refused is None
+    assert set(e.identifiers) == {I("user_id:u1"), I("anonymous_id:a1"), I("anonymous_id:a2")}
+    for i in e.identifiers:
+        assert g.lookup(i) is None
+    assert g.current_profile("p1") is None and g.current_profile("p2") is None and g.identifiers_of("p1") == []
+    replay = g.resolve_batch(reqs)  # same claims: the redelivery path must not resurrect either
+    assert [r.outcome for r in replay] == ["erased", "erased", "erased", "applied"]
+    replay = g.resolve_batch([R(r.message_id + "-new", *(f"{k}:{v}" for k, v in r.identifiers)) for r in reqs])
+    assert [r.outcome for r in replay] == ["erased", "erased", "erased", "applied"]
+    assert all(r.changes == () and r.profile_id is None for r in replay[:3])
+    # an event carrying any suppressed identifier is dropped whole: nothing new gets linked
+    [r] = g.resolve_batch([R("m5", "anonymous_id:a1", "device_id:fresh")])
+    assert r.outcome == "erased" and g.lookup(I("device_id:fresh")) is None
+    assert g.lookup(I("anonymous_id:other")) is not None
+
+
+def test_erase_unknown_and_blocked_identifiers(make: Callable[..., Any]) -> None:
+    g = make()
+    e = g.erase(I("email:abc123"))
+    assert e.profile_id is None and e.identifiers == (I("email:abc123"),)
+    [r] = g.resolve_batch([R("m1", "email:abc123", "anonymous_id:a1")])
+    assert r.outcome == "erased"
+    e = g.erase(I("device_id:null"))
+    assert e.refused == "blocked_value" and e.identifiers == ()
+
+
+def test_why_explains_the_chain_of_links(make: Callable[..., Any]) -> None:
+    g = make()
+    g.resolve_batch([R("m1", "anonymous_id:a1", "device_id:d1"), R("m2", "anonymous_id:a2", "email:e2"),
+                     R("m3", "user_id:u1", "email:e2", "device_id:d1"), R("m4", "user_id:u1", "phone:h1"),
+                     R("m5", "anonymous_id:lone")])
+    chain = g.why(I("anonymous_id:a1"), I("anonymous_id:a2"))
+    assert [(s["from"], s["to"], s["message_id"]) for s in chain] == [
+        ("anonymous_id:a1", "device_id:d1", "m1"), ("device_id:d1", "email:e2", "m3"), ("email:e2", "anonymous_id:a2", "m2")]
+    assert all(s["rule"] == "co_occurrence" for s in chain)
+    assert [s["message_id"] for s in g.why(I("phone:h1"), I("anonymous_id:a2"))] == ["m4", "m3", "m2"]
+    assert g.why(I("anonymous_id:a1"), I("anonymous_id:a1")) == []
+    assert g.why(I("anonymous_id:a1"), I("anonymous_id:lone")) is None
+    assert g.why(I("anonymous_id:a1"), I("anonymous_id:nobody")) is None
+
+
+# -- properties against Redis (fewer examples than the in-memory ones) ---------------------------
+
+PROPS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@PROPS
+@given(events=conflict_free_traffic(), cuts=st.lists(st.integers(0, 30), max_size=6))
+def test_redis_graph_equals_oracle_components(redis_url: str, events: list[tuple[Identifier, ...]], cuts: list[int]) -> None:
+    g = RedisTwin(redis_url, CONFLICT_FREE_RULES)
+    try:
+        folder = Folder()
+        for batch in split(to_requests(events), cuts):
+            for res in g.resolve_batch(batch):
+                assert res.outcome == "applied"
+                folder.apply(res)
+        check_components(events, g.lookup, g.identifiers_of, folder.live)
+    finally:
+        g.close()
+
+
+@PROPS
+@given(events=conflict_free_traffic(max_events=40), cuts=st.lists(st.integers(0, 40), max_size=8), data=st.data())
+def test_two_workers_on_one_redis_give_the_oracle_components(redis_url: str, events: list[tuple[Identifier, ...]],
+                                                             cuts: list[int], data: st.DataObject) -> None:
+    """Two RedisIdentityGraph clients resolve interleaved batches concurrently (invariant 3)."""
+    g = RedisTwin(redis_url, CONFLICT_FREE_RULES)
+    try:
+        other = RedisIdentityGraph(Redis.from_url(redis_url), g.namespace, CONFLICT_FREE_RULES)
+        batches = split(to_requests(events), cuts)
+        owner = [data.draw(st.booleans()) for _ in batches]
+
+        async def worker(graph: RedisIdentityGraph, mine: list[list[ResolveRequest]]) -> list[Resolution]:
+            out: list[Resolution] = []
+            for b in mine:
+                out.extend(await graph.resolve_batch(b))
+                await asyncio.sleep(0)
+            return out
+
+        async def both() -> list[list[Resolution]]:
+            try:
+                return list(await asyncio.gather(
+                    worker(g.graph, [b for b, o in zip(batches, owner) if o]),
+                    worker(other, [b for b, o in zip(batches, owner) if not o])))
+            finally:
+                await other.redis.aclose()
+
+        results = g.run(both())
+        idents = {i for ids in events for i in ids}
+        owners = {i: g.lookup(i) for i in idents}
+        assert all(r.outcome == "applied" for rs in results for r in rs)
+        check_components(events, g.lookup, g.identifiers_of, set(owners.values()))
+    finally:
+        g.close()
+
+
+Op = tuple[str, Any]
+
+
+def ops_strategy() -> st.SearchStrategy[list[Op]]:
+    resolve = st.tuples(st.just("resolve"), conflicting_traffic(max_events=8))
+    erase = st.tuples(st.just("erase"), st.sampled_from([("anonymous_id", "a1"), ("user_id", "u0"), ("device_id", "d0"),
+                                                          ("email", "e1"), ("device_id", "null")]))
+    redo = st.tuples(st.just("redo"), st.integers(0, 50))
+    return st.lists(st.one_of(resolve, resolve, resolve, erase, redo), min_size=1, max_size=8)
+
+
+@PROPS
+@given(ops=ops_strategy(), tight=st.booleans())
+def test_redis_and_memory_agree_exactly_on_conflicting_traffic(redis_url: str, ops: list[Op], tight: bool) -> None:
+    """Differential test: same outcomes, profile ids, merges, audit records and final graph."""
+    rules = TIGHT_RULES if tight else IdentityRules()
+    mem, red = MemoryIdentityGraph(rules), RedisTwin(redis_url, rules)
+    try:
+        sent: list[ResolveRequest] = []
+        events: list[tuple[Identifier, ...]] = []
+        resolutions: list[Resolution] = []
+        for kind, arg in ops:
+            if kind == "resolve":
+                reqs = [ResolveRequest(f"m{len(sent) + i}", f"t/0/{len(sent) + i}", ids, 1000 + i) for i, ids in enumerate(arg)]
+                sent.extend(reqs)
+                events.extend(arg)
+                a, b = mem.resolve_batch(reqs), red.resolve_batch(reqs)
+                assert a == b
+                resolutions.extend(a)
+            elif kind == "erase":
+                assert mem.erase(arg) == red.erase(arg)
+            elif sent:  # redelivery of an earlier record, same claim
+                req = sent[arg % len(sent)]
+                assert mem.resolve_batch([req]) == red.resolve_batch([req])
+        idents = sorted({i for ids in events for i in ids})
+        assert [mem.lookup(i) for i in idents] == [red.lookup(i) for i in idents]
+        for pid in {p for i in idents if (p := mem.lookup(i))}:
+            assert mem.identifiers_of(pid) == red.identifiers_of(pid)
+        for a, b in zip(idents, idents[1:]):
+            assert mem.why(a, b) == red.why(a, b)
+        check_rule_invariants(events, rules, red.lookup, red.identifiers_of, resolutions)
+    finally:
+        red.close()
+
+
+# -- Redis-only behaviour -------------------------------------------------------------------------
+
+def test_every_key_is_namespaced_and_suppression_keeps_no_values(redis_url: str) -> None:
+    g = RedisTwin(redis_url, IdentityRules(supernode_max_merges=1))
+    try:
+        g.resolve_batch([R("m1", "email:cafe01", "anonymous_id:a1"), R("m2", "anonymous_id:a2"),
+                         R("m3", "anonymous_id:a2", "email:cafe01"), R("m4", "anonymous_id:a3"),
+                         R("m5", "anonymous_id:a3", "email:cafe01")])
+        keys = g.keys()
+        assert keys and all(k.startswith(g.namespace + ":") for k in keys)
+        assert {k.split(":")[1] for k in keys} >= {"id", "p", "pm", "pe", "pl", "fwd", "seq", "dedup", "dres", "deg", "quar"}
+        g.erase(I("email:cafe01"))
+        keys = g.keys()
+        assert not any("cafe01" in k for k in keys if not k.split(":")[1] in ("dres",))
+        assert f"{g.namespace}:supp:{suppression_digest('email:cafe01')}" in keys
+    finally:
+        g.close()
+
+
+def test_script_cache_flush_is_recovered(redis_url: str) -> None:
+    g = RedisTwin(redis_url, IdentityRules())
+    try:
+        g.resolve_batch([R("m1", "anonymous_id:a1")])
+        g.run(g.client.script_flush())
+        [r] = g.resolve_batch([R("m2", "anonymous_id:a1", "device_id:d1")])
+        assert r.outcome == "applied" and r.profile_id == "p1"
+        g.run(g.client.script_flush())
+        assert g.erase(I("device_id:d1")).profile_id == "p1"
+    finally:
+        g.close()
+
+
+def test_decode_responses_client_works(redis_url: str) -> None:
+    g = RedisTwin(redis_url, IdentityRules(), decode_responses=True)
+    try:
+        r = g.resolve_batch([R("m1", "anonymous_id:a1"), R("m2", "anonymous_id:a2"), R("m3", "anonymous_id:a1", "anonymous_id:a2")])
+        assert r[2].merged == ("p2",) and g.identifiers_of("p2") == [I("anonymous_id:a1"), I("anonymous_id:a2")]
+        assert g.resolve_batch([r_ for r_ in [R("m3", "anonymous_id:a1", "anonymous_id:a2")]]) == [r[2]]
+        assert len(g.why(I("anonymous_id:a1"), I("anonymous_id:a2"))) == 1
+        assert g.erase(I("anonymous_id:a1")).profile_ids == ("p1", "p2")
+    finally:
+        g.close()
+
+
+def test_empty_batch_is_free(redis_url: str) -> None:
+    g = RedisTwin(redis_url, IdentityRules())
+    try:
+        assert g.resolve_batch([]) == []
+        assert g.keys() == []
+    finally:
+        g.close()

@@ -1,0 +1,60 @@
+"""Alert lifecycle transitions and monitor snapshots."""
+
+import json
+
+from streams.demand.detector import DetectorConfig
+from streams.demand.lifecycle import ESCALATE, NEW_NORMAL, OPEN, RESOLVED, DemandMonitor, LifecycleConfig
+
+from .synth import series
+
+CFG = DetectorConfig(bucket_s=3600)
+START = 5 * 168 + 40
+
+
+def run(points, lc: LifecycleConfig | None = None):
+    mon = DemandMonitor("sku-1", "sku", CFG, lc)
+    out = []
+    for i, (t, c) in enumerate(points):
+        _, recs = mon.update(t, c)
+        out += [(i, r) for r in recs]
+    return mon, out
+
+
+def test_open_escalate_resolve() -> None:
+    points = series(7, 4)
+    for i in range(START, START + 8):
+        t, c = points[i]
+        points[i] = (t, c * (2 if i < START + 2 else 6))
+    _, recs = run(points)
+    states = [(r.state, r.direction, r.severity) for i, r in recs if i >= START]
+    assert states[:3] == [(OPEN, "surge", 2), (ESCALATE, "surge", 3), (RESOLVED, "surge", 3)]
+    first = [r for i, r in recs if i >= START][0]
+    assert first.bucket_start == first.opened_at and first.bucket_start.endswith("Z")
+    assert first.observed > first.expected and first.excess > 0
+    assert {r.alert_id for i, r in recs if i >= START}.__len__() >= 1
+    assert set(first.to_dict()) >= {"alert_id", "key", "dimension", "state", "direction", "severity",
+                                    "observed", "expected", "excess", "bucket_start", "opened_at"}
+
+
+def test_open_then_new_normal_rebaselines() -> None:
+    points = series(8, 5)
+    shifted = [(t, c * 3 if i >= START else c) for i, (t, c) in enumerate(points)]
+    mon, recs = run(shifted, LifecycleConfig(new_normal_buckets=24))
+    after = [(i, r.state) for i, r in recs if i >= START]
+    assert after[0][1] == OPEN
+    assert NEW_NORMAL in [s for _, s in after]
+    nn = next(i for i, s in after if s == NEW_NORMAL)
+    # Re-baselined at the new level: it does not keep alerting for the rest of the run.
+    assert len([s for i, s in after if i > nn + 24 and s == OPEN]) <= 1
+    assert mon.detector.week_mean[40] > 2 * max(1.0, min(mon.detector.week_mean))
+
+
+def test_monitor_snapshot_roundtrip() -> None:
+    points = series(7, 6)
+    points = [(t, c * 4 if 900 <= i < 910 else c) for i, (t, c) in enumerate(points)]
+    mon = DemandMonitor("k", "sku", CFG)
+    for t, c in points[:905]:
+        mon.update(t, c)
+    clone = DemandMonitor.from_snapshot(json.loads(json.dumps(mon.snapshot())), "k", "sku", CFG)
+    for t, c in points[905:]:
+        assert mon.update(t, c) == clone.update(t, c)
