@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import fcntl
 import os
 import shutil
@@ -279,7 +280,9 @@ def _port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
 
 async def _metadata_ok(bootstrap: str, timeout_s: float) -> bool:
     from aiokafka.client import AIOKafkaClient
+    from aiokafka.errors import KafkaError
 
+    probe_errors = (KafkaError, OSError, asyncio.TimeoutError)
     client = AIOKafkaClient(
         bootstrap_servers=bootstrap,
         request_timeout_ms=max(1000, int(timeout_s * 1000)),
@@ -289,13 +292,12 @@ async def _metadata_ok(bootstrap: str, timeout_s: float) -> bool:
         await asyncio.wait_for(client.bootstrap(), timeout_s)
         # A fenced broker can answer with no brokers; only a listed broker is usable.
         return bool(client.cluster.brokers())
-    except Exception:
+    except probe_errors:
         return False
     finally:
-        try:
+        # A failed close of a throw-away probe client changes nothing about the answer.
+        with contextlib.suppress(*probe_errors):
             await asyncio.wait_for(client.close(), timeout_s)
-        except Exception:
-            pass
 
 
 def probe(host: str, port: int, timeout_s: float = 3.0) -> bool:
@@ -312,5 +314,5 @@ def probe(host: str, port: int, timeout_s: float = 3.0) -> bool:
         fut = pool.submit(asyncio.run, _metadata_ok(f"{host}:{port}", timeout_s))
         try:
             return fut.result(timeout=timeout_s + 2.0)
-        except Exception:
+        except concurrent.futures.TimeoutError:
             return False

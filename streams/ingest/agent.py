@@ -6,6 +6,7 @@ from typing import Any
 
 import faust
 
+from streams.demand.dimensions import parse_dimensions
 from streams.ingest.dlq import DeadLetter
 from streams.ingest.stage import IngestStage, RawRecord
 from streams.kafka import topics as T
@@ -14,9 +15,10 @@ __all__ = ["register"]
 
 
 class FaustSink:
-    def __init__(self, applied_topic: faust.types.TopicT, dlq_topic: faust.types.TopicT) -> None:
+    def __init__(self, applied_topic: faust.types.TopicT, dlq_topic: faust.types.TopicT, demand_topic: faust.types.TopicT) -> None:
         self._applied = applied_topic
         self._dlq = dlq_topic
+        self._demand = demand_topic
 
     async def applied(self, key: bytes, value: bytes) -> None:
         await self._applied.send(key=key, value=value)
@@ -24,15 +26,20 @@ class FaustSink:
     async def dead_letter(self, letter: DeadLetter) -> None:
         await self._dlq.send(value=letter.value, headers=letter.headers)
 
+    async def demand(self, key: bytes, value: bytes) -> None:
+        await self._demand.send(key=key, value=value)
+
 
 def register(app: faust.App, ctx: Any) -> None:
     """Declare the ingest agent on ``app``; ``ctx`` is the worker's :class:`WorkerContext`."""
     s = ctx.settings
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
     source = app.topic(s.topic(T.INPUT), **raw)
-    sink = FaustSink(app.topic(s.topic(T.PROFILE_EVENTS), **raw), app.topic(s.topic(T.DLQ), **raw))
+    sink = FaustSink(app.topic(s.topic(T.PROFILE_EVENTS), **raw), app.topic(s.topic(T.DLQ), **raw),
+                     app.topic(s.topic(T.DEMAND_COUNTS), **raw))
     stage = IngestStage(max_event_bytes=s.max_event_bytes, normalizer=ctx.normalizer, dedup=ctx.dedup,
-                        codec=ctx.dlq_codec, sink=sink, metrics=ctx.metrics)
+                        codec=ctx.dlq_codec, sink=sink, metrics=ctx.metrics, demand_bucket_s=s.demand_bucket_s,
+                        demand_dimensions=parse_dimensions(s.demand_dimensions))
     ctx.ingest = stage
 
     # concurrency=1: Faust can commit past an in-flight event otherwise (faust#606).

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from redis.asyncio import Redis
 
-__all__ = ["RedisDedup"]
+__all__ = ["RedisDedup", "MemoryDedup"]
 
 
 class RedisDedup:
@@ -33,3 +33,17 @@ class RedisDedup:
         # A repeat inside the same batch finds the first record's claim, so it is a duplicate too.
         return [old is None or (old.decode() if isinstance(old, bytes) else old) == claim
                 for (_, claim), old in zip(items, results)]
+
+
+class MemoryDedup:
+    """In-memory twin of :class:`RedisDedup` with the same claim rule, for tests of pure wiring."""
+
+    def __init__(self) -> None:
+        self.claims: dict[str, str] = {}
+
+    async def first_seen(self, items: Sequence[tuple[str, str]]) -> list[bool]:
+        out = []
+        for message_id, claim in items:
+            old = self.claims.setdefault(message_id, claim)
+            out.append(old == claim)
+        return out

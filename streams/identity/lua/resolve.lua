@@ -96,7 +96,7 @@ local function plan(list)
         else
           local over = nil
           for _, lt in ipairs(sorted_keys(m.counts)) do
-            if (C[lt] or 0) + m.counts[lt] > limit_of(lt) + 1 then over = lt break end
+            if (C[lt] or 0) + m.counts[lt] > limit_of(lt) then over = lt break end
           end
           if over then
             audits[#audits + 1] = {type = 'blocked', rule = 'limit:' .. over, identifiers = {c.f}, from_profile_id = pid}

@@ -11,7 +11,12 @@ from streams.devstack import kafka
 
 
 def render(**kw: object) -> dict[str, str]:
-    args: dict[str, object] = dict(host="127.0.0.1", kafka_port=19092, controller_port=19093, log_dir=Path("/d/data"))
+    args: dict[str, object] = {
+        "host": "127.0.0.1",
+        "kafka_port": 19092,
+        "controller_port": 19093,
+        "log_dir": Path("/d/data"),
+    }
     args.update(kw)
     return kafka.parse_properties(kafka.render_server_properties(**args))  # type: ignore[arg-type]
 

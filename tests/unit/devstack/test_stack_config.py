@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.devstack import StackConfig, StackError, status
-from streams.devstack import stack
+from streams.devstack import StackConfig, StackError, stack, status
 
 
 def test_defaults_come_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -113,9 +112,8 @@ def test_lock_times_out(tmp_path: Path) -> None:
     with open(cfg.lock_file, "a") as other:
         fcntl.flock(other, fcntl.LOCK_EX)
         # flock locks are per open file description, so a second open in-process conflicts.
-        with pytest.raises(StackError, match="holds"):
-            with stack._locked(cfg, timeout_s=0.3):
-                pass
+        with pytest.raises(StackError, match="holds"), stack._locked(cfg, timeout_s=0.3):
+            pass
 
 
 def test_status_as_dict_shape(tmp_path: Path) -> None:
