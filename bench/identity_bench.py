@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import random
 import time
@@ -48,10 +49,16 @@ def traffic(n_events: int, n_people: int, seed: int, fresh_share: float) -> list
 async def measure(graph: RedisIdentityGraph, reqs: list[ResolveRequest], batch: int) -> tuple[float, float]:
     """(worker CPU us/event, wall us/event) over batches of ``batch`` events."""
     batches = [reqs[i:i + batch] for i in range(0, len(reqs), batch)]
+    # The generated traffic is bench scaffolding, not worker heap: keep the collector from
+    # rescanning it on every generation-2 pass (a worker holds one batch at a time).
+    gc.collect()
+    gc.freeze()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for b in batches:
         await graph.resolve_batch(b)
-    return (time.process_time() - cpu0) / len(reqs) * 1e6, (time.perf_counter() - wall0) / len(reqs) * 1e6
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    gc.unfreeze()
+    return cpu / len(reqs) * 1e6, wall / len(reqs) * 1e6
 
 
 async def main() -> None:

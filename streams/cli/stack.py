@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
 import orjson
 
 from streams.settings import Settings
@@ -26,8 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def stack_config(settings: Settings):  # type: ignore[no-untyped-def]
     from streams.devstack.stack import StackConfig
 
-    return StackConfig(home=Path(settings.stack_dir), cache_dir=Path(settings.cache_dir), kafka_port=settings.stack_kafka_port,
-                       controller_port=settings.stack_controller_port, redis_port=settings.stack_redis_port)
+    return StackConfig.from_settings(settings)
 
 
 def _print_status(status, as_json: bool) -> None:  # type: ignore[no-untyped-def]

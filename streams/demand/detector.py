@@ -46,6 +46,8 @@ __all__ = [
 
 _LOG10 = math.log(10.0)
 _TIERS = ("week", "day", "level")
+#: Surprise levels at which the empirical tail frequency is tracked (calibration).
+_CAL_EDGES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0, 20.0, 25.0, 30.0)
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,11 @@ class DetectorConfig:
     guard_surprise: float = 3.0
     anomaly_learn_weight: float = 0.2
     max_surprise: float = 30.0
+    calib_window: int = 2000
+    calib_prior: float = 20.0
+    calib: bool = True
+    calib_run: bool = True
+    run_min_buckets: int = 2
 
     def __post_init__(self) -> None:
         if self.bucket_s <= 0:
@@ -254,15 +261,20 @@ class DemandDetector:
         self.integral = True
         self.ev_up = 0.0
         self.ev_dn = 0.0
-        # [excess, expected, variance] summed over the current evidence run.
-        self.run_up = [0.0, 0.0, 0.0]
-        self.run_dn = [0.0, 0.0, 0.0]
+        # [excess, expected, variance, buckets] summed over the current evidence run.
+        self.run_up = [0.0, 0.0, 0.0, 0.0]
+        self.run_dn = [0.0, 0.0, 0.0, 0.0]
         self.direction = 0
         self.normal_run = 0
         self.cooldown = 0
         self.in_alert = 0
         self.alert_obs = 0.0
         self.alert_exp = 0.0
+        # Decayed counts of buckets whose surprise reached each _CAL_EDGES level,
+        # per direction, and the decayed bucket count (surprise calibration).
+        self.cal_up = [0.0] * len(_CAL_EDGES)
+        self.cal_dn = [0.0] * len(_CAL_EDGES)
+        self.cal_n = 0.0
         self.n = 0
         self.last_ts_ms: int | None = None
 
@@ -323,6 +335,10 @@ class DemandDetector:
             assert best is not None
             _, tier_name, mu_ref, var_ref, s_up, s_dn = best
             sd_ref = math.sqrt(var_ref)
+            raw_up, raw_dn = s_up, s_dn
+            if cfg.calib:
+                s_up = self._calibrated(s_up, self.cal_up)
+                s_dn = self._calibrated(s_dn, self.cal_dn)
 
         opened = resolved = False
         var_ref = sd_ref * sd_ref if sd_ref is not None else 0.0
@@ -372,11 +388,46 @@ class DemandDetector:
             buckets_in_alert=self.in_alert if self.direction else 0,
             tier=tier_name,
         )
+        if mu_ref is not None and self.direction == 0:
+            self._learn_calibration(raw_up, raw_dn)
         suspicious = self.direction != 0 or max(s_up, s_dn) >= cfg.guard_surprise
         self._learn(x, ws, ds, cfg.anomaly_learn_weight if suspicious else 1.0)
         self.n += 1
         self.last_ts_ms = ts_ms
         return decision
+
+    def _calibrated(self, s: float, tail: list[float]) -> float:
+        """Surprise re-expressed through this key's own surprise distribution.
+
+        A calibrated model has P(S >= s) = 10^-s. The empirical tail frequency
+        at the tracked levels (mixed with ``calib_prior`` buckets of the
+        theoretical tail) gives p(s); the calibrated surprise is
+        min(s, -log10 p(s)), so heavy-tailed series whose big surprises are
+        routine are damped, and a well-modelled key is left unchanged.
+        """
+        if s <= 0.0:
+            return 0.0
+        m = self.config.calib_prior
+        tot = self.cal_n + m
+
+        def p_at(j: int) -> float:
+            return (tail[j] + m * 10.0 ** -_CAL_EDGES[j]) / tot
+
+        lo_e, lo_lp = 0.0, 0.0
+        for j, e in enumerate(_CAL_EDGES):
+            lp = math.log10(p_at(j))
+            if s <= e:
+                lp_s = lo_lp + (lp - lo_lp) * (s - lo_e) / (e - lo_e)
+                return min(s, -lp_s)
+            lo_e, lo_lp = e, lp
+        return min(s, -(lo_lp - (s - lo_e)))
+
+    def _learn_calibration(self, s_up: float, s_dn: float) -> None:
+        decay = 1.0 - 1.0 / self.config.calib_window
+        self.cal_n = self.cal_n * decay + 1.0
+        for s, tail in ((s_up, self.cal_up), (s_dn, self.cal_dn)):
+            for j, e in enumerate(_CAL_EDGES):
+                tail[j] = tail[j] * decay + (1.0 if s >= e else 0.0)
 
     def _accumulate(self, x: float, mu: float, var: float, s_up: float, s_dn: float) -> None:
         cfg = self.config
@@ -387,8 +438,9 @@ class DemandDetector:
                 run[0] += x - mu
                 run[1] += max(mu, 0.0)
                 run[2] += var
+                run[3] += 1.0
             else:
-                run[0] = run[1] = run[2] = 0.0
+                run[0] = run[1] = run[2] = run[3] = 0.0
 
     def _should_open(self) -> int:
         cfg = self.config
@@ -400,9 +452,14 @@ class DemandDetector:
                 return d
             # Sparse keys: many mildly surprising buckets can add up to a clear
             # shift of the run's total count (e.g. 4/h falling to 0 for hours).
+            if run[3] < cfg.run_min_buckets:
+                continue
             total = max(run[1] + run[0], 0.0)
             up, dn = tail_surprise(round(total) if self.integral else total, run[1], run[2], self.integral)
-            if (up if d > 0 else dn) >= cfg.h + cfg.k:
+            s_run = up if d > 0 else dn
+            if cfg.calib_run:
+                s_run = self._calibrated(s_run, self.cal_up if d > 0 else self.cal_dn)
+            if s_run >= cfg.h + cfg.k:
                 return d
         return 0
 
@@ -412,8 +469,8 @@ class DemandDetector:
         self.in_alert = 0
         self.cooldown = self.config.cooldown_buckets
         self.ev_up = self.ev_dn = 0.0
-        self.run_up[:] = [0.0, 0.0, 0.0]
-        self.run_dn[:] = [0.0, 0.0, 0.0]
+        self.run_up[:] = [0.0, 0.0, 0.0, 0.0]
+        self.run_dn[:] = [0.0, 0.0, 0.0, 0.0]
 
     def _learn(self, x: float, ws: int, ds: int, weight: float) -> None:
         cfg = self.config
@@ -490,6 +547,7 @@ class DemandDetector:
             "run": [list(self.run_up), list(self.run_dn)],
             "alert": [self.direction, self.normal_run, self.cooldown, self.in_alert],
             "alert_sums": [self.alert_obs, self.alert_exp],
+            "cal": [list(self.cal_up), list(self.cal_dn), self.cal_n],
             "n": self.n,
             "last_ts_ms": self.last_ts_ms,
         }
@@ -509,10 +567,15 @@ class DemandDetector:
         det.rdev = {t: float(data["rdev"][t]) for t in _TIERS}
         det.integral = bool(data["integral"])
         det.ev_up, det.ev_dn = (float(v) for v in data["ev"])
-        det.run_up = [float(v) for v in data["run"][0]]
-        det.run_dn = [float(v) for v in data["run"][1]]
+        det.run_up = ([float(v) for v in data["run"][0]] + [0.0])[:4]
+        det.run_dn = ([float(v) for v in data["run"][1]] + [0.0])[:4]
         det.direction, det.normal_run, det.cooldown, det.in_alert = (int(v) for v in data["alert"])
         det.alert_obs, det.alert_exp = (float(v) for v in data["alert_sums"])
+        cal = data.get("cal")
+        if cal is not None:
+            det.cal_up = [float(v) for v in cal[0]]
+            det.cal_dn = [float(v) for v in cal[1]]
+            det.cal_n = float(cal[2])
         det.n = int(data["n"])
         det.last_ts_ms = None if data["last_ts_ms"] is None else int(data["last_ts_ms"])
         return det

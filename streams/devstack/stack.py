@@ -18,7 +18,6 @@ started them; they are found again through pid files, and a pid is only trusted 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import json
@@ -26,12 +25,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 from . import kafka as _kafka
 from . import redis as _redis
@@ -50,20 +52,11 @@ class StackError(RuntimeError):
 
 
 def _default_home() -> Path:
-    env = os.environ.get("TOUCHPOINT_STACK_HOME")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
-    return base / "touchpoint" / "stack"
+    return Path.home() / ".local" / "share" / "touchpoint" / "stack"
 
 
 def _default_cache_dir() -> Path:
-    env = os.environ.get("TOUCHPOINT_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "touchpoint"
+    return Path.home() / ".cache" / "touchpoint"
 
 
 @dataclass(frozen=True)
@@ -97,23 +90,10 @@ class StackConfig:
             raise ValueError("kafka_heap_mb must be >= 128")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> StackConfig:
-        """Defaults, then TOUCHPOINT_* variables, then explicit keyword overrides."""
-        env = os.environ if env is None else env
-        kw: dict[str, object] = {}
-        for name, var, conv in (
-            ("home", "TOUCHPOINT_STACK_HOME", Path),
-            ("cache_dir", "TOUCHPOINT_CACHE_DIR", Path),
-            ("kafka_port", "TOUCHPOINT_KAFKA_PORT", int),
-            ("controller_port", "TOUCHPOINT_CONTROLLER_PORT", int),
-            ("redis_port", "TOUCHPOINT_REDIS_PORT", int),
-            ("kafka_version", "TOUCHPOINT_KAFKA_VERSION", str),
-            ("kafka_heap_mb", "TOUCHPOINT_KAFKA_HEAP_MB", int),
-        ):
-            if env.get(var):
-                kw[name] = conv(env[var])
-        kw.update(overrides)
-        return cls(**kw)  # type: ignore[arg-type]
+    def from_settings(cls, settings: "Settings") -> StackConfig:
+        """The stack that ``settings`` describe (TOUCHPOINT_STACK_* variables)."""
+        return cls(home=Path(settings.stack_dir), cache_dir=Path(settings.cache_dir), kafka_port=settings.stack_kafka_port,
+                   controller_port=settings.stack_controller_port, redis_port=settings.stack_redis_port)
 
     # -- derived paths
     @property
@@ -618,28 +598,3 @@ def wipe(cfg: StackConfig) -> None:
             raise StackError(f"refusing to wipe {cfg.home}: {', '.join(running)} still running")
         for service in SERVICES:
             shutil.rmtree(cfg.service_dir(service), ignore_errors=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Small CLI: ``up|down|status|wipe`` (config from TOUCHPOINT_* variables)."""
-    parser = argparse.ArgumentParser(prog="devstack", description="local Kafka + Redis for Touchpoint Streams")
-    parser.add_argument("command", choices=("up", "down", "status", "wipe"))
-    parser.add_argument("--timeout", type=float, default=None)
-    args = parser.parse_args(argv)
-    cfg = StackConfig.from_env()
-    try:
-        if args.command == "up":
-            st = up(cfg, timeout_s=args.timeout or 120.0)
-        elif args.command == "down":
-            down(cfg, timeout_s=args.timeout or 30.0)
-            st = status(cfg)
-        elif args.command == "wipe":
-            wipe(cfg)
-            st = status(cfg)
-        else:
-            st = status(cfg)
-    except StackError as exc:
-        print(f"devstack: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(st.as_dict(), indent=2))
-    return 0

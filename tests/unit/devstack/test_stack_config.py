@@ -8,30 +8,22 @@ from pathlib import Path
 import pytest
 
 from streams.devstack import StackConfig, StackError, stack, status
+from streams.settings import Settings
 
 
-def test_defaults_come_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("TOUCHPOINT_STACK_HOME", str(tmp_path / "h"))
-    monkeypatch.setenv("TOUCHPOINT_CACHE_DIR", str(tmp_path / "c"))
-    cfg = StackConfig()
-    assert cfg.home == tmp_path / "h"
-    assert cfg.cache_dir == tmp_path / "c"
-    assert cfg.kafka_port == 19092 and cfg.controller_port == 19093 and cfg.redis_port == 16379
-    assert cfg.kafka_version.startswith("4.")
-
-
-def test_default_locations_under_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in ("TOUCHPOINT_STACK_HOME", "TOUCHPOINT_CACHE_DIR", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.delenv(var, raising=False)
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     cfg = StackConfig()
     assert cfg.home == tmp_path / ".local" / "share" / "touchpoint" / "stack"
     assert cfg.cache_dir == tmp_path / ".cache" / "touchpoint"
+    assert cfg.kafka_port == 19092 and cfg.controller_port == 19093 and cfg.redis_port == 16379
+    assert cfg.kafka_version.startswith("4.")
 
 
-def test_from_env_and_overrides(tmp_path: Path) -> None:
-    env = {"TOUCHPOINT_KAFKA_PORT": "20000", "TOUCHPOINT_REDIS_PORT": "20002", "TOUCHPOINT_STACK_HOME": str(tmp_path)}
-    cfg = StackConfig.from_env(env, controller_port=20001)
+def test_from_settings(tmp_path: Path) -> None:
+    settings = Settings.from_env({"TOUCHPOINT_STACK_KAFKA_PORT": "20000", "TOUCHPOINT_STACK_REDIS_PORT": "20002",
+                                  "TOUCHPOINT_STACK_CONTROLLER_PORT": "20001", "TOUCHPOINT_STACK_DIR": str(tmp_path)})
+    cfg = StackConfig.from_settings(settings)
     assert (cfg.kafka_port, cfg.controller_port, cfg.redis_port) == (20000, 20001, 20002)
     assert cfg.home == tmp_path
     assert cfg.bootstrap_servers == "127.0.0.1:20000"
