@@ -13,7 +13,8 @@ from typing import Any
 import faust
 from redis.asyncio import Redis
 
-from streams.ingest.dedup import RedisDedup
+from streams.identity.redis_graph import RedisIdentityGraph
+from streams.identity.rules import IdentityRules
 from streams.ingest.dlq import DlqCodec
 from streams.ingest.normalize import Normalizer
 from streams.ingest.pii import PiiHasher
@@ -34,7 +35,7 @@ class WorkerContext:
     metrics: Metrics
     redis: Redis
     normalizer: Normalizer
-    dedup: RedisDedup
+    identity: RedisIdentityGraph
     dlq_codec: DlqCodec
     extras: dict[str, Any] = field(default_factory=dict)
     ingest: Any = None
@@ -47,7 +48,7 @@ class WorkerContext:
             metrics=metrics or Metrics(),
             redis=redis,
             normalizer=Normalizer(PiiHasher(settings.pii_key), settings.default_phone_region, settings.max_clock_skew_s * 1000),
-            dedup=RedisDedup(redis, settings.redis_prefix, settings.dedup_ttl_s),
+            identity=RedisIdentityGraph(redis, settings.namespace, IdentityRules(), settings.dedup_ttl_s),
             dlq_codec=DlqCodec(settings.pii_key, settings.dlq_encrypt),
         )
 

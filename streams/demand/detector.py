@@ -47,7 +47,10 @@ __all__ = [
 _LOG10 = math.log(10.0)
 _TIERS = ("week", "day", "level")
 #: Surprise levels at which the empirical tail frequency is tracked (calibration).
-_CAL_EDGES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0, 20.0, 25.0, 30.0)
+_CAL_EDGES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0, 20.0, 25.0, 30.0,
+              60.0, 120.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0)
+#: Cap on raw surprise before calibration (so a 20x shock still differs from a routine 8x spike).
+_RAW_CAP = 10000.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class DetectorConfig:
     min_level_obs: observations before the level tier is used without a prior (4).
     prior_weight: buckets' worth of weight given to a prior expected value (8).
     k: CUSUM allowance, in -log10 p units per bucket (1.0).
-    h: CUSUM threshold that opens an alert (5.0).
+    h: CUSUM threshold that opens an alert (5.5).
     decay: CUSUM forgetting factor per bucket (0.9).
     stay_surprise: per-bucket surprise that keeps an alert open (1.0, hysteresis).
     resolve_buckets: consecutive normal buckets that resolve an alert (6).
@@ -76,7 +79,22 @@ class DetectorConfig:
     clip_sd: inputs are clipped to mu +- clip_sd sd before learning (3.0).
     guard_surprise: buckets at least this surprising learn at reduced weight (3.0).
     anomaly_learn_weight: learning weight of ready slots inside or near an alert (0.2).
-    max_surprise: cap on per-bucket surprise (30.0).
+    max_surprise: cap on per-bucket surprise after calibration (30.0).
+    calib_window: decay window, in buckets, of the surprise calibration counts (2000).
+    calib_prior: buckets' worth of the theoretical tail 10^-s mixed into the
+        empirical surprise tail (20).
+    calib: use calibrated surprise (True); calib_run: also calibrate the
+        run-sum surprise (False: it lost real windows on NAB).
+    run_min_buckets: buckets an evidence run needs before its summed count is
+        tested on its own (2; a single bucket already went through the CUSUM).
+    run_autocorr: inflate the run-sum variance by the AR(1) factor of the
+        learned lag-1 residual correlation (True).
+    severity_cumulative: severity from observed/expected summed over the
+        alert rather than the current bucket (True).
+    tier_rule: "fit" lets an established weekly slot that fits at least as
+        well as the daily tier speak; "least": the less surprised tier speaks.
+    fit_min_seasons: seasons a weekly slot needs for the "fit" rule (2).
+    dev_guard: learn the deviation at the reduced weight near alerts (False).
     """
 
     bucket_s: int = 300
@@ -90,7 +108,7 @@ class DetectorConfig:
     min_level_obs: int = 4
     prior_weight: float = 8.0
     k: float = 1.0
-    h: float = 5.0
+    h: float = 5.5
     decay: float = 0.9
     stay_surprise: float = 1.0
     resolve_buckets: int = 6
@@ -104,8 +122,13 @@ class DetectorConfig:
     calib_window: int = 2000
     calib_prior: float = 20.0
     calib: bool = True
-    calib_run: bool = True
+    calib_run: bool = False
     run_min_buckets: int = 2
+    run_autocorr: bool = True
+    severity_cumulative: bool = True
+    tier_rule: str = "fit"
+    fit_min_seasons: int = 2
+    dev_guard: bool = False
 
     def __post_init__(self) -> None:
         if self.bucket_s <= 0:
@@ -275,6 +298,8 @@ class DemandDetector:
         self.cal_up = [0.0] * len(_CAL_EDGES)
         self.cal_dn = [0.0] * len(_CAL_EDGES)
         self.cal_n = 0.0
+        # Lag-1 autocorrelation of standardised residuals: [last z, E[z z-1], E[z^2]].
+        self.ac = [0.0, 0.0, 1.0]
         self.n = 0
         self.last_ts_ms: int | None = None
 
@@ -294,9 +319,9 @@ class DemandDetector:
         need = cfg.min_slot_seasons * self._bps
         tiers: list[tuple[str, float, float]] = []
         if self.week_n[ws] >= need:
-            tiers.append(("week", *self._mean_var("week", self.week_mean[ws])))
+            tiers.append(("week", *self._mean_var("week", self._slot_mu(self.week_mean[ws], self.week_n[ws]))))
         if self.day_n[ds] >= need and self.day_slots > 1:
-            tiers.append(("day", *self._mean_var("day", self.day_mean[ds])))
+            tiers.append(("day", *self._mean_var("day", self._slot_mu(self.day_mean[ds], self.day_n[ds]))))
         if not tiers:
             if prior is not None:
                 w = cfg.prior_weight
@@ -305,6 +330,13 @@ class DemandDetector:
             elif self.level_n >= cfg.min_level_obs:
                 tiers.append(("level", *self._mean_var("level", self.level)))
         return tiers, ws, ds
+
+    def _slot_mu(self, mean: float, n: int) -> float:
+        """Slot mean; for counts, never below 1/(seasons+1): a few empty seasons
+        do not make one event a certainty-level surprise."""
+        if not self.integral:
+            return mean
+        return max(mean, self._bps / (n + self._bps))
 
     def expected(self, ts_ms: int, prior: float | None = None) -> float | None:
         """Baseline expected value for a bucket at ``ts_ms`` (None before any history)."""
@@ -325,11 +357,21 @@ class DemandDetector:
         tier_name = "none"
         if tiers:
             best = None
+            # A well-established weekly slot that fits better than the daily
+            # tier speaks even when the daily tier is less surprised.
+            week_trusted = (
+                cfg.tier_rule == "fit"
+                and len(tiers) > 1
+                and self.week_n[ws] >= cfg.fit_min_seasons * self._bps
+                and self.rdev["week"] <= self.rdev["day"]
+            )
             for name, mu, var in tiers:
                 up, dn = tail_surprise(x, mu, var, self.integral)
-                up, dn = min(up, cfg.max_surprise), min(dn, cfg.max_surprise)
+                up, dn = min(up, _RAW_CAP), min(dn, _RAW_CAP)
                 # The least surprised ready tier speaks for the bucket.
                 key = max(up, dn)
+                if name == "week" and week_trusted:
+                    key = -1.0
                 if best is None or key < best[0]:
                     best = (key, name, mu, var, up, dn)
             assert best is not None
@@ -339,6 +381,7 @@ class DemandDetector:
             if cfg.calib:
                 s_up = self._calibrated(s_up, self.cal_up)
                 s_dn = self._calibrated(s_dn, self.cal_dn)
+            s_up, s_dn = min(s_up, cfg.max_surprise), min(s_dn, cfg.max_surprise)
 
         opened = resolved = False
         var_ref = sd_ref * sd_ref if sd_ref is not None else 0.0
@@ -368,7 +411,9 @@ class DemandDetector:
                 self.alert_obs = x
                 self.alert_exp = mu_ref
         severity = 0
-        if self.direction != 0 and mu_ref is not None:
+        if self.direction != 0 and cfg.severity_cumulative:
+            severity = _severity(self.alert_obs, self.alert_exp, self.direction)
+        elif self.direction != 0 and mu_ref is not None:
             severity = _severity(x, mu_ref, self.direction)
         elif self.direction != 0:
             severity = 1
@@ -388,6 +433,12 @@ class DemandDetector:
             buckets_in_alert=self.in_alert if self.direction else 0,
             tier=tier_name,
         )
+        if mu_ref is not None and sd_ref is not None:
+            z = min(max((x - mu_ref) / max(sd_ref, 1e-9), -3.0), 3.0)
+            a = cfg.dev_alpha
+            self.ac[1] += a * (z * self.ac[0] - self.ac[1])
+            self.ac[2] += a * (z * z - self.ac[2])
+            self.ac[0] = z
         if mu_ref is not None and self.direction == 0:
             self._learn_calibration(raw_up, raw_dn)
         suspicious = self.direction != 0 or max(s_up, s_dn) >= cfg.guard_surprise
@@ -410,12 +461,17 @@ class DemandDetector:
         m = self.config.calib_prior
         tot = self.cal_n + m
 
-        def p_at(j: int) -> float:
-            return (tail[j] + m * 10.0 ** -_CAL_EDGES[j]) / tot
+        ltot = math.log10(tot)
+
+        def lp_at(j: int) -> float:
+            e = _CAL_EDGES[j]
+            if tail[j] > 0.0:
+                return math.log10(tail[j] + m * 10.0 ** -min(e, 300.0)) - ltot
+            return math.log10(m) - e - ltot
 
         lo_e, lo_lp = 0.0, 0.0
         for j, e in enumerate(_CAL_EDGES):
-            lp = math.log10(p_at(j))
+            lp = lp_at(j)
             if s <= e:
                 lp_s = lo_lp + (lp - lo_lp) * (s - lo_e) / (e - lo_e)
                 return min(s, -lp_s)
@@ -455,13 +511,21 @@ class DemandDetector:
             if run[3] < cfg.run_min_buckets:
                 continue
             total = max(run[1] + run[0], 0.0)
-            up, dn = tail_surprise(round(total) if self.integral else total, run[1], run[2], self.integral)
+            var_run = run[2] * self._run_var_factor(run[3]) if cfg.run_autocorr else run[2]
+            up, dn = tail_surprise(round(total) if self.integral else total, run[1], var_run, self.integral)
             s_run = up if d > 0 else dn
             if cfg.calib_run:
                 s_run = self._calibrated(s_run, self.cal_up if d > 0 else self.cal_dn)
             if s_run >= cfg.h + cfg.k:
                 return d
         return 0
+
+    def _run_var_factor(self, n: float) -> float:
+        """Var(sum of n residuals) / (n var) under AR(1) with the learned lag-1 correlation."""
+        rho = min(max(self.ac[1] / max(self.ac[2], 1e-9), 0.0), 0.95)
+        if rho <= 0.0 or n <= 1:
+            return 1.0
+        return (1 + rho) / (1 - rho) - 2 * rho * (1 - rho**n) / (n * (1 - rho) ** 2)
 
     def _close(self) -> None:
         self.direction = 0
@@ -489,7 +553,7 @@ class DemandDetector:
             else:
                 mu, var = self._mean_var(tier, means[slot])
                 xc = self._clip(x, mu, var)
-                self._learn_dev(tier, xc, mu)
+                self._learn_dev(tier, xc, mu, weight if cfg.dev_guard else 1.0)
                 means[slot] = mu + cfg.season_alpha / self._bps * weight * (xc - mu)
             counts[slot] = min(n + 1, 1_000_000)
         if self.level_n == 0:
@@ -497,7 +561,7 @@ class DemandDetector:
         else:
             mu, var = self._mean_var("level", self.level)
             xc = self._clip(x, mu, var)
-            self._learn_dev("level", xc, mu)
+            self._learn_dev("level", xc, mu, weight if cfg.dev_guard else 1.0)
             w = 1.0 if self.level_n < self.config.min_level_obs else weight
             alpha = max(cfg.level_alpha, 1.0 / (self.level_n + 1)) * w
             self.level = mu + alpha * (xc - mu)
@@ -507,11 +571,11 @@ class DemandDetector:
         band = self.config.clip_sd * math.sqrt(var)
         return min(max(x, mu - band), mu + band)
 
-    def _learn_dev(self, tier: str, xc: float, mu: float) -> None:
+    def _learn_dev(self, tier: str, xc: float, mu: float, weight: float = 1.0) -> None:
         # Always learned (inputs are clipped), so a wrong scale recovers.
         scale = max(abs(mu), 1.0) if self.integral else max(abs(mu), 1e-9)
         r = abs(xc - mu) / scale
-        self.rdev[tier] += self.config.dev_alpha * (r - self.rdev[tier])
+        self.rdev[tier] += self.config.dev_alpha * weight * (r - self.rdev[tier])
 
     def rebaseline(self) -> float:
         """Re-learn the baseline at the level of the open alert (NEW_NORMAL).
@@ -548,6 +612,7 @@ class DemandDetector:
             "alert": [self.direction, self.normal_run, self.cooldown, self.in_alert],
             "alert_sums": [self.alert_obs, self.alert_exp],
             "cal": [list(self.cal_up), list(self.cal_dn), self.cal_n],
+            "ac": list(self.ac),
             "n": self.n,
             "last_ts_ms": self.last_ts_ms,
         }
@@ -576,6 +641,8 @@ class DemandDetector:
             det.cal_up = [float(v) for v in cal[0]]
             det.cal_dn = [float(v) for v in cal[1]]
             det.cal_n = float(cal[2])
+        if "ac" in data:
+            det.ac = [float(v) for v in data["ac"]]
         det.n = int(data["n"])
         det.last_ts_ms = None if data["last_ts_ms"] is None else int(data["last_ts_ms"])
         return det

@@ -7,12 +7,22 @@ and contract tests (and anywhere a graph without Redis is wanted). Dedup keys ne
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from streams.identity.model import (
-    LINK_SEP, ErasureResult, Identifier, Resolution, ResolveRequest, encode_link, fmt, parse,
-    profile_id_of, provenance_path, seq_of,
+    LINK_SEP,
+    ErasureResult,
+    Identifier,
+    Resolution,
+    ResolveRequest,
+    encode_link,
+    fmt,
+    parse,
+    profile_id_of,
+    provenance_path,
+    seq_of,
 )
 from streams.identity.rules import IdentityRules
 
@@ -99,8 +109,8 @@ class MemoryIdentityGraph:
         if any(suppression_digest(c.f) in self._supp for c in cands):
             return "erased", None, [], []
         if same_claim_redelivery:
-            outcome, pid, merged, changes = self._dres[req.message_id]
-            return outcome, pid, list(merged), [dict(c) for c in changes]
+            outcome, pid, losers, stored = self._dres[req.message_id]
+            return outcome, pid, list(losers), [dict(c) for c in stored]
 
         live = []
         for c in cands:

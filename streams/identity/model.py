@@ -7,8 +7,9 @@ Shared by the in-memory twin (:mod:`streams.identity.memory_graph`) and the Redi
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Awaitable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 __all__ = [
     "Identifier", "ResolveRequest", "Resolution", "ErasureResult", "IdentityGraph", "AsyncIdentityGraph",
@@ -138,12 +139,12 @@ def provenance_path(links: Mapping[str, str], merge_edges: Iterable[str], a: str
         adj.setdefault(y, []).append((x, msg, rule, ts))
 
     for ident, enc in links.items():
-        via, msg, rule, ts = enc.split(LINK_SEP)
+        via, msg, rule, ts_text = enc.split(LINK_SEP)
         if via:
-            edge(ident, via, msg, rule, int(ts))
+            edge(ident, via, msg, rule, int(ts_text))
     for enc in merge_edges:
-        x, y, msg, rule, ts = enc.split(LINK_SEP)
-        edge(x, y, msg, rule, int(ts))
+        x, y, msg, rule, ts_text = enc.split(LINK_SEP)
+        edge(x, y, msg, rule, int(ts_text))
     prev: dict[str, tuple[str, str, str, int] | None] = {a: None}
     queue = deque([a])
     while queue:

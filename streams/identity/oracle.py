@@ -6,7 +6,7 @@ end with exactly these components, whatever the order, batching or number of wor
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from streams.identity.model import Identifier
 

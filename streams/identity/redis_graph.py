@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+from collections.abc import Sequence
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -30,7 +31,13 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from streams.identity.memory_graph import finish_resolution, sort_identifiers
 from streams.identity.model import (
-    ErasureResult, Identifier, Resolution, ResolveRequest, fmt, provenance_path, seq_of,
+    ErasureResult,
+    Identifier,
+    Resolution,
+    ResolveRequest,
+    fmt,
+    provenance_path,
+    seq_of,
 )
 from streams.identity.rules import IdentityRules
 
@@ -101,10 +108,10 @@ class RedisIdentityGraph:
             # Script cache flushed under us: reload and re-send only the failed calls, in order;
             # none of them ran, and the ones that did are untouched.
             await self.load_scripts()
-            for i, r in zip(missing, await self._run(requests, prepared, missing)):
+            for i, r in zip(missing, await self._run(requests, prepared, missing), strict=True):
                 replies[i] = r
         return [self._decode(req, blocked, reply)
-                for req, (_, blocked), reply in zip(requests, prepared, replies)]
+                for req, (_, blocked), reply in zip(requests, prepared, replies, strict=True)]
 
     async def _run(self, requests: Sequence[ResolveRequest], prepared: list[tuple[list[Identifier], list[Identifier]]],
                    indices: Sequence[int]) -> list[Any]:

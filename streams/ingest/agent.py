@@ -15,10 +15,12 @@ __all__ = ["register"]
 
 
 class FaustSink:
-    def __init__(self, applied_topic: faust.types.TopicT, dlq_topic: faust.types.TopicT, demand_topic: faust.types.TopicT) -> None:
+    def __init__(self, applied_topic: faust.types.TopicT, dlq_topic: faust.types.TopicT, demand_topic: faust.types.TopicT,
+                 identity_topic: faust.types.TopicT) -> None:
         self._applied = applied_topic
         self._dlq = dlq_topic
         self._demand = demand_topic
+        self._identity = identity_topic
 
     async def applied(self, key: bytes, value: bytes) -> None:
         await self._applied.send(key=key, value=value)
@@ -29,6 +31,9 @@ class FaustSink:
     async def demand(self, key: bytes, value: bytes) -> None:
         await self._demand.send(key=key, value=value)
 
+    async def identity_change(self, key: bytes, value: bytes) -> None:
+        await self._identity.send(key=key, value=value)
+
 
 def register(app: faust.App, ctx: Any) -> None:
     """Declare the ingest agent on ``app``; ``ctx`` is the worker's :class:`WorkerContext`."""
@@ -36,8 +41,8 @@ def register(app: faust.App, ctx: Any) -> None:
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
     source = app.topic(s.topic(T.INPUT), **raw)
     sink = FaustSink(app.topic(s.topic(T.PROFILE_EVENTS), **raw), app.topic(s.topic(T.DLQ), **raw),
-                     app.topic(s.topic(T.DEMAND_COUNTS), **raw))
-    stage = IngestStage(max_event_bytes=s.max_event_bytes, normalizer=ctx.normalizer, dedup=ctx.dedup,
+                     app.topic(s.topic(T.DEMAND_COUNTS), **raw), app.topic(s.topic(T.IDENTITY_CHANGES), **raw))
+    stage = IngestStage(max_event_bytes=s.max_event_bytes, normalizer=ctx.normalizer, resolver=ctx.identity,
                         codec=ctx.dlq_codec, sink=sink, metrics=ctx.metrics, demand_bucket_s=s.demand_bucket_s,
                         demand_dimensions=parse_dimensions(s.demand_dimensions))
     ctx.ingest = stage

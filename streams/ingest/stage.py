@@ -19,7 +19,7 @@ from streams.demand.dimensions import DIMENSIONS, partial_counts
 from streams.events.model import Touchpoint, format_identifier
 from streams.events.reasons import Reason, Rejected
 from streams.ingest.decode import decode
-from streams.ingest.dedup import RedisDedup
+from streams.identity.model import Resolution, ResolveRequest
 from streams.ingest.dlq import DeadLetter, DlqCodec
 from streams.ingest.normalize import Normalizer
 from streams.observability.metrics import Metrics
@@ -50,16 +50,23 @@ class Sink(Protocol):
     async def applied(self, key: bytes, value: bytes) -> None: ...
     async def dead_letter(self, letter: DeadLetter) -> None: ...
     async def demand(self, key: bytes, value: bytes) -> None: ...
+    async def identity_change(self, key: bytes, value: bytes) -> None: ...
+
+
+class Resolver(Protocol):
+    """Dedup + identity resolution of a whole batch in one round trip (RedisIdentityGraph)."""
+
+    async def resolve_batch(self, requests: Sequence[ResolveRequest]) -> list[Resolution]: ...
 
 
 class IngestStage:
-    def __init__(self, *, max_event_bytes: int, normalizer: Normalizer, dedup: RedisDedup,
+    def __init__(self, *, max_event_bytes: int, normalizer: Normalizer, resolver: Resolver,
                  codec: DlqCodec, sink: Sink, metrics: Metrics,
                  demand_bucket_s: int = 300, demand_dimensions: tuple[str, ...] = DIMENSIONS,
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
         self.max_event_bytes = max_event_bytes
         self.normalizer = normalizer
-        self.dedup = dedup
+        self.resolver = resolver
         self.codec = codec
         self.sink = sink
         self.metrics = metrics
@@ -86,34 +93,64 @@ class IngestStage:
                 log.exception("processing error at %s", record.claim)
                 outcomes.append(Rejected(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:300]))
         accepted = [(i, t) for i, t in enumerate(outcomes) if isinstance(t, Touchpoint)]
+        requests = []
         for i, touchpoint in accepted:
             touchpoint.source = records[i].claim
-        fresh = await retry_until_ok(
-            lambda: self.dedup.first_seen([(t.message_id, t.source or "") for _, t in accepted]),
-            "redis", self.metrics.dependency_retries.labels("redis"))
-        verdict = dict(zip((i for i, _ in accepted), fresh))
+            requests.append(ResolveRequest(touchpoint.message_id, touchpoint.source, touchpoint.identifiers, touchpoint.ts_ms))
+        resolutions = await retry_until_ok(lambda: self.resolver.resolve_batch(requests), "redis",
+                                           self.metrics.dependency_retries.labels("redis"))
+        verdict = {i: r for (i, _), r in zip(accepted, resolutions, strict=True)}
 
         applied_by_partition: dict[int, list[Touchpoint]] = defaultdict(list)
         last_offset: dict[int, int] = {}
         for i, outcome in enumerate(outcomes):
             if isinstance(outcome, Rejected):
                 await self._dead_letter(records[i], outcome, now_ms)
-            elif verdict[i]:
-                try:
-                    key = (outcome.profile_id or format_identifier(outcome.identifiers[0])).encode()
-                    await self.sink.applied(key, outcome.to_bytes())
-                except Exception as exc:
-                    log.exception("could not emit %s", records[i].claim)
-                    await self._dead_letter(records[i], Rejected(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:300], "emit"), now_ms)
-                    continue
-                self.metrics.applied.inc()
-                applied_by_partition[records[i].partition].append(outcome)
-                last_offset[records[i].partition] = records[i].offset
-                self.metrics.event_lag.observe(max(0.0, (now_ms - outcome.ts_ms) / 1000))
-            else:
+                continue
+            resolution = verdict[i]
+            if resolution.outcome == "duplicate":
                 self.metrics.duplicates.inc()
+                continue
+            if resolution.outcome == "erased":  # a suppressed person: dropped, never stored (invariant 5)
+                self.metrics.erased.inc()
+                continue
+            if resolution.outcome == "blocked" or resolution.profile_id is None:
+                kinds = ", ".join(sorted({kind for kind, _ in outcome.identifiers}))
+                await self._dead_letter(records[i], Rejected(Reason.NO_IDENTIFIER, f"every identifier is a blocked value ({kinds})", "identity"), now_ms)
+                continue
+            try:
+                await self._emit(outcome, resolution)
+            except Exception as exc:
+                log.exception("could not emit %s", records[i].claim)
+                await self._dead_letter(records[i], Rejected(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:300], "emit"), now_ms)
+                continue
+            self.metrics.applied.inc()
+            applied_by_partition[records[i].partition].append(outcome)
+            last_offset[records[i].partition] = records[i].offset
+            self.metrics.event_lag.observe(max(0.0, (now_ms - outcome.ts_ms) / 1000))
         await self._emit_demand(applied_by_partition, last_offset)
         self.metrics.ingest_batch_seconds.observe(time.perf_counter() - started)
+
+    async def _emit(self, touchpoint: Touchpoint, resolution: Resolution) -> None:
+        """Audit records, then merge instructions, then the event itself, all keyed by profile.
+
+        A merge instruction goes to the loser's partition before the event, so the profiles stage
+        folds the loser into the survivor and forwards anything still in flight for it.
+        """
+        pid = resolution.profile_id
+        assert pid is not None
+        touchpoint.profile_id = pid
+        for change in resolution.changes:
+            await self.sink.identity_change(pid.encode(), orjson.dumps(change))
+            counter = self.metrics.identity_change_by_type.get(change.get("type", ""))
+            if counter is not None:
+                counter.inc()
+        for loser in resolution.merged:
+            control = {"control": "merge", "from": loser, "into": pid, "message_id": touchpoint.message_id, "ts_ms": touchpoint.ts_ms}
+            await self.sink.applied(loser.encode(), orjson.dumps(control))
+        if resolution.merged:
+            self.metrics.identity_merges.inc(len(resolution.merged))
+        await self.sink.applied(pid.encode(), touchpoint.to_bytes())
 
     async def _emit_demand(self, applied: dict[int, list[Touchpoint]], last_offset: dict[int, int]) -> None:
         """Partial demand counts of this batch, per key, bucket and source partition.

@@ -10,10 +10,11 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from streams.events.reasons import Reason
+from streams.identity.model import CHANGE_TYPES
 
 __all__ = ["Metrics"]
 
-OUTCOMES = ("applied", "duplicate", "dead_lettered")
+OUTCOMES = ("applied", "duplicate", "dead_lettered", "erased")
 _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
@@ -30,11 +31,25 @@ class Metrics:
         self.consumer_lag = Gauge("touchpoint_consumer_lag", "Records behind the end of the log, per topic and partition.", ["topic", "partition"], registry=r)
         self.dependency_retries = Counter("touchpoint_dependency_retries", "Retries while a dependency (redis, kafka) was unavailable.", ["dependency"], registry=r)
         self.invalid_identifiers = Counter("touchpoint_invalid_identifiers", "Email/phone values that could not be normalised and were not used.", registry=r)
+        # Demand-shift detection (labels: dimension type, direction, lifecycle state - bounded sets).
+        self.demand_alerts_open = Gauge("touchpoint_demand_alerts_open", "Demand-shift alerts currently open, by dimension type and direction.", ["dimension", "direction"], registry=r)
+        self.demand_alert_transitions = Counter("touchpoint_demand_alert_transitions", "Demand alert lifecycle records emitted, by state.", ["state"], registry=r)
+        self.demand_late_counts = Counter("touchpoint_demand_late_counts", "Partial demand counts that arrived after their bucket had closed (not counted).", registry=r)
+        self.demand_replayed_counts = Counter("touchpoint_demand_replayed_counts", "Partial demand counts skipped as re-sent after a crash (source offset already applied).", registry=r)
+        self.demand_keys = Gauge("touchpoint_demand_keys", "Dimension keys tracked by this worker's demand stage.", registry=r)
+        self.demand_errors = Counter("touchpoint_demand_errors", "Demand-counts records that failed to process (logged and skipped).", registry=r)
+        self.demand_alerts_forwarded = Counter("touchpoint_demand_alerts_forwarded", "Alert records forwarded to Alertmanager, by outcome.", ["outcome"], registry=r)
+        self.identity_merges = Counter("touchpoint_identity_merges", "Profiles merged into another by identity resolution.", registry=r)
+        self.identity_changes = Counter("touchpoint_identity_changes", "Identity audit records by type (created, linked, merged, blocked, quarantined, conflict, erased).", ["type"], registry=r)
         # Bound children for the hot path.
         self.applied = self.events.labels("applied")
         self.duplicates = self.events.labels("duplicate")
         self.dead_lettered = self.events.labels("dead_lettered")
+        self.erased = self.events.labels("erased")
         self.dead_by_reason = {reason: self.dead_letters.labels(reason.value) for reason in Reason}
         self.ingest_batch_seconds = self.batch_seconds.labels("ingest")
+        self.identity_change_by_type = {t: self.identity_changes.labels(t) for t in CHANGE_TYPES}
         for reason in Reason:  # expose zeros so rate() works from the first scrape
             self.dead_by_reason[reason].inc(0)
+        for state in ("OPEN", "ESCALATE", "RESOLVED", "NEW_NORMAL"):
+            self.demand_alert_transitions.labels(state).inc(0)

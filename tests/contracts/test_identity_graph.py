@@ -15,7 +15,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,14 +25,27 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from streams.identity import (
-    IdentityRules, MemoryIdentityGraph, RedisIdentityGraph, Resolution, ResolveRequest,
+    IdentityRules,
+    MemoryIdentityGraph,
+    RedisIdentityGraph,
+    Resolution,
+    ResolveRequest,
 )
 from streams.identity.memory_graph import suppression_digest
 from streams.identity.model import Identifier
 from tests.unit.identity.test_properties import (
-    CONFLICT_FREE_RULES, TIGHT_RULES, Folder, check_components, check_rule_invariants, conflict_free_traffic,
-    conflicting_traffic, split, to_requests,
+    CONFLICT_FREE_RULES,
+    TIGHT_RULES,
+    Folder,
+    check_components,
+    check_rule_invariants,
+    conflict_free_traffic,
+    conflicting_traffic,
+    split,
+    to_requests,
 )
+
+DEFAULT_RULES = IdentityRules()
 
 
 # -- Redis for the module ----------------------------------------------------------------------
@@ -113,7 +127,7 @@ def make(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     """Factory of graphs of the parametrised kind, closed after the test."""
     made: list[RedisTwin] = []
 
-    def factory(rules: IdentityRules = IdentityRules()) -> Any:
+    def factory(rules: IdentityRules = DEFAULT_RULES) -> Any:
         if request.param == "memory":
             return MemoryIdentityGraph(rules)
         twin = RedisTwin(request.getfixturevalue("redis_url"), rules)
@@ -129,7 +143,7 @@ def R(mid: str, *ids: str, claim: str | None = None, ts: int = 1_700_000_000_000
     return ResolveRequest(mid, claim or f"touchpoints/0/{mid}", tuple(tuple(i.split(":", 1)) for i in ids), ts)  # type: ignore[misc]
 
 
-def I(text: str) -> Identifier:
+def ID(text: str) -> Identifier:
     kind, _, value = text.partition(":")
     return kind, value
 
@@ -139,7 +153,7 @@ def kinds(res: Resolution) -> list[tuple[str, str]]:
 
 
 def snapshot(g: Any, idents: Sequence[str]) -> dict[str, Any]:
-    return {i: (g.lookup(I(i)), tuple(g.identifiers_of(p)) if (p := g.lookup(I(i))) else ()) for i in idents}
+    return {i: (g.lookup(ID(i)), tuple(g.identifiers_of(p)) if (p := g.lookup(ID(i))) else ()) for i in idents}
 
 
 # -- scenarios (both graphs) --------------------------------------------------------------------
@@ -150,9 +164,9 @@ def test_first_event_creates_a_profile(make: Callable[..., Any]) -> None:
     assert res.outcome == "applied" and res.profile_id == "p1" and res.merged == ()
     assert res.changes == ({"type": "created", "rule": "first_seen", "identifiers": ["device_id:d1", "anonymous_id:a1"],
                             "message_id": "m1", "profile_id": "p1", "ts_ms": 1_700_000_000_000},)
-    assert g.lookup(I("anonymous_id:a1")) == g.lookup(I("device_id:d1")) == "p1"
-    assert g.identifiers_of("p1") == [I("device_id:d1"), I("anonymous_id:a1")]
-    assert g.lookup(I("anonymous_id:zz")) is None and g.identifiers_of("p99") == []
+    assert g.lookup(ID("anonymous_id:a1")) == g.lookup(ID("device_id:d1")) == "p1"
+    assert g.identifiers_of("p1") == [ID("device_id:d1"), ID("anonymous_id:a1")]
+    assert g.lookup(ID("anonymous_id:zz")) is None and g.identifiers_of("p99") == []
 
 
 def test_merge_keeps_the_older_profile_and_forwards_the_loser(make: Callable[..., Any]) -> None:
@@ -164,7 +178,7 @@ def test_merge_keeps_the_older_profile_and_forwards_the_loser(make: Callable[...
     assert kinds(r[3]) == [("merged", "co_occurrence"), ("merged", "co_occurrence"), ("linked", "co_occurrence")]
     assert [c.get("from_profile_id") for c in r[3].changes] == ["p2", "p3", None]
     assert g.current_profile("p3") == g.current_profile("p2") == g.current_profile("p1") == "p1"
-    assert {g.lookup(I(f"anonymous_id:a{i}")) for i in (1, 2, 3)} == {"p1"}
+    assert {g.lookup(ID(f"anonymous_id:a{i}")) for i in (1, 2, 3)} == {"p1"}
     assert g.identifiers_of("p3") == g.identifiers_of("p1") and len(g.identifiers_of("p1")) == 4
     # a second generation of merges keeps forwards one hop deep
     r = g.resolve_batch([R("m5", "device_id:d9"), R("m6", "device_id:d9", "anonymous_id:a1")])
@@ -180,7 +194,7 @@ def test_shared_device_does_not_merge_two_users(make: Callable[..., Any]) -> Non
     assert ("conflict", "unique:user_id") in kinds(r[1])
     conflict = next(c for c in r[1].changes if c["type"] == "conflict")
     assert conflict["identifiers"] == ["device_id:d1"] and conflict["from_profile_id"] == "p1"
-    assert g.lookup(I("device_id:d1")) == "p1" and g.lookup(I("user_id:u2")) == "p2"
+    assert g.lookup(ID("device_id:d1")) == "p1" and g.lookup(ID("user_id:u2")) == "p2"
     assert r[2].profile_id == "p1"  # the device keeps resolving to its first owner
 
 
@@ -188,11 +202,11 @@ def test_two_user_ids_in_one_event_link_only_the_first(make: Callable[..., Any])
     g = make()
     [r] = g.resolve_batch([R("m1", "anonymous_id:a1", "user_id:u2", "user_id:u1", "member_id:k1")])
     assert r.outcome == "applied" and kinds(r) == [("conflict", "unique:user_id"), ("created", "first_seen")]
-    assert g.lookup(I("user_id:u2")) == "p1" and g.lookup(I("user_id:u1")) is None
-    assert g.lookup(I("member_id:k1")) == "p1"
+    assert g.lookup(ID("user_id:u2")) == "p1" and g.lookup(ID("user_id:u1")) is None
+    assert g.lookup(ID("member_id:k1")) == "p1"
     # a profile that already has a user id refuses another one arriving later
     [r] = g.resolve_batch([R("m2", "anonymous_id:a1", "user_id:u3")])
-    assert g.lookup(I("user_id:u3")) != "p1" and r.profile_id != "p1"
+    assert g.lookup(ID("user_id:u3")) != "p1" and r.profile_id != "p1"
 
 
 def test_blocked_values_link_nothing(make: Callable[..., Any]) -> None:
@@ -204,14 +218,14 @@ def test_blocked_values_link_nothing(make: Callable[..., Any]) -> None:
     assert r[0].changes[0]["profile_id"] == r[0].profile_id
     assert r[2].outcome == "blocked" and r[2].profile_id is None
     assert kinds(r[2]) == [("blocked", "blocked_value"), ("blocked", "blocked_value")]
-    assert g.lookup(I("device_id:null")) is None and g.lookup(I("user_id:undefined")) is None
+    assert g.lookup(ID("device_id:null")) is None and g.lookup(ID("user_id:undefined")) is None
 
 
 def test_per_type_limit_refuses_links_and_merges(make: Callable[..., Any]) -> None:
     g = make(IdentityRules(limits={"device_id": 2}))
     r = g.resolve_batch([R("m1", "user_id:u1", "device_id:d1", "device_id:d2", "device_id:d3")])
     assert ("blocked", "limit:device_id") in kinds(r[0])
-    assert g.lookup(I("device_id:d3")) is None
+    assert g.lookup(ID("device_id:d3")) is None
     r = g.resolve_batch([R("m2", "device_id:d4", "device_id:d5"), R("m3", "user_id:u1", "device_id:d4")])
     assert r[1].profile_id == "p1" and r[1].merged == ()  # merging would give p1 four devices
     assert ("blocked", "limit:device_id") in kinds(r[1])
@@ -225,7 +239,7 @@ def test_supernode_is_quarantined_and_never_merges_again(make: Callable[..., Any
     r = g.resolve_batch([R(f"d{i}", "device_id:kiosk", f"anonymous_id:a{i}") for i in range(5)])
     assert [len(x.merged) for x in r] == [0, 1, 1, 0, 0]
     assert kinds(r[3])[0] == ("quarantined", "supernode")
-    assert g.lookup(I("anonymous_id:a3")) != g.lookup(I("anonymous_id:a0"))
+    assert g.lookup(ID("anonymous_id:a3")) != g.lookup(ID("anonymous_id:a0"))
     assert not any(c["type"] == "quarantined" for c in r[4].changes)  # reported once
     [only] = g.resolve_batch([R("x", "device_id:kiosk")])
     assert only.outcome == "blocked" and only.profile_id is None
@@ -238,7 +252,7 @@ def test_order_id_attaches_but_never_merges(make: Callable[..., Any]) -> None:
     assert r[1].profile_id == "p1"  # nothing else known: the order's owner
     assert r[3].profile_id == "p2" and r[3].merged == ()
     assert kinds(r[3]) == [("conflict", "no_merge:order_id")]
-    assert g.lookup(I("order_id:o1")) == "p1"
+    assert g.lookup(ID("order_id:o1")) == "p1"
 
 
 def test_replay_with_other_claims_is_duplicate_and_same_claims_is_applied(make: Callable[..., Any]) -> None:
@@ -255,7 +269,7 @@ def test_replay_with_other_claims_is_duplicate_and_same_claims_is_applied(make: 
     assert snapshot(g, idents) == before
     # inside one batch, a second record with the same message id is a duplicate too
     r = g.resolve_batch([R("m9", "anonymous_id:b1"), R("m9", "anonymous_id:b2", claim="touchpoints/1/7")])
-    assert [x.outcome for x in r] == ["applied", "duplicate"] and g.lookup(I("anonymous_id:b2")) is None
+    assert [x.outcome for x in r] == ["applied", "duplicate"] and g.lookup(ID("anonymous_id:b2")) is None
 
 
 def test_erased_people_stay_erased_on_replay(make: Callable[..., Any]) -> None:
@@ -263,9 +277,9 @@ def test_erased_people_stay_erased_on_replay(make: Callable[..., Any]) -> None:
     reqs = [R("m1", "user_id:u1", "anonymous_id:a1"), R("m2", "anonymous_id:a2"), R("m3", "anonymous_id:a2", "anonymous_id:a1"),
             R("m4", "anonymous_id:other")]
     g.resolve_batch(reqs)
-    e = g.erase(I("anonymous_id:a2"))
+    e = g.erase(ID("anonymous_id:a2"))
     assert e.profile_id == "p1" and e.profile_ids == ("p1", "p2") and e.refused is None
-    assert set(e.identifiers) == {I("user_id:u1"), I("anonymous_id:a1"), I("anonymous_id:a2")}
+    assert set(e.identifiers) == {ID("user_id:u1"), ID("anonymous_id:a1"), ID("anonymous_id:a2")}
     for i in e.identifiers:
         assert g.lookup(i) is None
     assert g.current_profile("p1") is None and g.current_profile("p2") is None and g.identifiers_of("p1") == []
@@ -276,17 +290,17 @@ def test_erased_people_stay_erased_on_replay(make: Callable[..., Any]) -> None:
     assert all(r.changes == () and r.profile_id is None for r in replay[:3])
     # an event carrying any suppressed identifier is dropped whole: nothing new gets linked
     [r] = g.resolve_batch([R("m5", "anonymous_id:a1", "device_id:fresh")])
-    assert r.outcome == "erased" and g.lookup(I("device_id:fresh")) is None
-    assert g.lookup(I("anonymous_id:other")) is not None
+    assert r.outcome == "erased" and g.lookup(ID("device_id:fresh")) is None
+    assert g.lookup(ID("anonymous_id:other")) is not None
 
 
 def test_erase_unknown_and_blocked_identifiers(make: Callable[..., Any]) -> None:
     g = make()
-    e = g.erase(I("email:abc123"))
-    assert e.profile_id is None and e.identifiers == (I("email:abc123"),)
+    e = g.erase(ID("email:abc123"))
+    assert e.profile_id is None and e.identifiers == (ID("email:abc123"),)
     [r] = g.resolve_batch([R("m1", "email:abc123", "anonymous_id:a1")])
     assert r.outcome == "erased"
-    e = g.erase(I("device_id:null"))
+    e = g.erase(ID("device_id:null"))
     assert e.refused == "blocked_value" and e.identifiers == ()
 
 
@@ -295,14 +309,14 @@ def test_why_explains_the_chain_of_links(make: Callable[..., Any]) -> None:
     g.resolve_batch([R("m1", "anonymous_id:a1", "device_id:d1"), R("m2", "anonymous_id:a2", "email:e2"),
                      R("m3", "user_id:u1", "email:e2", "device_id:d1"), R("m4", "user_id:u1", "phone:h1"),
                      R("m5", "anonymous_id:lone")])
-    chain = g.why(I("anonymous_id:a1"), I("anonymous_id:a2"))
+    chain = g.why(ID("anonymous_id:a1"), ID("anonymous_id:a2"))
     assert [(s["from"], s["to"], s["message_id"]) for s in chain] == [
         ("anonymous_id:a1", "device_id:d1", "m1"), ("device_id:d1", "email:e2", "m3"), ("email:e2", "anonymous_id:a2", "m2")]
     assert all(s["rule"] == "co_occurrence" for s in chain)
-    assert [s["message_id"] for s in g.why(I("phone:h1"), I("anonymous_id:a2"))] == ["m4", "m3", "m2"]
-    assert g.why(I("anonymous_id:a1"), I("anonymous_id:a1")) == []
-    assert g.why(I("anonymous_id:a1"), I("anonymous_id:lone")) is None
-    assert g.why(I("anonymous_id:a1"), I("anonymous_id:nobody")) is None
+    assert [s["message_id"] for s in g.why(ID("phone:h1"), ID("anonymous_id:a2"))] == ["m4", "m3", "m2"]
+    assert g.why(ID("anonymous_id:a1"), ID("anonymous_id:a1")) == []
+    assert g.why(ID("anonymous_id:a1"), ID("anonymous_id:lone")) is None
+    assert g.why(ID("anonymous_id:a1"), ID("anonymous_id:nobody")) is None
 
 
 # -- properties against Redis (fewer examples than the in-memory ones) ---------------------------
@@ -346,8 +360,8 @@ def test_two_workers_on_one_redis_give_the_oracle_components(redis_url: str, eve
         async def both() -> list[list[Resolution]]:
             try:
                 return list(await asyncio.gather(
-                    worker(g.graph, [b for b, o in zip(batches, owner) if o]),
-                    worker(other, [b for b, o in zip(batches, owner) if not o])))
+                    worker(g.graph, [b for b, o in zip(batches, owner, strict=True) if o]),
+                    worker(other, [b for b, o in zip(batches, owner, strict=True) if not o])))
             finally:
                 await other.redis.aclose()
 
@@ -398,7 +412,7 @@ def test_redis_and_memory_agree_exactly_on_conflicting_traffic(redis_url: str, o
         assert [mem.lookup(i) for i in idents] == [red.lookup(i) for i in idents]
         for pid in {p for i in idents if (p := mem.lookup(i))}:
             assert mem.identifiers_of(pid) == red.identifiers_of(pid)
-        for a, b in zip(idents, idents[1:]):
+        for a, b in zip(idents, idents[1:], strict=False):
             assert mem.why(a, b) == red.why(a, b)
         check_rule_invariants(events, rules, red.lookup, red.identifiers_of, resolutions)
     finally:
@@ -416,9 +430,9 @@ def test_every_key_is_namespaced_and_suppression_keeps_no_values(redis_url: str)
         keys = g.keys()
         assert keys and all(k.startswith(g.namespace + ":") for k in keys)
         assert {k.split(":")[1] for k in keys} >= {"id", "p", "pm", "pe", "pl", "fwd", "seq", "dedup", "dres", "deg", "quar"}
-        g.erase(I("email:cafe01"))
+        g.erase(ID("email:cafe01"))
         keys = g.keys()
-        assert not any("cafe01" in k for k in keys if not k.split(":")[1] in ("dres",))
+        assert not any("cafe01" in k for k in keys if k.split(":")[1] not in ("dres",))
         assert f"{g.namespace}:supp:{suppression_digest('email:cafe01')}" in keys
     finally:
         g.close()
@@ -432,7 +446,7 @@ def test_script_cache_flush_is_recovered(redis_url: str) -> None:
         [r] = g.resolve_batch([R("m2", "anonymous_id:a1", "device_id:d1")])
         assert r.outcome == "applied" and r.profile_id == "p1"
         g.run(g.client.script_flush())
-        assert g.erase(I("device_id:d1")).profile_id == "p1"
+        assert g.erase(ID("device_id:d1")).profile_id == "p1"
     finally:
         g.close()
 
@@ -441,10 +455,10 @@ def test_decode_responses_client_works(redis_url: str) -> None:
     g = RedisTwin(redis_url, IdentityRules(), decode_responses=True)
     try:
         r = g.resolve_batch([R("m1", "anonymous_id:a1"), R("m2", "anonymous_id:a2"), R("m3", "anonymous_id:a1", "anonymous_id:a2")])
-        assert r[2].merged == ("p2",) and g.identifiers_of("p2") == [I("anonymous_id:a1"), I("anonymous_id:a2")]
+        assert r[2].merged == ("p2",) and g.identifiers_of("p2") == [ID("anonymous_id:a1"), ID("anonymous_id:a2")]
         assert g.resolve_batch([r_ for r_ in [R("m3", "anonymous_id:a1", "anonymous_id:a2")]]) == [r[2]]
-        assert len(g.why(I("anonymous_id:a1"), I("anonymous_id:a2"))) == 1
-        assert g.erase(I("anonymous_id:a1")).profile_ids == ("p1", "p2")
+        assert len(g.why(ID("anonymous_id:a1"), ID("anonymous_id:a2"))) == 1
+        assert g.erase(ID("anonymous_id:a1")).profile_ids == ("p1", "p2")
     finally:
         g.close()
 

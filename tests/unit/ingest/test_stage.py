@@ -4,7 +4,8 @@ import asyncio
 
 import orjson
 
-from streams.ingest.dedup import MemoryDedup
+from streams.identity.memory_graph import MemoryIdentityGraph
+from streams.identity.rules import IdentityRules
 from streams.ingest.dlq import DlqCodec
 from streams.ingest.normalize import Normalizer
 from streams.ingest.pii import PiiHasher
@@ -14,9 +15,22 @@ from streams.observability.metrics import Metrics
 NOW = 1_767_225_600_000
 
 
+class AsyncMemoryGraph:
+    """The in-memory identity twin behind the async interface the stage uses."""
+
+    def __init__(self):
+        self.graph = MemoryIdentityGraph(IdentityRules())
+
+    async def resolve_batch(self, requests):
+        return self.graph.resolve_batch(requests)
+
+
 class ListSink:
     def __init__(self):
-        self.events, self.letters, self.counts = [], [], []
+        self.events, self.letters, self.counts, self.changes = [], [], [], []
+
+    async def identity_change(self, key, value):
+        self.changes.append((key, orjson.loads(value)))
 
     async def applied(self, key, value):
         self.events.append((key, orjson.loads(value)))
@@ -30,7 +44,7 @@ class ListSink:
 
 def make_stage(normalizer=None):
     sink = ListSink()
-    stage = IngestStage(max_event_bytes=4096, normalizer=normalizer or Normalizer(PiiHasher("k")), dedup=MemoryDedup(),
+    stage = IngestStage(max_event_bytes=4096, normalizer=normalizer or Normalizer(PiiHasher("k")), resolver=AsyncMemoryGraph(),
                         codec=DlqCodec("k", encrypt=False), sink=sink, metrics=Metrics(), demand_bucket_s=300,
                         clock_ms=lambda: NOW)
     return stage, sink
@@ -97,3 +111,27 @@ def test_demand_is_pre_aggregated_per_key_bucket_and_partition():
     before = len(sink.counts)
     asyncio.run(stage.process_batch(records([track("a"), b"{"], partition=1, start=50)))
     assert len(sink.counts) == before
+
+
+def identify(mid, **ids):
+    return orjson.dumps({"type": "identify", "messageId": mid, **ids})
+
+
+def test_events_are_keyed_by_profile_and_merges_come_first():
+    stage, sink = make_stage()
+    asyncio.run(stage.process_batch(records([
+        identify("1", userId="u1"),
+        identify("2", anonymousId="a1"),
+        identify("3", userId="u1", anonymousId="a1"),   # joins the two profiles
+        identify("4", userId="anonymous"),              # a blocked value links nothing
+    ])))
+    keys = [k for k, _ in sink.events]
+    values = [v for _, v in sink.events]
+    p1, p2 = values[0]["profile_id"], values[1]["profile_id"]
+    assert p1 != p2 and keys[:2] == [p1.encode(), p2.encode()]
+    # the merge instruction goes to the loser's key, right before the event that caused it
+    assert values[2] == {"control": "merge", "from": p2, "into": p1, "message_id": "3", "ts_ms": values[2]["ts_ms"]}
+    assert keys[2] == p2.encode() and values[3]["profile_id"] == p1 and keys[3] == p1.encode()
+    assert [dict(l.headers)["tp.reason"] for l in sink.letters] == [b"no_identifier"]
+    assert {c["type"] for _, c in sink.changes} >= {"created", "merged"}
+    assert stage.metrics.identity_merges._value.get() == 1

@@ -1,0 +1,296 @@
+"""The demand stage: partial counts in, closed event-time buckets through the monitors, alerts out.
+
+Kept free of Faust so it can be driven with plain dicts in tests; ``agent.py`` feeds it one
+``demand-counts`` record at a time and binds ``state`` / ``clocks`` to changelog-backed tables.
+
+State (all JSON-safe, so a table's changelog restores it exactly):
+
+``state[key]`` - one entry per dimension key (``category_region:masks|hubei``)::
+
+    {"v": 1,
+     "q": 0,                          # demand-counts partition the key lives on
+     "next": 1767571200000,           # first bucket start not yet fed to the monitor
+     "open": {"1767578400000": 12},   # counts of buckets not closed yet
+     "src": {"3": [4711, [b, ...]]},  # per source input partition: last offset applied and
+                                      # the buckets applied at that offset (replay skip)
+     "mon": {...} | None}             # DemandMonitor.snapshot(), None before the first close
+
+``clocks[str(q)]`` - the event-time clock of one demand-counts partition::
+
+    {"max_b": 1767582000000,          # largest bucket start seen on the partition
+     "closed": 1767574800000}         # every bucket starting before this is closed
+
+Watermark of partition ``q`` = ``max_b - lateness``. Bucket ``[s, s + size)`` closes once
+``s + size <= watermark``; then every key of ``q`` is fed its due buckets in time order,
+including zero buckets, so a collapse to 0 is visible. A partial count for a bucket that is
+already closed is late: it is counted in a metric and never reopens the bucket.
+
+Each decision uses only buckets that closed before it (invariant 6: alerts are causal).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, MutableMapping
+
+import orjson
+
+from streams.demand.buckets import DAY_S, WEEK_S, iso_utc
+from streams.demand.detector import DetectorConfig
+from streams.demand.lifecycle import NEW_NORMAL, OPEN, RESOLVED, AlertRecord, DemandMonitor, LifecycleConfig
+from streams.observability.metrics import Metrics
+
+__all__ = ["ALERT_SCHEMA_ID", "StageConfig", "Outcome", "DemandStage", "parse_partial"]
+
+log = logging.getLogger(__name__)
+
+ALERT_SCHEMA_ID = "touchpoint.alert.v1"
+_STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Parameters of the demand stage, derived from settings.
+
+    The detector's own parameters count in buckets (resolve after 6, cooldown 12); only the
+    bucket size and time zone come from settings. NEW_NORMAL is declared after one day's worth of
+    buckets whatever the bucket size (288 x 5 min, 24 x 1 h).
+    """
+
+    bucket_s: int = 300
+    lateness_s: int = 600
+    timezone: str = "UTC"
+    worker: str = ""
+    max_gap_buckets: int = 0  # 0 = one week of buckets
+
+    @classmethod
+    def from_settings(cls, settings: Any, worker: str = "") -> "StageConfig":
+        return cls(bucket_s=settings.demand_bucket_s, lateness_s=settings.demand_lateness_s,
+                   timezone=settings.demand_timezone, worker=worker)
+
+    @property
+    def size_ms(self) -> int:
+        return self.bucket_s * 1000
+
+    @property
+    def gap_buckets(self) -> int:
+        return self.max_gap_buckets or max(1, WEEK_S // self.bucket_s)
+
+    def detector_config(self) -> DetectorConfig:
+        return DetectorConfig(bucket_s=self.bucket_s, tz=self.timezone)
+
+    def lifecycle_config(self) -> LifecycleConfig:
+        return LifecycleConfig(new_normal_buckets=max(2, DAY_S // self.bucket_s))
+
+
+@dataclass
+class Outcome:
+    """What one partial count did; ``commit`` applies ``writes`` / ``clock`` to the tables.
+
+    status: ``applied``, ``late`` (bucket already closed, not counted) or ``replayed``
+    (already applied before a crash, skipped).
+    """
+
+    status: str
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    writes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    clock: tuple[str, dict[str, int]] | None = None
+    closed_buckets: int = 0
+
+
+def parse_partial(value: bytes | dict[str, Any]) -> tuple[str, int, int, int, int]:
+    """``(key, bucket_ms, count, source_partition, source_offset)`` of one demand-counts value."""
+    msg = orjson.loads(value) if isinstance(value, (bytes, bytearray, memoryview, str)) else value
+    key = msg["k"]
+    if not isinstance(key, str) or ":" not in key:
+        raise ValueError(f"bad dimension key {key!r}")
+    return key, int(msg["b"]), int(msg["n"]), int(msg["p"]), int(msg["o"])
+
+
+def _direction(d: int) -> str:
+    return "surge" if d > 0 else "collapse"
+
+
+class DemandStage:
+    """Applies partial counts, closes buckets by watermark, runs one DemandMonitor per key.
+
+    ``state`` and ``clocks`` are mappings (Faust tables in the worker, dicts in tests). The stage
+    also keeps, in memory only, the keys of each partition and the open alerts (for the gauge);
+    both are rebuilt from ``state`` the first time a partition is seen after :meth:`forget`.
+    """
+
+    def __init__(self, config: StageConfig, state: MutableMapping[str, Any], clocks: MutableMapping[str, Any],
+                 metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.state = state
+        self.clocks = clocks
+        self.metrics = metrics or Metrics()
+        self._detector_cfg = config.detector_config()
+        self._lifecycle_cfg = config.lifecycle_config()
+        self._keys: dict[int, set[str]] = {}
+        self._open: dict[str, tuple[str, str]] = {}  # key -> (dimension type, direction)
+        self._published: set[tuple[str, str]] = set()
+
+    # ------------------------------------------------------------------ API
+    def handle(self, partition: int, value: bytes | dict[str, Any]) -> Outcome:
+        """Process one partial count and commit it (what tests and simple callers want)."""
+        outcome = self.process(partition, value)
+        self.commit(outcome)
+        return outcome
+
+    def process(self, partition: int, value: bytes | dict[str, Any]) -> Outcome:
+        """Work out what one partial count changes, without writing anything yet.
+
+        The agent sends the alerts first and then calls :meth:`commit`, so a failed send leaves
+        the tables untouched and the record is processed again on replay (at-least-once).
+        """
+        key, bucket, count, src_p, src_o = parse_partial(value)
+        size = self.config.size_ms
+        bucket -= bucket % size  # tolerate a producer with a finer bucket
+        entry = self.state.get(key)
+        if entry is not None and self._already_applied(entry, src_p, src_o, bucket):
+            return Outcome("replayed")
+
+        qkey = str(partition)
+        clock = self.clocks.get(qkey)
+        closed = clock["closed"] if clock else None
+        late = closed is not None and bucket < closed
+        new = self._copy(entry, partition, first=bucket if not late else closed)
+        if not late:
+            buckets = new["open"]
+            buckets[str(bucket)] = buckets.get(str(bucket), 0) + count
+            new["next"] = min(new["next"], bucket)
+        last = new["src"].get(str(src_p))
+        applied_at_o = list(last[1]) if last is not None and last[0] == src_o else []
+        new["src"][str(src_p)] = [src_o, applied_at_o + [bucket]]
+        outcome = Outcome("late" if late else "applied", writes={key: new})
+        self._keys_of(partition).add(key)
+
+        # Advance the partition's event-time clock and close what the watermark passed.
+        max_b = bucket if clock is None else max(clock["max_b"], bucket)
+        wm = max_b - self.config.lateness_s * 1000
+        target = wm - wm % size
+        if closed is None:
+            closed = target
+        elif target > closed:
+            self._close_partition(partition, closed, target, outcome)
+            closed = target
+        new_clock = {"max_b": max_b, "closed": closed}
+        if new_clock != clock:
+            outcome.clock = (qkey, new_clock)
+        return outcome
+
+    def commit(self, outcome: Outcome) -> None:
+        """Write the outcome's table entries and update the metrics."""
+        for key, value in outcome.writes.items():
+            self.state[key] = value
+        if outcome.clock is not None:
+            self.clocks[outcome.clock[0]] = outcome.clock[1]
+        m = self.metrics
+        if outcome.status == "late":
+            m.demand_late_counts.inc()
+        elif outcome.status == "replayed":
+            m.demand_replayed_counts.inc()
+        for alert in outcome.alerts:
+            m.demand_alert_transitions.labels(alert["state"]).inc()
+            if alert["state"] == OPEN:
+                self._open[alert["key"]] = (alert["dimension"], alert["direction"])
+            elif alert["state"] in (RESOLVED, NEW_NORMAL):
+                self._open.pop(alert["key"], None)
+        if outcome.alerts:
+            self._publish_open()
+        m.demand_keys.set(sum(len(keys) for keys in self._keys.values()))
+
+    def forget(self) -> None:
+        """Drop the in-memory key index (after a rebalance); it is rebuilt from ``state``."""
+        self._keys.clear()
+        self._open.clear()
+        self._publish_open()
+
+    def keys_of(self, partition: int) -> set[str]:
+        """Dimension keys living on a demand-counts partition (a copy)."""
+        return set(self._keys_of(partition))
+
+    # ------------------------------------------------------------- internals
+    @staticmethod
+    def _already_applied(entry: dict[str, Any], src_p: int, src_o: int, bucket: int) -> bool:
+        # One ingest batch sends several buckets of a key with the same (p, o): the buckets
+        # applied at the last offset are remembered so only true re-sends are skipped.
+        last = entry["src"].get(str(src_p))
+        if last is None:
+            return False
+        offset, buckets = last
+        return src_o < offset or (src_o == offset and bucket in buckets)
+
+    @staticmethod
+    def _copy(entry: dict[str, Any] | None, partition: int, first: int) -> dict[str, Any]:
+        # Never mutate what the table holds: a memory store hands out its own objects.
+        if entry is None:
+            return {"v": _STATE_VERSION, "q": partition, "next": first, "open": {}, "src": {}, "mon": None}
+        return {"v": _STATE_VERSION, "q": entry["q"], "next": entry["next"], "open": dict(entry["open"]),
+                "src": dict(entry["src"]), "mon": entry["mon"]}
+
+    def _keys_of(self, partition: int) -> set[str]:
+        keys = self._keys.get(partition)
+        if keys is None:
+            keys = set()
+            for key, entry in list(self.state.items()):
+                if entry and entry.get("q") == partition:
+                    keys.add(key)
+                    lifecycle = (entry.get("mon") or {}).get("lifecycle") or {}
+                    if lifecycle.get("alert_id"):
+                        self._open[key] = (key.partition(":")[0], _direction(lifecycle["direction"]))
+            self._keys[partition] = keys
+            self._publish_open()
+        return keys
+
+    def _close_partition(self, partition: int, closed: int, target: int, outcome: Outcome) -> None:
+        """Feed buckets [closed, target) of every key of the partition to its monitor."""
+        size = self.config.size_ms
+        floor = target - self.config.gap_buckets * size
+        for key in sorted(self._keys_of(partition)):
+            entry = outcome.writes.get(key) or self.state.get(key)
+            if entry is None or entry["q"] != partition:
+                continue
+            start = entry["next"]
+            due_open = sorted(int(s) for s in entry["open"] if int(s) < target)
+            if start >= target and not due_open:
+                continue  # the key appeared in a bucket that is still open
+            # After a long silence, emit at most a week of zero buckets per key.
+            due = sorted(set(due_open) | set(range(max(start, floor), target, size)))
+            dimension = key.partition(":")[0]
+            mon = self._monitor(key, dimension, entry["mon"])
+            for s in due:
+                _, records = mon.update(s, entry["open"].get(str(s), 0))
+                outcome.alerts.extend(self._alert(r, dimension, s) for r in records)
+            outcome.closed_buckets += len(due)
+            open_left = {s: c for s, c in entry["open"].items() if int(s) >= target}
+            outcome.writes[key] = {**entry, "next": max(start, target), "open": open_left, "mon": mon.snapshot()}
+
+    def _monitor(self, key: str, dimension: str, snapshot: dict[str, Any] | None) -> DemandMonitor:
+        # Cold start: no parent prior (parents live on other partitions); the detector's level
+        # model takes over after a few buckets, its time-of-day/week tiers after two seasons.
+        if snapshot is None:
+            return DemandMonitor(key, dimension, self._detector_cfg, self._lifecycle_cfg)
+        return DemandMonitor.from_snapshot(snapshot, key, dimension, self._detector_cfg, self._lifecycle_cfg)
+
+    def _alert(self, record: AlertRecord, dimension: str, bucket: int) -> dict[str, Any]:
+        out = record.to_dict()
+        out.update(
+            schema=ALERT_SCHEMA_ID,
+            dimension=dimension,
+            value=record.key.partition(":")[2],
+            bucket_end=iso_utc(bucket + self.config.size_ms),
+            bucket_s=self.config.bucket_s,
+            worker=self.config.worker,
+        )
+        return out
+
+    def _publish_open(self) -> None:
+        counts = Counter(self._open.values())
+        gauge = self.metrics.demand_alerts_open
+        for dimension, direction in set(counts) | self._published:
+            gauge.labels(dimension, direction).set(counts.get((dimension, direction), 0))
+        self._published |= set(counts)
