@@ -88,9 +88,13 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
         web_graph_enabled=False,
         web_metrics_enabled=False,
     )
+    from streams.identity import views as identity_views
+    from streams.demand import agent as demand_agent
     from streams.ingest import agent as ingest_agent
     from streams.web import views
 
     ingest_agent.register(app, ctx)
+    demand_agent.register(app, ctx)
     views.register(app, ctx)
+    identity_views.register(app, ctx)
     return app, ctx

@@ -85,6 +85,7 @@ class Settings:
     demand_lateness_s: int = _setting(600, "How late an event may arrive and still count in its bucket.")
     demand_timezone: str = _setting("Asia/Shanghai", "IANA time zone whose local time of week drives the seasonal baseline.")
     demand_dimensions: str = _setting("product,category,region,channel,category_region", "Dimensions the demand detector watches, comma-separated.")
+    alertmanager_url: str = _setting("", "Alertmanager base URL (e.g. http://127.0.0.1:9093); when set, demand alerts are also posted to its API v2. Empty = off.")
 
     # -- embedded stack ---------------------------------------------------------------------
     stack_dir: str = _setting(_home(".local", "share", "touchpoint", "stack"), "Data, logs and pid files of the embedded Kafka and Redis.")

@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.cli.main import UsageError
+    from streams.cli.errors import UsageError
     from streams.demand.offline import detect_csv
 
     try:

@@ -8,16 +8,13 @@ import logging
 import sys
 from typing import Sequence
 
+from streams.cli.errors import UsageError
 from streams.settings import Settings, SettingsError
 
 __all__ = ["main"]
 
 # Each module exposes add_parser(subparsers) and sets args.run = callable(args, settings) -> int.
-_COMMANDS = ("stack", "worker", "send", "idle", "dlq", "simulate", "demo", "detect")
-
-
-class UsageError(Exception):
-    """Bad command-line input: printed as one line, exit code 2."""
+_COMMANDS = ("stack", "worker", "send", "idle", "dlq", "simulate", "demo", "detect", "erase", "alerts")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def read_lines(path: str) -> list[bytes]:
     """Lines without their terminating newline; a final newline does not make an empty record."""
-    from streams.cli.main import UsageError
+    from streams.cli.errors import UsageError
 
     if path == "-":
         data = sys.stdin.buffer.read()

@@ -49,7 +49,7 @@ def generate(args: argparse.Namespace, start_ms: int) -> Iterator[bytes]:
 
 
 def parse_start(text: str | None, events: int, spacing_ms: float) -> int:
-    from streams.cli.main import UsageError
+    from streams.cli.errors import UsageError
 
     if text is None:
         return int(time.time() * 1000 - events * spacing_ms * 1.6)
@@ -88,7 +88,7 @@ async def publish_stream(settings: Settings, records: Iterator[bytes], rate: flo
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.cli.main import UsageError
+    from streams.cli.errors import UsageError
 
     if args.events < 0 or args.people <= 0 or not 0 <= args.duplicates <= 1 or not 0 <= args.malformed <= 1:
         raise UsageError("--events >= 0, --people > 0, and --duplicates/--malformed between 0 and 1")

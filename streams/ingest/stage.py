@@ -114,6 +114,7 @@ class IngestStage:
             if resolution.outcome == "erased":  # a suppressed person: dropped, never stored (invariant 5)
                 self.metrics.erased.inc()
                 continue
+            await self._audit(resolution, outcome.message_id)
             if resolution.outcome == "blocked" or resolution.profile_id is None:
                 kinds = ", ".join(sorted({kind for kind, _ in outcome.identifiers}))
                 await self._dead_letter(records[i], Rejected(Reason.NO_IDENTIFIER, f"every identifier is a blocked value ({kinds})", "identity"), now_ms)
@@ -131,8 +132,17 @@ class IngestStage:
         await self._emit_demand(applied_by_partition, last_offset)
         self.metrics.ingest_batch_seconds.observe(time.perf_counter() - started)
 
+    async def _audit(self, resolution: Resolution, message_id: str) -> None:
+        """The identity audit trail (identity.changes), keyed by profile id (or message id when blocked)."""
+        key = (resolution.profile_id or message_id).encode()
+        for change in resolution.changes:
+            await self.sink.identity_change(key, orjson.dumps(change))
+            counter = self.metrics.identity_change_by_type.get(change.get("type", ""))
+            if counter is not None:
+                counter.inc()
+
     async def _emit(self, touchpoint: Touchpoint, resolution: Resolution) -> None:
-        """Audit records, then merge instructions, then the event itself, all keyed by profile.
+        """Merge instructions, then the event itself, keyed by profile.
 
         A merge instruction goes to the loser's partition before the event, so the profiles stage
         folds the loser into the survivor and forwards anything still in flight for it.
@@ -140,11 +150,6 @@ class IngestStage:
         pid = resolution.profile_id
         assert pid is not None
         touchpoint.profile_id = pid
-        for change in resolution.changes:
-            await self.sink.identity_change(pid.encode(), orjson.dumps(change))
-            counter = self.metrics.identity_change_by_type.get(change.get("type", ""))
-            if counter is not None:
-                counter.inc()
         for loser in resolution.merged:
             control = {"control": "merge", "from": loser, "into": pid, "message_id": touchpoint.message_id, "ts_ms": touchpoint.ts_ms}
             await self.sink.applied(loser.encode(), orjson.dumps(control))

@@ -1,0 +1,58 @@
+"""``touchpoint erase --id TYPE:VALUE``: erase a person everywhere (identity graph, profiles)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
+
+from streams.identity.erasure import erase_person
+from streams.identity.identifiers import stored_identifier
+from streams.identity.redis_graph import RedisIdentityGraph
+from streams.identity.rules import IdentityRules
+from streams.ingest.pii import PiiHasher
+from streams.kafka.client import client_options
+from streams.kafka.topics import IDENTITY_CHANGES, PROFILE_EVENTS, ensure_topics
+from streams.settings import Settings
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("erase", help="erase a person everywhere, found by any of their identifiers")
+    p.add_argument("--id", required=True, metavar="TYPE:VALUE", help="any identifier of the person, raw (emails/phones as typed)")
+    p.set_defaults(run=run)
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.cli.errors import UsageError
+
+    try:
+        ident = stored_identifier(args.id, PiiHasher(settings.pii_key), settings.default_phone_region)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    await ensure_topics(settings)
+    redis = Redis.from_url(settings.redis_url)
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        graph = RedisIdentityGraph(redis, settings.namespace, IdentityRules(), settings.dedup_ttl_s)
+
+        async def send_change(key: bytes, value: bytes) -> None:
+            await producer.send_and_wait(settings.topic(IDENTITY_CHANGES), value=value, key=key)
+
+        async def send_control(key: bytes, value: bytes) -> None:
+            await producer.send_and_wait(settings.topic(PROFILE_EVENTS), value=value, key=key)
+
+        result = await erase_person(graph, ident, send_change, send_control, time.time_ns() // 1_000_000)
+    finally:
+        await producer.stop()
+        await redis.aclose()
+    if result.refused:
+        print(f"touchpoint erase: refused ({result.refused}): {args.id.split(':', 1)[0]} values like this are never linked", file=sys.stderr)
+        return 1
+    print(orjson.dumps({"erased": result.profile_id is not None, "profile_id": result.profile_id,
+                        "profile_ids": list(result.profile_ids), "identifiers": len(result.identifiers)}).decode())
+    return 0

@@ -1,0 +1,72 @@
+"""The demand agent: a thin loop feeding demand-counts records one at a time to :class:`DemandStage`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+import faust
+import orjson
+
+from streams.demand.stage import DemandStage, StageConfig
+from streams.kafka import topics as T
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+
+def register(app: faust.App, ctx: Any) -> None:
+    """Declare the demand agent and its tables on ``app``; ``ctx`` is the worker's WorkerContext."""
+    s = ctx.settings
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
+    source = app.topic(s.topic(T.DEMAND_COUNTS), **raw)
+    alerts = app.topic(s.topic(T.ALERTS), **raw)
+    # Both tables are co-partitioned with demand-counts: Faust writes a table's changelog to the
+    # partition of the event being processed, and every key of a partition is written only while
+    # processing an event of that same partition.
+    table_opts = dict(key_type=str, key_serializer="json", value_serializer="json", partitions=s.partitions)
+    state = app.Table("demand", help="demand detector state per dimension key", **table_opts)
+    clocks = app.Table("demand_clock", help="event-time clock per demand-counts partition", **table_opts)
+    stage = DemandStage(StageConfig.from_settings(s, worker=f"{socket.gethostname()}:{os.getpid()}"), state, clocks, ctx.metrics)
+    forwarder = None
+    if s.alertmanager_url:
+        from streams.demand.alerting import AlertmanagerForwarder
+
+        forwarder = AlertmanagerForwarder(s.alertmanager_url, ctx.metrics)
+    ctx.extras["demand"] = stage
+    seconds = ctx.metrics.batch_seconds.labels("demand")
+
+    @app.on_partitions_assigned.connect
+    async def _forget_index(sender: Any, *args: Any, **kwargs: Any) -> None:
+        # Keys and open alerts of a partition are rebuilt from the recovered table on first use.
+        stage.forget()
+
+    # concurrency=1 and one event at a time: tables may not be written inside take() and Faust can
+    # commit past an in-flight event with concurrency > 1 (see DESIGN.md, Faust traps).
+    @app.agent(source, name="demand", concurrency=1)
+    async def demand(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            started = time.perf_counter()
+            message = event.message
+            try:
+                outcome = stage.process(message.partition, message.value)
+                for alert in outcome.alerts:
+                    await alerts.send(key=alert["key"].encode(), value=orjson.dumps(alert))
+                stage.commit(outcome)
+            except Exception:  # never let one bad record kill the agent (Faust would ack it anyway)
+                ctx.metrics.demand_errors.inc()
+                log.exception("demand: could not process %s/%s/%s", message.topic, message.partition, message.offset)
+                continue
+            finally:
+                seconds.observe(time.perf_counter() - started)
+            if forwarder is not None and outcome.alerts:
+                await forwarder.forward(outcome.alerts)
+
+    if forwarder is not None:
+        @app.on_before_shutdown.connect
+        async def _close_forwarder(sender: Any, *args: Any, **kwargs: Any) -> None:
+            await forwarder.close()

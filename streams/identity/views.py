@@ -1,0 +1,66 @@
+"""HTTP views of the identity graph: explain a link, erase a person."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from streams.identity.erasure import erase_person
+from streams.identity.identifiers import stored_identifier
+from streams.identity.model import fmt
+from streams.kafka import topics as T
+from streams.web.views import authorized
+
+__all__ = ["register"]
+
+
+def register(app: faust.App, ctx: Any) -> None:
+    s = ctx.settings
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
+    changes = app.topic(s.topic(T.IDENTITY_CHANGES), **raw)
+    profile_events = app.topic(s.topic(T.PROFILE_EVENTS), **raw)
+
+    def parse(request: Request, name: str) -> tuple[Any, str | None]:
+        text = request.query.get(name)
+        if not text:
+            return None, f"missing query parameter {name}=TYPE:VALUE"
+        try:
+            return stored_identifier(text, ctx.normalizer.hasher, s.default_phone_region), None
+        except ValueError as exc:
+            return None, f"{name}: {exc}"
+
+    @app.page("/identity/why")
+    class Why(View):
+        async def get(self, request: Request) -> Response:
+            if not authorized(s.web_token, request):
+                return self.json({"error": "missing or wrong bearer token"}, status=401)
+            a, err_a = parse(request, "a")
+            b, err_b = parse(request, "b")
+            if err_a or err_b:
+                return self.json({"error": err_a or err_b}, status=400)
+            chain = await ctx.identity.why(a, b)
+            return self.json({"a": fmt(a), "b": fmt(b), "linked": chain is not None, "chain": chain or []})
+
+    @app.page("/identity/erase")
+    class Erase(View):
+        async def post(self, request: Request) -> Response:
+            if not authorized(s.web_token, request):
+                return self.json({"error": "missing or wrong bearer token"}, status=401)
+            ident, err = parse(request, "id")
+            if err:
+                return self.json({"error": err}, status=400)
+
+            async def send_change(key: bytes, value: bytes) -> None:
+                await changes.send(key=key, value=value)
+
+            async def send_control(key: bytes, value: bytes) -> None:
+                await profile_events.send(key=key, value=value)
+
+            result = await erase_person(ctx.identity, ident, send_change, send_control, time.time_ns() // 1_000_000)
+            if result.refused:
+                return self.json({"error": f"refused: {result.refused}"}, status=409)
+            return self.json({"erased": result.profile_id is not None, "profile_id": result.profile_id,
+                              "profile_ids": list(result.profile_ids), "identifiers": len(result.identifiers)})

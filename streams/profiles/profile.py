@@ -1,0 +1,304 @@
+"""The profile value: one person's folded state, as a compact JSON-safe dict.
+
+Pure functions only (no Kafka, Faust or Redis): :func:`fold` applies one event, :func:`merge`
+folds a whole profile into another, :func:`render` gives the user-facing shape. Every part of
+the value is bounded (see :class:`Limits`) because the value is rewritten to the changelog on
+every event and replayed on every recovery (notes/faust.md §2: keep profile values small).
+
+Internal layout (short keys: the value is written once per event)::
+
+    v    layout version               n   event count
+    ids  {"TYPE:VALUE": [first, last]} (email/phone values are keyed hashes, invariant 7)
+    tr   {trait: [value, ts]}          event-time last-write-wins per trait
+    fs   first event time (ms)         ls  last event time (ms)
+    ch   {channel: count}              ty  {event type: count}
+    oc   order count                   rv  {currency: revenue in minor units (integer, exact)}
+    fu   funnel flags reached by events: 1 visited, 2 engaged, 3 carted
+    cat  {category: count}             (at most Limits.categories)
+    tl   [[ts, channel, type, summary], ...] ascending event time, the last Limits.timeline
+    cs   {consent flag: [bool, ts]}    event-time last-write-wins per flag
+    ab   sorted ids of every profile folded into this one (merge exactly once)
+    wm   {"ORIGIN/PARTITION": input offset}: dedup watermarks (see streams/profiles/stage.py)
+    po   offset of the last profile-events record written into this value (replay guard)
+
+A tombstone is ``{"tomb": "merged", "into": ID, ...}`` or ``{"tomb": "erased", ...}``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+
+import orjson
+
+__all__ = [
+    "Limits", "LAYOUT", "new_profile", "fold", "merge", "render", "is_live", "is_tomb",
+    "encode", "decode", "iso", "funnel_stage", "FUNNEL",
+]
+
+LAYOUT = 1
+FUNNEL = ("none", "visited", "engaged", "carted", "purchased", "repeat_buyer")
+
+# Segment e-commerce spec event names that mark a funnel step.
+_CARTED = frozenset({"Product Added", "Cart Viewed", "Checkout Started", "Checkout Step Viewed", "Payment Info Entered"})
+_ENGAGED = frozenset({"Product Viewed", "Product Clicked", "Product List Viewed", "Products Searched",
+                      "Product Added to Wishlist", "Product Shared", "Promotion Clicked"})
+_ORDER = "Order Completed"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The bounds that keep one profile value small (each part is capped independently)."""
+
+    timeline: int = 50
+    identifiers: int = 50
+    traits: int = 50
+    trait_bytes: int = 256      # a trait whose JSON is longer is not kept
+    categories: int = 10
+    consent: int = 20
+    summary_chars: int = 80
+
+    def __post_init__(self) -> None:
+        if min(self.timeline, self.identifiers, self.traits, self.trait_bytes, self.categories, self.consent) < 1:
+            raise ValueError("every profile limit must be >= 1")
+
+
+def new_profile() -> dict[str, Any]:
+    """An empty live profile."""
+    return {"v": LAYOUT, "ids": {}, "tr": {}, "fs": None, "ls": None, "n": 0, "ch": {}, "ty": {},
+            "oc": 0, "rv": {}, "fu": 0, "cat": {}, "tl": [], "cs": {}, "ab": [], "wm": {}}
+
+
+def is_tomb(state: dict[str, Any] | None) -> bool:
+    return state is not None and "tomb" in state
+
+
+def is_live(state: dict[str, Any] | None) -> bool:
+    return state is not None and "tomb" not in state
+
+
+def encode(state: dict[str, Any]) -> bytes:
+    return orjson.dumps(state)
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    return orjson.loads(raw)
+
+
+# -- folding one event ---------------------------------------------------------------------------
+
+def fold(state: dict[str, Any], event: dict[str, Any], limits: Limits = Limits(),
+         keep_identifier: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    """Apply one event (a ``Touchpoint.to_dict()``) to a live profile; mutates and returns ``state``.
+
+    Dedup is not done here (the stage decides whether an event is new); everything here is
+    commutative except the bounded parts, so folding in any order gives the same profile
+    (invariant 3) as long as no bound is hit.
+    """
+    ts = int(event["ts_ms"])
+    state["n"] += 1
+    state["fs"] = ts if state["fs"] is None else min(state["fs"], ts)
+    state["ls"] = ts if state["ls"] is None else max(state["ls"], ts)
+    channel = event.get("channel") or "unknown"
+    _inc(state["ch"], channel)
+    kind = event.get("type") or "unknown"
+    _inc(state["ty"], kind)
+
+    ids = state["ids"]
+    for ident in event.get("identifiers") or ():
+        # order ids are counted as orders, not kept as identifiers: one per purchase would
+        # crowd out the person's real identifiers.
+        if ident.startswith("order_id:") or (keep_identifier is not None and not keep_identifier(ident)):
+            continue
+        seen = ids.get(ident)
+        ids[ident] = [ts, ts] if seen is None else [min(seen[0], ts), max(seen[1], ts)]
+    if len(ids) > limits.identifiers:
+        _evict(ids, limits.identifiers, lambda kv: (kv[1][1], kv[0]))
+
+    for name, value in (event.get("traits") or {}).items():
+        _put_lww(state["tr"], name, value, ts, limits.trait_bytes)
+    if len(state["tr"]) > limits.traits:
+        _evict(state["tr"], limits.traits, lambda kv: (kv[1][1], kv[0]))
+
+    for flag, value in _consent_flags(event.get("consent")):
+        _put_lww(state["cs"], flag, value, ts, 16)
+    if len(state["cs"]) > limits.consent:
+        _evict(state["cs"], limits.consent, lambda kv: (kv[1][1], kv[0]))
+
+    name = event.get("event")
+    is_order = name == _ORDER or (event.get("order_id") is not None and event.get("revenue") is not None)
+    if is_order:
+        state["oc"] += 1
+        if event.get("revenue") is not None:
+            cur = event.get("currency") or "XXX"  # ISO 4217 "no currency"
+            state["rv"][cur] = state["rv"].get(cur, 0) + round(float(event["revenue"]) * 100)
+    step = 1
+    if name in _CARTED:
+        step = 3
+    elif name in _ENGAGED or kind == "identify" or (kind in ("page", "screen") and event.get("category")):
+        step = 2
+    state["fu"] = max(state["fu"], step)
+
+    categories = {event["category"]} if event.get("category") else set()
+    categories.update(p["category"] for p in event.get("products") or () if isinstance(p, dict) and p.get("category"))
+    for category in categories:
+        _inc(state["cat"], str(category))
+    if len(state["cat"]) > limits.categories:
+        _evict(state["cat"], limits.categories, lambda kv: (kv[1], kv[0]))
+
+    _timeline_add(state["tl"], [ts, event.get("channel") or "", kind, summary(event, limits.summary_chars)], limits.timeline)
+    return state
+
+
+def summary(event: dict[str, Any], max_chars: int = 80) -> str:
+    """A short human line for the timeline, e.g. ``Order Completed: 2 x masks, 25.00 CNY``."""
+    kind = event.get("type")
+    name = event.get("event")
+    if kind == "identify":
+        text = "identified" + (f": {', '.join(sorted(event.get('traits') or {}))}" if event.get("traits") else "")
+    elif kind in ("page", "screen"):
+        text = f"{kind} {name or ''}".strip()
+    else:
+        text = name or kind or "event"
+        products = [p for p in event.get("products") or () if isinstance(p, dict)]
+        parts = [f"{p.get('quantity', 1)} x {p.get('category') or p.get('product_id') or '?'}" for p in products[:3]]
+        if event.get("revenue") is not None:
+            parts.append(f"{float(event['revenue']):.2f} {event.get('currency') or ''}".strip())
+        elif event.get("category") and not parts:
+            parts.append(str(event["category"]))
+        if parts:
+            text = f"{text}: {', '.join(parts)}"
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+
+# -- merging two profiles ------------------------------------------------------------------------
+
+def merge(into: dict[str, Any], other: dict[str, Any], limits: Limits = Limits()) -> dict[str, Any]:
+    """Fold the live profile ``other`` into ``into`` (mutated and returned).
+
+    Counts add, first/last seen take min/max, traits and consent keep the later event time per
+    name, timelines interleave by event time, watermarks take the max per key. The caller
+    guarantees each profile is merged at most once (``ab``), so adding counts is exact.
+    """
+    into["n"] += other["n"]
+    for end, pick in (("fs", min), ("ls", max)):
+        a, b = into[end], other[end]
+        into[end] = b if a is None else a if b is None else pick(a, b)
+    for part in ("ch", "ty", "cat"):
+        for name, count in other[part].items():
+            _inc(into[part], name, count)
+    if len(into["cat"]) > limits.categories:
+        _evict(into["cat"], limits.categories, lambda kv: (kv[1], kv[0]))
+    into["oc"] += other["oc"]
+    for cur, cents in other["rv"].items():
+        into["rv"][cur] = into["rv"].get(cur, 0) + cents
+    into["fu"] = max(into["fu"], other["fu"])
+
+    ids = into["ids"]
+    for ident, (first, last) in other["ids"].items():
+        seen = ids.get(ident)
+        ids[ident] = [first, last] if seen is None else [min(seen[0], first), max(seen[1], last)]
+    if len(ids) > limits.identifiers:
+        _evict(ids, limits.identifiers, lambda kv: (kv[1][1], kv[0]))
+    for part, bound in (("tr", limits.traits), ("cs", limits.consent)):
+        for name, (value, ts) in other[part].items():
+            _put_lww(into[part], name, value, ts, None)
+        if len(into[part]) > bound:
+            _evict(into[part], bound, lambda kv: (kv[1][1], kv[0]))
+
+    tl = list(heapq.merge(into["tl"], other["tl"]))
+    into["tl"] = tl[-limits.timeline:]
+    into["ab"] = sorted(set(into["ab"]) | set(other["ab"]))
+    wm = into["wm"]
+    for k, off in other["wm"].items():
+        if wm.get(k, -1) < off:
+            wm[k] = off
+    return into
+
+
+# -- rendering -----------------------------------------------------------------------------------
+
+def iso(ms: int | None) -> str | None:
+    """UTC ISO 8601 with milliseconds, e.g. ``2026-01-01T00:00:00.000Z``."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def funnel_stage(state: dict[str, Any]) -> str:
+    if state["oc"] >= 2:
+        return "repeat_buyer"
+    if state["oc"] >= 1:
+        return "purchased"
+    return FUNNEL[state["fu"]]
+
+
+def render(profile_id: str, state: dict[str, Any], top_categories: int = 5) -> dict[str, Any]:
+    """The user-facing profile (``touchpoint profile get``, ``GET /profiles/{id}``)."""
+    cats = sorted(state["cat"].items(), key=lambda kv: (-kv[1], kv[0]))[:top_categories]
+    return {
+        "profile_id": profile_id,
+        "identifiers": [{"type": f.split(":", 1)[0], "value": f.split(":", 1)[1], "first_seen": iso(a), "last_seen": iso(b)}
+                        for f, (a, b) in sorted(state["ids"].items(), key=lambda kv: (kv[1][0], kv[0]))],
+        "traits": {name: value for name, (value, _) in sorted(state["tr"].items())},
+        "event_count": state["n"],
+        "first_seen": iso(state["fs"]),
+        "last_seen": iso(state["ls"]),
+        "channels": dict(sorted(state["ch"].items())),
+        "event_types": dict(sorted(state["ty"].items())),
+        "orders": {"count": state["oc"], "revenue": {cur: round(c / 100, 2) for cur, c in sorted(state["rv"].items())}},
+        "funnel_stage": funnel_stage(state),
+        "top_categories": [{"category": c, "count": n} for c, n in cats],
+        "consent": {flag: value for flag, (value, _) in sorted(state["cs"].items())},
+        "timeline": [{"time": iso(ts), "channel": ch or None, "type": kind, "summary": text}
+                     for ts, ch, kind, text in reversed(state["tl"])],
+        "merged_from": list(state["ab"]),
+    }
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+def _inc(counts: dict[str, int], name: str, by: int = 1) -> None:
+    counts[name] = counts.get(name, 0) + by
+
+
+def _evict(d: dict[str, Any], keep: int, order: Callable[[tuple[str, Any]], Any]) -> None:
+    """Drop the smallest entries under ``order`` until ``keep`` remain (deterministic ties)."""
+    for name, _ in sorted(d.items(), key=order)[: len(d) - keep]:
+        del d[name]
+
+
+def _lww_key(value: Any, ts: int) -> tuple[int, bytes]:
+    # Equal event times are broken by the value's JSON so every fold/merge order agrees.
+    return ts, orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def _put_lww(d: dict[str, list[Any]], name: str, value: Any, ts: int, max_bytes: int | None) -> None:
+    """Keep ``value`` for ``name`` unless an event at least as late already set it (event time, not arrival)."""
+    if max_bytes is not None and len(orjson.dumps(value)) > max_bytes:
+        return
+    old = d.get(name)
+    if old is None or _lww_key(value, ts) > _lww_key(old[0], old[1]):
+        d[name] = [value, ts]
+
+
+def _consent_flags(consent: Any) -> Iterable[tuple[str, bool]]:
+    """Boolean flags of Segment's ``context.consent`` (``categoryPreferences`` or flat)."""
+    if not isinstance(consent, dict):
+        return ()
+    prefs = consent.get("categoryPreferences", consent)
+    if not isinstance(prefs, dict):
+        return ()
+    return [(str(k)[:64], v) for k, v in prefs.items() if isinstance(v, bool)]
+
+
+def _timeline_add(tl: list[list[Any]], entry: list[Any], size: int) -> None:
+    """Insert by event time; keep the ``size`` latest (a late old event may not enter)."""
+    if len(tl) >= size and entry <= tl[0]:
+        return
+    bisect.insort(tl, entry)
+    if len(tl) > size:
+        del tl[: len(tl) - size]

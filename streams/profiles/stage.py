@@ -1,0 +1,196 @@
+"""The profiles stage: what one ``profile-events`` record does to the table value of its key.
+
+Faust-free, so every decision is unit-tested with plain bytes. The agent (``agent.py``) reads
+the current value, calls :meth:`ProfileStage.decide`, performs the sends (awaiting the ones
+marked ``must_land``) and only then writes the new value.
+
+Records on ``profile-events`` (key = the profile id the record is about):
+
+- an event: ``Touchpoint.to_dict()``; ``profile_id`` is the profile identity resolved it to
+  (its *origin*). A record whose key differs from its origin was forwarded here.
+- ``{"control": "merge", "from": B, "into": A}`` keyed B (from ingest): fold B into A.
+- ``{"control": "absorb", "from": B, "into": A, "state": {...}}`` keyed A (from this stage):
+  B's whole state, folded into A exactly once.
+- ``{"control": "erase", "profile_id": P}`` keyed P: delete P, keep an erased tombstone.
+
+Merge protocol. At B, ``merge`` sends ``absorb(B's state)`` to A, waits until the broker has it,
+then replaces B by ``{"tomb": "merged", "into": A}``. Later records for B (events still in flight
+from other ingest workers, replays, absorbs of profiles merged into B) are re-sent keyed A. At A,
+``absorb`` is folded unless B is already in A's ``ab`` set (so a replayed absorb is a no-op);
+A may itself be a tombstone by then, and forwards it on. Everything for B passes through B's
+partition in order, so the absorb reaches A before any event B forwards afterwards.
+
+Dedup (invariant 2), exact under the ordering Kafka gives us:
+
+1. ``po``: each value remembers the offset of the last ``profile-events`` record written into
+   it. Records for one key live in one partition, in order, so a record at or below ``po`` is
+   this agent's own replay after a crash or rebalance. Side effects are sent before the write
+   and awaited when the write depends on them, so skipping a replayed record loses no send.
+2. ``wm``: per (origin profile, input partition) the highest input offset applied (from the
+   event's ``source`` "topic/partition/offset"). Ingest emits one input partition in offset
+   order, and every event of one origin goes through the origin's key in order, so an event at
+   or below the watermark is a re-emission by ingest (redelivered input) or a re-forward.
+   Watermarks travel with absorbed state, so an event applied at B before the merge and
+   re-emitted later is still recognised at A.
+
+Limits: an event without a parsable ``source`` cannot be deduplicated and is applied; a
+re-emitted event whose origin was erased is dropped as erased; changing the partition count
+of ``profile-events`` invalidates ``po`` (co-partitioned tables cannot be repartitioned anyway).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import orjson
+
+from streams.profiles.profile import Limits, decode, encode, fold, merge, new_profile
+
+__all__ = ["ProfileStage", "Decision", "Send", "OUTCOMES", "MAX_HOPS"]
+
+MAX_HOPS = 16  # forwarding chains are short (merge chains); a longer one means a loop: drop it
+
+OUTCOMES = (
+    "applied", "duplicate", "replayed", "forwarded", "merged", "merge_duplicate", "absorbed",
+    "absorb_duplicate", "erased", "erase_duplicate", "erased_dropped", "invalid",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """One record to publish on ``profile-events``."""
+
+    key: str
+    value: bytes
+    must_land: bool = False  # the table write depends on it: await the broker's ack first
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The stage's answer for one record: outcome, sends, then the new value (None = unchanged)."""
+
+    outcome: str
+    value: bytes | None = None
+    sends: tuple[Send, ...] = ()
+    detail: str = ""
+
+
+def parse_source(source: Any) -> tuple[str, int] | None:
+    """``("topic/partition", offset)`` from ``topic/partition/offset``, or None."""
+    if not isinstance(source, str):
+        return None
+    head, _, offset = source.rpartition("/")
+    topic, _, partition = head.rpartition("/")
+    if not topic or not partition.isdigit() or not offset.isdigit():
+        return None
+    return partition, int(offset)
+
+
+class ProfileStage:
+    """Decides what each record does; holds only configuration."""
+
+    def __init__(self, limits: Limits = Limits(), keep_identifier: Callable[[str], bool] | None = None) -> None:
+        self.limits = limits
+        self.keep_identifier = keep_identifier
+
+    def decide(self, key: str, current: bytes | None, raw: bytes | None, offset: int) -> Decision:
+        """Decide one record of ``profile-events`` at ``offset`` whose key is ``key``."""
+        state = decode(current) if current else None
+        if state is not None and offset <= state.get("po", -1):
+            return Decision("replayed")
+        try:
+            msg = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            msg = None
+        if not isinstance(msg, dict):
+            return Decision("invalid", detail="not a JSON object")
+        control = msg.get("control")
+        if control is None:
+            return self._event(key, state, msg, raw or b"", offset)
+        if control == "merge":
+            return self._merge(key, state, msg, offset)
+        if control == "absorb":
+            return self._absorb(key, state, msg, offset)
+        if control == "erase":
+            return self._erase(key, state, msg, offset)
+        return Decision("invalid", detail=f"unknown control {str(control)[:40]!r}")
+
+    # -- records -------------------------------------------------------------------------------
+
+    def _event(self, key: str, state: dict[str, Any] | None, msg: dict[str, Any], raw: bytes, offset: int) -> Decision:
+        if "ts_ms" not in msg or "type" not in msg:
+            return Decision("invalid", detail="event without ts_ms or type")
+        if state is not None and state.get("tomb") == "merged":
+            return self._forward(state["into"], msg)
+        if state is not None and state.get("tomb") == "erased":
+            return Decision("erased_dropped")  # invariant 5: late events of an erased person stay dropped
+        state = state if state is not None else new_profile()
+        origin = msg.get("profile_id") or key
+        src = parse_source(msg.get("source"))
+        if src is not None:
+            mark = f"{origin}/{src[0]}"
+            if src[1] <= state["wm"].get(mark, -1):
+                return Decision("duplicate")
+            state["wm"][mark] = src[1]
+        fold(state, msg, self.limits, self.keep_identifier)
+        state["po"] = offset
+        return Decision("applied", encode(state))
+
+    def _merge(self, key: str, state: dict[str, Any] | None, msg: dict[str, Any], offset: int) -> Decision:
+        into = msg.get("into")
+        if not isinstance(into, str) or not into or into == key:
+            return Decision("invalid", detail="merge without a survivor other than the key")
+        if state is not None and state.get("tomb") == "merged":
+            # Identity merges a profile once; the same instruction again is a re-emission.
+            return Decision("merge_duplicate", detail="" if state["into"] == into else f"already merged into {state['into']}")
+        if state is not None and state.get("tomb") == "erased":
+            return Decision("erased_dropped")
+        tomb = encode({"tomb": "merged", "into": into, "at": msg.get("ts_ms"), "po": offset})
+        if state is None:
+            # Nothing of B arrived yet: B's events will be forwarded as they come.
+            return Decision("merged", tomb)
+        state.pop("po", None)
+        absorb = {"control": "absorb", "from": key, "into": into, "message_id": msg.get("message_id"), "state": state}
+        # must_land: once the tombstone is written a replay skips this record, so the absorb
+        # has to be in Kafka before (otherwise B's state could be lost in a crash).
+        return Decision("merged", tomb, (Send(into, orjson.dumps(absorb), must_land=True),))
+
+    def _absorb(self, key: str, state: dict[str, Any] | None, msg: dict[str, Any], offset: int) -> Decision:
+        loser, other = msg.get("from"), msg.get("state")
+        if not isinstance(loser, str) or not isinstance(other, dict):
+            return Decision("invalid", detail="absorb without from/state")
+        if state is not None and state.get("tomb") == "merged":
+            return self._forward(state["into"], msg)
+        if state is not None and state.get("tomb") == "erased":
+            return Decision("erased_dropped")
+        state = state if state is not None else new_profile()
+        if loser in state["ab"]:
+            return Decision("absorb_duplicate")  # folded once already (replayed or re-forwarded)
+        other = {**new_profile(), **other}
+        other["ab"] = sorted(set(other["ab"]) | {loser})
+        merge(state, other, self.limits)
+        state["po"] = offset
+        return Decision("absorbed", encode(state))
+
+    def _erase(self, key: str, state: dict[str, Any] | None, msg: dict[str, Any], offset: int) -> Decision:
+        if state is not None and state.get("tomb") == "erased":
+            return Decision("erase_duplicate")
+        tomb = encode({"tomb": "erased", "at": msg.get("ts_ms"), "po": offset})
+        sends: tuple[Send, ...] = ()
+        if state is not None and state.get("tomb") == "merged":
+            # The survivor holds this person's data too: erase it as well (idempotent there).
+            fwd = {"control": "erase", "profile_id": state["into"], "ts_ms": msg.get("ts_ms"), "fwd": int(msg.get("fwd", 0)) + 1}
+            sends = (Send(state["into"], orjson.dumps(fwd), must_land=True),)
+        return Decision("erased", tomb, sends)
+
+    def _forward(self, into: str, msg: dict[str, Any]) -> Decision:
+        hops = int(msg.get("fwd", 0)) + 1
+        if hops > MAX_HOPS:
+            return Decision("invalid", detail=f"forwarded more than {MAX_HOPS} times (loop?)")
+        msg["fwd"] = hops
+        if msg.get("control") == "absorb":
+            msg["into"] = into
+        # Not awaited and no table write: a replay re-forwards, and the survivor's watermark /
+        # absorbed set makes the copy a no-op.
+        return Decision("forwarded", None, (Send(into, orjson.dumps(msg)),))

@@ -1,0 +1,201 @@
+"""The demand stage without Kafka: watermark closing, zero buckets, late counts, replay skip, restore."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.demand.stage import DemandStage, StageConfig
+from streams.observability.metrics import Metrics
+
+H = 3_600_000
+T0 = 1_767_571_200_000  # 2026-01-05T00:00:00Z, a Monday
+CFG = StageConfig(bucket_s=3600, lateness_s=3600, timezone="UTC", worker="test:1")
+
+
+def msg(key: str, hour: int, n: int, p: int = 0, o: int = 0) -> bytes:
+    return orjson.dumps({"k": key, "b": T0 + hour * H, "n": n, "p": p, "o": o})
+
+
+def new_stage(cfg: StageConfig = CFG, state: dict | None = None, clocks: dict | None = None) -> DemandStage:
+    return DemandStage(cfg, {} if state is None else state, {} if clocks is None else clocks, Metrics())
+
+
+def fed(stage: DemandStage, key: str) -> tuple[int, int | None]:
+    """(buckets fed to the key's monitor, start of the last one)."""
+    mon = stage.state[key]["mon"]
+    if mon is None:
+        return 0, None
+    return mon["detector"]["n"], mon["detector"]["last_ts_ms"]
+
+
+def scenario(hours: int = 5 * 24, seed: int = 3) -> list[tuple[int, bytes]]:
+    """(partition, value) records: two keys at ~50/h, a x5 surge on one for 5 h from hour 96,
+    a collapse to 0 on the other from hour 100; offsets rise like an ingest batch's."""
+    rng = random.Random(seed)
+    out = []
+    for h in range(hours):
+        for key, base in (("category:masks", 50), ("region:hubei", 40)):
+            n = base + rng.randint(-6, 6)
+            if key == "category:masks" and 96 <= h < 101:
+                n *= 5
+            if key == "region:hubei" and h >= 100:
+                continue  # nothing at all: only zero buckets can show it
+            out.append((0, msg(key, h, n, p=0, o=10 * h + 9)))
+    return out
+
+
+def run(stage: DemandStage, records: list[tuple[int, bytes]]) -> list[dict[str, Any]]:
+    alerts: list[dict[str, Any]] = []
+    for partition, value in records:
+        alerts += stage.handle(partition, value).alerts
+    return alerts
+
+
+def test_bucket_closes_only_when_the_watermark_passes_its_end() -> None:
+    stage = new_stage()
+    stage.handle(0, msg("category:masks", 0, 5))
+    stage.handle(0, msg("category:masks", 1, 7, o=1))
+    assert fed(stage, "category:masks") == (0, None)  # watermark = 1h - 1h lateness: bucket 0 still open
+    assert stage.state["category:masks"]["open"] == {str(T0): 5, str(T0 + H): 7}
+    stage.handle(0, msg("category:masks", 2, 1, o=2))
+    assert fed(stage, "category:masks") == (1, T0)
+    assert stage.clocks["0"] == {"max_b": T0 + 2 * H, "closed": T0 + H}
+    assert stage.state["category:masks"]["open"] == {str(T0 + H): 7, str(T0 + 2 * H): 1}
+    # A jump of the watermark closes every bucket it passed, in order.
+    stage.handle(0, msg("category:masks", 6, 1, o=3))
+    assert fed(stage, "category:masks") == (5, T0 + 4 * H)
+
+
+def test_watermarks_are_per_partition() -> None:
+    stage = new_stage(StageConfig(bucket_s=3600, lateness_s=0, timezone="UTC"))
+    stage.handle(0, msg("category:masks", 0, 5))
+    stage.handle(1, msg("region:hubei", 0, 5))
+    stage.handle(0, msg("category:masks", 3, 5, o=1))
+    assert fed(stage, "category:masks")[0] == 3
+    assert fed(stage, "region:hubei")[0] == 0  # partition 1 has not moved
+    assert stage.keys_of(0) == {"category:masks"} and stage.keys_of(1) == {"region:hubei"}
+
+
+def test_silent_keys_get_zero_buckets_and_a_collapse_to_zero_is_seen() -> None:
+    stage = new_stage()
+    alerts = run(stage, scenario())
+    assert fed(stage, "region:hubei") == fed(stage, "category:masks")
+    collapse = [a for a in alerts if a["key"] == "region:hubei" and a["state"] == "OPEN"]
+    assert collapse and collapse[0]["direction"] == "collapse" and collapse[0]["observed"] == 0
+    assert 100 <= _hour(collapse[0]["bucket_start"]) <= 103
+
+
+def _hour(iso: str) -> int:
+    from datetime import datetime
+
+    return int((datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000 - T0) // H)
+
+
+def test_surge_opens_then_resolves_and_the_gauge_follows() -> None:
+    stage = new_stage()
+    records = scenario()
+    alerts = run(stage, records[: 2 * 99])  # up to hour 98: surge bucket 96 closes when hour 98 is seen
+    opened = [a for a in alerts if a["key"] == "category:masks" and a["state"] == "OPEN"]
+    assert [(_hour(a["bucket_start"]), a["direction"]) for a in opened] == [(96, "surge")]
+    assert opened[0]["bucket_end"] == "2026-01-09T01:00:00Z" and opened[0]["worker"] == "test:1"
+    gauge = stage.metrics.registry.get_sample_value
+    assert gauge("touchpoint_demand_alerts_open", {"dimension": "category", "direction": "surge"}) == 1
+    alerts += run(stage, records[2 * 99:])
+    states = [a["state"] for a in alerts if a["alert_id"] == opened[0]["alert_id"]]
+    assert states[0] == "OPEN" and states[-1] == "RESOLVED"
+    assert gauge("touchpoint_demand_alerts_open", {"dimension": "category", "direction": "surge"}) == 0
+    assert gauge("touchpoint_demand_alert_transitions_total", {"state": "RESOLVED"}) >= 1
+
+
+def test_late_counts_are_counted_and_never_reopen_a_bucket() -> None:
+    stage = new_stage()
+    run(stage, [(0, msg("category:masks", h, 10, o=h)) for h in range(5)])
+    before = json.dumps(stage.state["category:masks"]["mon"], sort_keys=True)
+    out = stage.handle(0, msg("category:masks", 1, 99, p=1, o=0))
+    assert out.status == "late" and not out.alerts
+    assert str(T0 + H) not in stage.state["category:masks"]["open"]
+    assert json.dumps(stage.state["category:masks"]["mon"], sort_keys=True) == before
+    assert stage.metrics.registry.get_sample_value("touchpoint_demand_late_counts_total") == 1
+    # A key whose first count is late still exists from the first open bucket on.
+    assert stage.handle(0, msg("category:travel", 0, 3, p=1, o=1)).status == "late"
+    stage.handle(0, msg("category:masks", 7, 10, o=7))
+    assert fed(stage, "category:travel") == (3, T0 + 5 * H)  # buckets 3h, 4h, 5h
+
+
+def test_partial_counts_resent_after_a_crash_are_skipped() -> None:
+    stage = new_stage()
+    # One ingest batch covering two buckets sends both with the same (p, o): both count.
+    assert stage.handle(0, msg("category:masks", 0, 4, p=2, o=500)).status == "applied"
+    assert stage.handle(0, msg("category:masks", 1, 6, p=2, o=500)).status == "applied"
+    assert stage.handle(0, msg("category:masks", 1, 2, p=3, o=80)).status == "applied"
+    snapshot = json.dumps(stage.state, sort_keys=True)
+    # The restarted ingest re-sends the batch (and an older one): nothing changes.
+    for value in (msg("category:masks", 0, 4, p=2, o=500), msg("category:masks", 1, 6, p=2, o=500),
+                  msg("category:masks", 0, 9, p=2, o=200)):
+        assert stage.handle(0, value).status == "replayed"
+    assert json.dumps(stage.state, sort_keys=True) == snapshot
+    assert stage.state["category:masks"]["open"] == {str(T0): 4, str(T0 + H): 8}
+    assert stage.metrics.registry.get_sample_value("touchpoint_demand_replayed_counts_total") == 3
+    assert stage.handle(0, msg("category:masks", 1, 1, p=2, o=501)).status == "applied"
+
+
+def test_restore_from_json_state_gives_identical_alerts_even_with_a_replay() -> None:
+    records = scenario()
+    reference = run(new_stage(), records)
+    assert any(a["state"] == "OPEN" for a in reference)
+
+    first = new_stage()
+    cut = 2 * 97 + 1
+    before = run(first, records[:cut])
+    # A new worker recovers the tables from their JSON changelog, then the consumer replays the
+    # records after its last commit (here: the last 20) before new ones.
+    state, clocks = json.loads(json.dumps(first.state)), json.loads(json.dumps(first.clocks))
+    second = new_stage(state=state, clocks=clocks)
+    after = run(second, records[cut - 20:])
+    assert before + after == reference
+    assert second.state == json.loads(json.dumps(reference_state(records)))
+
+
+def reference_state(records: list[tuple[int, bytes]]) -> dict:
+    stage = new_stage()
+    run(stage, records)
+    return stage.state
+
+
+def test_process_writes_nothing_until_commit() -> None:
+    stage = new_stage()
+    out = stage.process(0, msg("category:masks", 0, 5))
+    assert stage.state == {} and stage.clocks == {}
+    assert set(out.writes) == {"category:masks"} and out.clock is not None
+    stage.commit(out)
+    assert stage.state["category:masks"]["open"] == {str(T0): 5}
+
+
+def test_forget_rebuilds_keys_and_open_alerts_from_the_state() -> None:
+    stage = new_stage()
+    run(stage, scenario()[: 2 * 99])
+    again = new_stage(state=stage.state, clocks=stage.clocks)
+    assert again.keys_of(0) == {"category:masks", "region:hubei"}
+    gauge = again.metrics.registry.get_sample_value
+    assert gauge("touchpoint_demand_alerts_open", {"dimension": "category", "direction": "surge"}) == 1
+    again.forget()
+    assert gauge("touchpoint_demand_alerts_open", {"dimension": "category", "direction": "surge"}) == 0
+
+
+@pytest.mark.parametrize("bucket_s, expected", [(300, 288), (3600, 24), (86400, 2)])
+def test_new_normal_after_a_day_of_buckets(bucket_s: int, expected: int) -> None:
+    assert StageConfig(bucket_s=bucket_s).lifecycle_config().new_normal_buckets == expected
+
+
+def test_bad_records_raise_for_the_agent_to_count() -> None:
+    stage = new_stage()
+    with pytest.raises(Exception):
+        stage.handle(0, b"{not json")
+    with pytest.raises(ValueError):
+        stage.handle(0, orjson.dumps({"k": "nocolon", "b": T0, "n": 1, "p": 0, "o": 0}))
+    assert stage.state == {}
