@@ -28,7 +28,7 @@ def register(app: faust.App, ctx: Any) -> None:
     # Both tables are co-partitioned with demand-counts: Faust writes a table's changelog to the
     # partition of the event being processed, and every key of a partition is written only while
     # processing an event of that same partition.
-    table_opts = dict(key_type=str, key_serializer="json", value_serializer="json", partitions=s.partitions)
+    table_opts = dict(key_type=str, partitions=s.partitions)  # json keys and values (Faust default)
     state = app.Table("demand", help="demand detector state per dimension key", **table_opts)
     clocks = app.Table("demand_clock", help="event-time clock per demand-counts partition", **table_opts)
     stage = DemandStage(StageConfig.from_settings(s, worker=f"{socket.gethostname()}:{os.getpid()}"), state, clocks, ctx.metrics)

@@ -19,6 +19,7 @@ Internal layout (short keys: the value is written once per event)::
     cs   {consent flag: [bool, ts]}    event-time last-write-wins per flag
     ab   sorted ids of every profile folded into this one (merge exactly once)
     wm   {"ORIGIN/PARTITION": input offset}: dedup watermarks (see streams/profiles/stage.py)
+    rc   short hashes of the message ids of the last Limits.recent_ids applied events (dedup)
     po   offset of the last profile-events record written into this value (replay guard)
 
 A tombstone is ``{"tomb": "merged", "into": ID, ...}`` or ``{"tomb": "erased", ...}``.
@@ -60,16 +61,17 @@ class Limits:
     categories: int = 10
     consent: int = 20
     summary_chars: int = 80
+    recent_ids: int = 16        # message-id hashes kept for dedup across origins (stage.py)
 
     def __post_init__(self) -> None:
-        if min(self.timeline, self.identifiers, self.traits, self.trait_bytes, self.categories, self.consent) < 1:
+        if min(self.timeline, self.identifiers, self.traits, self.trait_bytes, self.categories, self.consent, self.recent_ids) < 1:
             raise ValueError("every profile limit must be >= 1")
 
 
 def new_profile() -> dict[str, Any]:
     """An empty live profile."""
     return {"v": LAYOUT, "ids": {}, "tr": {}, "fs": None, "ls": None, "n": 0, "ch": {}, "ty": {},
-            "oc": 0, "rv": {}, "fu": 0, "cat": {}, "tl": [], "cs": {}, "ab": [], "wm": {}}
+            "oc": 0, "rv": {}, "fu": 0, "cat": {}, "tl": [], "cs": {}, "ab": [], "wm": {}, "rc": []}
 
 
 def is_tomb(state: dict[str, Any] | None) -> bool:
@@ -216,6 +218,8 @@ def merge(into: dict[str, Any], other: dict[str, Any], limits: Limits = Limits()
     for k, off in other["wm"].items():
         if wm.get(k, -1) < off:
             wm[k] = off
+    recent = other.get("rc", []) + [h for h in into.get("rc", []) if h not in set(other.get("rc", []))]
+    into["rc"] = recent[-limits.recent_ids:]
     return into
 
 

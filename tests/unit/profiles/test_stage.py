@@ -220,6 +220,7 @@ def ingest(population_seed, n_events, bus, rng, reemit_rate=0.0):
         if rng.random() < reemit_rate:  # ingest crashed before committing: the batch is emitted again
             for t in replay:
                 [res] = graph.resolve_batch([ResolveRequest(t.message_id, t.source, t.identifiers, t.ts_ms)])
+                t.profile_id = res.profile_id  # may be the survivor now: re-resolved against the current graph
                 for loser in res.merged:
                     bus.send(loser, orjson.dumps({"control": "merge", "from": loser, "into": res.profile_id, "message_id": t.message_id, "ts_ms": t.ts_ms}))
                 bus.send(res.profile_id, t.to_bytes())
@@ -274,3 +275,12 @@ def test_simulated_races_crashes_and_replays_match_the_oracle():
             totals[k] = totals.get(k, 0) + v
     # every dedup path was exercised
     assert all(totals.get(k, 0) > 0 for k in ("duplicate", "replayed", "forwarded", "absorbed", "merge_duplicate")), totals
+
+
+def test_re_emission_resolved_to_the_survivor_is_still_a_duplicate():
+    stage = ProfileStage()
+    b = stage.decide("B", None, event(1, pid="B"), offset=0).value
+    absorb = stage.decide("B", b, merge_rec("B", "A"), offset=1).sends[0].value
+    a = stage.decide("A", None, absorb, offset=0).value
+    # ingest re-resolved the redelivered event 1 against the graph: now it belongs to A
+    assert stage.decide("A", a, event(1, pid="A"), offset=1).outcome == "duplicate"
