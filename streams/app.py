@@ -41,7 +41,7 @@ class WorkerContext:
     ingest: Any = None
 
     @classmethod
-    def build(cls, settings: Settings, metrics: Metrics | None = None) -> "WorkerContext":
+    def build(cls, settings: Settings, metrics: Metrics | None = None) -> WorkerContext:
         redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
         return cls(
             settings=settings,
@@ -88,13 +88,14 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
         web_graph_enabled=False,
         web_metrics_enabled=False,
     )
-    from streams.identity import views as identity_views
     from streams.demand import agent as demand_agent
+    from streams.identity import views as identity_views
     from streams.ingest import agent as ingest_agent
     from streams.web import views
 
     ingest_agent.register(app, ctx)
     demand_agent.register(app, ctx)
+    __import__("streams.profiles").profiles.register(app, ctx)  # profiles table, agent, lookup views
     views.register(app, ctx)
     identity_views.register(app, ctx)
     return app, ctx

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from prometheus_client import Counter
 
@@ -18,8 +19,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 try:  # errors that mean "the dependency is unavailable", not "the event is bad"
-    from redis.exceptions import BusyLoadingError, ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
     from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NotLeaderForPartitionError, RequestTimedOutError
+    from redis.exceptions import BusyLoadingError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 
     TRANSIENT: tuple[type[BaseException], ...] = (
         RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError, asyncio.TimeoutError,

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["Settings", "SettingsError", "setting_fields"]
 
@@ -78,7 +79,15 @@ class Settings:
     web_host: str = _setting("127.0.0.1", "Address the worker's HTTP server binds to (loopback by default).")
     web_port: int = _setting(6066, "Port of the worker's HTTP server (metrics, health, profile lookup).")
     web_token: str = _setting("", "If set, HTTP requests except /healthz must carry 'Authorization: Bearer <token>'.", secret=True)
+
+    # -- HTTP collector ----------------------------------------------------------------------
+    collector_host: str = _setting("127.0.0.1", "Address the Segment-compatible HTTP collector binds to (loopback by default).")
     collector_port: int = _setting(8088, "Port of the Segment-compatible HTTP collector.")
+    write_keys: str = _setting("", "Write keys the collector accepts, comma-separated (HTTP basic auth user name, or writeKey in the body). Empty = `touchpoint collect` refuses to start unless given --allow-no-auth.", secret=True)
+    collector_rate_per_s: float = _setting(1000.0, "Events per second one write key may send to one collector process (token bucket; N processes allow N times this).")
+    collector_burst: int = _setting(5000, "Events one write key may send at once above the sustained rate (the token bucket's size).")
+    collector_max_batch_bytes: int = _setting(512000, "Largest request body the collector accepts, after gzip decoding (Segment allows 500 KB per batch); events are limited by TOUCHPOINT_MAX_EVENT_BYTES.")
+    collector_publish_timeout_s: float = _setting(10.0, "Longest wait for Kafka to acknowledge a request's events; after it the collector answers 503 and the client retries.")
 
     # -- demand ----------------------------------------------------------------------------
     demand_bucket_s: int = _setting(300, "Event-time bucket of the demand-shift detector.")
@@ -96,7 +105,7 @@ class Settings:
 
     # ---------------------------------------------------------------------------------------
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``TOUCHPOINT_*`` variables, then apply keyword overrides."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -117,11 +126,12 @@ class Settings:
                 raise SettingsError(f"{ENV_PREFIX}{f.name.upper()}={getattr(self, f.name)!r}: expected one of {', '.join(choices)}")
         if not self.namespace or not all(c.isalnum() or c in "-_" for c in self.namespace):
             raise SettingsError(f"TOUCHPOINT_NAMESPACE={self.namespace!r}: use letters, digits, '-' and '_' only")
-        for name in ("partitions", "replication_factor", "max_event_bytes", "batch_size", "dedup_ttl_s", "demand_bucket_s"):
+        for name in ("partitions", "replication_factor", "max_event_bytes", "batch_size", "dedup_ttl_s", "demand_bucket_s",
+                     "collector_rate_per_s", "collector_burst", "collector_max_batch_bytes", "collector_publish_timeout_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
 
-    def with_(self, **changes: Any) -> "Settings":
+    def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated)."""
         new = dataclasses.replace(self, **changes)
         new.validate()

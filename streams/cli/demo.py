@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from argparse import Namespace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import aiohttp
 
@@ -45,7 +45,7 @@ async def _scrape(session: aiohttp.ClientSession, url: str) -> str:
     try:
         async with session.get(url + "/metrics", timeout=aiohttp.ClientTimeout(total=3)) as resp:
             return await resp.text()
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return ""
 
 
@@ -59,7 +59,7 @@ async def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float) -> Non
                 async with session.get(url + "/readyz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
                     if resp.status == 200:
                         return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             await asyncio.sleep(0.5)
     raise RuntimeError(f"the worker was not ready within {timeout_s:.0f}s")
@@ -137,7 +137,7 @@ async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from streams.cli.stack import run_up
 
-    namespace = args.namespace or "demo-" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    namespace = args.namespace or "demo-" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     settings = settings.with_(namespace=namespace)
     print("[demo] starting the embedded stack (first run fetches Kafka from Maven Central) ...")
     if run_up(Namespace(timeout=300.0), settings) != 0:

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from streams.cli.errors import UsageError
 from streams.settings import Settings, SettingsError

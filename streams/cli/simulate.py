@@ -7,8 +7,8 @@ import asyncio
 import random
 import sys
 import time
-from datetime import datetime, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -57,7 +57,7 @@ def parse_start(text: str | None, events: int, spacing_ms: float) -> int:
         dt = datetime.fromisoformat(text)
     except ValueError:
         raise UsageError(f"--start {text!r}: expected an ISO 8601 time such as 2026-03-01T00:00:00Z") from None
-    return int((dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp() * 1000)
+    return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 async def publish_stream(settings: Settings, records: Iterator[bytes], rate: float, progress: list[int] | None = None) -> int:

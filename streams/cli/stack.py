@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+
 import orjson
 
 from streams.settings import Settings

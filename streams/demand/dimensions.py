@@ -7,7 +7,7 @@ stage receives a few partial counts per batch instead of one record per event.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
 from streams.events.model import Touchpoint
 

@@ -82,7 +82,7 @@ class Touchpoint:
         return orjson.dumps(self.to_dict())
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Touchpoint":
+    def from_dict(cls, d: dict[str, Any]) -> Touchpoint:
         idents = tuple(tuple(s.split(":", 1)) for s in d["identifiers"])
         return cls(
             message_id=d["message_id"], type=d["type"], ts_ms=d["ts_ms"],
@@ -95,5 +95,5 @@ class Touchpoint:
         )
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "Touchpoint":
+    def from_bytes(cls, raw: bytes) -> Touchpoint:
         return cls.from_dict(orjson.loads(raw))

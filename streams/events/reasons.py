@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 __all__ = ["Reason", "Rejected"]
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why a record went to the dead-letter topic (README, 'Dead letters')."""
 
     NOT_JSON = "not_json"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import fastjsonschema
 import orjson
@@ -16,12 +17,12 @@ SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 CALL_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str = f"touchpoint-event.{SCHEMA_VERSION}.json") -> dict[str, Any]:
     return orjson.loads((SCHEMA_DIR / name).read_bytes())
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator_for(call_type: str) -> Callable[[Any], Any]:
     """fastjsonschema validator for one call type (compiled once: ~2.6 us per event)."""
     if call_type not in CALL_TYPES:

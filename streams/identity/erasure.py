@@ -7,7 +7,7 @@ trail records the erasure with hashed identifiers only (invariant 7).
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 

@@ -8,7 +8,7 @@ PII fields are removed from the traits that travel downstream.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from streams.events.model import PII_TYPES, Identifier, Touchpoint
@@ -23,7 +23,7 @@ _PII_TRAIT_KEYS = ("email", "phone")
 def _parse_ts_ms(text: str) -> int:
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:  # Segment timestamps are UTC when no offset is written
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
 
 

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol, Sequence
-
 from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 
 from streams.demand.dimensions import DIMENSIONS, partial_counts
-from streams.events.model import Touchpoint, format_identifier
+from streams.events.model import Touchpoint
 from streams.events.reasons import Reason, Rejected
-from streams.ingest.decode import decode
 from streams.identity.model import Resolution, ResolveRequest
+from streams.ingest.decode import decode
 from streams.ingest.dlq import DeadLetter, DlqCodec
 from streams.ingest.normalize import Normalizer
 from streams.observability.metrics import Metrics

@@ -41,6 +41,11 @@ class Metrics:
         self.demand_alerts_forwarded = Counter("touchpoint_demand_alerts_forwarded", "Alert records forwarded to Alertmanager, by outcome.", ["outcome"], registry=r)
         self.identity_merges = Counter("touchpoint_identity_merges", "Profiles merged into another by identity resolution.", registry=r)
         self.identity_changes = Counter("touchpoint_identity_changes", "Identity audit records by type (created, linked, merged, blocked, quarantined, conflict, erased).", ["type"], registry=r)
+        # Live profiles (labels: record outcome - the bounded set of streams.profiles.stage.OUTCOMES).
+        self.profiles = Gauge("touchpoint_profiles", "Live (not merged, not erased) profiles in the partitions this worker owns.", registry=r)
+        self.profile_records = Counter("touchpoint_profile_records", "profile-events records by outcome: applied, duplicate, replayed, forwarded, merged, absorbed (a merge folded), erased_dropped, error, ...", ["outcome"], registry=r)
+        self.profile_bytes = Histogram("touchpoint_profile_bytes", "Serialized size of a profile value as written to the table changelog.",
+                                       buckets=(256, 512, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 16384), registry=r)
         # Bound children for the hot path.
         self.applied = self.events.labels("applied")
         self.duplicates = self.events.labels("duplicate")

@@ -37,7 +37,7 @@ import orjson
 
 __all__ = [
     "Limits", "LAYOUT", "new_profile", "fold", "merge", "render", "is_live", "is_tomb",
-    "encode", "decode", "iso", "funnel_stage", "FUNNEL",
+    "encode", "decode", "iso", "funnel_stage", "FUNNEL", "is_tomb_bytes", "tombstone",
 ]
 
 LAYOUT = 1
@@ -80,6 +80,21 @@ def is_tomb(state: dict[str, Any] | None) -> bool:
 
 def is_live(state: dict[str, Any] | None) -> bool:
     return state is not None and "tomb" not in state
+
+
+def tombstone(kind: str, po: int, at: int | None, into: str | None = None) -> dict[str, Any]:
+    """A merged (``into`` set) or erased tombstone; ``tomb`` is written first (see is_tomb_bytes)."""
+    out: dict[str, Any] = {"tomb": kind}
+    if into is not None:
+        out["into"] = into
+    out["at"] = at
+    out["po"] = po
+    return out
+
+
+def is_tomb_bytes(raw: bytes) -> bool:
+    """Tombstone test on the encoded value without decoding it (for counting whole tables)."""
+    return raw.startswith(b'{"tomb"')
 
 
 def encode(state: dict[str, Any]) -> bytes:

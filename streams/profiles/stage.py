@@ -51,7 +51,7 @@ from typing import Any, Callable
 
 import orjson
 
-from streams.profiles.profile import Limits, decode, encode, fold, merge, new_profile
+from streams.profiles.profile import Limits, decode, encode, fold, merge, new_profile, tombstone
 
 __all__ = ["ProfileStage", "Decision", "Send", "OUTCOMES", "MAX_HOPS"]
 
@@ -163,7 +163,7 @@ class ProfileStage:
             return Decision("merge_duplicate", detail="" if state["into"] == into else f"already merged into {state['into']}")
         if state is not None and state.get("tomb") == "erased":
             return Decision("erased_dropped")
-        tomb = encode({"tomb": "merged", "into": into, "at": msg.get("ts_ms"), "po": offset})
+        tomb = encode(tombstone("merged", offset, msg.get("ts_ms"), into))
         if state is None:
             # Nothing of B arrived yet: B's events will be forwarded as they come.
             return Decision("merged", tomb)
@@ -193,7 +193,7 @@ class ProfileStage:
     def _erase(self, key: str, state: dict[str, Any] | None, msg: dict[str, Any], offset: int) -> Decision:
         if state is not None and state.get("tomb") == "erased":
             return Decision("erase_duplicate")
-        tomb = encode({"tomb": "erased", "at": msg.get("ts_ms"), "po": offset})
+        tomb = encode(tombstone("erased", offset, msg.get("ts_ms")))
         sends: tuple[Send, ...] = ()
         if state is not None and state.get("tomb") == "merged":
             # The survivor holds this person's data too: erase it as well (idempotent there).

@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 __all__ = ["Person", "Population", "Scenario", "Shift", "SCENARIOS", "crisis", "CATEGORIES", "REGIONS", "CHANNELS"]
 
@@ -94,7 +95,7 @@ class Population:
 
     def _person(self, i: int) -> Person:
         rng = self.rng
-        channels = tuple(c for c, w in zip(CHANNELS, _CHANNEL_WEIGHTS) if rng.random() < 0.25 + w * 2)
+        channels = tuple(c for c, w in zip(CHANNELS, _CHANNEL_WEIGHTS, strict=True) if rng.random() < 0.25 + w * 2)
         return Person(
             index=i,
             user_id=f"u{i:06d}",
@@ -151,7 +152,7 @@ class Population:
         self._seq += 1
         base: dict[str, Any] = {
             "messageId": f"sim-{self.rng.getrandbits(64):016x}-{self._seq}",
-            "timestamp": datetime.fromtimestamp(ts_ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "timestamp": datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "channel": channel,
             "context": {"location": {"region": person.region}},
         }

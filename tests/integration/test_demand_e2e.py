@@ -138,8 +138,15 @@ def test_surge_collapse_and_rebound_raise_alerts_with_their_lifecycle(settings, 
     assert all(a["worker"] and a["bucket_s"] == 3600 for a in alerts)
     check_alerts(alerts)
 
+    status, body = worker.get("/metrics")
+    metrics = body.decode()
+    assert status == 200 and "touchpoint_demand_errors_total 0.0" in metrics, worker.log_tail()
+    assert "touchpoint_demand_late_counts_total 0.0" in metrics  # one input partition, in order
+    assert 'touchpoint_demand_alert_transitions_total{state="NEW_NORMAL"}' in metrics
+
     tail = run_cli(settings, "alerts", "tail", "--from-beginning", "--timeout", "5", "--max", str(len(alerts)))
     assert tail.returncode == 0, tail.stderr.decode()
     lines = tail.stdout.decode().splitlines()
+    print("\n".join(lines))
     assert len(lines) == len(alerts)
     assert any("OPEN" in line and "surge" in line and "category_region:masks|hubei" in line for line in lines)

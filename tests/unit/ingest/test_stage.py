@@ -64,7 +64,7 @@ def test_outcomes_add_up_and_duplicates_are_not_reapplied():
     batch = records([track("a"), track("b"), track("a"), b"nope", None])
     asyncio.run(stage.process_batch(batch))
     assert [e["message_id"] for _, e in sink.events] == ["a", "b"]
-    assert [dict(l.headers)["tp.reason"] for l in sink.letters] == [b"not_json", b"not_json"]
+    assert [dict(letter.headers)["tp.reason"] for letter in sink.letters] == [b"not_json", b"not_json"]
     m = stage.metrics
     assert (m.applied._value.get(), m.duplicates._value.get(), m.dead_lettered._value.get()) == (2, 1, 2)
 
@@ -132,6 +132,6 @@ def test_events_are_keyed_by_profile_and_merges_come_first():
     # the merge instruction goes to the loser's key, right before the event that caused it
     assert values[2] == {"control": "merge", "from": p2, "into": p1, "message_id": "3", "ts_ms": values[2]["ts_ms"]}
     assert keys[2] == p2.encode() and values[3]["profile_id"] == p1 and keys[3] == p1.encode()
-    assert [dict(l.headers)["tp.reason"] for l in sink.letters] == [b"no_identifier"]
+    assert [dict(letter.headers)["tp.reason"] for letter in sink.letters] == [b"no_identifier"]
     assert {c["type"] for _, c in sink.changes} >= {"created", "merged"}
     assert stage.metrics.identity_merges._value.get() == 1

@@ -1,0 +1,113 @@
+"""The profiles agent: thin Faust wiring of :class:`ProfileStage` to the ``profiles`` table.
+
+One record at a time (table writes are impossible inside ``take()``), ``concurrency=1`` (Faust
+can commit past an in-flight event otherwise, faust#606), and every record in its own
+try/except: Faust acks a record whose processing raised, so an escaping exception would lose it
+silently; here it is logged and counted instead (DESIGN.md, Faust traps).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+from aiokafka.partitioner import murmur2
+
+from streams.identity.model import parse
+from streams.kafka import topics as T
+from streams.profiles.profile import Limits, is_tomb_bytes
+from streams.profiles.stage import OUTCOMES, ProfileStage
+
+__all__ = ["register", "TABLE", "changelog_topic"]
+
+log = logging.getLogger(__name__)
+
+TABLE = "profiles"
+GAUGE_EVERY_S = 10.0
+
+
+def changelog_topic(app_id: str) -> str:
+    """Faust's name for the table's compacted changelog (``{app_id}-{table}-changelog``)."""
+    return f"{app_id}-{TABLE}-changelog"
+
+
+def key_partition(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (same as ingest's producer)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def register(app: faust.App, ctx: Any) -> faust.types.TableT:
+    """Declare the ``profiles`` table and agent on ``app``; returns the table."""
+    s = ctx.settings
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
+    source = app.topic(s.topic(T.PROFILE_EVENTS), **raw)
+    out = app.topic(s.topic(T.PROFILE_EVENTS), **raw)
+    # Values are our own orjson bytes: compact in memory, no Faust model metadata (DESIGN.md traps),
+    # and the HTTP view can render them without a second serializer. Keys are the profile id as
+    # raw bytes, exactly the input's key bytes, so the table is co-partitioned with profile-events.
+    table = app.Table(TABLE, key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                      partitions=s.partitions, help="live profile per profile id (tombstones for merged/erased)")
+    rules = getattr(ctx.identity, "rules", None)
+    keep = (lambda f: not rules.is_blocked(parse(f))) if rules is not None else None
+    stage = ProfileStage(Limits(), keep_identifier=keep)
+    ctx.extras["profiles_table"] = table
+    m = ctx.metrics
+    counted = {o: m.profile_records.labels(o) for o in (*OUTCOMES, "error")}
+    seconds = m.batch_seconds.labels("profiles")
+    for child in counted.values():
+        child.inc(0)
+
+    @app.agent(source, name="profiles", concurrency=1)
+    async def profiles(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            started = time.perf_counter()
+            message = event.message
+            try:
+                key = (message.key or b"").decode()
+                if not key:
+                    counted["invalid"].inc()
+                    continue
+                decision = stage.decide(key, table.get(key), message.value, message.offset)
+                for send in decision.sends:
+                    fut = await out.send(key=send.key.encode(), value=send.value)
+                    if send.must_land:
+                        # The write below makes a replay skip this record: the send must be in Kafka first.
+                        await fut
+                if decision.value is not None:
+                    table[key] = decision.value
+                    m.profile_bytes.observe(len(decision.value))
+                counted[decision.outcome].inc()
+                if decision.outcome == "invalid":
+                    log.warning("profiles: invalid record at %s/%s/%s: %s", message.topic, message.partition, message.offset, decision.detail)
+            except Exception:
+                counted["error"].inc()
+                log.exception("profiles: could not process %s/%s/%s", message.topic, message.partition, message.offset)
+            finally:
+                seconds.observe(time.perf_counter() - started)
+
+    partition_cache: dict[str, int] = {}
+
+    @app.timer(GAUGE_EVERY_S)
+    async def count_live() -> None:
+        """touchpoint_profiles: live profiles in the partitions this worker actively owns.
+
+        The memory store also keeps keys of partitions this worker lost in a rebalance (live
+        writes are not tracked per partition), so keys are filtered by their partition.
+        """
+        try:
+            topic = s.topic(T.PROFILE_EVENTS)
+            active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+            n = 0
+            for key, value in table.items():
+                part = partition_cache.get(key)
+                if part is None:
+                    part = partition_cache[key] = key_partition(key, s.partitions)
+                if part in active and not is_tomb_bytes(value):
+                    n += 1
+            m.profiles.set(n)
+        except Exception:
+            log.exception("profiles: could not count live profiles")
+
+    return table
