@@ -88,6 +88,7 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
         web_graph_enabled=False,
         web_metrics_enabled=False,
     )
+    from streams import profiles
     from streams.demand import agent as demand_agent
     from streams.identity import views as identity_views
     from streams.ingest import agent as ingest_agent
@@ -95,7 +96,7 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
 
     ingest_agent.register(app, ctx)
     demand_agent.register(app, ctx)
-    __import__("streams.profiles").profiles.register(app, ctx)  # profiles table, agent, lookup views
+    profiles.register(app, ctx)
     views.register(app, ctx)
     identity_views.register(app, ctx)
     return app, ctx

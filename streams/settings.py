@@ -204,6 +204,23 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
+def update_readme(path: Path) -> bool:
+    """Replace the settings table in a README with the generated one; True when it changed."""
+    lines = path.read_text().split("\n")
+    start = lines.index("| variable | default | description |")
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    new = lines[:start] + markdown_table().split("\n") + lines[end:]
+    if new == lines:
+        return False
+    path.write_text("\n".join(new))
+    return True
+
+
 if __name__ == "__main__":  # pragma: no cover - documentation helper
     if "--markdown" in sys.argv:
         print(markdown_table())
+    elif "--update-readme" in sys.argv:
+        readme = Path(__file__).resolve().parents[1] / "README.md"
+        print("README.md updated" if update_readme(readme) else "README.md already up to date")

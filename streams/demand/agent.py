@@ -41,7 +41,7 @@ def register(app: faust.App, ctx: Any) -> None:
     seconds = ctx.metrics.batch_seconds.labels("demand")
 
     @app.on_partitions_assigned.connect
-    async def _forget_index(sender: Any, *args: Any, **kwargs: Any) -> None:
+    async def _forget_index(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         # Keys and open alerts of a partition are rebuilt from the recovered table on first use.
         stage.forget()
 
@@ -68,5 +68,5 @@ def register(app: faust.App, ctx: Any) -> None:
 
     if forwarder is not None:
         @app.on_before_shutdown.connect
-        async def _close_forwarder(sender: Any, *args: Any, **kwargs: Any) -> None:
+        async def _close_forwarder(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
             await forwarder.close()

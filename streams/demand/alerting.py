@@ -7,7 +7,7 @@ logged, never retried forever), so a down Alertmanager cannot stall the demand a
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -28,7 +28,7 @@ def _parse(iso: str) -> datetime:
 
 
 def _iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def to_alertmanager(alert: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def to_alertmanager(alert: dict[str, Any], now: datetime | None = None) -> dict[
     The alert's identity (its label set) is the demand alert id, so OPEN, ESCALATE and the final
     RESOLVED/NEW_NORMAL records of one shift update the same Alertmanager alert.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     expected = alert.get("expected")
     ratio = f" (x{alert['observed'] / expected:.1f})" if expected else ""
     ends = now if alert["state"] in ("RESOLVED", "NEW_NORMAL") else now + _HOLD

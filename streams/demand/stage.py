@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, MutableMapping
+from typing import Any
 
 import orjson
 
@@ -66,7 +67,7 @@ class StageConfig:
     max_gap_buckets: int = 0  # 0 = one week of buckets
 
     @classmethod
-    def from_settings(cls, settings: Any, worker: str = "") -> "StageConfig":
+    def from_settings(cls, settings: Any, worker: str = "") -> StageConfig:
         return cls(bucket_s=settings.demand_bucket_s, lateness_s=settings.demand_lateness_s,
                    timezone=settings.demand_timezone, worker=worker)
 
@@ -157,7 +158,7 @@ class DemandStage:
         clock = self.clocks.get(qkey)
         closed = clock["closed"] if clock else None
         late = closed is not None and bucket < closed
-        new = self._copy(entry, partition, first=bucket if not late else closed)
+        new = self._copy(entry, partition, first=closed if late and closed is not None else bucket)
         if not late:
             buckets = new["open"]
             buckets[str(bucket)] = buckets.get(str(bucket), 0) + count

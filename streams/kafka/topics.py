@@ -40,7 +40,7 @@ TOPICS = (
     TopicSpec(DLQ, "rejected records: original bytes (sealed) + reason headers", {"retention.ms": str(30 * _DAY_MS)}),
     # The identity graph in Redis is a view of this log; keep it forever so Redis can be rebuilt.
     TopicSpec(IDENTITY_CHANGES, "identity audit trail: created/linked/merged/blocked/quarantined/erased", {"retention.ms": "-1"}),
-    TopicSpec(PROFILE_EVENTS, "normalised, resolved events keyed by profile id", {"retention.ms": str(7 * _DAY_MS)}),
+    TopicSpec(PROFILE_EVENTS, "normalised, resolved events and merge/absorb/erase controls keyed by profile id", {"retention.ms": str(7 * _DAY_MS)}, consumed=True),
     TopicSpec(DEMAND_COUNTS, "partial demand counts per dimension key and event-time bucket", {"retention.ms": str(7 * _DAY_MS)}, consumed=True),
     TopicSpec(ALERTS, "demand-shift alert lifecycle records", {"retention.ms": str(90 * _DAY_MS)}),
 )

@@ -33,9 +33,9 @@ def changelog_topic(app_id: str) -> str:
     return f"{app_id}-{TABLE}-changelog"
 
 
-def key_partition(key: str, partitions: int) -> int:
+def key_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner gives ``key`` (same as ingest's producer)."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def register(app: faust.App, ctx: Any) -> faust.types.TableT:
@@ -46,8 +46,9 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
     out = app.topic(s.topic(T.PROFILE_EVENTS), **raw)
     # Values are our own orjson bytes: compact in memory, no Faust model metadata (DESIGN.md traps),
     # and the HTTP view can render them without a second serializer. Keys are the profile id as
-    # raw bytes, exactly the input's key bytes, so the table is co-partitioned with profile-events.
-    table = app.Table(TABLE, key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw",
+    # raw bytes, exactly the input's key bytes, so the table is co-partitioned with profile-events
+    # (a str key would be JSON-quoted in the changelog and hash to other partitions).
+    table = app.Table(TABLE, key_type=bytes, value_type=bytes,  # bytes = Faust's "raw" codec
                       partitions=s.partitions, help="live profile per profile id (tombstones for merged/erased)")
     rules = getattr(ctx.identity, "rules", None)
     keep = (lambda f: not rules.is_blocked(parse(f))) if rules is not None else None
@@ -65,18 +66,17 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
             started = time.perf_counter()
             message = event.message
             try:
-                key = (message.key or b"").decode()
-                if not key:
+                if not message.key:
                     counted["invalid"].inc()
                     continue
-                decision = stage.decide(key, table.get(key), message.value, message.offset)
+                decision = stage.decide(message.key.decode(), table.get(message.key), message.value, message.offset)
                 for send in decision.sends:
                     fut = await out.send(key=send.key.encode(), value=send.value)
                     if send.must_land:
                         # The write below makes a replay skip this record: the send must be in Kafka first.
                         await fut
                 if decision.value is not None:
-                    table[key] = decision.value
+                    table[message.key] = decision.value
                     m.profile_bytes.observe(len(decision.value))
                 counted[decision.outcome].inc()
                 if decision.outcome == "invalid":
@@ -87,7 +87,7 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
             finally:
                 seconds.observe(time.perf_counter() - started)
 
-    partition_cache: dict[str, int] = {}
+    partition_cache: dict[bytes, int] = {}
 
     @app.timer(GAUGE_EVERY_S)
     async def count_live() -> None:

@@ -44,7 +44,7 @@ def register(app: faust.App, ctx: Any, table: faust.types.TableT) -> None:
 
     def owner(profile_id: str) -> URL | None:
         """Canonical URL of the worker actively owning the key's partition, None if unknown now."""
-        partition = key_partition(profile_id, s.partitions)
+        partition = key_partition(profile_id.encode(), s.partitions)
         changelog = table.changelog_topic.get_topic_name()
         for url, topics in app.router.table_metadata(TABLE).items():
             if partition in topics.get(changelog, ()):
@@ -78,7 +78,7 @@ def register(app: faust.App, ctx: Any, table: faust.types.TableT) -> None:
             return json(view, {"error": "no worker owns this profile's partition right now; retry"}, 503)
         if not same(url, me):
             return await proxy(view, request, url, profile_id, hops)
-        raw = table.get(profile_id)
+        raw = table.get(profile_id.encode())
         if raw is None:
             return json(view, {"error": f"no profile {profile_id}"}, 404)
         state = decode(raw)

@@ -13,7 +13,7 @@ import asyncio
 import math
 import random
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -27,7 +27,7 @@ from tests.fixtures.stack import run_cli
 pytestmark = pytest.mark.integration
 
 HOUR_MS = 3_600_000
-START_MS = int(datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp() * 1000)  # a Monday
+START_MS = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp() * 1000)  # a Monday
 WEEKS = 4
 NORMAL_WEEKS = 3
 # Base page views per hour at the daily peak, per (category, region).
@@ -75,7 +75,7 @@ def traffic(seed: int = 5) -> list[dict[str, Any]]:
                 batch.append((START_MS + hour * HOUR_MS + rng.randrange(HOUR_MS), category, region))
         for ts, category, region in sorted(batch):
             n = len(out)
-            stamp = datetime.fromtimestamp(ts / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            stamp = datetime.fromtimestamp(ts / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             out.append({"type": "page", "messageId": f"dm-{seed}-{n}", "anonymousId": f"visitor-{rng.randrange(400)}",
                         "timestamp": stamp, "channel": "web", "name": f"{category} listing", "category": category,
                         "properties": {"category": category, "region": region}})

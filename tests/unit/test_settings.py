@@ -30,4 +30,4 @@ def test_secrets_are_masked():
 
 def test_readme_settings_table_matches_the_code():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert markdown_table() in readme, "regenerate with: .venv/bin/python -m streams.settings --markdown"
+    assert markdown_table() in readme, "regenerate with: .venv/bin/python -m streams.settings --update-readme"

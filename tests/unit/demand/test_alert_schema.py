@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import fastjsonschema
@@ -52,7 +52,7 @@ def test_tail_line_for_on_call_staff() -> None:
 
 
 def test_alertmanager_mapping() -> None:
-    now = datetime(2026, 3, 2, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 2, 12, tzinfo=UTC)
     alert = produced()[0]
     posted = to_alertmanager(alert, now)
     assert posted["labels"]["alertname"] == "DemandShift" and posted["labels"]["alert_id"] == alert["alert_id"]

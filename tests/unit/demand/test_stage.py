@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
+from typing import Any, MutableMapping
 
 import orjson
 import pytest
@@ -21,7 +21,8 @@ def msg(key: str, hour: int, n: int, p: int = 0, o: int = 0) -> bytes:
     return orjson.dumps({"k": key, "b": T0 + hour * H, "n": n, "p": p, "o": o})
 
 
-def new_stage(cfg: StageConfig = CFG, state: dict | None = None, clocks: dict | None = None) -> DemandStage:
+def new_stage(cfg: StageConfig = CFG, state: MutableMapping[str, Any] | None = None,
+              clocks: MutableMapping[str, Any] | None = None) -> DemandStage:
     return DemandStage(cfg, {} if state is None else state, {} if clocks is None else clocks, Metrics())
 
 
@@ -109,7 +110,7 @@ def test_surge_opens_then_resolves_and_the_gauge_follows() -> None:
     states = [a["state"] for a in alerts if a["alert_id"] == opened[0]["alert_id"]]
     assert states[0] == "OPEN" and states[-1] == "RESOLVED"
     assert gauge("touchpoint_demand_alerts_open", {"dimension": "category", "direction": "surge"}) == 0
-    assert gauge("touchpoint_demand_alert_transitions_total", {"state": "RESOLVED"}) >= 1
+    assert (gauge("touchpoint_demand_alert_transitions_total", {"state": "RESOLVED"}) or 0) >= 1
 
 
 def test_late_counts_are_counted_and_never_reopen_a_bucket() -> None:
@@ -161,7 +162,7 @@ def test_restore_from_json_state_gives_identical_alerts_even_with_a_replay() -> 
     assert second.state == json.loads(json.dumps(reference_state(records)))
 
 
-def reference_state(records: list[tuple[int, bytes]]) -> dict:
+def reference_state(records: list[tuple[int, bytes]]) -> MutableMapping[str, Any]:
     stage = new_stage()
     run(stage, records)
     return stage.state
