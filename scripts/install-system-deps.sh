@@ -4,6 +4,9 @@
 #   kcat                       poking at topics by hand
 #   openjdk-17-jre-headless    only if there is no java at all (the broker needs 17+)
 #   maven                      only if there is no mvn (fetches the Kafka jars from Maven Central)
+#   prometheus                 promtool (rule tests, metrics lint) and the Prometheus server the observability tests start
+#   prometheus-alertmanager    amtool (Alertmanager config check and routing tests)
+#   chromium                   headless browser rendering the on-call page in its test
 # `apt-get update` runs only when something is actually missing.
 set -euo pipefail
 
@@ -22,7 +25,7 @@ is_installed() {
 }
 
 missing=()
-for pkg in redis-server redis-tools kcat; do
+for pkg in redis-server redis-tools kcat prometheus prometheus-alertmanager chromium; do
   is_installed "$pkg" || missing+=("$pkg")
 done
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
@@ -41,4 +44,5 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 
 # Debian's redis-server package may start a system-wide instance on 6379 (where an init
 # system exists). We never use it; the stack runs its own redis-server on its own port.
+# Likewise Debian's prometheus / prometheus-alertmanager services: tests run their own on free ports.
 echo "install-system-deps: done"

@@ -92,6 +92,7 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
     from streams.demand import agent as demand_agent
     from streams.identity import views as identity_views
     from streams.ingest import agent as ingest_agent
+    from streams.observability import oncall
     from streams.web import views
 
     ingest_agent.register(app, ctx)
@@ -99,4 +100,5 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
     profiles.register(app, ctx)
     views.register(app, ctx)
     identity_views.register(app, ctx)
+    oncall.register(app, ctx)  # /oncall page and data, consumer-lag sampler
     return app, ctx

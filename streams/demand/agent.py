@@ -40,7 +40,7 @@ def register(app: faust.App, ctx: Any) -> None:
     ctx.extras["demand"] = stage
     seconds = ctx.metrics.batch_seconds.labels("demand")
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types receivers as sync or Awaitable
     async def _forget_index(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         # Keys and open alerts of a partition are rebuilt from the recovered table on first use.
         stage.forget()
@@ -67,6 +67,6 @@ def register(app: faust.App, ctx: Any) -> None:
                 await forwarder.forward(outcome.alerts)
 
     if forwarder is not None:
-        @app.on_before_shutdown.connect
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def _close_forwarder(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
             await forwarder.close()

@@ -51,6 +51,8 @@ _CAL_EDGES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0
               60.0, 120.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0)
 #: Cap on raw surprise before calibration (so a 20x shock still differs from a routine 8x spike).
 _RAW_CAP = 10000.0
+#: Reference overdispersion of the moment weights (fixed, so the weights do not feed back).
+_OD_REF = 0.0156
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,13 @@ class DetectorConfig:
     tier_rule: "fit" lets an established weekly slot that fits at least as
         well as the daily tier speak; "least": the less surprised tier speaks.
     fit_min_seasons: seasons a weekly slot needs for the "fit" rule (2).
-    dev_guard: learn the deviation at the reduced weight near alerts (False).
+    dev_guard: learn the deviation at the reduced weight after a surprising
+        bucket outside an alert (False).
+    count_model: "nb" (integer counts: negative binomial, var = mu + a mu^2,
+        with the overdispersion ``a`` learned per tier by moments, so Poisson
+        noise is counted once) or "rdev" (the old max(mu, (1.25 rdev mu)^2)).
+    alert_dev_weight: learning weight of the deviation for buckets inside an
+        open alert (0.0: an alert's residuals are the shift, not noise).
     """
 
     bucket_s: int = 300
@@ -129,6 +137,10 @@ class DetectorConfig:
     tier_rule: str = "fit"
     fit_min_seasons: int = 2
     dev_guard: bool = False
+    count_model: str = "nb"
+    alert_dev_weight: float = 0.0
+    run_dev_weight: float = 1.0
+    run_rho_frozen: bool = True
 
     def __post_init__(self) -> None:
         if self.bucket_s <= 0:
@@ -281,12 +293,16 @@ class DemandDetector:
         self.level = 0.0
         self.level_n = 0
         self.rdev = {t: cfg.init_rdev for t in _TIERS}
+        # Count overdispersion per tier, as weighted moment sums [sum((x-mu)^2 - mu), sum(mu^2)]
+        # (EWMAs; den 0 = nothing learned yet): a = max(0, num / den), var = mu + a mu^2.
+        self.od = {t: [0.0, 0.0] for t in _TIERS}
         self.integral = True
         self.ev_up = 0.0
         self.ev_dn = 0.0
         # [excess, expected, variance, buckets] summed over the current evidence run.
-        self.run_up = [0.0, 0.0, 0.0, 0.0]
-        self.run_dn = [0.0, 0.0, 0.0, 0.0]
+        # [excess, expected, variance, buckets, lag-1 correlation when the run started].
+        self.run_up = [0.0, 0.0, 0.0, 0.0, 0.0]
+        self.run_dn = [0.0, 0.0, 0.0, 0.0, 0.0]
         self.direction = 0
         self.normal_run = 0
         self.cooldown = 0
@@ -304,7 +320,17 @@ class DemandDetector:
         self.last_ts_ms: int | None = None
 
     # ------------------------------------------------------------------ model
+    def _overdispersion(self, tier: str) -> float:
+        num, den = self.od[tier]
+        if den <= 0.0:
+            return (1.25 * self.config.init_rdev) ** 2
+        return max(num, 0.0) / den
+
     def _mean_var(self, tier: str, mu: float) -> tuple[float, float]:
+        if self.integral and self.config.count_model == "nb":
+            # Negative binomial: Poisson noise once, plus the learned relative overdispersion.
+            m = max(mu, 0.0)
+            return mu, max(m + self._overdispersion(tier) * m * m, 1e-9)
         scale = max(abs(mu), 1.0) if self.integral else max(abs(mu), 1e-9)
         sd_rel = 1.25 * self.rdev[tier] * scale
         # Counts: Poisson variance unless the residuals show overdispersion
@@ -433,16 +459,26 @@ class DemandDetector:
             buckets_in_alert=self.in_alert if self.direction else 0,
             tier=tier_name,
         )
-        if mu_ref is not None and sd_ref is not None:
+        if mu_ref is not None and sd_ref is not None and (self.direction == 0 or cfg.alert_dev_weight > 0.0):
+            # Residual autocorrelation, like the deviation, is not learned from an alert:
+            # a sustained shift would look like strongly correlated noise.
             z = min(max((x - mu_ref) / max(sd_ref, 1e-9), -3.0), 3.0)
-            a = cfg.dev_alpha
+            a = cfg.dev_alpha * (cfg.alert_dev_weight if self.direction != 0 else 1.0)
             self.ac[1] += a * (z * self.ac[0] - self.ac[1])
             self.ac[2] += a * (z * z - self.ac[2])
             self.ac[0] = z
         if mu_ref is not None and self.direction == 0:
             self._learn_calibration(raw_up, raw_dn)
         suspicious = self.direction != 0 or max(s_up, s_dn) >= cfg.guard_surprise
-        self._learn(x, ws, ds, cfg.anomaly_learn_weight if suspicious else 1.0)
+        if self.direction != 0:
+            dev_weight = cfg.alert_dev_weight  # an alert's residuals are the shift, not noise
+        elif suspicious and cfg.dev_guard:
+            dev_weight = cfg.anomaly_learn_weight
+        elif self.ev_up > 0.0 or self.ev_dn > 0.0:
+            dev_weight = cfg.run_dev_weight
+        else:
+            dev_weight = 1.0
+        self._learn(x, ws, ds, cfg.anomaly_learn_weight if suspicious else 1.0, dev_weight)
         self.n += 1
         self.last_ts_ms = ts_ms
         return decision
@@ -491,12 +527,14 @@ class DemandDetector:
         self.ev_dn = max(0.0, cfg.decay * self.ev_dn + s_dn - cfg.k)
         for ev, run in ((self.ev_up, self.run_up), (self.ev_dn, self.run_dn)):
             if ev > 0.0:
+                if run[3] == 0.0:
+                    run[4] = self._rho()
                 run[0] += x - mu
                 run[1] += max(mu, 0.0)
                 run[2] += var
                 run[3] += 1.0
             else:
-                run[0] = run[1] = run[2] = run[3] = 0.0
+                run[0] = run[1] = run[2] = run[3] = run[4] = 0.0
 
     def _should_open(self) -> int:
         cfg = self.config
@@ -511,7 +549,8 @@ class DemandDetector:
             if run[3] < cfg.run_min_buckets:
                 continue
             total = max(run[1] + run[0], 0.0)
-            var_run = run[2] * self._run_var_factor(run[3]) if cfg.run_autocorr else run[2]
+            rho = run[4] if cfg.run_rho_frozen else self._rho()
+            var_run = run[2] * self._run_var_factor(run[3], rho) if cfg.run_autocorr else run[2]
             up, dn = tail_surprise(round(total) if self.integral else total, run[1], var_run, self.integral)
             s_run = up if d > 0 else dn
             if cfg.calib_run:
@@ -520,9 +559,15 @@ class DemandDetector:
                 return d
         return 0
 
-    def _run_var_factor(self, n: float) -> float:
-        """Var(sum of n residuals) / (n var) under AR(1) with the learned lag-1 correlation."""
-        rho = min(max(self.ac[1] / max(self.ac[2], 1e-9), 0.0), 0.95)
+    def _rho(self) -> float:
+        """Learned lag-1 correlation of the standardised residuals, in [0, 0.95]."""
+        return min(max(self.ac[1] / max(self.ac[2], 1e-9), 0.0), 0.95)
+
+    def _run_var_factor(self, n: float, rho: float | None = None) -> float:
+        """Var(sum of n residuals) / (n var) under AR(1) with lag-1 correlation ``rho``
+        (default: the learned one)."""
+        if rho is None:
+            rho = self._rho()
         if rho <= 0.0 or n <= 1:
             return 1.0
         return (1 + rho) / (1 - rho) - 2 * rho * (1 - rho**n) / (n * (1 - rho) ** 2)
@@ -533,10 +578,10 @@ class DemandDetector:
         self.in_alert = 0
         self.cooldown = self.config.cooldown_buckets
         self.ev_up = self.ev_dn = 0.0
-        self.run_up[:] = [0.0, 0.0, 0.0, 0.0]
-        self.run_dn[:] = [0.0, 0.0, 0.0, 0.0]
+        self.run_up[:] = [0.0, 0.0, 0.0, 0.0, 0.0]
+        self.run_dn[:] = [0.0, 0.0, 0.0, 0.0, 0.0]
 
-    def _learn(self, x: float, ws: int, ds: int, weight: float) -> None:
+    def _learn(self, x: float, ws: int, ds: int, weight: float, dev_weight: float) -> None:
         cfg = self.config
         # Slot means: running mean until the slot is ready (another tier judged
         # those buckets), then a clipped EWMA per season at ``weight``.
@@ -553,7 +598,7 @@ class DemandDetector:
             else:
                 mu, var = self._mean_var(tier, means[slot])
                 xc = self._clip(x, mu, var)
-                self._learn_dev(tier, xc, mu, weight if cfg.dev_guard else 1.0)
+                self._learn_dev(tier, xc, mu, dev_weight)
                 means[slot] = mu + cfg.season_alpha / self._bps * weight * (xc - mu)
             counts[slot] = min(n + 1, 1_000_000)
         if self.level_n == 0:
@@ -561,7 +606,7 @@ class DemandDetector:
         else:
             mu, var = self._mean_var("level", self.level)
             xc = self._clip(x, mu, var)
-            self._learn_dev("level", xc, mu, weight if cfg.dev_guard else 1.0)
+            self._learn_dev("level", xc, mu, dev_weight)
             w = 1.0 if self.level_n < self.config.min_level_obs else weight
             alpha = max(cfg.level_alpha, 1.0 / (self.level_n + 1)) * w
             self.level = mu + alpha * (xc - mu)
@@ -572,10 +617,28 @@ class DemandDetector:
         return min(max(x, mu - band), mu + band)
 
     def _learn_dev(self, tier: str, xc: float, mu: float, weight: float = 1.0) -> None:
-        # Always learned (inputs are clipped), so a wrong scale recovers.
+        # Learned outside alerts (inputs are clipped), so a wrong scale recovers.
+        if weight <= 0.0:
+            return
+        a = self.config.dev_alpha * weight
         scale = max(abs(mu), 1.0) if self.integral else max(abs(mu), 1e-9)
         r = abs(xc - mu) / scale
-        self.rdev[tier] += self.config.dev_alpha * weight * (r - self.rdev[tier])
+        self.rdev[tier] += a * (r - self.rdev[tier])
+        # Overdispersion by weighted moments: e = ((x - mu)^2 - mu) / mu^2 estimates a
+        # with variance ~ 2 (var / mu^2)^2, so weight it by (mu^2 / var)^2 = (mu / (1 + a mu))^2:
+        # relative residuals count equally on large counts, sparse buckets count little.
+        m = max(mu, 0.0)
+        if m <= 0.0:
+            return
+        od = self.od[tier]
+        cur = self._overdispersion(tier)
+        g = 1.0 / (1.0 + _OD_REF * m)
+        w = (m * g) ** 2
+        if od[1] <= 0.0:
+            od[1] = w
+            od[0] = cur * w
+        od[0] += a * (((xc - mu) ** 2 - m) * g * g - od[0])
+        od[1] += a * (w - od[1])
 
     def rebaseline(self) -> float:
         """Re-learn the baseline at the level of the open alert (NEW_NORMAL).
@@ -606,6 +669,7 @@ class DemandDetector:
             "level": self.level,
             "level_n": self.level_n,
             "rdev": dict(self.rdev),
+            "od": {t: list(v) for t, v in self.od.items()},
             "integral": self.integral,
             "ev": [self.ev_up, self.ev_dn],
             "run": [list(self.run_up), list(self.run_dn)],
@@ -630,10 +694,24 @@ class DemandDetector:
         det.level = float(data["level"])
         det.level_n = int(data["level_n"])
         det.rdev = {t: float(data["rdev"][t]) for t in _TIERS}
+        od = data.get("od")
+        if od is not None:
+            det.od = {t: [float(v) for v in od[t]] for t in _TIERS}
+        else:
+            # Older snapshot: start the overdispersion from the relative deviation.
+            mu2 = max(det.level, 1.0) ** 2
+            det.od = {t: [(1.25 * det.rdev[t]) ** 2 * mu2, mu2] for t in _TIERS}
         det.integral = bool(data["integral"])
         det.ev_up, det.ev_dn = (float(v) for v in data["ev"])
-        det.run_up = ([float(v) for v in data["run"][0]] + [0.0])[:4]
-        det.run_dn = ([float(v) for v in data["run"][1]] + [0.0])[:4]
+        if "ac" in data:
+            det.ac = [float(v) for v in data["ac"]]
+        rho = det._rho()
+        # Older snapshots: runs without a bucket count or a starting correlation.
+        det.run_up = ([float(v) for v in data["run"][0]] + [0.0, 0.0])[:4] + [rho]
+        det.run_dn = ([float(v) for v in data["run"][1]] + [0.0, 0.0])[:4] + [rho]
+        if len(data["run"][0]) >= 5:
+            det.run_up[4] = float(data["run"][0][4])
+            det.run_dn[4] = float(data["run"][1][4])
         det.direction, det.normal_run, det.cooldown, det.in_alert = (int(v) for v in data["alert"])
         det.alert_obs, det.alert_exp = (float(v) for v in data["alert_sums"])
         cal = data.get("cal")

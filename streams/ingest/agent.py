@@ -53,5 +53,7 @@ def register(app: faust.App, ctx: Any) -> None:
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
             await stage.process_batch([
-                RawRecord(e.message.value, e.message.topic, e.message.partition, e.message.offset) for e in events
+                RawRecord(e.message.value, e.message.topic, e.message.partition, e.message.offset,
+                          int(e.message.timestamp * 1000) if e.message.timestamp else None)
+                for e in events
             ])

@@ -38,6 +38,7 @@ class RawRecord:
     topic: str
     partition: int
     offset: int
+    timestamp_ms: int | None = None  # Kafka record timestamp (set when the record was produced)
 
     @property
     def claim(self) -> str:
@@ -75,11 +76,17 @@ class IngestStage:
         self.demand_dimensions = demand_dimensions
 
     def prepare(self, record: RawRecord, now_ms: int) -> Touchpoint | Rejected:
-        """Decode, validate and normalise one record (pure)."""
+        """Decode, validate and normalise one record (pure).
+
+        ``receivedAt`` is the record's Kafka timestamp when it has one: the moment the collector
+        (or any producer) handed it to Kafka. It does not drift while the worker lags behind, and
+        a replay after a crash gives every event the same event time again.
+        """
         event = decode(record.value, self.max_event_bytes)
         if isinstance(event, Rejected):
             return event
-        return self.normalizer.normalize(event, now_ms)
+        received_ms = record.timestamp_ms if record.timestamp_ms and record.timestamp_ms <= now_ms else now_ms
+        return self.normalizer.normalize(event, received_ms)
 
     async def process_batch(self, records: Sequence[RawRecord]) -> None:
         started = time.perf_counter()

@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import bisect
 import heapq
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
 __all__ = [
-    "Limits", "LAYOUT", "new_profile", "fold", "merge", "render", "is_live", "is_tomb",
+    "Limits", "DEFAULT_LIMITS", "LAYOUT", "new_profile", "fold", "merge", "render", "is_live", "is_tomb",
     "encode", "decode", "iso", "funnel_stage", "FUNNEL", "is_tomb_bytes", "tombstone",
 ]
 
@@ -66,6 +67,9 @@ class Limits:
     def __post_init__(self) -> None:
         if min(self.timeline, self.identifiers, self.traits, self.trait_bytes, self.categories, self.consent, self.recent_ids) < 1:
             raise ValueError("every profile limit must be >= 1")
+
+
+DEFAULT_LIMITS = Limits()
 
 
 def new_profile() -> dict[str, Any]:
@@ -107,7 +111,7 @@ def decode(raw: bytes) -> dict[str, Any]:
 
 # -- folding one event ---------------------------------------------------------------------------
 
-def fold(state: dict[str, Any], event: dict[str, Any], limits: Limits = Limits(),
+def fold(state: dict[str, Any], event: dict[str, Any], limits: Limits = DEFAULT_LIMITS,
          keep_identifier: Callable[[str], bool] | None = None) -> dict[str, Any]:
     """Apply one event (a ``Touchpoint.to_dict()``) to a live profile; mutates and returns ``state``.
 
@@ -193,7 +197,7 @@ def summary(event: dict[str, Any], max_chars: int = 80) -> str:
 
 # -- merging two profiles ------------------------------------------------------------------------
 
-def merge(into: dict[str, Any], other: dict[str, Any], limits: Limits = Limits()) -> dict[str, Any]:
+def merge(into: dict[str, Any], other: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """Fold the live profile ``other`` into ``into`` (mutated and returned).
 
     Counts add, first/last seen take min/max, traits and consent keep the later event time per
@@ -244,7 +248,7 @@ def iso(ms: int | None) -> str | None:
     """UTC ISO 8601 with milliseconds, e.g. ``2026-01-01T00:00:00.000Z``."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def funnel_stage(state: dict[str, Any]) -> str:

@@ -46,12 +46,13 @@ of ``profile-events`` invalidates ``po`` (co-partitioned tables cannot be repart
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
-from streams.profiles.profile import Limits, decode, encode, fold, merge, new_profile, tombstone
+from streams.profiles.profile import DEFAULT_LIMITS, Limits, decode, encode, fold, merge, new_profile, tombstone
 
 __all__ = ["ProfileStage", "Decision", "Send", "OUTCOMES", "MAX_HOPS"]
 
@@ -101,7 +102,7 @@ def parse_source(source: Any) -> tuple[str, int] | None:
 class ProfileStage:
     """Decides what each record does; holds only configuration."""
 
-    def __init__(self, limits: Limits = Limits(), keep_identifier: Callable[[str], bool] | None = None) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, keep_identifier: Callable[[str], bool] | None = None) -> None:
         self.limits = limits
         self.keep_identifier = keep_identifier
 

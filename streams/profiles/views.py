@@ -30,6 +30,7 @@ __all__ = ["register"]
 log = logging.getLogger(__name__)
 
 HOPS_HEADER = "X-Touchpoint-Hops"
+SERVED_BY = "X-Touchpoint-Served-By"  # canonical URL of the worker that read the table
 MAX_HOPS = 4  # owner changes + one merge chain step each; more means ownership is moving: 503
 
 
@@ -40,7 +41,7 @@ def register(app: faust.App, ctx: Any, table: faust.types.TableT) -> None:
     me = URL(str(app.conf.canonical_url))
 
     def json(view: View, body: Any, status: int = 200) -> Response:
-        return view.bytes(orjson.dumps(body), content_type="application/json", status=status)
+        return view.bytes(orjson.dumps(body), content_type="application/json", status=status, headers={SERVED_BY: str(me)})
 
     def owner(profile_id: str) -> URL | None:
         """Canonical URL of the worker actively owning the key's partition, None if unknown now."""
@@ -63,7 +64,8 @@ def register(app: faust.App, ctx: Any, table: faust.types.TableT) -> None:
             headers["Authorization"] = request.headers["Authorization"]
         try:
             async with client.get(url.with_path(f"/profiles/{profile_id}"), headers=headers) as resp:
-                return view.bytes(await resp.read(), content_type="application/json", status=resp.status)
+                served = {SERVED_BY: resp.headers.get(SERVED_BY, str(url))}
+                return view.bytes(await resp.read(), content_type="application/json", status=resp.status, headers=served)
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("profiles: owner %s of %s unreachable: %s", url, profile_id, exc)
             return json(view, {"error": "the worker owning this profile is unreachable; retry"}, 503)

@@ -44,3 +44,40 @@ def test_services_are_wired_for_scaling_out():
     unknown = set(worker["environment"]) - known
     assert not unknown, f"compose sets variables the code does not read: {unknown}"
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
+
+
+def test_collector_service_runs_touchpoint_collect_on_loopback():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    collector = services["collector"]
+    assert collector["command"] == ["collect"] and "healthcheck" in collector
+    assert (ROOT / collector["build"]["context"] / collector["build"]["dockerfile"]).is_file()
+    assert collector["depends_on"]["kafka"]["condition"] == "service_healthy"
+    env = collector["environment"]
+    known = {ENV_PREFIX + f.name.upper() for f in setting_fields()}
+    unknown = set(env) - known
+    assert not unknown, f"compose sets variables the code does not read: {unknown}"
+    assert "TOUCHPOINT_WRITE_KEYS" in env  # it refuses to start without keys
+    port = env["TOUCHPOINT_COLLECTOR_PORT"]
+    assert all(p.startswith("127.0.0.1:") and p.endswith(f":{port}") for p in collector["ports"])
+    assert f":{port}/readyz" in " ".join(collector["healthcheck"]["test"])
+
+
+def test_observability_services_mount_deploy_read_only_and_have_health_checks():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name in ("prometheus", "alertmanager", "grafana"):
+        service = services[name]
+        assert "healthcheck" in service, name
+        mounts = [v for v in service["volumes"] if v.startswith("./deploy/")]
+        assert mounts, name
+        for mount in mounts:
+            source, _, rest = mount.partition(":")
+            assert rest.endswith(":ro"), mount
+            assert (ROOT / source).exists(), mount
+        # UIs are published on the host's loopback only
+        assert all(port.startswith("127.0.0.1:") for port in service.get("ports", [])), name
+    prometheus = services["prometheus"]
+    assert "./deploy/prometheus/prometheus.compose.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.compose.yml").read_text())["scrape_configs"][0]
+    # every worker replica is found by the service's DNS name, on the port the workers listen on
+    assert scrape["dns_sd_configs"][0]["names"] == ["worker"] and scrape["dns_sd_configs"][0]["port"] == 6066
+    assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"

@@ -135,3 +135,12 @@ def test_events_are_keyed_by_profile_and_merges_come_first():
     assert [dict(letter.headers)["tp.reason"] for letter in sink.letters] == [b"no_identifier"]
     assert {c["type"] for _, c in sink.changes} >= {"created", "merged"}
     assert stage.metrics.identity_merges._value.get() == 1
+
+
+def test_received_at_is_the_kafka_record_time_so_replays_are_identical():
+    stage, sink = make_stage()
+    produced = NOW - 90_000  # the record waited 90 s in Kafka before this worker got to it
+    event = orjson.dumps({"type": "track", "messageId": "late", "event": "x", "userId": "u", "timestamp": "2026-01-01T00:00:00Z", "sentAt": "2026-01-01T00:00:10Z"})
+    asyncio.run(stage.process_batch([RawRecord(event, "ns.touchpoints", 0, 1, produced)]))
+    (_, applied), = sink.events
+    assert applied["received_at_ms"] == produced and applied["ts_ms"] == produced - 10_000

@@ -5,7 +5,7 @@ import random
 
 import orjson
 
-from streams.profiles.profile import Limits, encode, fold, merge, new_profile, render, summary
+from streams.profiles.profile import DEFAULT_LIMITS, Limits, encode, fold, merge, new_profile, render, summary
 
 T0 = 1_767_225_600_000
 
@@ -17,7 +17,7 @@ def ev(i, ts=None, **extra):
     return base
 
 
-def folded(events, limits=Limits()):
+def folded(events, limits=DEFAULT_LIMITS):
     state = new_profile()
     for e in events:
         fold(state, e, limits)

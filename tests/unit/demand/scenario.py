@@ -1,0 +1,154 @@
+"""The demand end-to-end scenario, shared by the Kafka e2e test and the fast offline scenario test.
+
+Four weeks of weekly-seasonal page views (hourly buckets, event time from 2026-01-05, a Monday) for
+six (category, region) pairs. Week 4 carries a short x5 surge (masks in hubei, must RESOLVE), a
+long -70 % collapse (travel in shanghai, must become the NEW_NORMAL) and the rebound back to the
+old level (a surge on the re-learned baseline).
+
+``traffic(seed)`` yields the raw Segment page events the Kafka test publishes; ``hourly_counts(seed)``
+consumes the random generator identically and returns the per-key hourly counts the ingest agent's
+pre-aggregation produces from those events, so the offline run sees exactly the same buckets.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+HOUR_MS = 3_600_000
+START_MS = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp() * 1000)  # a Monday
+WEEKS = 4
+NORMAL_WEEKS = 3
+# Base page views per hour at the daily peak, per (category, region).
+RATES = {("masks", "hubei"): 18.0, ("masks", "shanghai"): 12.0, ("travel", "hubei"): 10.0,
+         ("travel", "shanghai"): 40.0, ("groceries", "hubei"): 14.0, ("groceries", "shanghai"): 16.0}
+SURGE = ("masks", "hubei", 5.0, NORMAL_WEEKS * 168 + 10, 8)          # Mon 10:00, 8 h: resolves
+COLLAPSE = ("travel", "shanghai", 0.3, NORMAL_WEEKS * 168 + 59, 40)  # Wed 11:00, 40 h: new normal
+REBOUND_HOUR = COLLAPSE[3] + COLLAPSE[4]                            # Fri 03:00, back to 1.0
+SHIFT_KEYS = {"category_region:masks|hubei", "category:masks", "region:hubei",
+              "category_region:travel|shanghai", "category:travel", "region:shanghai", "channel:web"}
+#: Buckets within which an alert must open after the shift starts (hourly buckets).
+SURGE_WITHIN = 3
+COLLAPSE_WITHIN = 6
+REBOUND_WITHIN = 6
+
+
+def shape(hour: int) -> float:
+    """Relative traffic of an hour of the week: quiet nights, a midday and an evening peak, busier weekends."""
+    h, day = hour % 24, (hour // 24) % 7
+    daily = 0.35 + 0.45 * math.exp(-((h - 12) ** 2) / 8) + 0.65 * math.exp(-((h - 20) ** 2) / 6)
+    return daily * (1.3 if day >= 5 else 1.0)
+
+
+def factor(category: str, region: str, hour: int) -> float:
+    f = 1.0
+    for cat, reg, mult, start, length in (SURGE, COLLAPSE):
+        if cat == category and reg == region and start <= hour < start + length:
+            f *= mult
+    return f
+
+
+def poisson(rng: random.Random, lam: float) -> int:
+    limit, k, p = math.exp(-lam), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+def _draws(seed: int) -> Iterator[tuple[int, list[tuple[int, str, str, int]]]]:
+    """Per hour: the hour and its (timestamp, category, region, visitor) draws, in generation order."""
+    rng = random.Random(seed)
+    for hour in range(WEEKS * 168):
+        batch = []
+        for (category, region), rate in RATES.items():
+            for _ in range(poisson(rng, rate * shape(hour) * factor(category, region, hour))):
+                batch.append((START_MS + hour * HOUR_MS + rng.randrange(HOUR_MS), category, region))
+        out = []
+        for ts, category, region in sorted(batch):
+            out.append((ts, category, region, rng.randrange(400)))
+        yield hour, out
+
+
+def traffic(seed: int = 5) -> list[dict[str, Any]]:
+    """Page views in event-time order, hour by hour (raw Segment JSON)."""
+    out: list[dict[str, Any]] = []
+    for _, draws in _draws(seed):
+        for ts, category, region, visitor in draws:
+            n = len(out)
+            stamp = datetime.fromtimestamp(ts / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            out.append({"type": "page", "messageId": f"dm-{seed}-{n}", "anonymousId": f"visitor-{visitor}",
+                        "timestamp": stamp, "channel": "web", "name": f"{category} listing", "category": category,
+                        "properties": {"category": category, "region": region}})
+    return out
+
+
+def keys_of(category: str, region: str) -> tuple[str, ...]:
+    """The dimension keys one page view of the scenario counts towards."""
+    return (f"category:{category}", f"region:{region}", "channel:web", f"category_region:{category}|{region}")
+
+
+def hourly_counts(seed: int = 5) -> list[Counter[str]]:
+    """Per hour of the scenario, the count of each dimension key (what the ingest agent sends)."""
+    out: list[Counter[str]] = []
+    for _, draws in _draws(seed):
+        c: Counter[str] = Counter()
+        for _, category, region, _ in draws:
+            c.update(keys_of(category, region))
+        out.append(c)
+    return out
+
+
+def hour_of(iso: str) -> int:
+    ts = int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+    return (ts - START_MS) // HOUR_MS
+
+
+def check_alerts(alerts: list[dict[str, Any]], fail: Callable[[str], None] | None = None) -> list[str]:
+    """The scenario's assertions; returns the problems found (and raises AssertionError unless ``fail``
+    collects them)."""
+    problems: list[str] = []
+
+    def bad(text: str) -> None:
+        problems.append(text)
+
+    opens = [a for a in alerts if a["state"] == "OPEN"]
+    # Normal weeks after the cold-start week: at most one false OPEN per key and week.
+    per_key_week = Counter((a["key"], hour_of(a["bucket_start"]) // 168) for a in opens
+                           if 168 <= hour_of(a["bucket_start"]) < NORMAL_WEEKS * 168)
+    if any(n > 1 for n in per_key_week.values()):
+        bad(f"more than one false OPEN per key-week: {per_key_week}")
+
+    def first_open(key: str, direction: str, start: int, within: int) -> dict[str, Any] | None:
+        found = [a for a in opens if a["key"] == key and a["direction"] == direction
+                 and start <= hour_of(a["bucket_start"]) < start + within]
+        if not found:
+            bad(f"no {direction} OPEN on {key} within {within} buckets of hour {start}")
+            return None
+        return found[0]
+
+    surge = first_open("category_region:masks|hubei", "surge", SURGE[3], SURGE_WITHIN)
+    collapse = first_open("category_region:travel|shanghai", "collapse", COLLAPSE[3], COLLAPSE_WITHIN)
+    rebound = first_open("category_region:travel|shanghai", "surge", REBOUND_HOUR, REBOUND_WITHIN)
+    first_open("category:masks", "surge", SURGE[3], SURGE_WITHIN)
+    by_id: dict[str, list[str]] = {}
+    for a in alerts:
+        by_id.setdefault(a["alert_id"], []).append(a["state"])
+    if surge is not None and by_id[surge["alert_id"]][-1] != "RESOLVED":
+        bad(f"surge alert did not resolve: {by_id[surge['alert_id']]}")
+    if collapse is not None and by_id[collapse["alert_id"]][-1] != "NEW_NORMAL":
+        bad(f"collapse alert did not become the new normal: {by_id[collapse['alert_id']]}")
+    if rebound is not None and rebound["alert_id"] not in by_id:
+        bad("rebound alert has no record")  # pragma: no cover
+    # Nothing opens on keys the shifts do not touch, after the normal weeks.
+    untouched = [a for a in opens if a["key"] not in SHIFT_KEYS and hour_of(a["bucket_start"]) >= NORMAL_WEEKS * 168]
+    if len(untouched) > 2:
+        bad(f"alerts on untouched keys: {untouched}")
+    if fail is None and problems:
+        raise AssertionError("; ".join(problems))
+    return problems
