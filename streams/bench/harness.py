@@ -52,6 +52,7 @@ class BenchOptions:
     latency_rate: float = 5_000.0
     latency_seconds: float = 20.0
     latency_warmup_s: float = 2.0
+    latency_drain_s: float = 30.0     # how long to wait for the last events after the offered load ends
     two_workers: bool = True
     peers: bool = True
     keep: bool = False
@@ -111,6 +112,31 @@ def ensure_stack(settings: Settings, log: Callable[[str], None]) -> None:
     if not status(cfg).ready:
         log("starting the embedded stack (touchpoint stack up)")
         up(cfg, timeout_s=180)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def peer_python(module: str, log: Callable[[str], None], timeout_s: float = 900.0) -> str:
+    """The interpreter for a peer: this one, unless the peer needs Quix Streams and it is not
+    installed here; then ``.venv-bench`` (created on first use from the pinned ``bench`` extra)."""
+    import importlib.util
+
+    if module != "quix_app" or importlib.util.find_spec("quixstreams") is not None:
+        return sys.executable
+    venv = ROOT / ".venv-bench"
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import quixstreams, streams.ingest.decode"]
+    if python.exists() and subprocess.run(probe, capture_output=True, timeout=60).returncode == 0:
+        return str(python)
+    lock = ROOT / "requirements.lock"
+    if not (ROOT / "pyproject.toml").exists() or not lock.exists():
+        raise RuntimeError("quixstreams is not installed: pip install 'touchpoint-streams[bench]'")
+    log(f"installing the bench peers (quixstreams, pinned) into {venv} (first use only)")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", str(lock),
+                    "-e", f"{ROOT}[bench]"], check=True, timeout=timeout_s, cwd=ROOT)
+    return str(python)
 
 
 def stages_present(topics: list[str], settings: Settings) -> list[str]:
@@ -268,7 +294,11 @@ class Bench:
 
     # -- peers -----------------------------------------------------------------------------
     async def peer(self, module: str, settings: Settings, group: str, expect: int) -> dict[str, Any]:
-        cmd = [sys.executable, "-m", f"streams.bench.peers.{module}", "--topic", settings.topic(T.INPUT),
+        try:
+            python = await asyncio.to_thread(peer_python, module, self.log)
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            return {"events_per_s": None, "error": f"peer not available: {exc}"[:400]}
+        cmd = [python, "-m", f"streams.bench.peers.{module}", "--topic", settings.topic(T.INPUT),
                "--group", group, "--expect", str(expect), "--timeout", str(self.opts.phase_timeout_s),
                "--state-dir", str(self.opts.workdir / f"{group}-state")]
         env = {**os.environ, **settings.to_env()}
@@ -353,15 +383,13 @@ class Bench:
 
             observer = asyncio.create_task(observe())
             try:
-                cpu0 = {f"worker0": procstat.cpu_seconds(workers[0].pid)}
+                cpu0 = {"worker0": procstat.cpu_seconds(workers[0].pid)}
                 sent, seconds = await offer(settings, settings.topic(T.INPUT), records, o.latency_rate,
                                             lambda i, t: sent_t.__setitem__(i, t))
-                cpu1 = {f"worker0": procstat.cpu_seconds(workers[0].pid)}
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and sum(1 for t in seen_t if t is None) > 0:
+                cpu1 = {"worker0": procstat.cpu_seconds(workers[0].pid)}
+                deadline = time.monotonic() + o.latency_drain_s
+                while time.monotonic() < deadline and None in seen_t:
                     await asyncio.sleep(0.2)
-                    if seen_t.count(None) == 0:
-                        break
             finally:
                 done.set()
                 with contextlib.suppress(Exception):

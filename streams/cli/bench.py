@@ -40,10 +40,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.latency_rate <= 0:
         raise UsageError("--latency-rate must be positive")
     opts = BenchOptions(events=events, latency_rate=args.latency_rate,
-                        latency_seconds=args.latency_seconds or (4.0 if args.quick else 20.0),
+                        latency_seconds=args.latency_seconds or (3.0 if args.quick else 20.0),
                         latency_warmup_s=1.0 if args.quick else 2.0,
                         two_workers=not args.no_two_workers, peers=not args.no_peers, keep=args.keep,
-                        profile=args.profile, phase_timeout_s=120.0 if args.quick else 600.0)
+                        profile=args.profile, phase_timeout_s=120.0 if args.quick else 600.0,
+                        drain_cap_s=40.0 if args.quick else 150.0, latency_drain_s=10.0 if args.quick else 30.0)
     if args.workdir:
         opts.workdir = Path(args.workdir)
         opts.workdir.mkdir(parents=True, exist_ok=True)

@@ -101,8 +101,12 @@ class DetectorConfig:
     count_model: "nb" (integer counts: negative binomial, var = mu + a mu^2,
         with the overdispersion ``a`` learned per tier by moments, so Poisson
         noise is counted once) or "rdev" (the old max(mu, (1.25 rdev mu)^2)).
-    alert_dev_weight: learning weight of the deviation for buckets inside an
-        open alert (0.0: an alert's residuals are the shift, not noise).
+    alert_dev_weight: learning weight of the deviation (relative deviation,
+        overdispersion, residual autocorrelation) for buckets inside an open
+        alert (0.0: an alert's residuals are the shift, not noise).
+    run_rho_frozen: the run-sum test uses the residual autocorrelation learned
+        before the run started (True), so a shift does not inflate its own
+        run variance.
     """
 
     bucket_s: int = 300
@@ -139,8 +143,8 @@ class DetectorConfig:
     dev_guard: bool = False
     count_model: str = "nb"
     alert_dev_weight: float = 0.0
-    run_dev_weight: float = 1.0
     run_rho_frozen: bool = True
+    fit_by_od: bool = True
 
     def __post_init__(self) -> None:
         if self.bucket_s <= 0:
@@ -326,6 +330,12 @@ class DemandDetector:
             return (1.25 * self.config.init_rdev) ** 2
         return max(num, 0.0) / den
 
+    def _spread(self, tier: str) -> float:
+        """How loosely a tier fits: its overdispersion for counts, else its relative deviation."""
+        if self.integral and self.config.count_model == "nb" and self.config.fit_by_od:
+            return self._overdispersion(tier)
+        return self.rdev[tier]
+
     def _mean_var(self, tier: str, mu: float) -> tuple[float, float]:
         if self.integral and self.config.count_model == "nb":
             # Negative binomial: Poisson noise once, plus the learned relative overdispersion.
@@ -389,7 +399,7 @@ class DemandDetector:
                 cfg.tier_rule == "fit"
                 and len(tiers) > 1
                 and self.week_n[ws] >= cfg.fit_min_seasons * self._bps
-                and self.rdev["week"] <= self.rdev["day"]
+                and self._spread("week") <= self._spread("day")
             )
             for name, mu, var in tiers:
                 up, dn = tail_surprise(x, mu, var, self.integral)
@@ -474,8 +484,6 @@ class DemandDetector:
             dev_weight = cfg.alert_dev_weight  # an alert's residuals are the shift, not noise
         elif suspicious and cfg.dev_guard:
             dev_weight = cfg.anomaly_learn_weight
-        elif self.ev_up > 0.0 or self.ev_dn > 0.0:
-            dev_weight = cfg.run_dev_weight
         else:
             dev_weight = 1.0
         self._learn(x, ws, ds, cfg.anomaly_learn_weight if suspicious else 1.0, dev_weight)
