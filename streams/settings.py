@@ -78,7 +78,7 @@ class Settings:
     # -- HTTP ------------------------------------------------------------------------------
     web_host: str = _setting("127.0.0.1", "Address the worker's HTTP server binds to (loopback by default).")
     web_port: int = _setting(6066, "Port of the worker's HTTP server (metrics, health, profile lookup).")
-    web_token: str = _setting("", "If set, HTTP requests except /healthz must carry 'Authorization: Bearer <token>'.", secret=True)
+    web_token: str = _setting("", "If set, HTTP requests must carry 'Authorization: Bearer <token>' (except /healthz and the static shell of /oncall, which holds no data).", secret=True)
 
     # -- HTTP collector ----------------------------------------------------------------------
     collector_host: str = _setting("127.0.0.1", "Address the Segment-compatible HTTP collector binds to (loopback by default).")

@@ -145,6 +145,7 @@ class DetectorConfig:
     alert_dev_weight: float = 0.0
     run_rho_frozen: bool = True
     fit_by_od: bool = True
+    rebase_window: int = 0
 
     def __post_init__(self) -> None:
         if self.bucket_s <= 0:
@@ -313,6 +314,9 @@ class DemandDetector:
         self.in_alert = 0
         self.alert_obs = 0.0
         self.alert_exp = 0.0
+        # Observed / expected over the recent part of the alert (decayed sums, rebase_window).
+        self.recent_obs = 0.0
+        self.recent_exp = 0.0
         # Decayed counts of buckets whose surprise reached each _CAL_EDGES level,
         # per direction, and the decayed bucket count (surprise calibration).
         self.cal_up = [0.0] * len(_CAL_EDGES)
@@ -427,6 +431,9 @@ class DemandDetector:
             self.in_alert += 1
             self.alert_obs += x
             self.alert_exp += mu_ref if mu_ref is not None else x
+            keep = 1.0 - 1.0 / cfg.rebase_window if cfg.rebase_window > 0 else 1.0
+            self.recent_obs = keep * self.recent_obs + x
+            self.recent_exp = keep * self.recent_exp + (mu_ref if mu_ref is not None else x)
             s_dir = s_up if self.direction > 0 else s_dn
             if s_dir >= cfg.stay_surprise:
                 self.normal_run = 0
@@ -444,8 +451,8 @@ class DemandDetector:
                 self.direction = d
                 self.in_alert = 1
                 self.normal_run = 0
-                self.alert_obs = x
-                self.alert_exp = mu_ref
+                self.alert_obs = self.recent_obs = x
+                self.alert_exp = self.recent_exp = mu_ref
         severity = 0
         if self.direction != 0 and cfg.severity_cumulative:
             severity = _severity(self.alert_obs, self.alert_exp, self.direction)
@@ -654,10 +661,10 @@ class DemandDetector:
         Scales every slot mean and the level by observed/expected over the
         alert, closes the alert and returns the ratio used.
         """
-        if self.alert_exp <= 0.0:
+        if self.recent_exp <= 0.0:
             ratio = 1.0
         else:
-            ratio = max(self.alert_obs, 0.0) / self.alert_exp
+            ratio = max(self.recent_obs, 0.0) / self.recent_exp
         self.week_mean = [m * ratio for m in self.week_mean]
         self.day_mean = [m * ratio for m in self.day_mean]
         self.level *= ratio
@@ -682,7 +689,7 @@ class DemandDetector:
             "ev": [self.ev_up, self.ev_dn],
             "run": [list(self.run_up), list(self.run_dn)],
             "alert": [self.direction, self.normal_run, self.cooldown, self.in_alert],
-            "alert_sums": [self.alert_obs, self.alert_exp],
+            "alert_sums": [self.alert_obs, self.alert_exp, self.recent_obs, self.recent_exp],
             "cal": [list(self.cal_up), list(self.cal_dn), self.cal_n],
             "ac": list(self.ac),
             "n": self.n,
@@ -721,7 +728,9 @@ class DemandDetector:
             det.run_up[4] = float(data["run"][0][4])
             det.run_dn[4] = float(data["run"][1][4])
         det.direction, det.normal_run, det.cooldown, det.in_alert = (int(v) for v in data["alert"])
-        det.alert_obs, det.alert_exp = (float(v) for v in data["alert_sums"])
+        sums = [float(v) for v in data["alert_sums"]]
+        det.alert_obs, det.alert_exp = sums[0], sums[1]
+        det.recent_obs, det.recent_exp = (sums[2], sums[3]) if len(sums) >= 4 else (sums[0], sums[1])
         cal = data.get("cal")
         if cal is not None:
             det.cal_up = [float(v) for v in cal[0]]
