@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -14,7 +16,7 @@ from streams.kafka.client import client_options
 from streams.kafka.reading import partitions_of
 from streams.settings import Settings
 
-__all__ = ["Kafka", "OffsetSamples", "ChangelogStats", "delete_namespace"]
+__all__ = ["Kafka", "OffsetSamples", "ChangelogStats", "delete_namespace", "log_batches"]
 
 
 @dataclass
@@ -169,3 +171,29 @@ async def delete_namespace(settings: Settings, timeout_s: float = 60.0) -> None:
             await redis.unlink(*batch)
     finally:
         await redis.aclose()
+
+
+def log_batches(data_dir: Path, topic: str) -> tuple[int, int]:
+    """(record batches, records) in the broker's log segments of ``topic`` (read-only, local broker).
+
+    Kafka's v2 batch header: baseOffset int64, batchLength int32, ..., recordsCount int32 at byte
+    57; a batch occupies 12 + batchLength bytes. Each batch is what one producer sent for one
+    partition in one request, so records per batch measures how well the producers batch.
+    """
+    batches = records = 0
+    for part in data_dir.glob(f"{topic}-*"):
+        name, _, num = part.name.rpartition("-")
+        if name != topic or not num.isdigit():
+            continue
+        for segment in part.glob("*.log"):
+            with contextlib.suppress(OSError):
+                data = segment.read_bytes()
+                pos = 0
+                while pos + 61 <= len(data):
+                    length = struct.unpack_from(">i", data, pos + 8)[0]
+                    if length <= 0 or pos + 12 + length > len(data):
+                        break
+                    batches += 1
+                    records += struct.unpack_from(">i", data, pos + 57)[0]
+                    pos += 12 + length
+    return batches, records

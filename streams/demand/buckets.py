@@ -14,7 +14,7 @@ change does not shift the time-of-week slot of "Monday 09:00".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -92,7 +92,7 @@ def local_slot(ts_ms: int, tz: str, slot_s: int, period_s: int = WEEK_S) -> int:
 
 def iso_utc(ts_ms: int) -> str:
     """UTC ISO 8601 text of an epoch-ms instant (``2014-07-01T00:00:00Z``)."""
-    dt = datetime.fromtimestamp(ts_ms / 1000.0, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ts_ms / 1000.0, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + "Z"
 
 
@@ -177,7 +177,7 @@ class BucketAccumulator:
         }
 
     @classmethod
-    def from_snapshot(cls, data: dict, config: BucketConfig | None = None) -> "BucketAccumulator":
+    def from_snapshot(cls, data: dict, config: BucketConfig | None = None) -> BucketAccumulator:
         """Restore from :meth:`snapshot` output."""
         acc = cls(config)
         acc._max_event_ms = data["max_event_ms"]

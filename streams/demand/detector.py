@@ -11,8 +11,11 @@ Model, per key (fixed size, see :meth:`DemandDetector.snapshot`):
   once it has ``min_slot_seasons`` seasons of history. Until then the level
   (shrunk towards a caller-supplied ``prior``, e.g. from the parent dimension)
   is the baseline;
-* per tier a robust relative deviation (EWMA of clipped ``|x - mu| / mu``)
-  gives the variance ``var = max(mu [counts only], (1.25 rdev mu)^2)``;
+* integer counts: negative binomial, ``var = mu + a mu^2``, Poisson noise once
+  plus a per-tier overdispersion ``a`` learned by weighted moments (so a
+  sparse key is judged as counts and a large one by its relative spread);
+  other series: a robust relative deviation per tier (EWMA of clipped
+  ``|x - mu| / mu``) gives ``var = (1.25 rdev mu)^2``;
 * surprise = -log10 tail probability, from an exact Poisson / negative
   binomial tail for small integer counts and a normal tail otherwise; when
   both seasonal tiers are ready a bucket is only as surprising as the *less*
@@ -20,10 +23,13 @@ Model, per key (fixed size, see :meth:`DemandDetector.snapshot`):
 * evidence per direction is a CUSUM of surprise (``E = max(0, decay E + s - k)``);
   an alert opens at ``E >= h`` when the run's excess volume passes the volume
   floor (absolute and relative); it stays open while buckets remain
-  surprising (hysteresis) and resolves after ``resolve_buckets`` normal
-  buckets, followed by a ``cooldown_buckets`` refractory period;
+  surprising (hysteresis) and resolves once normal buckets outnumber
+  surprising ones by ``resolve_buckets``, followed by a ``cooldown_buckets``
+  refractory period;
 * learning is robust: inputs are clipped to ``mu +- clip_sd sd`` and buckets
   in (or close to) an alert are learned with weight ``anomaly_learn_weight``;
+  the noise model (deviation, overdispersion, autocorrelation) is not learned
+  from buckets inside an alert: a shift is not noise;
   :meth:`DemandDetector.rebaseline` re-learns the level after a persistent
   shift (the lifecycle's NEW_NORMAL).
 """
@@ -107,6 +113,11 @@ class DetectorConfig:
     run_rho_frozen: the run-sum test uses the residual autocorrelation learned
         before the run started (True), so a shift does not inflate its own
         run variance.
+    fit_by_od: for counts ("nb"), the "fit" rule compares the tiers'
+        overdispersion instead of their relative deviation (True).
+    resolve_rule: "net": an alert resolves once its normal buckets outnumber
+        its still-surprising ones by ``resolve_buckets`` (a surprising bucket
+        counts one back); "run": ``resolve_buckets`` consecutive normal buckets.
     """
 
     bucket_s: int = 300
@@ -145,7 +156,7 @@ class DetectorConfig:
     alert_dev_weight: float = 0.0
     run_rho_frozen: bool = True
     fit_by_od: bool = True
-    rebase_window: int = 0
+    resolve_rule: str = "net"
 
     def __post_init__(self) -> None:
         if self.bucket_s <= 0:
@@ -314,9 +325,6 @@ class DemandDetector:
         self.in_alert = 0
         self.alert_obs = 0.0
         self.alert_exp = 0.0
-        # Observed / expected over the recent part of the alert (decayed sums, rebase_window).
-        self.recent_obs = 0.0
-        self.recent_exp = 0.0
         # Decayed counts of buckets whose surprise reached each _CAL_EDGES level,
         # per direction, and the decayed bucket count (surprise calibration).
         self.cal_up = [0.0] * len(_CAL_EDGES)
@@ -431,12 +439,10 @@ class DemandDetector:
             self.in_alert += 1
             self.alert_obs += x
             self.alert_exp += mu_ref if mu_ref is not None else x
-            keep = 1.0 - 1.0 / cfg.rebase_window if cfg.rebase_window > 0 else 1.0
-            self.recent_obs = keep * self.recent_obs + x
-            self.recent_exp = keep * self.recent_exp + (mu_ref if mu_ref is not None else x)
             s_dir = s_up if self.direction > 0 else s_dn
             if s_dir >= cfg.stay_surprise:
-                self.normal_run = 0
+                # Still shifted: net normal buckets count down (or restart, resolve_rule="run").
+                self.normal_run = max(0, self.normal_run - 1) if cfg.resolve_rule == "net" else 0
             else:
                 self.normal_run += 1
                 if self.normal_run >= cfg.resolve_buckets:
@@ -451,8 +457,8 @@ class DemandDetector:
                 self.direction = d
                 self.in_alert = 1
                 self.normal_run = 0
-                self.alert_obs = self.recent_obs = x
-                self.alert_exp = self.recent_exp = mu_ref
+                self.alert_obs = x
+                self.alert_exp = mu_ref
         severity = 0
         if self.direction != 0 and cfg.severity_cumulative:
             severity = _severity(self.alert_obs, self.alert_exp, self.direction)
@@ -639,19 +645,18 @@ class DemandDetector:
         scale = max(abs(mu), 1.0) if self.integral else max(abs(mu), 1e-9)
         r = abs(xc - mu) / scale
         self.rdev[tier] += a * (r - self.rdev[tier])
-        # Overdispersion by weighted moments: e = ((x - mu)^2 - mu) / mu^2 estimates a
-        # with variance ~ 2 (var / mu^2)^2, so weight it by (mu^2 / var)^2 = (mu / (1 + a mu))^2:
-        # relative residuals count equally on large counts, sparse buckets count little.
+        # Overdispersion by weighted moments: e = ((x - mu)^2 - mu) / mu^2 estimates a with
+        # variance ~ 2 (var / mu^2)^2, so it is weighted by ~(mu^2 / var)^2 = (mu / (1 + a mu))^2,
+        # taken at a fixed reference a (weights that follow the estimate feed back into it and
+        # bias it low): relative residuals count equally on large counts, sparse buckets little.
         m = max(mu, 0.0)
         if m <= 0.0:
             return
         od = self.od[tier]
-        cur = self._overdispersion(tier)
         g = 1.0 / (1.0 + _OD_REF * m)
         w = (m * g) ** 2
-        if od[1] <= 0.0:
-            od[1] = w
-            od[0] = cur * w
+        if od[1] <= 0.0:  # first residual: start from the prior overdispersion
+            od[0], od[1] = self._overdispersion(tier) * w, w
         od[0] += a * (((xc - mu) ** 2 - m) * g * g - od[0])
         od[1] += a * (w - od[1])
 
@@ -661,10 +666,10 @@ class DemandDetector:
         Scales every slot mean and the level by observed/expected over the
         alert, closes the alert and returns the ratio used.
         """
-        if self.recent_exp <= 0.0:
+        if self.alert_exp <= 0.0:
             ratio = 1.0
         else:
-            ratio = max(self.recent_obs, 0.0) / self.recent_exp
+            ratio = max(self.alert_obs, 0.0) / self.alert_exp
         self.week_mean = [m * ratio for m in self.week_mean]
         self.day_mean = [m * ratio for m in self.day_mean]
         self.level *= ratio
@@ -689,7 +694,7 @@ class DemandDetector:
             "ev": [self.ev_up, self.ev_dn],
             "run": [list(self.run_up), list(self.run_dn)],
             "alert": [self.direction, self.normal_run, self.cooldown, self.in_alert],
-            "alert_sums": [self.alert_obs, self.alert_exp, self.recent_obs, self.recent_exp],
+            "alert_sums": [self.alert_obs, self.alert_exp],
             "cal": [list(self.cal_up), list(self.cal_dn), self.cal_n],
             "ac": list(self.ac),
             "n": self.n,
@@ -697,7 +702,7 @@ class DemandDetector:
         }
 
     @classmethod
-    def from_snapshot(cls, data: dict[str, Any], config: DetectorConfig | None = None) -> "DemandDetector":
+    def from_snapshot(cls, data: dict[str, Any], config: DetectorConfig | None = None) -> DemandDetector:
         """Restore a detector from :meth:`snapshot` output (same config required)."""
         det = cls(config)
         if len(data["week_mean"]) != det.week_slots or len(data["day_mean"]) != det.day_slots:
@@ -713,9 +718,11 @@ class DemandDetector:
         if od is not None:
             det.od = {t: [float(v) for v in od[t]] for t in _TIERS}
         else:
-            # Older snapshot: start the overdispersion from the relative deviation.
-            mu2 = max(det.level, 1.0) ** 2
-            det.od = {t: [(1.25 * det.rdev[t]) ** 2 * mu2, mu2] for t in _TIERS}
+            # Older snapshot: start the overdispersion from the relative deviation, worth one
+            # bucket at the level's moment weight.
+            m = max(det.level, 1.0)
+            w = (m / (1.0 + _OD_REF * m)) ** 2
+            det.od = {t: [(1.25 * det.rdev[t]) ** 2 * w, w] for t in _TIERS}
         det.integral = bool(data["integral"])
         det.ev_up, det.ev_dn = (float(v) for v in data["ev"])
         if "ac" in data:
@@ -728,16 +735,12 @@ class DemandDetector:
             det.run_up[4] = float(data["run"][0][4])
             det.run_dn[4] = float(data["run"][1][4])
         det.direction, det.normal_run, det.cooldown, det.in_alert = (int(v) for v in data["alert"])
-        sums = [float(v) for v in data["alert_sums"]]
-        det.alert_obs, det.alert_exp = sums[0], sums[1]
-        det.recent_obs, det.recent_exp = (sums[2], sums[3]) if len(sums) >= 4 else (sums[0], sums[1])
+        det.alert_obs, det.alert_exp = (float(v) for v in data["alert_sums"])
         cal = data.get("cal")
         if cal is not None:
             det.cal_up = [float(v) for v in cal[0]]
             det.cal_dn = [float(v) for v in cal[1]]
             det.cal_n = float(cal[2])
-        if "ac" in data:
-            det.ac = [float(v) for v in data["ac"]]
         det.n = int(data["n"])
         det.last_ts_ms = None if data["last_ts_ms"] is None else int(data["last_ts_ms"])
         return det

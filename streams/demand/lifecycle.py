@@ -158,7 +158,7 @@ class AlertLifecycle:
     @classmethod
     def from_snapshot(
         cls, data: dict[str, Any], key: str, dimension: str = "", config: LifecycleConfig | None = None
-    ) -> "AlertLifecycle":
+    ) -> AlertLifecycle:
         """Restore from :meth:`snapshot` output."""
         lc = cls(key, dimension, config)
         lc.alert_id = data["alert_id"]
@@ -203,7 +203,7 @@ class DemandMonitor:
         dimension: str = "",
         detector_config: DetectorConfig | None = None,
         lifecycle_config: LifecycleConfig | None = None,
-    ) -> "DemandMonitor":
+    ) -> DemandMonitor:
         """Restore from :meth:`snapshot` output (same configs required)."""
         mon = cls(key, dimension, detector_config, lifecycle_config)
         mon.detector = DemandDetector.from_snapshot(data["detector"], detector_config)

@@ -13,7 +13,18 @@ State (all JSON-safe, so a table's changelog restores it exactly):
      "open": {"1767578400000": 12},   # counts of buckets not closed yet
      "src": {"3": [4711, [b, ...]]},  # per source input partition: last offset applied and
                                       # the buckets applied at that offset (replay skip)
-     "mon": {...} | None}             # DemandMonitor.snapshot(), None before the first close
+     "pool": [0.42, 288],             # EWMA of counts per closed bucket, buckets seen
+     "mon": {...} | None,             # DemandMonitor.snapshot(); None while the key is pooled
+     "prior": 0.42}                   # optional: pooled level when the key was promoted
+
+**Pooling (bounded memory).** A key whose recent volume (``pool`` EWMA over about a day of
+buckets) is below ``pool_floor`` events per hour keeps only that EWMA: no monitor, no seasonal
+slots (~125 bytes instead of ~2.8 KB with hourly, ~7.5 KB with 5-min buckets). It gets a full
+:class:`DemandMonitor` the first time the EWMA reaches the floor (a new key's EWMA is the plain
+mean of its first buckets; it is pooled for at least ``pool_min_s``), cold-started with the pooled level as its ``prior`` (so the rise that
+promoted it is judged against the level it came from), and goes back to the pool only when the
+EWMA falls below ``pool_release`` x the floor *and* no alert is open (hysteresis; a collapse of a
+full key to 0 is detected long before a day-long EWMA drains, and an open alert pins the key).
 
 ``clocks[str(q)]`` - the event-time clock of one demand-counts partition::
 
@@ -65,6 +76,10 @@ class StageConfig:
     timezone: str = "UTC"
     worker: str = ""
     max_gap_buckets: int = 0  # 0 = one week of buckets
+    pool_floor: float = 1.0  # events per hour below which a key is pooled (0 = never pool)
+    pool_release: float = 0.5  # a full key returns to the pool below pool_release x pool_floor
+    pool_window_s: int = DAY_S  # time constant of the volume EWMA
+    pool_min_s: int = 3600  # a new key is pooled for at least this long (its EWMA is a plain mean)
 
     @classmethod
     def from_settings(cls, settings: Any, worker: str = "") -> StageConfig:
@@ -78,6 +93,21 @@ class StageConfig:
     @property
     def gap_buckets(self) -> int:
         return self.max_gap_buckets or max(1, WEEK_S // self.bucket_s)
+
+    @property
+    def pool_alpha(self) -> float:
+        """EWMA weight per bucket of the pooled volume."""
+        return min(1.0, self.bucket_s / max(self.pool_window_s, 1))
+
+    @property
+    def pool_min_buckets(self) -> int:
+        """Buckets a key is seen before it can be promoted."""
+        return max(1, self.pool_min_s // self.bucket_s)
+
+    @property
+    def floor_per_bucket(self) -> float:
+        """The pooling floor in events per bucket."""
+        return self.pool_floor * self.bucket_s / 3600.0
 
     def detector_config(self) -> DetectorConfig:
         return DetectorConfig(bucket_s=self.bucket_s, tz=self.timezone)
@@ -230,8 +260,12 @@ class DemandStage:
         # Never mutate what the table holds: a memory store hands out its own objects.
         if entry is None:
             return {"v": _STATE_VERSION, "q": partition, "next": first, "open": {}, "src": {}, "mon": None}
-        return {"v": _STATE_VERSION, "q": entry["q"], "next": entry["next"], "open": dict(entry["open"]),
-                "src": dict(entry["src"]), "mon": entry["mon"]}
+        out = {"v": _STATE_VERSION, "q": entry["q"], "next": entry["next"], "open": dict(entry["open"]),
+               "src": dict(entry["src"]), "mon": entry["mon"]}
+        for extra in ("pool", "prior"):
+            if extra in entry:
+                out[extra] = entry[extra]
+        return out
 
     def _keys_of(self, partition: int) -> set[str]:
         keys = self._keys.get(partition)
@@ -262,13 +296,38 @@ class DemandStage:
             # After a long silence, emit at most a week of zero buckets per key.
             due = sorted(set(due_open) | set(range(max(start, floor), target, size)))
             dimension = key.partition(":")[0]
-            mon = self._monitor(key, dimension, entry["mon"])
+            cfg = self.config
+            pooling = cfg.pool_floor > 0.0
+            level, seen = entry.get("pool") or (0.0, 0)
+            prior = entry.get("prior")
+            mon = None if entry["mon"] is None else self._monitor(key, dimension, entry["mon"])
+            if mon is not None and "pool" not in entry:
+                # Written before pooling existed: seed the volume EWMA from the detector's level.
+                level, seen = max(mon.detector.level, 0.0), mon.detector.level_n
             for s in due:
-                _, records = mon.update(s, entry["open"].get(str(s), 0))
+                count = entry["open"].get(str(s), 0)
+                before = level if seen else None
+                seen += 1
+                level += max(cfg.pool_alpha, 1.0 / seen) * (count - level)
+                if mon is None and (not pooling or (level >= cfg.floor_per_bucket and seen >= cfg.pool_min_buckets)):
+                    # Promotion: a cold-started monitor, its prior the pooled level it rose from.
+                    mon = self._monitor(key, dimension, None)
+                    prior = before if pooling and before is not None else None
+                if mon is None:
+                    continue
+                _, records = mon.update(s, count, prior)
                 outcome.alerts.extend(self._alert(r, dimension, s) for r in records)
+                if (pooling and level < cfg.floor_per_bucket * cfg.pool_release
+                        and not mon.lifecycle.active and mon.detector.direction == 0):
+                    mon, prior = None, None  # back to the pool: drop the monitor
             outcome.closed_buckets += len(due)
             open_left = {s: c for s, c in entry["open"].items() if int(s) >= target}
-            outcome.writes[key] = {**entry, "next": max(start, target), "open": open_left, "mon": mon.snapshot()}
+            new = {**entry, "next": max(start, target), "open": open_left,
+                   "pool": [level, min(seen, 1_000_000)], "mon": None if mon is None else mon.snapshot()}
+            new.pop("prior", None)
+            if prior is not None and mon is not None:
+                new["prior"] = prior
+            outcome.writes[key] = new
 
     def _monitor(self, key: str, dimension: str, snapshot: dict[str, Any] | None) -> DemandMonitor:
         # Cold start: no parent prior (parents live on other partitions); the detector's level

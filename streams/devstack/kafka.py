@@ -199,8 +199,21 @@ def classpath(lib: Path) -> str:
     return f"{lib}/*"
 
 
-def format_command(java: str, lib: Path, cluster_id: str, server_properties: Path) -> list[str]:
-    return [
+def scram_argument(mechanism: str, user: str, password: str) -> str:
+    """One ``--add-scram`` value: ``SCRAM-SHA-512=[name=alice,password=secret]``."""
+    if mechanism not in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+        raise ValueError(f"unknown SCRAM mechanism {mechanism!r}")
+    for part in (user, password):
+        if not part or any(c in part for c in ',=[]"\n'):
+            raise ValueError("SCRAM user names and passwords must be non-empty without , = [ ] \" or newlines")
+    return f"{mechanism}=[name={user},password={password}]"
+
+
+def format_command(java: str, lib: Path, cluster_id: str, server_properties: Path,
+                   scram_users: Mapping[str, str] | None = None, scram_mechanism: str = "SCRAM-SHA-512") -> list[str]:
+    """StorageTool format; ``scram_users`` (name -> password) are seeded into the metadata log
+    (KRaft has no ZooKeeper to hold SCRAM credentials; ``--add-scram`` is the bootstrap path)."""
+    cmd = [
         java,
         "-Xmx256m",
         "-XX:TieredStopAtLevel=1",
@@ -214,6 +227,29 @@ def format_command(java: str, lib: Path, cluster_id: str, server_properties: Pat
         "-c",
         str(server_properties),
     ]
+    for user, password in (scram_users or {}).items():
+        cmd += ["--add-scram", scram_argument(scram_mechanism, user, password)]
+    return cmd
+
+
+def sasl_listener_overrides(host: str, kafka_port: int, controller_port: int, sasl_port: int,
+                            mechanism: str = "SCRAM-SHA-512") -> dict[str, str]:
+    """Broker properties adding a SASL_PLAINTEXT listener (SCRAM) next to the PLAINTEXT one.
+
+    The PLAINTEXT listener stays (the readiness probe and inter-broker traffic use it); clients
+    that must authenticate use ``host:sasl_port``. Pass the result as ``StackConfig.kafka_overrides``
+    together with ``kafka_scram_users``.
+    """
+    if len({kafka_port, controller_port, sasl_port}) != 3:
+        raise ValueError("kafka, controller and SASL ports must differ")
+    return {
+        "listeners": f"PLAINTEXT://{host}:{kafka_port},CONTROLLER://{host}:{controller_port},SASL_PLAINTEXT://{host}:{sasl_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{kafka_port},SASL_PLAINTEXT://{host}:{sasl_port}",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": mechanism,
+        f"listener.name.sasl_plaintext.{mechanism.lower()}.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+    }
 
 
 def broker_command(
@@ -253,12 +289,14 @@ def is_formatted(data_dir: Path) -> bool:
 
 
 def format_storage(
-    java: str, lib: Path, cluster_id: str, server_properties: Path, log_file: Path, timeout_s: float = 60.0
+    java: str, lib: Path, cluster_id: str, server_properties: Path, log_file: Path, timeout_s: float = 60.0,
+    scram_users: Mapping[str, str] | None = None,
 ) -> None:
     """Run StorageTool format once; output goes to ``log_file`` for post-mortems."""
-    cmd = format_command(java, lib, cluster_id, server_properties)
+    cmd = format_command(java, lib, cluster_id, server_properties, scram_users)
+    shown = [("--add-scram <redacted>" if a.startswith("SCRAM-") else a) for a in cmd]  # no passwords in logs
     with open(log_file, "ab") as log:
-        log.write(f"\n---- format {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(cmd)}\n".encode())
+        log.write(f"\n---- format {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(shown)}\n".encode())
         log.flush()
         proc = subprocess.run(
             cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s, check=False

@@ -74,12 +74,16 @@ class StackConfig:
     kafka_overrides: Mapping[str, str] = field(default_factory=dict)
     # Bound for the one-time Maven download (not counted in up()'s readiness timeout).
     fetch_timeout_s: float = 900.0
+    # SCRAM users (name -> password) seeded when the data dir is formatted (first start only);
+    # used with kafka.sasl_listener_overrides(...) in kafka_overrides for a SASL_PLAINTEXT listener.
+    kafka_scram_users: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Absolute paths: they end up in command lines that identify our processes.
         object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
         object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser().resolve())
         object.__setattr__(self, "kafka_overrides", MappingProxyType(dict(self.kafka_overrides)))
+        object.__setattr__(self, "kafka_scram_users", MappingProxyType(dict(self.kafka_scram_users)))
         ports = (self.kafka_port, self.controller_port, self.redis_port)
         if len(set(ports)) != 3 or not all(0 < p < 65536 for p in ports):
             raise ValueError(f"ports must be distinct and valid, got {ports}")
@@ -390,7 +394,7 @@ def _prepare_kafka(cfg: StackConfig) -> list[str]:
     if not _kafka.is_formatted(data):
         cluster_id = _kafka.new_cluster_id()
         try:
-            _kafka.format_storage(java, lib, cluster_id, props, cfg.out_file("kafka"))
+            _kafka.format_storage(java, lib, cluster_id, props, cfg.out_file("kafka"), scram_users=cfg.kafka_scram_users)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             raise StackError(f"formatting {data} failed: {exc}\n{_log_context(cfg, 'kafka')}") from exc
         marker.write_text(

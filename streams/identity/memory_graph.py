@@ -177,9 +177,14 @@ class MemoryIdentityGraph:
             for pid in order:
                 if pid != anchor.pid:
                     prof.edges.append(LINK_SEP.join((anchor.f, group[pid], req.message_id, "co_occurrence", str(req.ts_ms))))
+            bridged = ([c.f for c in mapped if not rules.exempt_from_breaker(c.t)]
+                       if rules.supernode_max_merges is not None else [])
             for L in losers:
                 pair = [group[S], anchor.f] if L == anchor.pid else [anchor.f, group[L]]
-                changes.append({"type": "merged", "rule": "co_occurrence", "identifiers": pair, "from_profile_id": L})
+                rec: dict[str, Any] = {"type": "merged", "rule": "co_occurrence", "identifiers": pair, "from_profile_id": L}
+                if bridged:  # identifiers whose breaker count this merge raises (identity rebuild)
+                    rec["bridged"] = list(bridged)
+                changes.append(rec)
                 merged.append(L)
             if rules.supernode_max_merges is not None:
                 for c in mapped:
@@ -196,8 +201,10 @@ class MemoryIdentityGraph:
                 if c.t in rules.unique_types:
                     prof.uniq[c.t] = c.v
                 fs.append(c.f)
-            changes.append({"type": "created" if created else "linked",
-                            "rule": "first_seen" if created else "co_occurrence", "identifiers": fs})
+            if created:
+                changes.append({"type": "created", "rule": "first_seen", "identifiers": fs})
+            else:  # via = the anchor they were linked to (identity rebuild restores provenance)
+                changes.append({"type": "linked", "rule": "co_occurrence", "identifiers": fs, "via": anchor.f})
         return reply("applied", S)
 
     def _plan(self, live: list[_Cand]) -> tuple[dict[str, str], list[str], list[_Cand], list[_Cand], list[dict[str, Any]]]:

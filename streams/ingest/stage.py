@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -139,11 +139,17 @@ class IngestStage:
         await self._emit_demand(applied_by_partition, last_offset)
         self.metrics.ingest_batch_seconds.observe(time.perf_counter() - started)
 
+    async def _send(self, call: Callable[[], Awaitable[None]]) -> None:
+        """One send to Kafka; an unavailable broker is waited out (never a dead letter, never an
+        exception out of the batch, which would make Faust ack the batch unprocessed)."""
+        await retry_until_ok(call, "kafka", self.metrics.dependency_retries.labels("kafka"))
+
     async def _audit(self, resolution: Resolution, message_id: str) -> None:
         """The identity audit trail (identity.changes), keyed by profile id (or message id when blocked)."""
         key = (resolution.profile_id or message_id).encode()
         for change in resolution.changes:
-            await self.sink.identity_change(key, orjson.dumps(change))
+            value = orjson.dumps(change)
+            await self._send(lambda: self.sink.identity_change(key, value))
             counter = self.metrics.identity_change_by_type.get(change.get("type", ""))
             if counter is not None:
                 counter.inc()
@@ -159,10 +165,12 @@ class IngestStage:
         touchpoint.profile_id = pid
         for loser in resolution.merged:
             control = {"control": "merge", "from": loser, "into": pid, "message_id": touchpoint.message_id, "ts_ms": touchpoint.ts_ms}
-            await self.sink.applied(loser.encode(), orjson.dumps(control))
+            value = orjson.dumps(control)
+            await self._send(lambda: self.sink.applied(loser.encode(), value))
         if resolution.merged:
             self.metrics.identity_merges.inc(len(resolution.merged))
-        await self.sink.applied(pid.encode(), touchpoint.to_bytes())
+        event = touchpoint.to_bytes()
+        await self._send(lambda: self.sink.applied(pid.encode(), event))
 
     async def _emit_demand(self, applied: dict[int, list[Touchpoint]], last_offset: dict[int, int]) -> None:
         """Partial demand counts of this batch, per key, bucket and source partition.
@@ -173,10 +181,10 @@ class IngestStage:
         for partition, touchpoints in applied.items():
             for (key, bucket_ms), count in partial_counts(touchpoints, self.demand_bucket_s, self.demand_dimensions).items():
                 value = orjson.dumps({"k": key, "b": bucket_ms, "n": count, "p": partition, "o": last_offset[partition]})
-                await self.sink.demand(key.encode(), value)
+                await self._send(lambda: self.sink.demand(key.encode(), value))
 
     async def _dead_letter(self, record: RawRecord, rejected: Rejected, now_ms: int) -> None:
         letter = self.codec.dead_letter(record.value, rejected, record.topic, record.partition, record.offset, now_ms)
-        await self.sink.dead_letter(letter)
+        await self._send(lambda: self.sink.dead_letter(letter))
         self.metrics.dead_lettered.inc()
         self.metrics.dead_by_reason[rejected.reason].inc()

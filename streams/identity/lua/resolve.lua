@@ -242,10 +242,20 @@ if #order >= 2 then
       redis.call('RPUSH', peS, anchor.f .. SEP .. group[pid] .. SEP .. msg .. SEP .. 'co_occurrence' .. SEP .. ts)
     end
   end
+  -- bridged: the identifiers whose breaker count (deg) this event raises by 1 per merged record,
+  -- so `touchpoint identity rebuild` can restore deg:* from the audit trail alone.
+  local bridged = {}
+  if CFG.supernode >= 0 then
+    for _, c in ipairs(mapped) do
+      if not (CFG.unique[c.t] or CFG.nomerge[c.t]) then bridged[#bridged + 1] = c.f end
+    end
+  end
   for _, L in ipairs(losers) do
     local pair
     if L == anchor.pid then pair = {group[S], anchor.f} else pair = {anchor.f, group[L]} end
-    changes[#changes + 1] = {type = 'merged', rule = 'co_occurrence', identifiers = pair, from_profile_id = L}
+    local rec = {type = 'merged', rule = 'co_occurrence', identifiers = pair, from_profile_id = L}
+    if #bridged > 0 then rec.bridged = bridged end
+    changes[#changes + 1] = rec
     merged[#merged + 1] = L
   end
   if CFG.supernode >= 0 then
@@ -272,7 +282,8 @@ if #attach > 0 then
   if created then
     changes[#changes + 1] = {type = 'created', rule = 'first_seen', identifiers = fs}
   else
-    changes[#changes + 1] = {type = 'linked', rule = 'co_occurrence', identifiers = fs}
+    -- via: the anchor the new identifiers are linked to (provenance; needed by identity rebuild)
+    changes[#changes + 1] = {type = 'linked', rule = 'co_occurrence', identifiers = fs, via = anchor.f}
   end
 end
 

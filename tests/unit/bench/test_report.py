@@ -93,3 +93,25 @@ def test_hops_per_input_event():
     assert h["produced_total"] == 1.1 + 0.5 + 0.05 + 1.1
     assert h["consumed"] == {"touchpoints": 1.0, "profile-events": 1.1, "demand-counts": 0.05}
     assert abs(h["total"] - (h["produced_total"] + 2.15)) < 1e-9
+
+
+def test_log_batches_reads_v2_batch_headers(tmp_path):
+    import struct
+
+    from streams.bench.topics import log_batches
+
+    def batch(count: int, body: int = 40) -> bytes:
+        header = bytearray(61)
+        struct.pack_into(">q", header, 0, 0)
+        struct.pack_into(">i", header, 8, 49 + body)  # batchLength counts everything after itself
+        struct.pack_into(">i", header, 57, count)
+        return bytes(header) + b"x" * body
+
+    part = tmp_path / "ns.profile-events-0"
+    part.mkdir()
+    (part / "00000000000000000000.log").write_bytes(batch(3) + batch(5) + b"\x00" * 7)
+    other = tmp_path / "ns.profile-events.x-0"  # another topic sharing the prefix
+    other.mkdir()
+    (other / "00000000000000000000.log").write_bytes(batch(100))
+    assert log_batches(tmp_path, "ns.profile-events") == (2, 8)
+    assert log_batches(tmp_path, "ns.missing") == (0, 0)

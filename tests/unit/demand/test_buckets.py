@@ -1,6 +1,6 @@
 """Bucket closing, watermark, lateness and DST-stable local slots."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from streams.demand.buckets import BucketAccumulator, BucketConfig, bucket_start_ms, iso_utc, local_slot
 
@@ -8,7 +8,7 @@ MIN = 60_000
 
 
 def ms(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> int:
-    return int(datetime(y, mo, d, h, mi, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(y, mo, d, h, mi, tzinfo=UTC).timestamp() * 1000)
 
 
 def test_bucket_start_is_utc_aligned() -> None:

@@ -1,6 +1,7 @@
 """detect_csv: output format, causality and CSV errors."""
 
 import io
+from datetime import UTC
 
 import pytest
 
@@ -10,11 +11,11 @@ from .synth import series
 
 
 def csv_lines(points) -> list[str]:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     lines = ["timestamp,value\n"]
     for t, c in points:
-        stamp = datetime.fromtimestamp(t / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        stamp = datetime.fromtimestamp(t / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
         lines.append(f"{stamp},{c}\n")
     return lines
 

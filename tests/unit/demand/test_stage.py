@@ -28,10 +28,12 @@ def new_stage(cfg: StageConfig = CFG, state: MutableMapping[str, Any] | None = N
 
 
 def fed(stage: DemandStage, key: str) -> tuple[int, int | None]:
-    """(buckets fed to the key's monitor, start of the last one)."""
-    mon = stage.state[key]["mon"]
+    """(buckets closed for the key - by its monitor, or by its pooled EWMA - , start of the last one)."""
+    entry = stage.state[key]
+    mon = entry["mon"]
     if mon is None:
-        return 0, None
+        seen = entry.get("pool", [0.0, 0])[1]
+        return seen, (entry["next"] - H if seen else None)
     return mon["detector"]["n"], mon["detector"]["last_ts_ms"]
 
 
@@ -201,3 +203,76 @@ def test_bad_records_raise_for_the_agent_to_count() -> None:
     with pytest.raises(ValueError):
         stage.handle(0, orjson.dumps({"k": "nocolon", "b": T0, "n": 1, "p": 0, "o": 0}))
     assert stage.state == {}
+
+
+# ----------------------------------------------------------------------------- pooling
+
+def _drive(stage: DemandStage, hours: range, rates: dict[str, Any], seed: int = 1) -> list[dict[str, Any]]:
+    """Feed hourly counts: ``rates[key]`` is a rate per hour or a function of the hour returning one.
+    ``category:anchor`` (50/h) keeps the partition's watermark moving."""
+    rng = random.Random(seed)
+    alerts: list[dict[str, Any]] = []
+    for h in hours:
+        for key, rate in {"category:anchor": 50.0, **rates}.items():
+            lam = rate(h) if callable(rate) else rate
+            n = _poisson(rng, lam)
+            if n:
+                alerts += stage.handle(0, msg(key, h, n, o=h)).alerts
+    return alerts
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    import math
+
+    limit, k, p = math.exp(-lam), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+def test_sparse_keys_are_pooled_with_a_tiny_fixed_state() -> None:
+    stage = new_stage()
+    _drive(stage, range(24 * 7), {"product:tail": 0.2})
+    tail, anchor = stage.state["product:tail"], stage.state["category:anchor"]
+    assert tail["mon"] is None and tail["pool"][0] < 0.5 and tail["pool"][1] > 100
+    assert anchor["mon"] is not None and "prior" not in anchor  # full from its first bucket
+    pooled_bytes, full_bytes = len(orjson.dumps(tail)), len(orjson.dumps(anchor))
+    assert pooled_bytes < 250 and 2_000 < full_bytes < 8_000, (pooled_bytes, full_bytes)
+
+
+def test_a_pooled_key_that_rises_is_promoted_and_its_surge_alerts() -> None:
+    stage = new_stage()
+    surge_at = 24 * 5
+    alerts = _drive(stage, range(surge_at + 12), {"product:tail": lambda h: 0.3 if h < surge_at else 15.0})
+    assert stage.state["product:tail"]["mon"] is not None
+    opened = [a for a in alerts if a["key"] == "product:tail" and a["state"] == "OPEN"]
+    assert opened and opened[0]["direction"] == "surge"
+    assert surge_at <= _hour(opened[0]["bucket_start"]) <= surge_at + 2
+    # Judged against the pooled level it rose from, not against itself.
+    assert opened[0]["expected"] < 1.0 and stage.state["product:tail"]["prior"] < 1.0
+
+
+def test_a_full_key_collapsing_to_zero_alerts_and_stays_full_while_the_alert_is_open() -> None:
+    stage = new_stage()
+    stop = 24 * 4
+    alerts = _drive(stage, range(stop), {"product:small": 3.0})
+    assert stage.state["product:small"]["mon"] is not None
+    # The key sends nothing any more: only zero buckets show the collapse.
+    alerts += _drive(stage, range(stop, stop + 20), {})
+    opened = [a for a in alerts if a["key"] == "product:small" and a["state"] == "OPEN"]
+    assert opened and opened[0]["direction"] == "collapse" and _hour(opened[0]["bucket_start"]) <= stop + 8
+    entry = stage.state["product:small"]
+    assert entry["mon"] is not None and entry["mon"]["lifecycle"]["alert_id"]  # pinned by the open alert
+    # Once the alert has become the new normal and the volume has drained, the key is pooled.
+    alerts += _drive(stage, range(stop + 20, stop + 24 * 4), {})
+    states = [a["state"] for a in alerts if a["alert_id"] == opened[0]["alert_id"]]
+    assert states[-1] in ("NEW_NORMAL", "RESOLVED")
+    assert stage.state["product:small"]["mon"] is None
+
+
+def test_pooling_can_be_switched_off() -> None:
+    stage = new_stage(StageConfig(bucket_s=3600, lateness_s=3600, timezone="UTC", pool_floor=0.0))
+    _drive(stage, range(48), {"product:tail": 0.2})
+    assert stage.state["product:tail"]["mon"] is not None

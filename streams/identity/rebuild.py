@@ -1,0 +1,318 @@
+"""Rebuild the Redis identity graph from Kafka (Redis is a materialised view, Kafka is the log).
+
+Sources, both kept in Kafka:
+
+- ``<ns>.identity.changes`` (retention: forever): every created/linked/merged/quarantined/erased
+  record rebuilds the graph keys (``id:``, ``p:``, ``pm:``, ``pe:``, ``pl:``, ``fwd:``, ``seq``,
+  ``quar:``, ``deg:``, ``supp:``) and the stored replies of non-trivial resolutions (``dres:``);
+- ``<ns>.profile-events``: every emitted event carries its ``message_id`` and its source claim
+  (``topic/partition/offset``), which restores the dedup keys (``dedup:``) of applied events.
+
+The result does not depend on the order records are read in (the topic is partitioned by profile
+id, so there is no global order): identifiers attach to the profile that linked them, merges form
+a forest whose roots are the live profiles, erasures remove whole trees. Audit records that were
+written twice (a batch redelivered after a crash replays its stored reply) are applied once.
+
+What the log does not hold, and therefore is not rebuilt (see docs/reliability.md):
+
+- dedup keys of events that were dropped as ``erased`` or dead-lettered as ``no_identifier``
+  (neither is emitted anywhere with its claim): a replay of such a record is dropped or
+  dead-lettered again, which changes no profile;
+- the direction of a merge bridge in ``pe:`` when the anchor was the loser's identifier
+  (``why()`` treats links as undirected, so its answers are the same);
+- TTLs are restored relative to each record's Kafka timestamp.
+
+Workers must be stopped while rebuilding: on an empty graph they would create fresh profiles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from streams.identity.model import LINK_SEP, encode_link, parse, seq_of
+from streams.identity.rules import IdentityRules
+
+__all__ = ["GraphImage", "build_image", "write_image", "rebuild", "RebuildError"]
+
+
+class RebuildError(RuntimeError):
+    """The graph cannot be rebuilt as asked (e.g. the namespace is not empty)."""
+
+
+@dataclass
+class GraphImage:
+    """Every key of the rebuilt graph (without the namespace prefix) and its value."""
+
+    strings: dict[str, str] = field(default_factory=dict)
+    hashes: dict[str, dict[str, str]] = field(default_factory=dict)
+    lists: dict[str, list[str]] = field(default_factory=dict)
+    sets: dict[str, set[str]] = field(default_factory=dict)
+    ttl_s: dict[str, int] = field(default_factory=dict)   # keys with an expiry
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Changes:
+    links: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))  # pid -> f -> link
+    parent: dict[str, str] = field(default_factory=dict)          # loser -> survivor at merge time
+    bridges: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # survivor -> bridges
+    pids: set[str] = field(default_factory=set)
+    quar: dict[str, str] = field(default_factory=dict)
+    deg: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    erased: list[dict[str, Any]] = field(default_factory=list)
+    replies: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))  # mid -> Lua changes
+    reply_pid: dict[str, str | None] = field(default_factory=dict)
+    reply_ts: dict[str, int] = field(default_factory=dict)        # mid -> Kafka timestamp of its records
+    missing_via: int = 0
+
+
+_REPLY_FIELDS = ("message_id", "profile_id", "ts_ms")
+
+
+def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
+    kind = rec.get("type")
+    pid = rec.get("profile_id")
+    mid = rec.get("message_id")
+    ts = rec.get("ts_ms")
+    idents = list(rec.get("identifiers") or [])
+    if pid:
+        ch.pids.add(pid)
+    if kind == "erased":
+        ch.erased.append(rec)
+        return
+    if mid is not None and rec.get("rule") != "blocked_value":  # blocked_value audits are added in Python, not stored
+        ch.replies[mid].append({k: v for k, v in rec.items() if k not in _REPLY_FIELDS})
+        ch.reply_pid[mid] = pid
+        ch.reply_ts[mid] = kafka_ts_ms
+    if kind == "created" and pid and idents:
+        first = idents[0]
+        ch.links[pid][first] = encode_link("", mid, "first_seen", ts)
+        for f in idents[1:]:
+            ch.links[pid][f] = encode_link(first, mid, "co_occurrence", ts)
+    elif kind == "linked" and pid:
+        via = rec.get("via")
+        if via is None:  # records written before the audit trail carried the anchor
+            ch.missing_via += 1
+            via = ""
+        for f in idents:
+            ch.links[pid][f] = encode_link(via, mid, "co_occurrence", ts)
+    elif kind == "merged" and pid:
+        loser = rec["from_profile_id"]
+        ch.pids.add(loser)
+        ch.parent[loser] = pid
+        if len(idents) == 2:
+            ch.bridges[pid].append(LINK_SEP.join((idents[0], idents[1], mid, rec.get("rule", "co_occurrence"), str(ts))))
+        bridged = rec.get("bridged") or []  # cjson may write an empty array as {}
+        for f in bridged:
+            ch.deg[f] += 1
+    elif kind == "quarantined":
+        for f in idents:
+            ch.quar[f] = mid
+
+
+def _root(parent: dict[str, str], pid: str) -> str:
+    seen = 0
+    while pid in parent and seen < 10_000:  # merges form a forest; the bound only guards bad input
+        pid = parent[pid]
+        seen += 1
+    return pid
+
+
+def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[tuple[dict[str, Any], int]],
+                rules: IdentityRules, dedup_ttl_s: int, now_ms: int | None = None) -> GraphImage:
+    """The graph that ``changes`` (audit records) and ``events`` (profile-events values) describe.
+
+    Both are ``(decoded value, Kafka timestamp ms)`` pairs, in any order.
+    """
+    now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+    ch = _Changes()
+    seen: set[bytes] = set()
+    n_changes = 0
+    for rec, kafka_ts in changes:
+        key = orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
+        if key in seen:  # the same audit record written again after a redelivery
+            continue
+        seen.add(key)
+        n_changes += 1
+        _apply_change(ch, rec, kafka_ts)
+
+    img = GraphImage()
+    # Erasures remove whole trees (the live profile and everything merged into it).
+    erased_pids: set[str] = set()
+    erased_idents: set[str] = set()
+    for rec in ch.erased:
+        erased_idents.update(rec.get("identifiers") or [])
+        if rec.get("profile_id"):
+            erased_pids.add(_root(ch.parent, rec["profile_id"]))
+    trees: dict[str, list[str]] = defaultdict(list)
+    for pid in ch.pids:
+        trees[_root(ch.parent, pid)].append(pid)
+    for root in list(trees):
+        if root in erased_pids:
+            del trees[root]
+
+    for root, members in trees.items():
+        links: dict[str, str] = {}
+        bridges: list[str] = []
+        for pid in sorted(members, key=seq_of):
+            links.update(ch.links.get(pid, {}))
+            bridges.extend(ch.bridges.get(pid, ()))
+        if not links:
+            continue
+        img.hashes[f"p:{root}"] = links
+        meta: dict[str, str] = {}
+        counts: dict[str, int] = defaultdict(int)
+        for f in links:
+            t, v = parse(f)
+            counts[t] += 1
+            img.strings[f"id:{f}"] = root
+            if t in rules.unique_types:
+                meta[f"u:{t}"] = v
+        meta.update({f"n:{t}": str(n) for t, n in counts.items()})
+        img.hashes[f"pm:{root}"] = meta
+        if bridges:
+            img.lists[f"pe:{root}"] = bridges
+        losers = {m for m in members if m != root}
+        if losers:
+            img.sets[f"pl:{root}"] = losers
+            for x in losers:
+                img.strings[f"fwd:{x}"] = root
+    all_pids = ch.pids
+    if all_pids:
+        img.strings["seq"] = str(max(seq_of(p) for p in all_pids))
+    for f, mid in ch.quar.items():
+        if f not in erased_idents:
+            img.strings[f"quar:{f}"] = mid
+    for f, n in ch.deg.items():
+        if f not in erased_idents and n:
+            img.strings[f"deg:{f}"] = str(n)
+    for f in erased_idents:
+        img.strings[f"supp:{hashlib.sha1(f.encode()).hexdigest()}"] = "1"
+
+    def remaining(kafka_ts: int) -> int:
+        return dedup_ttl_s - max(0, now_ms - kafka_ts) // 1000
+
+    # Stored replies of non-trivial resolutions (replayed when the same record is redelivered).
+    n_replies = 0
+    for mid, recs in ch.replies.items():
+        ttl = remaining(ch.reply_ts[mid])
+        if ttl <= 0:
+            continue
+        pid = ch.reply_pid.get(mid)
+        merged = [r["from_profile_id"] for r in recs if r.get("type") == "merged"]
+        body = orjson.dumps({"m": merged, "c": recs}).decode()
+        key = f"dres:{mid}"
+        img.strings[key] = f"{'applied' if pid else 'blocked'}{LINK_SEP}{pid or ''}{LINK_SEP}{body}"
+        img.ttl_s[key] = ttl
+        n_replies += 1
+    # Dedup claims of every applied event (forwarded copies carry the same claim).
+    n_dedup = 0
+    for ev, kafka_ts in events:
+        if "control" in ev:
+            continue
+        mid, claim = ev.get("message_id"), ev.get("source")
+        if not mid or not claim:
+            continue
+        key = f"dedup:{mid}"
+        if key in img.strings:
+            continue
+        ttl = remaining(kafka_ts)
+        if ttl <= 0:
+            continue
+        img.strings[key] = claim
+        img.ttl_s[key] = ttl
+        n_dedup += 1
+    img.stats = {"audit_records": n_changes, "profiles": len(img.hashes) // 2, "identifiers": sum(1 for k in img.strings if k.startswith("id:")),
+                 "merged_away": sum(1 for k in img.strings if k.startswith("fwd:")), "erased_identifiers": len(erased_idents),
+                 "quarantined": sum(1 for k in img.strings if k.startswith("quar:")), "stored_replies": n_replies,
+                 "dedup_keys": n_dedup, "seq": int(img.strings.get("seq", "0")), "links_without_via": ch.missing_via}
+    return img
+
+
+async def _namespace_keys(redis: Redis, prefix: str, limit: int = 10_000_000) -> AsyncIterator[bytes]:
+    n = 0
+    async for key in redis.scan_iter(match=prefix.replace("*", r"\*").replace("?", r"\?") + "*", count=1000):
+        yield key
+        n += 1
+        if n >= limit:
+            return
+
+
+async def write_image(redis: Redis, namespace: str, img: GraphImage, force: bool = False, chunk: int = 2000) -> None:
+    """Write the image under ``<namespace>:``; refuses a non-empty namespace unless ``force``
+    (which first deletes every key of the namespace)."""
+    prefix = namespace + ":"
+    existing: list[bytes] = []
+    async for key in _namespace_keys(redis, prefix):
+        existing.append(key)
+        if not force:
+            raise RebuildError(f"Redis already holds keys of namespace {namespace!r} (e.g. {key!r}); "
+                               "stop the workers and pass --force to replace them")
+    for i in range(0, len(existing), chunk):
+        await redis.unlink(*existing[i:i + chunk])
+    pipe = redis.pipeline(transaction=False)
+    pending = 0
+
+    async def flush(final: bool = False) -> None:
+        nonlocal pipe, pending
+        if pending and (final or pending >= chunk):
+            await pipe.execute()
+            pipe = redis.pipeline(transaction=False)
+            pending = 0
+
+    for key, value in img.strings.items():
+        ttl = img.ttl_s.get(key)
+        pipe.set(prefix + key, value, ex=ttl) if ttl else pipe.set(prefix + key, value)
+        pending += 1
+        await flush()
+    for key, mapping in img.hashes.items():
+        if mapping:
+            pipe.hset(prefix + key, mapping=mapping)
+            pending += 1
+            await flush()
+    for key, items in img.lists.items():
+        pipe.rpush(prefix + key, *items)
+        pending += 1
+        await flush()
+    for key, members in img.sets.items():
+        pipe.sadd(prefix + key, *sorted(members))
+        pending += 1
+        await flush()
+    await flush(final=True)
+
+
+async def rebuild(settings: Any, force: bool = False, timeout_s: float = 600.0) -> dict[str, int]:
+    """Read both topics to their current end and write the graph; returns counts."""
+    from streams.kafka.reading import read_to_end
+    from streams.kafka.topics import IDENTITY_CHANGES, PROFILE_EVENTS
+
+    def ts(record: Any) -> int:
+        return int(record.timestamp) if record.timestamp is not None and record.timestamp >= 0 else time.time_ns() // 1_000_000
+
+    changes = [(orjson.loads(r.value), ts(r)) async for r in read_to_end(settings, settings.topic(IDENTITY_CHANGES), timeout_s)
+               if r.value]
+    events: list[tuple[dict[str, Any], int]] = []
+    async for r in read_to_end(settings, settings.topic(PROFILE_EVENTS), timeout_s):
+        if not r.value:
+            continue
+        try:
+            value = orjson.loads(r.value)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(value, dict) and "control" not in value:
+            events.append(({"message_id": value.get("message_id"), "source": value.get("source")}, ts(r)))
+    img = build_image(changes, events, IdentityRules(), settings.dedup_ttl_s)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await write_image(redis, settings.namespace, img, force=force)
+    finally:
+        await redis.aclose()
+    return img.stats
