@@ -94,7 +94,7 @@ class StackConfig:
             raise ValueError("kafka_heap_mb must be >= 128")
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> StackConfig:
+    def from_settings(cls, settings: Settings) -> StackConfig:
         """The stack that ``settings`` describe (TOUCHPOINT_STACK_* variables)."""
         return cls(home=Path(settings.stack_dir), cache_dir=Path(settings.cache_dir), kafka_port=settings.stack_kafka_port,
                    controller_port=settings.stack_controller_port, redis_port=settings.stack_redis_port)

@@ -11,6 +11,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import orjson
@@ -149,7 +150,7 @@ class IngestStage:
         key = (resolution.profile_id or message_id).encode()
         for change in resolution.changes:
             value = orjson.dumps(change)
-            await self._send(lambda: self.sink.identity_change(key, value))
+            await self._send(partial(self.sink.identity_change, key, value))
             counter = self.metrics.identity_change_by_type.get(change.get("type", ""))
             if counter is not None:
                 counter.inc()
@@ -166,11 +167,11 @@ class IngestStage:
         for loser in resolution.merged:
             control = {"control": "merge", "from": loser, "into": pid, "message_id": touchpoint.message_id, "ts_ms": touchpoint.ts_ms}
             value = orjson.dumps(control)
-            await self._send(lambda: self.sink.applied(loser.encode(), value))
+            await self._send(partial(self.sink.applied, loser.encode(), value))
         if resolution.merged:
             self.metrics.identity_merges.inc(len(resolution.merged))
         event = touchpoint.to_bytes()
-        await self._send(lambda: self.sink.applied(pid.encode(), event))
+        await self._send(partial(self.sink.applied, pid.encode(), event))
 
     async def _emit_demand(self, applied: dict[int, list[Touchpoint]], last_offset: dict[int, int]) -> None:
         """Partial demand counts of this batch, per key, bucket and source partition.
@@ -181,10 +182,10 @@ class IngestStage:
         for partition, touchpoints in applied.items():
             for (key, bucket_ms), count in partial_counts(touchpoints, self.demand_bucket_s, self.demand_dimensions).items():
                 value = orjson.dumps({"k": key, "b": bucket_ms, "n": count, "p": partition, "o": last_offset[partition]})
-                await self._send(lambda: self.sink.demand(key.encode(), value))
+                await self._send(partial(self.sink.demand, key.encode(), value))
 
     async def _dead_letter(self, record: RawRecord, rejected: Rejected, now_ms: int) -> None:
         letter = self.codec.dead_letter(record.value, rejected, record.topic, record.partition, record.offset, now_ms)
-        await self._send(lambda: self.sink.dead_letter(letter))
+        await self._send(partial(self.sink.dead_letter, letter))
         self.metrics.dead_lettered.inc()
         self.metrics.dead_by_reason[rejected.reason].inc()

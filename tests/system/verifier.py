@@ -314,7 +314,6 @@ def verify(settings: Settings, traffic: Traffic) -> Report:
         if got["event_count"] != facts["event_count"] or got["channels"] != dict(facts["channels"]):
             wrong.append((pid, got["event_count"], facts["event_count"], got["channels"], dict(facts["channels"])))
     if wrong:
-        comp_of = {pid: comp for comp, pid in pid_of.items()}
         first = wrong[0][0]
         mids = set(want.identifiers)  # look for every expected message id
     assert not wrong, (f"{len(wrong)} profiles differ from the oracle (pid, got, want, ...): {wrong[:5]}\n"
