@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.kafka.client import client_options
-from streams.kafka.topics import TOPICS
+from streams.kafka.topics import TOPICS, group_offsets
 from streams.settings import Settings
 
 __all__ = ["read_to_end", "namespace_lag", "GroupLag", "partitions_of"]
@@ -86,7 +86,7 @@ async def namespace_lag(settings: Settings) -> GroupLag:
             groups.append(settings.app_id)
         lag = GroupLag()
         for group in groups:
-            committed = await admin.list_consumer_group_offsets(group)
+            committed = await group_offsets(admin, group)
             behind = 0
             for tp in tps if group == settings.app_id else committed:
                 end = ends.get(tp)

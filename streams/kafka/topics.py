@@ -72,5 +72,19 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str
         await admin.close()
 
 
+async def group_offsets(admin: AIOKafkaAdminClient, group: str, timeout_s: float = 30.0) -> dict[Any, Any]:
+    """Committed offsets of a group, waiting (bounded) while a fresh broker elects its coordinator."""
+    from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError, NotCoordinatorForGroupError
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            return dict(await admin.list_consumer_group_offsets(group))
+        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError, NotCoordinatorForGroupError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.25)
+
+
 def describe_topics() -> list[dict[str, Any]]:
     return [{"name": t.name, "doc": t.doc, **t.config} for t in TOPICS]
