@@ -11,22 +11,23 @@ import argparse
 import asyncio
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
 from argparse import Namespace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
+import orjson
 
+from streams.devstack.worker import WorkerProcess
 from streams.settings import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="stack up, a worker, simulated crisis traffic and a live view; ends by itself")
-    p.add_argument("--events", type=int, default=30_000, help="simulated events to publish")
-    p.add_argument("--rate", type=float, default=500.0, help="events per second of wall time")
+    p.add_argument("--events", type=int, default=20_000, help="simulated events to publish")
+    p.add_argument("--rate", type=float, default=400.0, help="events per second of wall time")
     p.add_argument("--namespace", help="namespace to run in (default: a fresh demo-<time> one)")
     p.add_argument("--keep-running", action="store_true", help="leave the worker running after the summary (Ctrl-C stops it)")
     p.set_defaults(run=run)
@@ -49,22 +50,6 @@ async def _scrape(session: aiohttp.ClientSession, url: str) -> str:
         return ""
 
 
-async def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the worker exited with code {proc.returncode}")
-            try:
-                async with session.get(url + "/readyz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                    if resp.status == 200:
-                        return
-            except (TimeoutError, aiohttp.ClientError):
-                pass
-            await asyncio.sleep(0.5)
-    raise RuntimeError(f"the worker was not ready within {timeout_s:.0f}s")
-
-
 async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
     from streams.cli.idle import wait_idle
     from streams.cli.simulate import generate, publish_stream
@@ -72,13 +57,10 @@ async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
 
     url = f"http://{settings.web_host}:{settings.web_port}"
     await ensure_topics(settings)
-    env = {**os.environ, **settings.to_env()}
-    log_handle = open(worker_log, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli.main", "worker"], env=env, stdout=log_handle,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    worker = WorkerProcess(settings, Path(worker_log))
     try:
-        print(f"[demo] worker pid {proc.pid}, log {worker_log}; waiting until ready ...")
-        await _wait_ready(url, proc, 120)
+        print(f"[demo] worker pid {worker.pid}, log {worker_log}; waiting until ready ...")
+        await asyncio.to_thread(worker.wait_ready, 120)
         # Four days of event time in the traffic window: a crisis unfolds in about a minute.
         span_ms = 4 * 86_400_000
         spacing = span_ms / max(1, args.events) / 1.6
@@ -98,8 +80,12 @@ async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
                 now = time.monotonic()
                 rate = (outcomes.get("applied", 0) - last_applied) / max(1e-6, now - last_t)
                 last_applied, last_t = outcomes.get("applied", 0), now
+                profiles = _metric_sum(text, "touchpoint_profiles").get("", 0)
+                merges = _metric_sum(text, "touchpoint_identity_merges_total").get("", 0)
+                open_alerts = _metric_sum(text, "touchpoint_demand_alerts_open").get("", 0)
                 print(f"[{now - started:5.0f}s] published {progress[0]:7d} | applied {outcomes.get('applied', 0):7.0f} "
-                      f"({rate:6.0f}/s) | duplicates {outcomes.get('duplicate', 0):5.0f} | dead letters {outcomes.get('dead_lettered', 0):4.0f}")
+                      f"({rate:5.0f}/s) | dup {outcomes.get('duplicate', 0):4.0f} | dead {outcomes.get('dead_lettered', 0):4.0f} "
+                      f"| profiles {profiles:5.0f} | merges {merges:4.0f} | open alerts {open_alerts:3.0f}")
             published = await publisher
             print("[demo] traffic done; waiting for the worker to catch up ...")
             idle = await wait_idle(settings, timeout_s=60)
@@ -113,25 +99,45 @@ async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
         for outcome in ("applied", "duplicate", "dead_lettered"):
             print(f"{outcome:20s} {outcomes.get(outcome, 0):.0f}")
         print(f"dead letters by reason {reasons}")
+        transitions = {k: v for k, v in _metric_sum(text, "touchpoint_demand_alert_transitions_total", "state").items() if v}
+        print(f"profiles             {_metric_sum(text, 'touchpoint_profiles').get('', 0):.0f} "
+              f"(identity merges {_metric_sum(text, 'touchpoint_identity_merges_total').get('', 0):.0f})")
+        print(f"demand alerts        {transitions or 'none'}")
+        alerts = await _recent_alerts(settings)
+        for line in alerts[-8:]:
+            print(f"  {line}")
         ok = idle and total == published
         print(f"accounting           in {published} = applied + duplicates + dead-lettered {total:.0f}: {'OK' if ok else 'MISMATCH'}")
-        print("\nLook at:")
+        print("\nLook at (the HTTP pages while the worker runs: `touchpoint demo --keep-running`):")
+        print(f"  {url}/oncall      the on-call page: open alerts, merges, rates")
         print(f"  {url}/metrics     Prometheus metrics")
-        print(f"  {url}/readyz      readiness")
-        print(f"  TOUCHPOINT_NAMESPACE={settings.namespace} touchpoint dlq summary --json")
+        ns = f"TOUCHPOINT_NAMESPACE={settings.namespace}"
+        print(f"  {ns} touchpoint alerts tail --from-beginning --timeout 2")
+        print(f"  {ns} touchpoint profiles dump | head")
+        print(f"  {ns} touchpoint profile get --id user_id:u000042")
+        print(f"  {ns} touchpoint dlq summary --json")
         if args.keep_running:
             print("\n[demo] worker keeps running; Ctrl-C to stop")
-            while proc.poll() is None:
+            while worker.alive():
                 await asyncio.sleep(1)
         return 0 if ok else 1
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log_handle.close()
+        worker.stop()
+
+
+async def _recent_alerts(settings: Settings) -> list[str]:
+    """The alert records of the run, one line each, as `touchpoint alerts tail` prints them."""
+    from streams.cli.alerts import format_alert
+    from streams.kafka.reading import read_to_end
+    from streams.kafka.topics import ALERTS
+
+    lines = []
+    async for record in read_to_end(settings, settings.topic(ALERTS), timeout_s=20):
+        try:
+            lines.append(format_alert(orjson.loads(record.value)))
+        except (ValueError, KeyError):
+            continue
+    return lines
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

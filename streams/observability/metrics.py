@@ -34,7 +34,6 @@ class Metrics:
         self.event_lag = Histogram("touchpoint_event_lag_seconds", "Event time to processed.", buckets=_LAG_BUCKETS, registry=r)
         self.consumer_lag = Gauge("touchpoint_consumer_lag", "Records behind the end of the log, per topic and partition.", ["topic", "partition"], registry=r)
         self.dependency_retries = Counter("touchpoint_dependency_retries", "Retries while a dependency (redis, kafka) was unavailable.", ["dependency"], registry=r)
-        self.invalid_identifiers = Counter("touchpoint_invalid_identifiers", "Email/phone values that could not be normalised and were not used.", registry=r)
         # Demand-shift detection (labels: dimension type, direction, lifecycle state - bounded sets).
         self.demand_alerts_open = Gauge("touchpoint_demand_alerts_open", "Demand-shift alerts currently open, by dimension type and direction.", ["dimension", "direction"], registry=r)
         self.demand_alert_transitions = Counter("touchpoint_demand_alert_transitions", "Demand alert lifecycle records emitted, by state.", ["state"], registry=r)
