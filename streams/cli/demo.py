@@ -22,6 +22,7 @@ import orjson
 
 from streams.devstack.worker import WorkerProcess
 from streams.settings import Settings
+from streams.simulate.population import Population
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -61,15 +62,18 @@ async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
     try:
         print(f"[demo] worker pid {worker.pid}, log {worker_log}; waiting until ready ...")
         await asyncio.to_thread(worker.wait_ready, 120)
-        # Four days of event time in the traffic window: a crisis unfolds in about a minute.
-        span_ms = 4 * 86_400_000
-        spacing = span_ms / max(1, args.events) / 1.6
+        # Six days of event time in the traffic window: three normal days that teach the detector
+        # the daily rhythm, then the crisis unfolds; a week of demand in about a minute.
+        day_ms = 86_400_000
+        span_ms = 6 * day_ms
+        spacing = Population.arrival_spacing_ms(args.events, span_ms)
         start_ms = int(time.time() * 1000) - span_ms
         sim_args = Namespace(people=2000, seed=int(time.time()) % 10_000, events=args.events, spacing_ms=spacing,
                              scenario="crisis", duplicates=0.02, malformed=0.01)
         progress = [0]
         print(f"[demo] publishing {args.events} events at {args.rate:.0f}/s (crisis scenario, 2% duplicates, 1% malformed)")
-        publisher = asyncio.create_task(publish_stream(settings, generate(sim_args, start_ms), args.rate, progress))
+        records = generate(sim_args, start_ms, scenario_start_ms=start_ms + 3 * day_ms)
+        publisher = asyncio.create_task(publish_stream(settings, records, args.rate, progress))
         started = time.monotonic()
         async with aiohttp.ClientSession() as session:
             last_applied, last_t = 0.0, time.monotonic()
@@ -144,7 +148,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from streams.cli.stack import run_up
 
     namespace = args.namespace or "demo-" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    settings = settings.with_(namespace=namespace)
+    # Hourly demand buckets: the simulated week is compressed into a minute, and the per-key
+    # volumes of a small population are too thin for 5-minute buckets.
+    settings = settings.with_(namespace=namespace, demand_bucket_s=3600, demand_lateness_s=7200)
     print("[demo] starting the embedded stack (first run fetches Kafka from Maven Central) ...")
     if run_up(Namespace(timeout=300.0), settings) != 0:
         return 1

@@ -35,9 +35,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def generate(args: argparse.Namespace, start_ms: int) -> Iterator[bytes]:
+def generate(args: argparse.Namespace, start_ms: int, scenario_start_ms: int | None = None) -> Iterator[bytes]:
+    """The records to publish; the scenario's shifts are timed from ``scenario_start_ms`` (default: the start)."""
     population = Population(args.people, args.seed)
-    scenario = SCENARIOS[args.scenario](start_ms)
+    scenario = SCENARIOS[args.scenario](start_ms if scenario_start_ms is None else scenario_start_ms)
     rng = random.Random(args.seed + 1)
     for event in population.events(args.events, start_ms, args.spacing_ms, scenario):
         raw = orjson.dumps(event)
@@ -52,7 +53,8 @@ def parse_start(text: str | None, events: int, spacing_ms: float) -> int:
     from streams.cli.errors import UsageError
 
     if text is None:
-        return int(time.time() * 1000 - events * spacing_ms * 1.6)
+        # the last event lands about now
+        return int(time.time() * 1000 - events * spacing_ms / Population.mean_acceptance())
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:

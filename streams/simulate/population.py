@@ -121,6 +121,17 @@ class Population:
         daily = 0.35 + 0.65 * math.exp(-((hours - 20.5) ** 2) / 18) + 0.3 * math.exp(-((hours - 12.5) ** 2) / 6)
         return daily * (1.25 if day >= 5 else 1.0)
 
+    @classmethod
+    def mean_acceptance(cls) -> float:
+        """Share of raw arrivals kept by the rhythm's thinning, averaged over a week."""
+        week = [cls.rhythm(h * 3_600_000) / 1.6 for h in range(168)]
+        return sum(week) / len(week)
+
+    @classmethod
+    def arrival_spacing_ms(cls, count: int, span_ms: float) -> float:
+        """The ``spacing_ms`` that spreads ``count`` events (without shifts) over ``span_ms``."""
+        return span_ms / max(1, count) * cls.mean_acceptance()
+
     def events(self, count: int, start_ms: int, spacing_ms: float, scenario: Scenario | None = None) -> Iterator[dict[str, Any]]:
         """``count`` events at event times from ``start_ms``, ``spacing_ms`` apart on average."""
         scenario = scenario or Scenario("none")
