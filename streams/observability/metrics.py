@@ -47,6 +47,8 @@ class Metrics:
         # Live profiles (labels: record outcome - the bounded set of streams.profiles.stage.OUTCOMES).
         self.profiles = Gauge("touchpoint_profiles", "Live (not merged, not erased) profiles in the partitions this worker owns.", registry=r)
         self.profile_records = Counter("touchpoint_profile_records", "profile-events records by outcome: applied, duplicate, replayed, forwarded, merged, absorbed (a merge folded), erased_dropped, error, ...", ["outcome"], registry=r)
+        self.component_size = Histogram("touchpoint_identity_component_size", "Identifiers held by a profile after an update: the size of its identity component (order ids excluded, capped by the profile's identifier limit).",
+                                        buckets=(1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 50), registry=r)
         self.profile_bytes = Histogram("touchpoint_profile_bytes", "Serialized size of a profile value as written to the table changelog.",
                                        buckets=(256, 512, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 16384), registry=r)
         # Bound children for the hot path.

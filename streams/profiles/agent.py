@@ -78,6 +78,8 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                 if decision.value is not None:
                     table[message.key] = decision.value
                     m.profile_bytes.observe(len(decision.value))
+                if decision.identifiers is not None:
+                    m.component_size.observe(decision.identifiers)
                 counted[decision.outcome].inc()
                 if decision.outcome == "invalid":
                     log.warning("profiles: invalid record at %s/%s/%s: %s", message.topic, message.partition, message.offset, decision.detail)

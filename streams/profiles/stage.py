@@ -81,6 +81,7 @@ class Decision:
     value: bytes | None = None
     sends: tuple[Send, ...] = ()
     detail: str = ""
+    identifiers: int | None = None  # identifiers the live profile holds after this record (component size)
 
 
 def message_digest(message_id: str) -> str:
@@ -153,7 +154,7 @@ class ProfileStage:
         del recent[: len(recent) - self.limits.recent_ids]
         fold(state, msg, self.limits, self.keep_identifier)
         state["po"] = offset
-        return Decision("applied", encode(state))
+        return Decision("applied", encode(state), identifiers=len(state["ids"]))
 
     def _merge(self, key: str, state: dict[str, Any] | None, msg: dict[str, Any], offset: int) -> Decision:
         into = msg.get("into")
@@ -189,7 +190,7 @@ class ProfileStage:
         other["ab"] = sorted(set(other["ab"]) | {loser})
         merge(state, other, self.limits)
         state["po"] = offset
-        return Decision("absorbed", encode(state))
+        return Decision("absorbed", encode(state), identifiers=len(state["ids"]))
 
     def _erase(self, key: str, state: dict[str, Any] | None, msg: dict[str, Any], offset: int) -> Decision:
         if state is not None and state.get("tomb") == "erased":

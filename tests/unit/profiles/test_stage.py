@@ -284,3 +284,12 @@ def test_re_emission_resolved_to_the_survivor_is_still_a_duplicate():
     a = stage.decide("A", None, absorb, offset=0).value
     # ingest re-resolved the redelivered event 1 against the graph: now it belongs to A
     assert stage.decide("A", a, event(1, pid="A"), offset=1).outcome == "duplicate"
+
+
+def test_decision_reports_the_component_size_for_the_metric():
+    stage = ProfileStage()
+    d = stage.decide("A", None, event(1, identifiers=["user_id:A", "email:h1", "order_id:o1"]), offset=0)
+    assert d.identifiers == 2  # order ids are orders, not identifiers of the person
+    d = stage.decide("A", d.value, event(2, identifiers=["device_id:d1"]), offset=1)
+    assert d.identifiers == 3
+    assert stage.decide("A", d.value, event(2), offset=2).identifiers is None  # a duplicate changes nothing
