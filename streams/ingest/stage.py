@@ -111,16 +111,17 @@ class IngestStage:
 
         applied_by_partition: dict[int, list[Touchpoint]] = defaultdict(list)
         last_offset: dict[int, int] = {}
+        duplicates = erased = 0  # counted per batch: one metric update per batch, not per event
         for i, outcome in enumerate(outcomes):
             if isinstance(outcome, Rejected):
                 await self._dead_letter(records[i], outcome, now_ms)
                 continue
             resolution = verdict[i]
             if resolution.outcome == "duplicate":
-                self.metrics.duplicates.inc()
+                duplicates += 1
                 continue
             if resolution.outcome == "erased":  # a suppressed person: dropped, never stored (invariant 5)
-                self.metrics.erased.inc()
+                erased += 1
                 continue
             await self._audit(resolution, outcome.message_id)
             if resolution.outcome == "blocked" or resolution.profile_id is None:
@@ -133,10 +134,12 @@ class IngestStage:
                 log.exception("could not emit %s", records[i].claim)
                 await self._dead_letter(records[i], Rejected(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:300], "emit"), now_ms)
                 continue
-            self.metrics.applied.inc()
             applied_by_partition[records[i].partition].append(outcome)
             last_offset[records[i].partition] = records[i].offset
             self.metrics.event_lag.observe(max(0.0, (now_ms - outcome.ts_ms) / 1000))
+        self.metrics.applied.inc(sum(len(t) for t in applied_by_partition.values()))
+        self.metrics.duplicates.inc(duplicates)
+        self.metrics.erased.inc(erased)
         await self._emit_demand(applied_by_partition, last_offset)
         self.metrics.ingest_batch_seconds.observe(time.perf_counter() - started)
 
