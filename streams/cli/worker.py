@@ -29,6 +29,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     asyncio.run(ensure_topics(settings))
     log.info("settings: %s", settings.describe())
     app, _ = create_app(settings)
+    from streams.observability.logs import limit_repeats
+
+    # A broker outage is one line per 10 s per message, not thousands (loggers are created here if
+    # their modules are not imported yet; the modules then get these same logger objects).
+    limit_repeats(("aiokafka", "aiokafka.conn", "aiokafka.cluster", "aiokafka.consumer.fetcher",
+                   "aiokafka.consumer.group_coordinator", "aiokafka.producer.sender"))
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0
