@@ -21,8 +21,8 @@ scorer takes binary detections (one fixed configuration) instead.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 __all__ = [
     "Profile",

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
 from zoneinfo import ZoneInfo
 
 from .detector import DetectorConfig
@@ -44,7 +45,7 @@ def parse_timestamp(text: str, tz: str = "UTC") -> int:
     if dt is None:
         raise ValueError(f"unparseable timestamp {text!r}")
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc if tz == "UTC" else ZoneInfo(tz))
+        dt = dt.replace(tzinfo=UTC if tz == "UTC" else ZoneInfo(tz))
     return int(round(dt.timestamp() * 1000))
 
 
@@ -93,7 +94,7 @@ def read_series(path_or_lines: str | Path | Iterable[str], tz: str = "UTC") -> I
 
 def infer_bucket_s(ts_ms: list[int]) -> int:
     """Bucket size in seconds: median positive delta between timestamps (>= 1 s)."""
-    deltas = [b - a for a, b in zip(ts_ms, ts_ms[1:]) if b > a]
+    deltas = [b - a for a, b in zip(ts_ms, ts_ms[1:], strict=False) if b > a]
     if not deltas:
         return 300
     return max(1, int(round(statistics.median(deltas) / 1000.0)))

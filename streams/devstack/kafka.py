@@ -308,7 +308,7 @@ def format_storage(
 # --------------------------------------------------------------------------- probe
 
 
-def _port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
             return True
@@ -346,7 +346,7 @@ def probe(host: str, port: int, timeout_s: float = 3.0) -> bool:
     """
     # Cheap TCP check first: keeps aiokafka from logging connection errors while the
     # JVM is still starting.
-    if not _port_open(host, port):
+    if not port_open(host, port):
         return False
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         fut = pool.submit(asyncio.run, _metadata_ok(f"{host}:{port}", timeout_s))

@@ -220,7 +220,7 @@ def _locked(cfg: StackConfig, timeout_s: float) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise StackError(f"another devstack operation holds {cfg.lock_file} (waited {timeout_s:.0f}s)")
+                    raise StackError(f"another devstack operation holds {cfg.lock_file} (waited {timeout_s:.0f}s)") from None
                 time.sleep(0.1)
         try:
             yield
@@ -340,7 +340,7 @@ def _log_context(cfg: StackConfig, service: str) -> str:
 
 
 def _port_in_use(port: int) -> bool:
-    return _kafka._port_open(HOST, port, timeout_s=0.3)
+    return _kafka.port_open(HOST, port, timeout_s=0.3)
 
 
 def _wait_ports_free(ports: tuple[int, ...], timeout_s: float) -> bool:
