@@ -12,6 +12,7 @@ import pytest
 
 from streams.demand.stage import DemandStage, StageConfig
 from streams.observability.metrics import Metrics
+from tests.unit.demand.scenario import poisson
 
 H = 3_600_000
 T0 = 1_767_571_200_000  # 2026-01-05T00:00:00Z, a Monday
@@ -215,21 +216,10 @@ def _drive(stage: DemandStage, hours: range, rates: dict[str, Any], seed: int = 
     for h in hours:
         for key, rate in {"category:anchor": 50.0, **rates}.items():
             lam = rate(h) if callable(rate) else rate
-            n = _poisson(rng, lam)
+            n = poisson(rng, lam)
             if n:
                 alerts += stage.handle(0, msg(key, h, n, o=h)).alerts
     return alerts
-
-
-def _poisson(rng: random.Random, lam: float) -> int:
-    import math
-
-    limit, k, p = math.exp(-lam), 0, 1.0
-    while True:
-        p *= rng.random()
-        if p <= limit:
-            return k
-        k += 1
 
 
 def test_sparse_keys_are_pooled_with_a_tiny_fixed_state() -> None:
