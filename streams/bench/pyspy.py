@@ -42,7 +42,9 @@ def parse_frame(frame: str) -> tuple[str, str]:
     if not m:
         return frame.strip(), ""
     path = m.group("path")
-    for marker in ("site-packages/", "/lib/python3.11/", "/work/main/"):
+    # Shorten to a path relative to site-packages, the stdlib, or this repository's package.
+    repo = str(Path(__file__).resolve().parents[2]) + "/"
+    for marker in ("site-packages/", "/lib/python3.11/", repo):
         if marker in path:
             path = path.split(marker, 1)[1]
             break
