@@ -36,6 +36,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streams.demand.stage import DemandStage, StageConfig  # noqa: E402
+from streams.simulate.sampling import poisson  # noqa: E402
 
 T0 = 1_767_571_200_000  # 2026-01-05T00:00:00Z, a Monday
 
@@ -51,17 +52,6 @@ def shape(ts_ms: int) -> float:
     """Daily cycle with mean 1: quiet nights, busy evenings."""
     h = (ts_ms // 3_600_000) % 24
     return 1.0 + 0.6 * math.sin((h - 10) / 24 * 2 * math.pi)
-
-
-def poisson(rng: random.Random, lam: float) -> int:
-    if lam > 30:
-        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
-    limit, k, p = math.exp(-lam), 0, 1.0
-    while True:
-        p *= rng.random()
-        if p <= limit:
-            return k
-        k += 1
 
 
 def classify(cfg: StageConfig, per_hour: list[float], days: float, seed: int) -> tuple[int, int]:

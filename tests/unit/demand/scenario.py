@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from streams.simulate.sampling import poisson
+
 HOUR_MS = 3_600_000
 START_MS = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp() * 1000)  # a Monday
 WEEKS = 4
@@ -57,22 +59,13 @@ def factor(category: str, region: str, hour: int) -> float:
     return f
 
 
-def poisson(rng: random.Random, lam: float) -> int:
-    limit, k, p = math.exp(-lam), 0, 1.0
-    while True:
-        p *= rng.random()
-        if p <= limit:
-            return k
-        k += 1
-
-
 def _draws(seed: int) -> Iterator[tuple[int, list[tuple[int, str, str, int]]]]:
     """Per hour: the hour and its (timestamp, category, region, visitor) draws, in generation order."""
     rng = random.Random(seed)
     for hour in range(WEEKS * 168):
         batch = []
         for (category, region), rate in RATES.items():
-            for _ in range(poisson(rng, rate * shape(hour) * factor(category, region, hour))):
+            for _ in range(poisson(rng, rate * shape(hour) * factor(category, region, hour), normal_above=None)):
                 batch.append((START_MS + hour * HOUR_MS + rng.randrange(HOUR_MS), category, region))
         out = []
         for ts, category, region in sorted(batch):

@@ -5,22 +5,10 @@ from __future__ import annotations
 import math
 import random
 
+from streams.simulate.sampling import poisson
+
 HOUR_MS = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z, a Monday
-
-
-def poisson(rng: random.Random, lam: float) -> int:
-    """Poisson sample (Knuth below 30, rounded normal above)."""
-    if lam <= 0:
-        return 0
-    if lam > 30:
-        return max(0, int(round(rng.gauss(lam, math.sqrt(lam)))))
-    limit, k, p = math.exp(-lam), 0, 1.0
-    while True:
-        p *= rng.random()
-        if p <= limit:
-            return k
-        k += 1
 
 
 def weekly_mean(i: int, scale: float = 100.0) -> float:

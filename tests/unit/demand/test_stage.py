@@ -12,7 +12,7 @@ import pytest
 
 from streams.demand.stage import DemandStage, StageConfig
 from streams.observability.metrics import Metrics
-from tests.unit.demand.scenario import poisson
+from streams.simulate.sampling import poisson
 
 H = 3_600_000
 T0 = 1_767_571_200_000  # 2026-01-05T00:00:00Z, a Monday
@@ -216,7 +216,7 @@ def _drive(stage: DemandStage, hours: range, rates: dict[str, Any], seed: int = 
     for h in hours:
         for key, rate in {"category:anchor": 50.0, **rates}.items():
             lam = rate(h) if callable(rate) else rate
-            n = poisson(rng, lam)
+            n = poisson(rng, lam, normal_above=None)
             if n:
                 alerts += stage.handle(0, msg(key, h, n, o=h)).alerts
     return alerts
