@@ -94,9 +94,12 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
     from streams.demand import agent as demand_agent
     from streams.identity import views as identity_views
     from streams.ingest import agent as ingest_agent
+    from streams.kafka.ordering import OrderedSources
     from streams.observability import oncall
     from streams.web import views
 
+    # Our agents' sources are consumed in order and committed by us (streams/kafka/ordered.py).
+    ctx.extras["ordered"] = OrderedSources(app, settings, ctx.metrics)
     ingest_agent.register(app, ctx)
     demand_agent.register(app, ctx)
     profiles.register(app, ctx)

@@ -23,7 +23,7 @@ def register(app: faust.App, ctx: Any) -> None:
     """Declare the demand agent and its tables on ``app``; ``ctx`` is the worker's WorkerContext."""
     s = ctx.settings
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
-    source = app.topic(s.topic(T.DEMAND_COUNTS), **raw)
+    source, ordered = ctx.extras["ordered"].topic(s.topic(T.DEMAND_COUNTS), "demand", **raw)
     alerts = app.topic(s.topic(T.ALERTS), **raw)
     # Both tables are co-partitioned with demand-counts: Faust writes a table's changelog to the
     # partition of the event being processed, and every key of a partition is written only while
@@ -52,6 +52,9 @@ def register(app: faust.App, ctx: Any) -> None:
         async for event in stream.events():
             started = time.perf_counter()
             message = event.message
+            keep, last = await ordered.admit([message])
+            if not keep:  # a re-delivery, or a gap being rewound over
+                continue
             try:
                 outcome = stage.process(message.partition, message.value)
                 for alert in outcome.alerts:
@@ -62,6 +65,7 @@ def register(app: faust.App, ctx: Any) -> None:
                 log.exception("demand: could not process %s/%s/%s", message.topic, message.partition, message.offset)
                 continue
             finally:
+                ordered.complete(last)
                 seconds.observe(time.perf_counter() - started)
             if forwarder is not None and outcome.alerts:
                 await forwarder.forward(outcome.alerts)

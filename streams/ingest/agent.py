@@ -39,7 +39,7 @@ def register(app: faust.App, ctx: Any) -> None:
     """Declare the ingest agent on ``app``; ``ctx`` is the worker's :class:`WorkerContext`."""
     s = ctx.settings
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
-    source = app.topic(s.topic(T.INPUT), **raw)
+    source, ordered = ctx.extras["ordered"].topic(s.topic(T.INPUT), "ingest", **raw)
     sink = FaustSink(app.topic(s.topic(T.PROFILE_EVENTS), **raw), app.topic(s.topic(T.DLQ), **raw),
                      app.topic(s.topic(T.DEMAND_COUNTS), **raw), app.topic(s.topic(T.IDENTITY_CHANGES), **raw))
     stage = IngestStage(max_event_bytes=s.max_event_bytes, normalizer=ctx.normalizer, resolver=ctx.identity,
@@ -47,13 +47,16 @@ def register(app: faust.App, ctx: Any) -> None:
                         demand_dimensions=parse_dimensions(s.demand_dimensions))
     ctx.ingest = stage
 
-    # concurrency=1: Faust can commit past an in-flight event otherwise (faust#606).
-    # take_events acks the whole batch only after this loop body returns.
+    # concurrency=1: one batch at a time, in order. The offsets committed are the ones the
+    # ordered source saw complete (streams/kafka/ordering.py), after the producer flushed.
     @app.agent(source, name="ingest", concurrency=1)
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
-            await stage.process_batch([
-                RawRecord(e.message.value, e.message.topic, e.message.partition, e.message.offset,
-                          int(e.message.timestamp * 1000) if e.message.timestamp else None)
-                for e in events
-            ])
+            messages = [e.message for e in events]
+            keep, last = await ordered.admit(messages)
+            if keep:
+                await stage.process_batch([
+                    RawRecord(m.value, m.topic, m.partition, m.offset, int(m.timestamp * 1000) if m.timestamp else None)
+                    for m in (messages[i] for i in keep)
+                ])
+            ordered.complete(last)

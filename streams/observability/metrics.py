@@ -33,6 +33,7 @@ class Metrics:
         self.batch_seconds = Histogram("touchpoint_stage_seconds", "Processing time of one batch or event, by stage.", ["stage"], registry=r)
         self.event_lag = Histogram("touchpoint_event_lag_seconds", "Event time to processed.", buckets=_LAG_BUCKETS, registry=r)
         self.consumer_lag = Gauge("touchpoint_consumer_lag", "Records behind the end of the log, per topic and partition.", ["topic", "partition"], registry=r)
+        self.ordering = Counter("touchpoint_ordering_events", "Records the in-order guard skipped as re-deliveries (replay), and rewinds over a gap, by stage.", ["stage", "what"], registry=r)
         self.dependency_retries = Counter("touchpoint_dependency_retries", "Retries while a dependency (redis, kafka) was unavailable.", ["dependency"], registry=r)
         # Demand-shift detection (labels: dimension type, direction, lifecycle state - bounded sets).
         self.demand_alerts_open = Gauge("touchpoint_demand_alerts_open", "Demand-shift alerts currently open, by dimension type and direction.", ["dimension", "direction"], registry=r)

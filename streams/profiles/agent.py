@@ -42,7 +42,7 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
     """Declare the ``profiles`` table and agent on ``app``; returns the table."""
     s = ctx.settings
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
-    source = app.topic(s.topic(T.PROFILE_EVENTS), **raw)
+    source, ordered = ctx.extras["ordered"].topic(s.topic(T.PROFILE_EVENTS), "profiles", **raw)
     out = app.topic(s.topic(T.PROFILE_EVENTS), **raw)
     # Values are our own orjson bytes: compact in memory, no Faust model metadata (DESIGN.md traps),
     # and the HTTP view can render them without a second serializer. Keys are the profile id as
@@ -65,6 +65,9 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
         async for event in stream.events():
             started = time.perf_counter()
             message = event.message
+            keep, last = await ordered.admit([message])
+            if not keep:  # a re-delivery, or a gap being rewound over
+                continue
             try:
                 if not message.key:
                     counted["invalid"].inc()
@@ -87,6 +90,7 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                 counted["error"].inc()
                 log.exception("profiles: could not process %s/%s/%s", message.topic, message.partition, message.offset)
             finally:
+                ordered.complete(last)
                 seconds.observe(time.perf_counter() - started)
 
     partition_cache: dict[bytes, int] = {}

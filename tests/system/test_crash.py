@@ -111,12 +111,8 @@ def test_rebuild_image_equals_live_graph(system_stack):
 # -- workers ---------------------------------------------------------------------------------
 
 
-HEAD_LOSS = ("BUG (open): under kill -9 of a worker mid-stream a few events are lost: resolved in Redis, but "
-             "never on profile-events, and the group committed past them. See docs/reliability.md, 'Findings' 3.")
-LOSS = pytest.mark.xfail(reason=HEAD_LOSS, strict=False)
 
 
-@LOSS
 @pytest.mark.parametrize("warm", [False, True],
                          ids=["cold-partitions", "warm-partitions"])
 def test_kill9_workers_mid_stream(system_stack, sys_settings, start_worker, warm):
@@ -152,7 +148,6 @@ def test_kill9_workers_mid_stream(system_stack, sys_settings, start_worker, warm
     print(f"\n[kill -9 x{kills}] {report.line()}; total {time.monotonic() - started:.0f}s")
 
 
-@LOSS
 def test_rebalance_add_and_remove_workers(system_stack, sys_settings, start_worker):
     """One worker; a second joins mid-stream, the first leaves (SIGTERM), a third joins."""
     started = time.monotonic()

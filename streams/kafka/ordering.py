@@ -1,0 +1,254 @@
+"""Faust wiring of :class:`~streams.kafka.ordered.OffsetGuard`: our agents' source topics are
+consumed in order and committed by the project (see ``ordered.py`` for why).
+
+- ``OrderedSources.topic(app, name)`` declares a source topic with ``acks=False`` (Faust never
+  commits it) and returns its :class:`OrderedSource`;
+- ``OrderedSource.admit(records)`` keeps the records to process, in order, and rewinds the
+  consumer over a gap; ``complete`` marks them processed;
+- a timer (every ``commit_interval_s``) and every revocation flush the producer, then commit the
+  guards' offsets: an offset is committed only after everything its records produced is in Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from faust.types import TP
+
+from streams.kafka.client import client_options
+from streams.kafka.ordered import OffsetGuard, Verdict
+from streams.kafka.topics import group_offsets
+from streams.resilience import retry_until_ok
+from streams.settings import Settings
+
+__all__ = ["OrderedSources", "OrderedSource"]
+
+log = logging.getLogger(__name__)
+
+REWIND_EVERY_S = 5.0  # a rewind that did not take (records still missing) is asked again
+STALL_AFTER_S = 5.0   # consumer past the cursor and no progress this long: rewind
+
+
+class Positioned(Protocol):
+    partition: int
+    offset: int
+
+
+class BrokerView:
+    """Committed offsets, log starts and first offsets, asked with clients of our own (lazily)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._admin: AIOKafkaAdminClient | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(**client_options(self.settings))
+            await admin.start()
+            self._admin = admin
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(**client_options(self.settings), group_id=None, enable_auto_commit=False,
+                                        auto_offset_reset="earliest")
+            await consumer.start()
+            self._consumer = consumer
+        return self._admin, self._consumer
+
+    async def start_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        """Where the group resumes each partition: its committed offset, else the log start."""
+        async with self._lock:
+            admin, consumer = await self._clients()
+            committed = await group_offsets(admin, self.settings.app_id)
+            tps = [TopicPartition(topic, p) for p in partitions]
+            out = {}
+            missing = []
+            for tp in tps:
+                meta = committed.get(tp)
+                if meta is not None and meta.offset >= 0:
+                    out[tp.partition] = meta.offset
+                else:
+                    missing.append(tp)
+            if missing:
+                begins = await consumer.beginning_offsets(missing)
+                out.update({tp.partition: begins[tp] for tp in missing})
+            return out
+
+    async def first_offset_from(self, topic: str, partition: int, offset: int, timeout_s: float = 3.0) -> int | None:
+        """The offset of the first record at or after ``offset`` (None if none arrived in time)."""
+        async with self._lock:
+            _, consumer = await self._clients()
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            batch = await consumer.getmany(tp, timeout_ms=int(timeout_s * 1000), max_records=1)
+            records = batch.get(tp) or []
+            return records[0].offset if records else None
+
+    async def close(self) -> None:
+        for client in (self._consumer, self._admin):
+            if client is not None:
+                try:
+                    await client.stop() if isinstance(client, AIOKafkaConsumer) else await client.close()
+                except Exception:  # closing on shutdown must not raise
+                    log.debug("closing broker view client", exc_info=True)
+        self._admin = self._consumer = None
+
+
+class OrderedSource:
+    """One source topic: its guard, and the calls an agent makes around each batch."""
+
+    def __init__(self, app: faust.App, name: str, stage: str, broker: BrokerView, metrics: Any = None) -> None:
+        self.app = app
+        self.name = name
+        self.stage = stage
+        self.guard = OffsetGuard()
+        self.broker = broker
+        self.metrics = metrics
+
+    async def admit(self, records: Sequence[Positioned]) -> tuple[list[int], dict[int, tuple[int, int]]]:
+        """Indexes of ``records`` to process, in order, and per partition (last offset, epoch)
+        to pass to :meth:`complete` once they are processed."""
+        guard = self.guard
+        await self.ensure({r.partition for r in records})
+        keep: list[int] = []
+        last: dict[int, tuple[int, int]] = {}
+        gaps: dict[int, int] = {}
+        now = time.monotonic()
+        for i, r in enumerate(records):
+            verdict = guard.admit(r.partition, r.offset, now)
+            if verdict is Verdict.PROCESS:
+                keep.append(i)
+                last[r.partition] = (r.offset, guard.epoch(r.partition))
+            elif verdict is Verdict.GAP:
+                gaps.setdefault(r.partition, r.offset)
+            elif self.metrics is not None:
+                self.metrics.ordering.labels(self.stage, "replay").inc()
+        for p, offset in gaps.items():
+            if await self._on_gap(p, offset):  # a real hole: this record and the rest may go on
+                retry = [i for i, r in enumerate(records) if r.partition == p and r.offset >= offset]
+                for i in retry:
+                    if guard.admit(p, records[i].offset, now) is Verdict.PROCESS:
+                        keep.append(i)
+                        last[p] = (records[i].offset, guard.epoch(p))
+                keep.sort()
+        return keep, last
+
+    async def ensure(self, partitions: set[int]) -> None:
+        """Start the cursors of partitions seen for the first time since their assignment."""
+        unknown = {p for p in partitions if not self.guard.knows(p)}
+        if unknown:
+            retries = self.metrics.dependency_retries.labels("kafka") if self.metrics is not None else None
+            starts = await retry_until_ok(lambda: self.broker.start_offsets(self.name, sorted(unknown)), "kafka", retries)
+            now = time.monotonic()
+            for p, offset in starts.items():
+                self.guard.start(p, offset, now)
+
+    async def watch(self, assigned: set[int]) -> None:
+        """Rewind assigned partitions whose consumer position ran past the cursor and stalled."""
+        await self.ensure(assigned)
+        now = time.monotonic()
+        for p in assigned:
+            try:
+                position = await asyncio.wait_for(self.app.consumer.position(TP(self.name, p)), 2.0)
+            except Exception:  # mid-rebalance: the partition may be gone; the next tick looks again
+                continue
+            if self.guard.stalled(p, position, now, STALL_AFTER_S) and self.guard.should_rewind(p, now, REWIND_EVERY_S):
+                expected = self.guard.expected(p)
+                log.warning("ordering: %s/%d consumer at %s, but nothing after %d arrived: rewinding", self.name, p, position, expected - 1)
+                if self.metrics is not None:
+                    self.metrics.ordering.labels(self.stage, "rewind").inc()
+                await self.app.consumer.seek(TP(self.name, p), expected)
+
+    async def _on_gap(self, partition: int, offset: int) -> bool:
+        guard = self.guard
+        expected = guard.expected(partition)
+        if not guard.should_rewind(partition, time.monotonic(), REWIND_EVERY_S):
+            return False
+        try:
+            first = await self.broker.first_offset_from(self.name, partition, expected)
+        except Exception as exc:  # cannot tell: rewinding is always safe
+            log.warning("ordering: could not probe %s/%d (%s); rewinding", self.name, partition, exc)
+            first = None
+        if first is not None and first >= offset:
+            log.info("ordering: %s/%d has no records in [%d, %d) (transaction markers): going on", self.name, partition, expected, offset)
+            guard.skip_to(partition, offset)
+            return True
+        log.warning("ordering: %s/%d delivered offset %d while %d was expected: rewinding", self.name, partition, offset, expected)
+        if self.metrics is not None:
+            self.metrics.ordering.labels(self.stage, "rewind").inc()
+        await self.app.consumer.seek(TP(self.name, partition), expected)
+        return False
+
+    def complete(self, last: dict[int, tuple[int, int]]) -> None:
+        for p, (offset, epoch) in last.items():
+            self.guard.complete(p, offset, epoch)
+
+
+class OrderedSources:
+    """Every ordered source of one worker, and their commits."""
+
+    def __init__(self, app: faust.App, settings: Settings, metrics: Any = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+        self.broker = BrokerView(settings)
+        self.sources: dict[str, OrderedSource] = {}
+        self._commit_lock = asyncio.Lock()
+
+        @app.timer(settings.commit_interval_s)
+        async def _commit_timer() -> None:
+            await self.commit()
+            try:
+                await self.watch()
+            except Exception as exc:  # the broker is away or we are stopping; the next tick looks again
+                log.warning("ordering: watch skipped (%s: %s)", type(exc).__name__, exc)
+
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+        async def _on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+            await self.commit()  # still ours during the revocation callback; best effort
+            for tp in revoked:
+                source = self.sources.get(tp.topic)
+                if source is not None:
+                    source.guard.forget({tp.partition})
+
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]
+        async def _close(sender: Any, *args: Any, **kwargs: Any) -> None:
+            await self.broker.close()
+
+    def topic(self, name: str, stage: str, **options: Any) -> tuple[faust.types.TopicT, OrderedSource]:
+        source = self.sources[name] = OrderedSource(self.app, name, stage, self.broker, self.metrics)
+        return self.app.topic(name, acks=False, **options), source
+
+    async def watch(self) -> None:
+        assignment = self.app.consumer.assignment()
+        for name, source in self.sources.items():
+            assigned = {tp.partition for tp in assignment if tp.topic == name}
+            if assigned:
+                await source.watch(assigned)
+
+    async def commit(self) -> bool:
+        """Flush the producer, then commit every guard's completed offsets."""
+        async with self._commit_lock:
+            offsets = {TP(name, p): o for name, s in self.sources.items() for p, o in s.guard.to_commit().items()}
+            if not offsets:
+                return True
+            try:
+                await self.app.producer.flush()
+                assignment = self.app.consumer.assignment()
+                offsets = {tp: o for tp, o in offsets.items() if tp in assignment}
+                if not offsets or not await self.app.consumer._commit(offsets):  # noqa: SLF001 - the driver's plain commit
+                    return False
+            except Exception:
+                log.exception("ordering: commit failed; the records will be processed again")
+                return False
+            for tp, offset in offsets.items():
+                self.sources[tp.topic].guard.committed(tp.partition, offset)
+            return True
