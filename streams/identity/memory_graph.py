@@ -79,6 +79,7 @@ class MemoryIdentityGraph:
         self._profiles: dict[str, _Profile] = {}
         self._fwd: dict[str, str] = {}
         self._dedup: dict[str, str] = {}
+        self._trivial: dict[str, tuple[str, str]] = {}  # message id -> (outcome, pid) of a trivial resolution
         self._dres: dict[str, tuple[str, str | None, list[str], list[dict[str, Any]]]] = {}
         self._supp: set[str] = set()
         self._quar: set[str] = set()
@@ -111,6 +112,10 @@ class MemoryIdentityGraph:
         if same_claim_redelivery:
             outcome, pid, losers, stored = self._dres[req.message_id]
             return outcome, pid, list(losers), [dict(c) for c in stored]
+        if prev is not None and req.message_id in self._trivial:
+            # a redelivery reports the profile first reported, not the current survivor (resolve.lua)
+            outcome, pid = self._trivial[req.message_id]
+            return outcome, pid, [], []
 
         live = []
         for c in cands:
@@ -143,6 +148,8 @@ class MemoryIdentityGraph:
         def reply(outcome: str, pid: str | None) -> tuple[str, str | None, list[str], list[dict[str, Any]]]:
             if changes or merged:
                 self._dres[req.message_id] = (outcome, pid, list(merged), [dict(c) for c in changes])
+            elif pid is not None:
+                self._trivial[req.message_id] = (outcome, pid)
             return outcome, pid, merged, changes
 
         if not order and not attach:

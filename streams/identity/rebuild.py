@@ -6,7 +6,8 @@ Sources, both kept in Kafka:
   record rebuilds the graph keys (``id:``, ``p:``, ``pm:``, ``pe:``, ``pl:``, ``fwd:``, ``seq``,
   ``quar:``, ``deg:``, ``supp:``) and the stored replies of non-trivial resolutions (``dres:``);
 - ``<ns>.profile-events``: every emitted event carries its ``message_id`` and its source claim
-  (``topic/partition/offset``), which restores the dedup keys (``dedup:``) of applied events.
+  (``topic/partition/offset``) and its origin ``profile_id``, which restore the dedup keys
+  (``dedup:``, with the first reported profile of a trivial resolution) of applied events.
 
 The result does not depend on the order records are read in (the topic is partitioned by profile
 id, so there is no global order): identifiers attach to the profile that linked them, merges form
@@ -227,7 +228,9 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
         ttl = remaining(kafka_ts)
         if ttl <= 0:
             continue
-        img.strings[key] = claim
+        origin = ev.get("profile_id")
+        # a trivial resolution (no stored reply) keeps the profile it first reported (resolve.lua)
+        img.strings[key] = claim if mid in ch.replies or not origin else f"{claim}{LINK_SEP}applied{LINK_SEP}{origin}"
         img.ttl_s[key] = ttl
         n_dedup += 1
     img.stats = {"audit_records": n_changes, "profiles": len(img.hashes) // 2, "identifiers": sum(1 for k in img.strings if k.startswith("id:")),
@@ -308,7 +311,8 @@ async def rebuild(settings: Any, force: bool = False, timeout_s: float = 600.0) 
         except orjson.JSONDecodeError:
             continue
         if isinstance(value, dict) and "control" not in value:
-            events.append(({"message_id": value.get("message_id"), "source": value.get("source")}, ts(r)))
+            events.append(({"message_id": value.get("message_id"), "source": value.get("source"),
+                            "profile_id": value.get("profile_id")}, ts(r)))
     img = build_image(changes, events, IdentityRules(), settings.dedup_ttl_s)
     redis = Redis.from_url(settings.redis_url)
     try:

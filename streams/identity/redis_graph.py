@@ -9,7 +9,8 @@ Key layout (all under ``<namespace>:``; email/phone values are keyed hashes, inv
 - ``pl:<pid>``           set of every profile id forwarded to ``pid``
 - ``fwd:<pid>``          -> survivor of a merged-away profile (one hop: repointed on later merges)
 - ``seq``                profile sequence; profile id = "p" + base36(INCR seq)
-- ``dedup:<message_id>`` -> claim of the first record carrying it (SET NX EX ttl)
+- ``dedup:<message_id>`` -> claim of the first record carrying it (SET NX EX ttl), then for a trivial
+  resolution (no stored reply) ``claim SEP outcome SEP profile``: a redelivery reports that profile
 - ``dres:<message_id>``  -> stored reply of a non-trivial resolution, replayed on redelivery (same ttl)
 - ``supp:<sha1(type:value)>`` erasure suppression (no identifier value kept)
 - ``quar:<type>:<value>`` quarantined supernode (-> message id that tripped it)

@@ -33,10 +33,12 @@ Dedup (invariant 2), exact under the ordering Kafka gives us:
    Watermarks travel with absorbed state, so an event applied at B before the merge and
    re-emitted later for B is still recognised at A.
 3. ``rc``: hashes of the last ``Limits.recent_ids`` applied message ids (merged with absorbed
-   state). Ingest re-resolves a redelivered event against the current graph, so an event first
-   emitted for B and re-emitted after B merged into A arrives with origin A, which (1) and (2)
-   cannot recognise; the window does, if A applied fewer than ``recent_ids`` events in between
-   (re-emission covers only the uncommitted tail of an input partition, about a second).
+   state), a last line of defence. A redelivered event is re-emitted with the origin it was
+   first emitted with (identity replays the first reply, also for trivial resolutions), so an
+   event first emitted for B and re-emitted after B merged into A goes to B, is forwarded to A
+   after B's absorb, and (2) recognises it there by B's watermark. (Re-resolving it against the
+   current graph instead sent it to A as origin A before the absorb: counted twice; found by
+   the kill -9 test.)
 
 Limits: an event without a parsable ``source`` is deduplicated by (3) only; a
 re-emitted event whose origin was erased is dropped as erased; changing the partition count

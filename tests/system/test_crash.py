@@ -71,7 +71,7 @@ def test_rebuild_image_equals_live_graph(system_stack):
             for req, res in zip(reqs, await graph.resolve_batch(reqs), strict=True):
                 changes.extend((dict(c), NOW) for c in res.changes)
                 if res.outcome == "applied" and res.profile_id:
-                    events.append(({"message_id": req.message_id, "source": req.claim}, NOW))
+                    events.append(({"message_id": req.message_id, "source": req.claim, "profile_id": res.profile_id}, NOW))
             if batch % 9 == 8:
                 async def send_change(key: bytes, value: bytes) -> None:
                     changes.append((orjson.loads(value), NOW))
@@ -86,7 +86,7 @@ def test_rebuild_image_equals_live_graph(system_stack):
         for req, res in zip(lone + pairs, await graph.resolve_batch(lone + pairs), strict=True):
             changes.extend((dict(c), NOW) for c in res.changes)
             if res.outcome == "applied" and res.profile_id:
-                events.append(({"message_id": req.message_id, "source": req.claim}, NOW))
+                events.append(({"message_id": req.message_id, "source": req.claim, "profile_id": res.profile_id}, NOW))
         rng.shuffle(changes)  # the topic is partitioned: no global order
         now = time.time_ns() // 1_000_000
         img = build_image(changes, events, rules, 7 * 86400, now_ms=now)
@@ -256,7 +256,7 @@ def test_redis_lost_rebuild_and_carry_on(system_stack, sys_settings, start_worke
     rebuild_s = time.monotonic() - t0
     after = graph_snapshot(sys_settings.redis_url, sys_settings.namespace)
     assert set(after) == set(before), (sorted(set(before) - set(after))[:10], sorted(set(after) - set(before))[:10])
-    assert {k: v for k, v in after.items() if v != before[k]} == {}
+    assert {k: (before[k], v) for k, v in after.items() if v != before[k]} == {}
     again = run_cli(sys_settings, "identity", "rebuild")
     assert again.returncode == 1 and b"--force" in again.stderr  # refuses to overwrite a live graph
 

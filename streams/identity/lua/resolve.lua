@@ -14,8 +14,20 @@ local SEP = '\31'
 
 -- Dedup first: another claim on this message id = duplicate (invariant 2); our own claim =
 -- redelivery after a crash before the offset commit: replay the stored reply, or re-run.
+-- The value is the claim, followed (SEP outcome SEP profile) for a trivial resolution, whose
+-- reply is not stored in dres: a redelivery reports the profile first reported, not the
+-- current survivor (else an event already folded into a since-merged profile would be folded
+-- again into the survivor before the merged state arrives there).
 local prev = redis.call('SET', KEYS[1], claim, 'NX', 'EX', ttl, 'GET')
-if prev and prev ~= claim then
+local prev_claim, prev_outcome, prev_pid = prev, nil, nil
+if prev then
+  local a = string.find(prev, SEP, 1, true)
+  if a then
+    local b = string.find(prev, SEP, a + 1, true)
+    prev_claim, prev_outcome, prev_pid = string.sub(prev, 1, a - 1), string.sub(prev, a + 1, b - 1), string.sub(prev, b + 1)
+  end
+end
+if prev and prev_claim ~= claim then
   return {'duplicate'}
 end
 
@@ -35,6 +47,7 @@ end
 if prev then
   local stored = redis.call('GET', ns .. 'dres:' .. msg)
   if stored then return {'=', stored} end
+  if prev_pid then return {prev_outcome, prev_pid, false} end
 end
 
 local function limit_of(t)
@@ -157,6 +170,7 @@ for _, a in ipairs(audits) do changes[#changes + 1] = a end
 
 local function reply(outcome, pid, merged)
   if #changes == 0 and #merged == 0 then
+    if pid then redis.call('SET', KEYS[1], claim .. SEP .. outcome .. SEP .. pid, 'XX', 'KEEPTTL') end
     return {outcome, pid or false, false}
   end
   local body = cjson.encode({m = merged, c = changes})

@@ -164,11 +164,10 @@ def test_replay_changes_nothing(events: list[tuple[Identifier, ...]], redo: list
     again = graph.resolve_batch(picked)  # same claims: redelivery after a crash
     for req, res in zip(picked, again, strict=True):
         was = first[int(req.message_id[1:])]
-        if was.changes:  # non-trivial: the stored answer is replayed exactly
-            assert res == was
-        else:  # trivial: re-run, reported against the profile's current (forwarded) id
-            assert res.outcome == was.outcome and res.changes == () and res.merged == ()
-            assert was.profile_id is not None and res.profile_id == graph.current_profile(was.profile_id)
+        # Non-trivial: the stored answer is replayed exactly. Trivial: the profile first reported,
+        # not the current survivor (the profiles stage recognises the copy by its origin; found by
+        # the kill -9 test as an event counted twice after a merge).
+        assert res == was
     other = [ResolveRequest(r.message_id, r.claim + "-other", r.identifiers, r.ts_ms) for r in reqs]
     assert all(r.outcome == "duplicate" and r.changes == () for r in graph.resolve_batch(other))
     assert {i: graph.lookup(i) for i in idents} == before
