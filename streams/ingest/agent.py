@@ -54,9 +54,13 @@ def register(app: faust.App, ctx: Any) -> None:
         async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
             messages = [e.message for e in events]
             keep, last = await ordered.admit(messages)
-            if keep:
-                await stage.process_batch([
-                    RawRecord(m.value, m.topic, m.partition, m.offset, int(m.timestamp * 1000) if m.timestamp else None)
-                    for m in (messages[i] for i in keep)
-                ])
+            try:
+                if keep:
+                    await stage.process_batch([
+                        RawRecord(m.value, m.topic, m.partition, m.offset, int(m.timestamp * 1000) if m.timestamp else None)
+                        for m in (messages[i] for i in keep)
+                    ])
+            except BaseException:
+                ordered.fail(last)
+                raise
             ordered.complete(last)

@@ -112,6 +112,11 @@ class OrderedSource:
         self.guard = OffsetGuard()
         self.broker = broker
         self.metrics = metrics
+        # Admitted records still being processed: a revocation waits for them before its commit
+        # (Faust's own wait only covers topics it acks, and ours are acks=False).
+        self._busy = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
 
     async def admit(self, records: Sequence[Positioned]) -> tuple[list[int], dict[int, tuple[int, int]]]:
         """Indexes of ``records`` to process, in order, and per partition (last offset, epoch)
@@ -139,6 +144,9 @@ class OrderedSource:
                         keep.append(i)
                         last[p] = (records[i].offset, guard.epoch(p))
                 keep.sort()
+        if last:
+            self._busy += 1
+            self.idle.clear()
         return keep, last
 
     async def ensure(self, partitions: set[int]) -> None:
@@ -149,7 +157,8 @@ class OrderedSource:
             starts = await retry_until_ok(lambda: self.broker.start_offsets(self.name, sorted(unknown)), "kafka", retries)
             now = time.monotonic()
             for p, offset in starts.items():
-                self.guard.start(p, offset, now)
+                if not self.guard.knows(p):  # the agent and the watchdog may both have asked
+                    self.guard.start(p, offset, now)
 
     async def watch(self, assigned: set[int]) -> None:
         """Rewind assigned partitions whose consumer position ran past the cursor and stalled."""
@@ -188,8 +197,22 @@ class OrderedSource:
         return False
 
     def complete(self, last: dict[int, tuple[int, int]]) -> None:
+        """The admitted records are processed (call once per :meth:`admit`, or :meth:`fail`)."""
         for p, (offset, epoch) in last.items():
             self.guard.complete(p, offset, epoch)
+        self._release(last)
+
+    def fail(self, last: dict[int, tuple[int, int]]) -> None:
+        """Processing raised: the partitions restart from the committed offset (the next record
+        is then a gap, and the consumer is rewound), so nothing is committed past them."""
+        self.guard.forget(set(last))
+        self._release(last)
+
+    def _release(self, last: dict[int, tuple[int, int]]) -> None:
+        if last:
+            self._busy = max(0, self._busy - 1)
+            if not self._busy:
+                self.idle.set()
 
 
 class OrderedSources:
@@ -213,7 +236,13 @@ class OrderedSources:
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def _on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-            await self.commit()  # still ours during the revocation callback; best effort
+            # Let in-flight batches finish (bounded), so the commit covers them and the next owner
+            # does not process them again; then commit while the partitions are still ours.
+            pending = [s.idle.wait() for s in self.sources.values() if not s.idle.is_set()]
+            if pending:
+                done, _ = await asyncio.wait([asyncio.ensure_future(p) for p in pending],
+                                             timeout=max(1.0, settings.session_timeout_s / 2))
+            await self.commit()
             for tp in revoked:
                 source = self.sources.get(tp.topic)
                 if source is not None:

@@ -85,7 +85,9 @@ def test_every_record_is_applied_duplicate_or_dead_lettered(settings, start_work
 
     applied, letters = asyncio.run(collect())
     applied_ids = [e["message_id"] for e in applied]
-    assert len(applied_ids) == len(set(applied_ids)), "an event was applied twice"
+    twice = Counter(applied_ids)
+    assert len(applied_ids) == len(set(applied_ids)), ("an event was applied twice", sorted(
+        (e["message_id"], e.get("source"), e.get("profile_id")) for e in applied if twice[e["message_id"]] > 1)[:12])
     assert set(applied_ids) == unique_ids
 
     codec = DlqCodec(settings.pii_key, settings.dlq_encrypt)

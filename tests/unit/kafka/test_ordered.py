@@ -111,3 +111,17 @@ def test_a_consumer_past_the_cursor_without_progress_is_a_stall():
     assert g.stalled(2, position=13, now_s=6.0, after_s=5.0)        # fetched and dropped
     assert g.admit(2, 0, now_s=7.0) is Verdict.PROCESS
     assert not g.stalled(2, position=13, now_s=8.0, after_s=5.0)    # moving again
+
+
+def test_forgetting_a_failed_batch_keeps_the_commit_behind_it():
+    g = OffsetGuard()
+    g.start(0, 0)
+    for o in range(3):
+        g.admit(0, o)
+    g.complete(0, 2, g.epoch(0))
+    for o in range(3, 6):
+        g.admit(0, o)
+    g.forget({0})            # the batch 3..5 failed: restart from the committed offset
+    assert g.to_commit() == {}
+    g.start(0, 3)
+    assert g.admit(0, 6) is Verdict.GAP and g.expected(0) == 3
