@@ -14,25 +14,32 @@ from streams.kafka import topics as T
 __all__ = ["register"]
 
 
-class FaustSink:
-    def __init__(self, applied_topic: faust.types.TopicT, dlq_topic: faust.types.TopicT, demand_topic: faust.types.TopicT,
-                 identity_topic: faust.types.TopicT) -> None:
-        self._applied = applied_topic
-        self._dlq = dlq_topic
-        self._demand = demand_topic
-        self._identity = identity_topic
+class ProducerSink:
+    """Sends through the worker's producer (``app.producer``) rather than ``Topic.send``.
+
+    Topic.send wraps every record in a FutureMessage and runs Faust's channel machinery; the
+    producer call is the same aiokafka append without it. Delivery is still covered: every
+    commit flushes this producer first (streams/kafka/ordering.py).
+    """
+
+    def __init__(self, app: faust.App, applied: str, dlq: str, demand: str, identity: str) -> None:
+        self._app = app
+        self._applied, self._dlq, self._demand, self._identity = applied, dlq, demand, identity
+
+    async def _send(self, topic: str, key: bytes | None, value: bytes, headers: Any = None) -> None:
+        await self._app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
 
     async def applied(self, key: bytes, value: bytes) -> None:
-        await self._applied.send(key=key, value=value)
+        await self._send(self._applied, key, value)
 
     async def dead_letter(self, letter: DeadLetter) -> None:
-        await self._dlq.send(value=letter.value, headers=letter.headers)
+        await self._send(self._dlq, None, letter.value, letter.headers)
 
     async def demand(self, key: bytes, value: bytes) -> None:
-        await self._demand.send(key=key, value=value)
+        await self._send(self._demand, key, value)
 
     async def identity_change(self, key: bytes, value: bytes) -> None:
-        await self._identity.send(key=key, value=value)
+        await self._send(self._identity, key, value)
 
 
 def register(app: faust.App, ctx: Any) -> None:
@@ -40,8 +47,7 @@ def register(app: faust.App, ctx: Any) -> None:
     s = ctx.settings
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
     source, ordered = ctx.extras["ordered"].topic(s.topic(T.INPUT), "ingest", **raw)
-    sink = FaustSink(app.topic(s.topic(T.PROFILE_EVENTS), **raw), app.topic(s.topic(T.DLQ), **raw),
-                     app.topic(s.topic(T.DEMAND_COUNTS), **raw), app.topic(s.topic(T.IDENTITY_CHANGES), **raw))
+    sink = ProducerSink(app, s.topic(T.PROFILE_EVENTS), s.topic(T.DLQ), s.topic(T.DEMAND_COUNTS), s.topic(T.IDENTITY_CHANGES))
     stage = IngestStage(max_event_bytes=s.max_event_bytes, normalizer=ctx.normalizer, resolver=ctx.identity,
                         codec=ctx.dlq_codec, sink=sink, metrics=ctx.metrics, demand_bucket_s=s.demand_bucket_s,
                         demand_dimensions=parse_dimensions(s.demand_dimensions))
