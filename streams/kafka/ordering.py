@@ -238,10 +238,11 @@ class OrderedSources:
         async def _on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
             # Let in-flight batches finish (bounded), so the commit covers them and the next owner
             # does not process them again; then commit while the partitions are still ours.
-            pending = [s.idle.wait() for s in self.sources.values() if not s.idle.is_set()]
-            if pending:
-                done, _ = await asyncio.wait([asyncio.ensure_future(p) for p in pending],
-                                             timeout=max(1.0, settings.session_timeout_s / 2))
+            waits = [asyncio.ensure_future(s.idle.wait()) for s in self.sources.values() if not s.idle.is_set()]
+            if waits:
+                _, late = await asyncio.wait(waits, timeout=max(1.0, settings.session_timeout_s / 2))
+                for w in late:
+                    w.cancel()
             await self.commit()
             for tp in revoked:
                 source = self.sources.get(tp.topic)
