@@ -112,6 +112,9 @@ class OrderedSource:
         self.guard = OffsetGuard()
         self.broker = broker
         self.metrics = metrics
+        # Counter children resolved once: replays are counted on the per-event path.
+        self._replayed = metrics.ordering.labels(stage, "replay") if metrics is not None else None
+        self._rewound = metrics.ordering.labels(stage, "rewind") if metrics is not None else None
         # Admitted records still being processed: a revocation waits for them before its commit
         # (Faust's own wait only covers topics it acks, and ours are acks=False).
         self._busy = 0
@@ -134,8 +137,8 @@ class OrderedSource:
                 last[r.partition] = (r.offset, guard.epoch(r.partition))
             elif verdict is Verdict.GAP:
                 gaps.setdefault(r.partition, r.offset)
-            elif self.metrics is not None:
-                self.metrics.ordering.labels(self.stage, "replay").inc()
+            elif self._replayed is not None:
+                self._replayed.inc()
         for p, offset in gaps.items():
             if await self._on_gap(p, offset):  # a real hole: this record and the rest may go on
                 retry = [i for i, r in enumerate(records) if r.partition == p and r.offset >= offset]
@@ -170,11 +173,7 @@ class OrderedSource:
             except Exception:  # mid-rebalance: the partition may be gone; the next tick looks again
                 continue
             if self.guard.stalled(p, position, now, STALL_AFTER_S) and self.guard.should_rewind(p, now, REWIND_EVERY_S):
-                expected = self.guard.expected(p)
-                log.warning("ordering: %s/%d consumer at %s, but nothing after %d arrived: rewinding", self.name, p, position, expected - 1)
-                if self.metrics is not None:
-                    self.metrics.ordering.labels(self.stage, "rewind").inc()
-                await self.app.consumer.seek(TP(self.name, p), expected)
+                await self._rewind(p, f"consumer at {position}, but nothing after {self.guard.expected(p) - 1} arrived")
 
     async def _on_gap(self, partition: int, offset: int) -> bool:
         guard = self.guard
@@ -190,11 +189,15 @@ class OrderedSource:
             log.info("ordering: %s/%d has no records in [%d, %d) (transaction markers): going on", self.name, partition, expected, offset)
             guard.skip_to(partition, offset)
             return True
-        log.warning("ordering: %s/%d delivered offset %d while %d was expected: rewinding", self.name, partition, offset, expected)
-        if self.metrics is not None:
-            self.metrics.ordering.labels(self.stage, "rewind").inc()
-        await self.app.consumer.seek(TP(self.name, partition), expected)
+        await self._rewind(partition, f"delivered offset {offset} while {expected} was expected")
         return False
+
+    async def _rewind(self, partition: int, why: str) -> None:
+        """Seek the worker's consumer back to the cursor, so the missing records come again."""
+        log.warning("ordering: %s/%d %s: rewinding", self.name, partition, why)
+        if self._rewound is not None:
+            self._rewound.inc()
+        await self.app.consumer.seek(TP(self.name, partition), self.guard.expected(partition))
 
     def complete(self, last: dict[int, tuple[int, int]]) -> None:
         """The admitted records are processed (call once per :meth:`admit`, or :meth:`fail`)."""
