@@ -1,7 +1,9 @@
 """NAB score of the demand-shift detector (one fixed configuration) on the local NAB subset.
 
-Usage: .venv/bin/python bench/nab_score.py [NAB_DIR]
+Usage: .venv/bin/python bench/nab_score.py [--loo] [NAB_DIR]
 NAB_DIR defaults to $TOUCHPOINT_NAB_DIR, else ../shared/data/nab next to the repo.
+--loo also prints the totals with each file left out (a change that wins only
+because of one file shows up there).
 Only files present under NAB_DIR/data are scored (label keys of absent,
 held-out files are skipped).
 """
@@ -21,8 +23,9 @@ from streams.demand.offline import detect_csv  # noqa: E402
 
 def nab_dir(argv: list[str]) -> Path:
     """NAB folder from the argument, the environment, or next to the repo."""
-    if len(argv) > 1:
-        return Path(argv[1])
+    args = [a for a in argv[1:] if not a.startswith("--")]
+    if args:
+        return Path(args[0])
     env = os.environ.get("TOUCHPOINT_NAB_DIR")
     if env:
         return Path(env)
@@ -56,16 +59,27 @@ def main(argv: list[str]) -> int:
         s0 = results[names[0]][rel]
         cols = " ".join(f"{normalise(results[n][rel].raw, s0.windows, PROFILES[n]):18.1f}" for n in names)
         print(f"{rel:40s} {s0.windows:3d} {s0.detected_windows:3d} {s0.false_positives:3d} {cols}")
+    print(total_line("TOTAL", results, names, files))
+    if "--loo" in argv[1:]:
+        for rel in files:
+            print(total_line(f"without {rel}", results, names, [f for f in files if f != rel], digits=2))
+    return 0
+
+
+def total_line(
+    label: str, results: dict[str, dict[str, FileScore]], names: list[str], files: list[str], digits: int = 1
+) -> str:
+    """One row: normalised totals over ``files`` for every profile, with window/hit/FP counts."""
     totals = []
     for n in names:
-        raw = sum(s.raw for s in results[n].values())
-        nw = sum(s.windows for s in results[n].values())
+        raw = sum(results[n][f].raw for f in files)
+        nw = sum(results[n][f].windows for f in files)
         totals.append(normalise(raw, nw, PROFILES[n]))
-    nw = sum(s.windows for s in results[names[0]].values())
-    hits = sum(s.detected_windows for s in results[names[0]].values())
-    fps = sum(s.false_positives for s in results[names[0]].values())
-    print(f"{'TOTAL':40s} {nw:3d} {hits:3d} {fps:3d} " + " ".join(f"{t:18.1f}" for t in totals))
-    return 0
+    first = results[names[0]]
+    nw = sum(first[f].windows for f in files)
+    hits = sum(first[f].detected_windows for f in files)
+    fps = sum(first[f].false_positives for f in files)
+    return f"{label:40s} {nw:3d} {hits:3d} {fps:3d} " + " ".join(f"{t:18.{digits}f}" for t in totals)
 
 
 if __name__ == "__main__":

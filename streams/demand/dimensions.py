@@ -1,17 +1,21 @@
-"""Demand dimensions of an event, and pre-aggregation of a batch into partial counts.
+"""Demand dimensions of an event, and pre-aggregation into partial counts.
 
-The ingest agent sums each batch into counts per (dimension key, event-time bucket) so the demand
-stage receives a few partial counts per batch instead of one record per event.
+The ingest agent sums events into counts per (dimension key, event-time bucket) until its next
+commit (:class:`PendingCounts`), so the demand stage receives one partial count per key and
+bucket per commit interval, not one per event or per ingest batch.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import orjson
 
 from streams.events.model import Touchpoint
 
-__all__ = ["DIMENSIONS", "dimension_keys", "partial_counts", "parse_dimensions"]
+__all__ = ["DIMENSIONS", "PendingCounts", "dimension_keys", "partial_counts", "parse_dimensions"]
 
 DIMENSIONS = ("product", "category", "region", "channel", "category_region")
 
@@ -71,3 +75,51 @@ def partial_counts(touchpoints: Iterable[Touchpoint], bucket_s: int, dimensions:
         for key in dimension_keys(t, dims):
             counts[(key, start)] += 1
     return counts
+
+
+@dataclass
+class PendingCounts:
+    """Demand counts summed across ingest batches until they are sent (at the next commit).
+
+    One record per (key, bucket) leaves per commit interval, whatever the batch size:
+    ``{"k": key, "b": bucket_ms, "n": total, "c": [[source partition, count, last offset], ...]}``.
+    The last offset is the latest input offset of that source partition the counts cover; the
+    demand stage keeps it per key to skip counts a restarted worker sends again.
+    """
+
+    counts: dict[tuple[str, int], Counter[int]] = field(default_factory=dict)
+    last_offset: dict[int, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def add(self, partition: int, last_offset: int, touchpoints: Iterable[Touchpoint], bucket_s: int,
+            dimensions: Iterable[str] = DIMENSIONS) -> None:
+        """Count applied events of one source partition, up to and including ``last_offset``."""
+        for key_bucket, n in partial_counts(touchpoints, bucket_s, dimensions).items():
+            per_source = self.counts.get(key_bucket)
+            if per_source is None:
+                per_source = self.counts[key_bucket] = Counter()
+            per_source[partition] += n
+        self.last_offset[partition] = max(last_offset, self.last_offset.get(partition, last_offset))
+
+    def take(self) -> PendingCounts:
+        """Everything pending, leaving this empty (``merge`` puts it back if sending fails)."""
+        out = PendingCounts(self.counts, self.last_offset)
+        self.counts, self.last_offset = {}, {}
+        return out
+
+    def merge(self, other: PendingCounts) -> None:
+        for key_bucket, per_source in other.counts.items():
+            self.counts.setdefault(key_bucket, Counter()).update(per_source)
+        for p, o in other.last_offset.items():
+            self.last_offset[p] = max(o, self.last_offset.get(p, o))
+
+    def records(self) -> list[tuple[bytes, bytes]]:
+        """``(key, value)`` per (dimension key, bucket), oldest bucket first, so each demand
+        partition's event-time clock advances in order."""
+        out = []
+        for (key, bucket), per_source in sorted(self.counts.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            parts = [[p, n, self.last_offset[p]] for p, n in sorted(per_source.items())]
+            out.append((key.encode(), orjson.dumps({"k": key, "b": bucket, "n": sum(per_source.values()), "c": parts})))
+        return out

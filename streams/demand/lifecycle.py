@@ -38,13 +38,20 @@ class LifecycleConfig:
     new_normal_buckets: an alert still open after this many buckets is
         declared the new normal and the baseline is re-learned (288 = one day
         of 5-min buckets).
+    settle_buckets: an alert's first ``settle_buckets`` buckets (the opening
+        one included) refine its severity without an ESCALATE record (2: the
+        bucket right after OPEN does not page again); a later rise of the
+        severity above the one already held escalates as before.
     """
 
     new_normal_buckets: int = 288
+    settle_buckets: int = 2
 
     def __post_init__(self) -> None:
         if self.new_normal_buckets < 2:
             raise ValueError("new_normal_buckets must be >= 2")
+        if self.settle_buckets < 1:
+            raise ValueError("settle_buckets must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -111,8 +118,11 @@ class AlertLifecycle:
             return out
         self.excess += excess
         if d.severity > self.severity:
+            # While the alert settles, its severity (observed/expected over one or two
+            # buckets) is still an estimate: a rise updates it without a new page.
             self.severity = d.severity
-            out.append(self._record(ESCALATE, d))
+            if self.buckets > self.config.settle_buckets:
+                out.append(self._record(ESCALATE, d))
         if self.buckets >= self.config.new_normal_buckets:
             out.append(self._record(NEW_NORMAL, d))
             self._reset()

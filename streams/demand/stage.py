@@ -131,13 +131,20 @@ class Outcome:
     closed_buckets: int = 0
 
 
-def parse_partial(value: bytes | dict[str, Any]) -> tuple[str, int, int, int, int]:
-    """``(key, bucket_ms, count, source_partition, source_offset)`` of one demand-counts value."""
+def parse_partial(value: bytes | dict[str, Any]) -> tuple[str, int, list[tuple[int, int, int]]]:
+    """``(key, bucket_ms, [(source partition, count, last source offset), ...])`` of one
+    demand-counts value: ``{"k", "b", "n", "c": [[p, n, o], ...]}``, or the single-source form
+    ``{"k", "b", "n", "p", "o"}`` written before counts were summed across batches."""
     msg = orjson.loads(value) if isinstance(value, (bytes, bytearray, memoryview, str)) else value
     key = msg["k"]
     if not isinstance(key, str) or ":" not in key:
         raise ValueError(f"bad dimension key {key!r}")
-    return key, int(msg["b"]), int(msg["n"]), int(msg["p"]), int(msg["o"])
+    parts = msg.get("c")
+    if parts is None:
+        return key, int(msg["b"]), [(int(msg["p"]), int(msg["n"]), int(msg["o"]))]
+    if not isinstance(parts, list) or not parts:
+        raise ValueError(f"bad source counts {parts!r}")
+    return key, int(msg["b"]), [(int(p), int(n), int(o)) for p, n, o in parts]
 
 
 def _direction(d: int) -> str:
@@ -177,12 +184,15 @@ class DemandStage:
         The agent sends the alerts first and then calls :meth:`commit`, so a failed send leaves
         the tables untouched and the record is processed again on replay (at-least-once).
         """
-        key, bucket, count, src_p, src_o = parse_partial(value)
+        key, bucket, parts = parse_partial(value)
         size = self.config.size_ms
         bucket -= bucket % size  # tolerate a producer with a finer bucket
         entry = self.state.get(key)
-        if entry is not None and self._already_applied(entry, src_p, src_o, bucket):
-            return Outcome("replayed")
+        if entry is not None:
+            parts = [part for part in parts if not self._already_applied(entry, part[0], part[2], bucket)]
+            if not parts:
+                return Outcome("replayed")
+        count = sum(n for _, n, _ in parts)
 
         qkey = str(partition)
         clock = self.clocks.get(qkey)
@@ -193,9 +203,10 @@ class DemandStage:
             buckets = new["open"]
             buckets[str(bucket)] = buckets.get(str(bucket), 0) + count
             new["next"] = min(new["next"], bucket)
-        last = new["src"].get(str(src_p))
-        applied_at_o = list(last[1]) if last is not None and last[0] == src_o else []
-        new["src"][str(src_p)] = [src_o, applied_at_o + [bucket]]
+        for src_p, _, src_o in parts:
+            last = new["src"].get(str(src_p))
+            applied_at_o = list(last[1]) if last is not None and last[0] == src_o else []
+            new["src"][str(src_p)] = [src_o, applied_at_o + [bucket]]
         outcome = Outcome("late" if late else "applied", writes={key: new})
         self._keys_of(partition).add(key)
 

@@ -296,6 +296,7 @@ async def rebuild(settings: Any, force: bool = False, timeout_s: float = 600.0) 
     """Read both topics to their current end and write the graph; returns counts."""
     from streams.kafka.reading import read_to_end
     from streams.kafka.topics import IDENTITY_CHANGES, PROFILE_EVENTS
+    from streams.profiles.bundle import decoded_items
 
     def ts(record: Any) -> int:
         return int(record.timestamp) if record.timestamp is not None and record.timestamp >= 0 else time.time_ns() // 1_000_000
@@ -306,13 +307,10 @@ async def rebuild(settings: Any, force: bool = False, timeout_s: float = 600.0) 
     async for r in read_to_end(settings, settings.topic(PROFILE_EVENTS), timeout_s):
         if not r.value:
             continue
-        try:
-            value = orjson.loads(r.value)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(value, dict) and "control" not in value:
-            events.append(({"message_id": value.get("message_id"), "source": value.get("source"),
-                            "profile_id": value.get("profile_id")}, ts(r)))
+        for _, value in decoded_items(r.key, r.value):  # ingest bundles events (streams/profiles/bundle.py)
+            if isinstance(value, dict) and "control" not in value:
+                events.append(({"message_id": value.get("message_id"), "source": value.get("source"),
+                                "profile_id": value.get("profile_id")}, ts(r)))
     img = build_image(changes, events, IdentityRules(), settings.dedup_ttl_s)
     redis = Redis.from_url(settings.redis_url)
     try:

@@ -26,11 +26,11 @@ class ProducerSink:
         self._app = app
         self._applied, self._dlq, self._demand, self._identity = applied, dlq, demand, identity
 
-    async def _send(self, topic: str, key: bytes | None, value: bytes, headers: Any = None) -> None:
-        await self._app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
+    async def _send(self, topic: str, key: bytes | None, value: bytes, headers: Any = None, partition: int | None = None) -> None:
+        await self._app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=headers)
 
-    async def applied(self, key: bytes, value: bytes) -> None:
-        await self._send(self._applied, key, value)
+    async def applied(self, key: bytes, value: bytes, partition: int | None = None) -> None:
+        await self._send(self._applied, key, value, partition=partition)
 
     async def dead_letter(self, letter: DeadLetter) -> None:
         await self._send(self._dlq, None, letter.value, letter.headers)
@@ -50,8 +50,10 @@ def register(app: faust.App, ctx: Any) -> None:
     sink = ProducerSink(app, s.topic(T.PROFILE_EVENTS), s.topic(T.DLQ), s.topic(T.DEMAND_COUNTS), s.topic(T.IDENTITY_CHANGES))
     stage = IngestStage(max_event_bytes=s.max_event_bytes, normalizer=ctx.normalizer, resolver=ctx.identity,
                         codec=ctx.dlq_codec, sink=sink, metrics=ctx.metrics, demand_bucket_s=s.demand_bucket_s,
-                        demand_dimensions=parse_dimensions(s.demand_dimensions))
+                        demand_dimensions=parse_dimensions(s.demand_dimensions),
+                        profile_partitions=s.partitions)
     ctx.ingest = stage
+    ctx.extras["ordered"].before_commit.append(stage.flush_demand)
 
     # concurrency=1: one batch at a time, in order. The offsets committed are the ones the
     # ordered source saw complete (streams/kafka/ordering.py), after the producer flushed.

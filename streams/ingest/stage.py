@@ -16,19 +16,32 @@ from typing import Protocol
 
 import orjson
 
-from streams.demand.dimensions import DIMENSIONS, partial_counts
+from streams.demand.dimensions import DIMENSIONS, PendingCounts
 from streams.events.model import Touchpoint
 from streams.events.reasons import Reason, Rejected
 from streams.identity.model import Resolution, ResolveRequest
 from streams.ingest.decode import decode
 from streams.ingest.dlq import DeadLetter, DlqCodec
 from streams.ingest.normalize import Normalizer
+from streams.profiles.bundle import encode_bundles, key_partition
 from streams.observability.metrics import Metrics
 from streams.resilience import retry_until_ok
 
 __all__ = ["IngestStage", "RawRecord", "Sink"]
 
 log = logging.getLogger(__name__)
+
+MAX_PENDING_DEMAND = 20_000  # (key, bucket) pairs held before the next commit sends them anyway
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """One profile-events item of a batch, and the input record it comes from."""
+
+    key: bytes
+    value: bytes
+    record: RawRecord
+    touchpoint: Touchpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +62,7 @@ class RawRecord:
 class Sink(Protocol):
     """Where the stage writes; the agent binds it to Faust topics."""
 
-    async def applied(self, key: bytes, value: bytes) -> None: ...
+    async def applied(self, key: bytes, value: bytes, partition: int | None = None) -> None: ...
     async def dead_letter(self, letter: DeadLetter) -> None: ...
     async def demand(self, key: bytes, value: bytes) -> None: ...
     async def identity_change(self, key: bytes, value: bytes) -> None: ...
@@ -64,7 +77,7 @@ class Resolver(Protocol):
 class IngestStage:
     def __init__(self, *, max_event_bytes: int, normalizer: Normalizer, resolver: Resolver,
                  codec: DlqCodec, sink: Sink, metrics: Metrics,
-                 demand_bucket_s: int = 300, demand_dimensions: tuple[str, ...] = DIMENSIONS,
+                 demand_bucket_s: int = 300, demand_dimensions: tuple[str, ...] = DIMENSIONS, profile_partitions: int = 1,
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
         self.max_event_bytes = max_event_bytes
         self.normalizer = normalizer
@@ -75,6 +88,10 @@ class IngestStage:
         self.clock_ms = clock_ms
         self.demand_bucket_s = demand_bucket_s
         self.demand_dimensions = demand_dimensions
+        self.profile_partitions = profile_partitions  # of profile-events: events are bundled per partition
+        # Summed across batches and sent by flush_demand(), which the worker calls before each
+        # commit of input offsets (so committed events' counts are always in Kafka).
+        self.pending_demand = PendingCounts()
 
     def prepare(self, record: RawRecord, now_ms: int) -> Touchpoint | Rejected:
         """Decode, validate and normalise one record (pure).
@@ -110,6 +127,7 @@ class IngestStage:
         verdict = {i: r for (i, _), r in zip(accepted, resolutions, strict=True)}
 
         applied_by_partition: dict[int, list[Touchpoint]] = defaultdict(list)
+        emits: dict[int, list[Emit]] = defaultdict(list)  # profile-events partition -> items in batch order
         last_offset: dict[int, int] = {}
         duplicates = erased = 0  # counted per batch: one metric update per batch, not per event
         for i, outcome in enumerate(outcomes):
@@ -129,7 +147,7 @@ class IngestStage:
                 await self._dead_letter(records[i], Rejected(Reason.NO_IDENTIFIER, f"every identifier is a blocked value ({kinds})", "identity"), now_ms)
                 continue
             try:
-                await self._emit(outcome, resolution)
+                self._stage_emit(outcome, resolution, records[i], emits)
             except Exception as exc:
                 log.exception("could not emit %s", records[i].claim)
                 await self._dead_letter(records[i], Rejected(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:300], "emit"), now_ms)
@@ -137,10 +155,18 @@ class IngestStage:
             applied_by_partition[records[i].partition].append(outcome)
             last_offset[records[i].partition] = records[i].offset
             self.metrics.event_lag.observe(max(0.0, (now_ms - outcome.ts_ms) / 1000))
+        for failed in await self._send_bundles(emits):
+            # A bundle the broker refused for good (not unavailability: that is waited out): its
+            # events were sent one by one, and these could not be sent at all.
+            record, touchpoint = failed
+            applied_by_partition[record.partition].remove(touchpoint)
+            await self._dead_letter(record, Rejected(Reason.PROCESSING_ERROR, "profile-events refused the event", "emit"), now_ms)
         self.metrics.applied.inc(sum(len(t) for t in applied_by_partition.values()))
         self.metrics.duplicates.inc(duplicates)
         self.metrics.erased.inc(erased)
-        await self._emit_demand(applied_by_partition, last_offset)
+        self._emit_demand(applied_by_partition, last_offset)
+        if len(self.pending_demand) >= MAX_PENDING_DEMAND:  # bounded memory between commits
+            await self.flush_demand()
         self.metrics.ingest_batch_seconds.observe(time.perf_counter() - started)
 
     async def _send(self, call: Callable[[], Awaitable[None]]) -> None:
@@ -158,8 +184,8 @@ class IngestStage:
             if counter is not None:
                 counter.inc()
 
-    async def _emit(self, touchpoint: Touchpoint, resolution: Resolution) -> None:
-        """Merge instructions, then the event itself, keyed by profile.
+    def _stage_emit(self, touchpoint: Touchpoint, resolution: Resolution, record: RawRecord, emits: dict[int, list[Emit]]) -> None:
+        """Merge instructions, then the event itself, keyed by profile, into this batch's bundles.
 
         A merge instruction goes to the loser's partition before the event, so the profiles stage
         folds the loser into the survivor and forwards anything still in flight for it.
@@ -169,23 +195,53 @@ class IngestStage:
         touchpoint.profile_id = pid
         for loser in resolution.merged:
             control = {"control": "merge", "from": loser, "into": pid, "message_id": touchpoint.message_id, "ts_ms": touchpoint.ts_ms}
-            value = orjson.dumps(control)
-            await self._send(partial(self.sink.applied, loser.encode(), value))
+            key = loser.encode()
+            emits[key_partition(key, self.profile_partitions)].append(Emit(key, orjson.dumps(control), record, touchpoint))
         if resolution.merged:
             self.metrics.identity_merges.inc(len(resolution.merged))
-        event = touchpoint.to_bytes()
-        await self._send(partial(self.sink.applied, pid.encode(), event))
+        key = pid.encode()
+        emits[key_partition(key, self.profile_partitions)].append(Emit(key, touchpoint.to_bytes(), record, touchpoint))
 
-    async def _emit_demand(self, applied: dict[int, list[Touchpoint]], last_offset: dict[int, int]) -> None:
-        """Partial demand counts of this batch, per key, bucket and source partition.
+    async def _send_bundles(self, emits: dict[int, list[Emit]]) -> list[tuple[RawRecord, Touchpoint]]:
+        """One profile-events record per partition (split when large, streams/profiles/bundle.py).
+        Returns the events that could not be sent at all."""
+        failed: list[tuple[RawRecord, Touchpoint]] = []
+        for partition, items in emits.items():
+            try:
+                for key, value in encode_bundles([(e.key, e.value) for e in items]):
+                    await self._send(partial(self.sink.applied, key, value, partition))
+            except Exception:
+                log.exception("profile-events refused a bundle of %d records; sending them one by one", len(items))
+                for e in items:
+                    if failed and failed[-1][1] is e.touchpoint:
+                        continue  # its merge instruction failed already
+                    try:
+                        await self._send(partial(self.sink.applied, e.key, e.value, partition))
+                    except Exception:
+                        log.exception("could not emit %s", e.record.claim)
+                        failed.append((e.record, e.touchpoint))
+        return failed
 
-        Each carries the last source offset it covers, so the demand stage can skip a batch that
-        a restarted worker re-sends after a crash before its offsets were committed.
-        """
+    def _emit_demand(self, applied: dict[int, list[Touchpoint]], last_offset: dict[int, int]) -> None:
+        """Add this batch's applied events to the pending demand counts (sent by :meth:`flush_demand`)."""
         for partition, touchpoints in applied.items():
-            for (key, bucket_ms), count in partial_counts(touchpoints, self.demand_bucket_s, self.demand_dimensions).items():
-                value = orjson.dumps({"k": key, "b": bucket_ms, "n": count, "p": partition, "o": last_offset[partition]})
-                await self._send(partial(self.sink.demand, key.encode(), value))
+            self.pending_demand.add(partition, last_offset[partition], touchpoints, self.demand_bucket_s, self.demand_dimensions)
+
+    async def flush_demand(self) -> int:
+        """Send the pending demand counts; returns how many records left. Called before every
+        commit of input offsets. Counts that could not be sent stay pending."""
+        pending = self.pending_demand.take()
+        if not pending:
+            return 0
+        records = pending.records()
+        try:
+            for key, value in records:
+                await self._send(partial(self.sink.demand, key, value))
+        except BaseException:
+            # Re-sending some of them later is the at-least-once case the demand stage skips by offset.
+            self.pending_demand.merge(pending)
+            raise
+        return len(records)
 
     async def _dead_letter(self, record: RawRecord, rejected: Rejected, now_ms: int) -> None:
         letter = self.codec.dead_letter(record.value, rejected, record.topic, record.partition, record.offset, now_ms)

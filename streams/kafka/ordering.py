@@ -5,8 +5,9 @@ consumed in order and committed by the project (see ``ordered.py`` for why).
   commits it) and returns its :class:`OrderedSource`;
 - ``OrderedSource.admit(records)`` keeps the records to process, in order, and rewinds the
   consumer over a gap; ``complete`` marks them processed;
-- a timer (every ``commit_interval_s``) and every revocation flush the producer, then commit the
-  guards' offsets: an offset is committed only after everything its records produced is in Kafka.
+- a timer (every ``commit_interval_s``) and every revocation send what stages held back
+  (``before_commit``), flush the producer, then commit the guards' offsets: an offset is
+  committed only after everything its records produced is in Kafka.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import faust
@@ -227,6 +228,9 @@ class OrderedSources:
         self.metrics = metrics
         self.broker = BrokerView(settings)
         self.sources: dict[str, OrderedSource] = {}
+        # Called before each commit, before the producer flush: a stage that holds back records
+        # covering processed offsets (the ingest stage's demand counts) sends them here.
+        self.before_commit: list[Callable[[], Awaitable[Any]]] = []
         self._commit_lock = asyncio.Lock()
 
         @app.timer(settings.commit_interval_s)
@@ -274,6 +278,8 @@ class OrderedSources:
             if not offsets:
                 return True
             try:
+                for send_held_back in self.before_commit:
+                    await send_held_back()
                 await self.app.producer.flush()
                 assignment = self.app.consumer.assignment()
                 offsets = {tp: o for tp, o in offsets.items() if tp in assignment}

@@ -52,6 +52,7 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
         existing = set(await admin.list_topics())
+        await _check_partitions(admin, settings, [settings.topic(t.name) for t in TOPICS if settings.topic(t.name) in existing])
         wanted = [
             NewTopic(settings.topic(t.name), num_partitions=settings.partitions,
                      replication_factor=settings.replication_factor, topic_configs=dict(t.config))
@@ -70,6 +71,21 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str
         return created
     finally:
         await admin.close()
+
+
+async def _check_partitions(admin: AIOKafkaAdminClient, settings: Settings, names: list[str]) -> None:
+    """Existing topics must have ``settings.partitions`` partitions: tables are co-partitioned
+    with their source, and ingest bundles profile-events per partition by the same count."""
+    if not names:
+        return
+    wrong = []
+    for meta in await admin.describe_topics(names):
+        count = len(meta.get("partitions") or [])
+        if meta.get("error_code", 0) == 0 and count != settings.partitions:
+            wrong.append(f"{meta['topic']} has {count}")
+    if wrong:
+        raise RuntimeError(f"partition count mismatch: {', '.join(wrong)}, but TOUCHPOINT_PARTITIONS={settings.partitions}; "
+                           "use the topics' count, or a new namespace (TOUCHPOINT_NAMESPACE)")
 
 
 async def group_offsets(admin: AIOKafkaAdminClient, group: str, timeout_s: float = 30.0) -> dict[Any, Any]:

@@ -1,6 +1,7 @@
 """The profiles agent: thin Faust wiring of :class:`ProfileStage` to the ``profiles`` table.
 
-One record at a time (table writes are impossible inside ``take()``), ``concurrency=1`` (Faust
+One record at a time (table writes are impossible inside ``take()``); a record is usually a
+bundle of one ingest batch's events for this partition (``bundle.py``), ``concurrency=1`` (Faust
 can commit past an in-flight event otherwise, faust#606), and every record in its own
 try/except: Faust acks a record whose processing raised, so an escaping exception would lose it
 silently; here it is logged and counted instead (DESIGN.md, Faust traps).
@@ -13,10 +14,10 @@ import time
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
 
 from streams.identity.model import parse
 from streams.kafka import topics as T
+from streams.profiles.bundle import key_partition, position, unbundle
 from streams.profiles.profile import Limits, is_tomb_bytes
 from streams.profiles.stage import OUTCOMES, ProfileStage
 
@@ -31,11 +32,6 @@ GAUGE_EVERY_S = 10.0
 def changelog_topic(app_id: str) -> str:
     """Faust's name for the table's compacted changelog (``{app_id}-{table}-changelog``)."""
     return f"{app_id}-{TABLE}-changelog"
-
-
-def key_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives ``key`` (same as ingest's producer)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def register(app: faust.App, ctx: Any) -> faust.types.TableT:
@@ -60,6 +56,27 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
     for child in counted.values():
         child.inc(0)
 
+    async def apply(key: bytes | None, record: Any, pos: int, message: Any, staged: dict[bytes, bytes]) -> None:
+        """One record (or bundle item): decide, send, stage the new value (written per bundle)."""
+        if not key:
+            counted["invalid"].inc()
+            return
+        current = staged.get(key)
+        decision = stage.decide(key.decode(), current if current is not None else table.get(key), record, pos)
+        for send in decision.sends:
+            fut = await out.send(key=send.key.encode(), value=send.value)
+            if send.must_land:
+                # The write below makes a replay skip this record: the send must be in Kafka first.
+                await fut
+        if decision.value is not None:
+            staged[key] = decision.value
+            m.profile_bytes.observe(len(decision.value))
+        if decision.identifiers is not None:
+            m.component_size.observe(decision.identifiers)
+        counted[decision.outcome].inc()
+        if decision.outcome == "invalid":
+            log.warning("profiles: invalid record at %s/%s/%s: %s", message.topic, message.partition, message.offset, decision.detail)
+
     @app.agent(source, name="profiles", concurrency=1)
     async def profiles(stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -68,27 +85,21 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
             keep, last = await ordered.admit([message])
             if not keep:  # a re-delivery, or a gap being rewound over
                 continue
+            # A key's new value is written once per record, after all its items: a crash before
+            # the writes replays the whole bundle, and the positions skip what was written.
+            staged: dict[bytes, bytes] = {}
             try:
-                if not message.key:
-                    counted["invalid"].inc()
-                    continue
-                decision = stage.decide(message.key.decode(), table.get(message.key), message.value, message.offset)
-                for send in decision.sends:
-                    fut = await out.send(key=send.key.encode(), value=send.value)
-                    if send.must_land:
-                        # The write below makes a replay skip this record: the send must be in Kafka first.
-                        await fut
-                if decision.value is not None:
-                    table[message.key] = decision.value
-                    m.profile_bytes.observe(len(decision.value))
-                if decision.identifiers is not None:
-                    m.component_size.observe(decision.identifiers)
-                counted[decision.outcome].inc()
-                if decision.outcome == "invalid":
-                    log.warning("profiles: invalid record at %s/%s/%s: %s", message.topic, message.partition, message.offset, decision.detail)
+                for index, (key, record) in enumerate(unbundle(message.key, message.value)):
+                    try:
+                        await apply(key, record, position(message.offset, index), message, staged)
+                    except Exception:
+                        counted["error"].inc()
+                        log.exception("profiles: could not process %s/%s/%s item %d", message.topic, message.partition, message.offset, index)
+                for key, value in staged.items():
+                    table[key] = value
             except Exception:
                 counted["error"].inc()
-                log.exception("profiles: could not process %s/%s/%s", message.topic, message.partition, message.offset)
+                log.exception("profiles: could not write %s/%s/%s", message.topic, message.partition, message.offset)
             finally:
                 ordered.complete(last)
                 seconds.observe(time.perf_counter() - started)

@@ -20,7 +20,7 @@ Internal layout (short keys: the value is written once per event)::
     ab   sorted ids of every profile folded into this one (merge exactly once)
     wm   {"ORIGIN/PARTITION": input offset}: dedup watermarks (see streams/profiles/stage.py)
     rc   short hashes of the message ids of the last Limits.recent_ids applied events (dedup)
-    po   offset of the last profile-events record written into this value (replay guard)
+    po   position (offset x POSITIONS + bundle index) of the last profile-events record written into this value (replay guard)
 
 A tombstone is ``{"tomb": "merged", "into": ID, ...}`` or ``{"tomb": "erased", ...}``.
 """

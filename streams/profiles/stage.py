@@ -4,7 +4,8 @@ Faust-free, so every decision is unit-tested with plain bytes. The agent (``agen
 the current value, calls :meth:`ProfileStage.decide`, performs the sends (awaiting the ones
 marked ``must_land``) and only then writes the new value.
 
-Records on ``profile-events`` (key = the profile id the record is about):
+Records on ``profile-events`` (key = the profile id the record is about; ingest sends them in
+bundles, one record per batch and partition, which the agent takes apart: ``bundle.py``):
 
 - an event: ``Touchpoint.to_dict()``; ``profile_id`` is the profile identity resolved it to
   (its *origin*). A record whose key differs from its origin was forwarded here.
@@ -22,9 +23,10 @@ partition in order, so the absorb reaches A before any event B forwards afterwar
 
 Dedup (invariant 2), exact under the ordering Kafka gives us:
 
-1. ``po``: each value remembers the offset of the last ``profile-events`` record written into
-   it. Records for one key live in one partition, in order, so a record at or below ``po`` is
-   this agent's own replay after a crash or rebalance. Side effects are sent before the write
+1. ``po``: each value remembers the position of the last ``profile-events`` record written into
+   it (``offset * POSITIONS + index`` in its bundle, streams/profiles/bundle.py). Records for one
+   key live in one partition, in order, so a record at or below ``po`` is this agent's own
+   replay after a crash or rebalance. Side effects are sent before the write
    and awaited when the write depends on them, so skipping a replayed record loses no send.
 2. ``wm``: per (origin profile, input partition) the highest input offset applied (from the
    event's ``source`` "topic/partition/offset"). Ingest emits one input partition in offset
@@ -109,20 +111,24 @@ class ProfileStage:
         self.limits = limits
         self.keep_identifier = keep_identifier
 
-    def decide(self, key: str, current: bytes | None, raw: bytes | None, offset: int) -> Decision:
-        """Decide one record of ``profile-events`` at ``offset`` whose key is ``key``."""
+    def decide(self, key: str, current: bytes | None, raw: bytes | dict[str, Any] | None, offset: int) -> Decision:
+        """Decide one record of ``profile-events`` whose key is ``key``: ``raw`` is its value (or
+        the decoded item of a bundle), ``offset`` its replay position (``bundle.position``)."""
         state = decode(current) if current else None
         if state is not None and offset <= state.get("po", -1):
             return Decision("replayed")
-        try:
-            msg = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            msg = None
+        if isinstance(raw, dict):
+            msg: Any = raw
+        else:
+            try:
+                msg = orjson.loads(raw) if raw else None
+            except orjson.JSONDecodeError:
+                msg = None
         if not isinstance(msg, dict):
             return Decision("invalid", detail="not a JSON object")
         control = msg.get("control")
         if control is None:
-            return self._event(key, state, msg, raw or b"", offset)
+            return self._event(key, state, msg, offset)
         if control == "merge":
             return self._merge(key, state, msg, offset)
         if control == "absorb":
@@ -133,7 +139,7 @@ class ProfileStage:
 
     # -- records -------------------------------------------------------------------------------
 
-    def _event(self, key: str, state: dict[str, Any] | None, msg: dict[str, Any], raw: bytes, offset: int) -> Decision:
+    def _event(self, key: str, state: dict[str, Any] | None, msg: dict[str, Any], offset: int) -> Decision:
         if "ts_ms" not in msg or "type" not in msg:
             return Decision("invalid", detail="event without ts_ms or type")
         if state is not None and state.get("tomb") == "merged":

@@ -27,6 +27,7 @@ from streams.identity.rules import IdentityRules
 from streams.ingest.pii import PiiHasher
 from streams.kafka.reading import read_to_end
 from streams.kafka.topics import INPUT, PROFILE_EVENTS
+from streams.profiles.bundle import decoded_items
 from streams.settings import Settings
 from tests.fixtures.stack import ROOT, free_port, run_cli
 
@@ -125,10 +126,10 @@ async def applied_events(settings: Settings) -> dict[str, dict]:
     out: dict[str, dict] = {}
     try:
         async for record in read_to_end(settings, settings.topic(PROFILE_EVENTS), timeout_s=30):
-            event = orjson.loads(record.value)
-            if "message_id" in event and "control" not in event:
-                event["current_profile"] = await graph.current_profile(event["profile_id"])
-                out[event["message_id"]] = event
+            for _, event in decoded_items(record.key, record.value):
+                if "message_id" in event and "control" not in event:
+                    event["current_profile"] = await graph.current_profile(event["profile_id"])
+                    out[event["message_id"]] = event
     finally:
         await redis.aclose()
     return out

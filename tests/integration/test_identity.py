@@ -14,6 +14,7 @@ from streams.identity.identifiers import stored_identifier
 from streams.ingest.pii import PiiHasher
 from streams.kafka.reading import read_to_end
 from streams.kafka.topics import IDENTITY_CHANGES, PROFILE_EVENTS
+from streams.profiles.bundle import decoded_items
 from tests.fixtures.stack import run_cli
 
 pytestmark = pytest.mark.integration
@@ -99,7 +100,7 @@ def test_stitch_explain_erase_and_replay(settings, start_worker, tmp_path):
         assert profile(gone) is None, gone
 
     async def profile_events() -> list[dict]:
-        return [orjson.loads(r.value) async for r in read_to_end(settings, settings.topic(PROFILE_EVENTS))]
+        return [v async for r in read_to_end(settings, settings.topic(PROFILE_EVENTS)) for _, v in decoded_items(r.key, r.value)]
 
     after = asyncio.run(profile_events())
     assert not [e for e in after if str(e.get("message_id", "")).endswith("-replayed") and "control" not in e]

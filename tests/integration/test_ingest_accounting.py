@@ -17,6 +17,7 @@ from streams.ingest.dlq import DlqCodec
 from streams.kafka.client import client_options
 from streams.kafka.reading import read_to_end
 from streams.kafka.topics import DLQ, PROFILE_EVENTS
+from streams.profiles.bundle import decoded_items
 from streams.simulate.population import Population
 from tests.fixtures.stack import run_cli
 
@@ -76,7 +77,7 @@ def test_every_record_is_applied_duplicate_or_dead_lettered(settings, start_work
     assert idle.returncode == 0, idle.stderr.decode() + worker.log_tail()
 
     async def collect():
-        values = [orjson.loads(r.value) async for r in read_to_end(settings, settings.topic(PROFILE_EVENTS))]
+        values = [v async for r in read_to_end(settings, settings.topic(PROFILE_EVENTS)) for _, v in decoded_items(r.key, r.value)]
         # Merge instructions and events the profiles stage forwards to a survivor ("fwd") travel on
         # the same topic; what ingest applied is the rest.
         applied = [v for v in values if "control" not in v and "fwd" not in v]

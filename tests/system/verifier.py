@@ -391,6 +391,7 @@ def _norm_bridge(enc: str) -> str:
 async def _explain(settings: Settings, pids: set[str], mids: set[str] | None = None) -> list[str]:
     from streams.kafka.topics import PROFILE_EVENTS
     from streams.profiles.agent import changelog_topic
+    from streams.profiles.bundle import decoded_items
 
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     keys = set(pids)
@@ -399,11 +400,11 @@ async def _explain(settings: Settings, pids: set[str], mids: set[str] | None = N
     redis.close()
     lines = [f"keys {sorted(keys)}"]
     async for r in read_to_end(settings, settings.topic(PROFILE_EVENTS)):
-        v = orjson.loads(r.value)
-        if r.key and (r.key.decode() in keys or (mids and v.get("message_id") in mids)):
-            what = v.get("control") or "event"
-            lines.append(f"pe {r.partition}/{r.offset} key={r.key.decode()} {what} mid={v.get('message_id')} src={v.get('source')}"
-                         f" from={v.get('from')} into={v.get('into')} fwd={v.get('fwd')} ch={v.get('channel')}")
+        for index, (key, v) in enumerate(decoded_items(r.key, r.value)):
+            if key and isinstance(v, dict) and (key.decode() in keys or (mids and v.get("message_id") in mids)):
+                what = v.get("control") or "event"
+                lines.append(f"pe {r.partition}/{r.offset}#{index} key={key.decode()} {what} mid={v.get('message_id')} src={v.get('source')}"
+                             f" from={v.get('from')} into={v.get('into')} fwd={v.get('fwd')} ch={v.get('channel')}")
     if mids:
         seen: dict[str, list[str]] = {}
         async for r in read_to_end(settings, settings.topic(INPUT)):

@@ -2,10 +2,20 @@
 
 import json
 
-from streams.demand.detector import DetectorConfig
-from streams.demand.lifecycle import ESCALATE, NEW_NORMAL, OPEN, RESOLVED, DemandMonitor, LifecycleConfig
+import pytest
 
-from .synth import series
+from streams.demand.detector import Decision, DetectorConfig
+from streams.demand.lifecycle import (
+    ESCALATE,
+    NEW_NORMAL,
+    OPEN,
+    RESOLVED,
+    AlertLifecycle,
+    DemandMonitor,
+    LifecycleConfig,
+)
+
+from .synth import T0, series
 
 CFG = DetectorConfig(bucket_s=3600)
 START = 5 * 168 + 40
@@ -63,3 +73,39 @@ def test_monitor_snapshot_roundtrip() -> None:
     clone = DemandMonitor.from_snapshot(json.loads(json.dumps(mon.snapshot())), "k", "sku", CFG)
     for t, c in points[905:]:
         assert mon.update(t, c) == clone.update(t, c)
+
+
+def _decision(i: int, severity: int, opened: bool = False, resolved: bool = False) -> Decision:
+    return Decision(
+        ts_ms=T0 + i * 3_600_000, observed=200.0, expected=100.0, sd=10.0, surprise_up=5.0,
+        surprise_down=0.0, evidence_up=6.0, evidence_down=0.0, direction=0 if resolved else 1,
+        opened=opened, resolved=resolved, severity=0 if resolved else severity,
+        buckets_in_alert=0 if resolved else i + 1, tier="week",
+    )
+
+
+def _states(severities: list[int], lc: LifecycleConfig | None = None) -> list[tuple[int, str, int]]:
+    life = AlertLifecycle("k", "sku", lc)
+    out = []
+    for i, sev in enumerate(severities):
+        d = _decision(i, sev, opened=i == 0, resolved=sev == 0)
+        out += [(i, r.state, r.severity) for r in life.observe(d)]
+    return out
+
+
+def test_severity_rise_right_after_open_does_not_page_again() -> None:
+    # OPEN at 1, the next bucket already says 2 (the estimate settling): no ESCALATE,
+    # but the alert holds severity 2, so only a rise above 2 escalates later.
+    assert _states([1, 2, 2, 3, 3, 0]) == [(0, OPEN, 1), (3, ESCALATE, 3), (5, RESOLVED, 3)]
+    assert _states([1, 2, 2, 2, 0]) == [(0, OPEN, 1), (4, RESOLVED, 2)]
+    # settle_buckets=1 is the old rule: every rise escalates.
+    assert _states([1, 2, 2, 3, 0], LifecycleConfig(settle_buckets=1)) == [
+        (0, OPEN, 1), (1, ESCALATE, 2), (3, ESCALATE, 3), (4, RESOLVED, 3)]
+    # A longer settling period absorbs every rise inside it.
+    assert _states([1, 2, 3, 3, 4, 0], LifecycleConfig(settle_buckets=3)) == [
+        (0, OPEN, 1), (4, ESCALATE, 4), (5, RESOLVED, 4)]
+
+
+def test_settle_buckets_validated() -> None:
+    with pytest.raises(ValueError):
+        LifecycleConfig(settle_buckets=0)

@@ -11,6 +11,7 @@ from streams.ingest.normalize import Normalizer
 from streams.ingest.pii import PiiHasher
 from streams.ingest.stage import IngestStage, RawRecord
 from streams.observability.metrics import Metrics
+from streams.profiles.bundle import key_partition, unbundle
 
 NOW = 1_767_225_600_000
 
@@ -27,13 +28,14 @@ class AsyncMemoryGraph:
 
 class ListSink:
     def __init__(self):
-        self.events, self.letters, self.counts, self.changes = [], [], [], []
+        self.events, self.letters, self.counts, self.changes, self.bundles = [], [], [], [], []
 
     async def identity_change(self, key, value):
         self.changes.append((key, orjson.loads(value)))
 
-    async def applied(self, key, value):
-        self.events.append((key, orjson.loads(value)))
+    async def applied(self, key, value, partition=None):
+        self.bundles.append((partition, key, value))
+        self.events.extend((k, orjson.loads(v) if isinstance(v, bytes) else v) for k, v in unbundle(key, value))
 
     async def dead_letter(self, letter):
         self.letters.append(letter)
@@ -42,11 +44,11 @@ class ListSink:
         self.counts.append(orjson.loads(value))
 
 
-def make_stage(normalizer=None):
+def make_stage(normalizer=None, partitions=1):
     sink = ListSink()
     stage = IngestStage(max_event_bytes=4096, normalizer=normalizer or Normalizer(PiiHasher("k")), resolver=AsyncMemoryGraph(),
                         codec=DlqCodec("k", encrypt=False), sink=sink, metrics=Metrics(), demand_bucket_s=300,
-                        clock_ms=lambda: NOW)
+                        clock_ms=lambda: NOW, profile_partitions=partitions)
     return stage, sink
 
 
@@ -95,22 +97,47 @@ def test_an_unexpected_exception_dead_letters_the_record_and_carries_on():
     assert letter.value == track("boom") and headers["tp.source.offset"] == b"1"
 
 
-def test_demand_is_pre_aggregated_per_key_bucket_and_partition():
+def test_demand_is_summed_across_batches_until_flushed():
     stage, sink = make_stage()
     batch = records([track("a"), track("b"), track("c", region="beijing")], partition=1, start=10)
     batch += records([track("d", ts="2026-01-01T00:06:00Z")], partition=0, start=3)
     asyncio.run(stage.process_batch(batch))
-    counts = {(d["k"], d["b"], d["p"]): (d["n"], d["o"]) for d in sink.counts}
+    asyncio.run(stage.process_batch(records([track("e")], partition=0, start=4)))
+    assert sink.counts == []  # held until the worker's next commit
+    assert asyncio.run(stage.flush_demand()) == len(sink.counts) > 0
+    counts = {(d["k"], d["b"]): (d["n"], d["c"]) for d in sink.counts}
     bucket0, bucket1 = NOW, NOW + 300_000
-    assert counts[("category:masks", bucket0, 1)] == (3, 12)
-    assert counts[("category_region:masks|hubei", bucket0, 1)] == (2, 12)
-    assert counts[("category_region:masks|beijing", bucket0, 1)] == (1, 12)
-    assert counts[("category:masks", bucket1, 0)] == (1, 3)
-    assert counts[("channel:app", bucket0, 1)] == (3, 12)
-    # duplicates and rejects never count as demand
+    # one record per key and bucket; per source partition its count and the last offset covered
+    assert counts[("category:masks", bucket0)] == (4, [[0, 1, 4], [1, 3, 12]])
+    assert counts[("category_region:masks|hubei", bucket0)] == (3, [[0, 1, 4], [1, 2, 12]])
+    assert counts[("category_region:masks|beijing", bucket0)] == (1, [[1, 1, 12]])
+    assert counts[("category:masks", bucket1)] == (1, [[0, 1, 4]])
+    assert counts[("channel:app", bucket0)] == (4, [[0, 1, 4], [1, 3, 12]])
+    assert [d["b"] for d in sink.counts] == sorted(d["b"] for d in sink.counts)  # oldest bucket first
+    # duplicates and rejects never count as demand; nothing pending, nothing sent
     before = len(sink.counts)
     asyncio.run(stage.process_batch(records([track("a"), b"{"], partition=1, start=50)))
-    assert len(sink.counts) == before
+    assert asyncio.run(stage.flush_demand()) == 0 and len(sink.counts) == before
+
+
+def test_demand_counts_that_could_not_be_sent_stay_pending():
+    stage, sink = make_stage()
+
+    async def refuse(key, value):
+        raise RuntimeError("broker gone")
+
+    asyncio.run(stage.process_batch(records([track("a"), track("b")], partition=2)))
+    sink.demand, working = refuse, sink.demand
+    try:
+        asyncio.run(stage.flush_demand())
+        raise AssertionError("the send error must reach the commit, which then does not commit")
+    except RuntimeError:
+        pass
+    sink.demand = working
+    asyncio.run(stage.process_batch(records([track("c")], partition=2, start=2)))
+    asyncio.run(stage.flush_demand())
+    counts = {(d["k"], d["b"]): (d["n"], d["c"]) for d in sink.counts}
+    assert counts[("category:masks", NOW)] == (3, [[2, 3, 2]])
 
 
 def identify(mid, **ids):
@@ -144,3 +171,21 @@ def test_received_at_is_the_kafka_record_time_so_replays_are_identical():
     asyncio.run(stage.process_batch([RawRecord(event, "ns.touchpoints", 0, 1, produced)]))
     (_, applied), = sink.events
     assert applied["received_at_ms"] == produced and applied["ts_ms"] == produced - 10_000
+
+
+def test_one_bundle_per_profile_partition_per_batch():
+    stage, sink = make_stage(partitions=4)
+    batch = [identify(str(i), userId=f"u{i}") for i in range(40)]
+    batch.append(identify("join", userId="u1", anonymousId="x"))
+    batch.append(identify("join2", anonymousId="x", email="a@b.example"))
+    asyncio.run(stage.process_batch(records(batch)))
+    partitions = [p for p, _, _ in sink.bundles]
+    assert len(partitions) == len(set(partitions)) <= 4  # one record per partition
+    for partition, key, value in sink.bundles:
+        keys = [k for k, _ in unbundle(key, value)]
+        assert key == keys[0] and {key_partition(k, 4) for k in keys} == {partition}
+    assert sorted(e["message_id"] for _, e in sink.events) == sorted([str(i) for i in range(40)] + ["join", "join2"])
+    # within a partition the batch order holds
+    for _, key, value in sink.bundles:
+        mids = [m["message_id"] for _, m in unbundle(key, value) if "control" not in m]
+        assert mids == sorted(mids, key=lambda m: [str(i) for i in range(40)].index(m) if m.isdigit() else 100 + len(m))
