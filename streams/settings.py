@@ -74,6 +74,8 @@ class Settings:
     commit_interval_s: float = _setting(1.0, "How often processed offsets are committed.")
     session_timeout_s: float = _setting(10.0, "Consumer-group session timeout: how fast a dead worker's partitions move to others.")
     log_level: str = _setting("info", "Log level of workers and commands.", choices=("debug", "info", "warning", "error"))
+    event_loop: str = _setting("uvloop", "Event loop of workers: uvloop (libuv; less CPU per record) or asyncio (the standard library's).",
+                               choices=("uvloop", "asyncio"))
 
     # -- HTTP ------------------------------------------------------------------------------
     web_host: str = _setting("127.0.0.1", "Address the worker's HTTP server binds to (loopback by default).")

@@ -504,6 +504,14 @@ def per_event_us(seconds: float | None, events: int) -> float | None:
 
 async def run_bench(base: Settings, opts: BenchOptions, log: Callable[[str], None]) -> dict[str, Any]:
     await asyncio.to_thread(ensure_stack, base, log)
+    if opts.profile:  # fail before the runs, not after them
+        from streams.bench import pyspy
+
+        try:
+            pyspy.executable()
+        except FileNotFoundError:
+            await asyncio.to_thread(peer_python, "quix_app", log)  # the bench extra (py-spy included)
+            pyspy.executable()
     bench = Bench(base, opts, log)
     result: dict[str, Any] = {"events": opts.events, "machine": _machine(), "notes": bench.notes}
     try:

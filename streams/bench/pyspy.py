@@ -20,10 +20,13 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<path>[^():]*?)(?::(?P<line>\d+))?\)$"
 
 
 def executable() -> str:
-    """The py-spy next to this interpreter (the venv's bin), else the one on PATH."""
+    """The py-spy next to this interpreter (the venv's bin), in the bench peers' venv
+    (``.venv-bench``, see harness.peer_python), else the one on PATH."""
     here = Path(sys.executable).with_name("py-spy")
-    if here.exists():
-        return str(here)
+    bench_venv = Path(__file__).resolve().parents[2] / ".venv-bench" / "bin" / "py-spy"
+    for candidate in (here, bench_venv):
+        if candidate.exists():
+            return str(candidate)
     found = shutil.which("py-spy")
     if not found:
         raise FileNotFoundError("py-spy is not installed: pip install -e '.[bench]'")
