@@ -27,6 +27,7 @@ from streams.ingest.normalize import Normalizer
 from streams.ingest.pii import PiiHasher
 from streams.ingest.stage import IngestStage, RawRecord
 from streams.observability.metrics import Metrics
+from streams.profiles.bundle import decoded_items
 from tests.system.conftest import ensure_up
 from tests.system.test_crash import metric
 from tests.system.verifier import dead_letters, make_traffic, publish_records, verify, wait_idle
@@ -66,9 +67,9 @@ class FlakySink:
             self.failures[kind] = n + 1
             raise (KafkaConnectionError if n % 2 else KafkaTimeoutError)()
 
-    async def applied(self, key, value):
+    async def applied(self, key, value, partition=None):
         self._maybe_fail("applied")
-        self.events.append(orjson.loads(value))
+        self.events.extend(record for _, record in decoded_items(key, value))
 
     async def dead_letter(self, letter):
         self._maybe_fail("dead_letter")
@@ -117,6 +118,7 @@ def test_kafka_unavailable_on_send_is_waited_out_not_dead_lettered():
     sink = FlakySink(2)
     stage, metrics = _stage(FlakyResolver(fail=0), sink)
     asyncio.run(stage.process_batch(_records()))
+    asyncio.run(stage.flush_demand())  # what the worker does before each commit
     assert [e["message_id"] for e in sink.events if "message_id" in e and "control" not in e] == [f"m{i}" for i in range(6)]
     assert len(sink.letters) == 1 and dict(sink.letters[0].headers)["tp.reason"] == b"not_json"
     assert sink.counts and sink.changes
