@@ -9,8 +9,10 @@ silently; here it is logged and counted instead (DESIGN.md, Faust traps).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import faust
@@ -39,7 +41,6 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
     s = ctx.settings
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
     source, ordered = ctx.extras["ordered"].topic(s.topic(T.PROFILE_EVENTS), "profiles", **raw)
-    out = app.topic(s.topic(T.PROFILE_EVENTS), **raw)
     # Values are our own orjson bytes: compact in memory, no Faust model metadata (DESIGN.md traps),
     # and the HTTP view can render them without a second serializer. Keys are the profile id as
     # raw bytes, exactly the input's key bytes, so the table is co-partitioned with profile-events
@@ -56,18 +57,22 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
     for child in counted.values():
         child.inc(0)
 
-    async def apply(key: bytes | None, record: Any, pos: int, message: Any, staged: dict[bytes, bytes]) -> None:
-        """One record (or bundle item): decide, send, stage the new value (written per bundle)."""
+    topic_name = s.topic(T.PROFILE_EVENTS)
+
+    async def apply(key: bytes | None, record: Any, pos: int, message: Any, staged: dict[bytes, bytes],
+                    landing: list[Awaitable[Any]]) -> None:
+        """One record (or bundle item): decide, send, stage the new value (written per record)."""
         if not key:
             counted["invalid"].inc()
             return
         current = staged.get(key)
         decision = stage.decide(key.decode(), current if current is not None else table.get(key), record, pos)
         for send in decision.sends:
-            fut = await out.send(key=send.key.encode(), value=send.value)
+            # Straight through the producer (no Faust FutureMessage); delivery of the ones the
+            # writes depend on is awaited before the writes, the rest by the flush before commit.
+            fut = await app.producer.send(topic_name, send.key.encode(), send.value, partition=None, timestamp=None, headers=None)
             if send.must_land:
-                # The write below makes a replay skip this record: the send must be in Kafka first.
-                await fut
+                landing.append(fut)
         if decision.value is not None:
             staged[key] = decision.value
             m.profile_bytes.observe(len(decision.value))
@@ -88,13 +93,27 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
             # A key's new value is written once per record, after all its items: a crash before
             # the writes replays the whole bundle, and the positions skip what was written.
             staged: dict[bytes, bytes] = {}
+            landing: list[Awaitable[Any]] = []
             try:
                 for index, (key, record) in enumerate(unbundle(message.key, message.value)):
                     try:
-                        await apply(key, record, position(message.offset, index), message, staged)
+                        await apply(key, record, position(message.offset, index), message, staged, landing)
                     except Exception:
                         counted["error"].inc()
                         log.exception("profiles: could not process %s/%s/%s item %d", message.topic, message.partition, message.offset, index)
+                if landing:
+                    # The writes make a replay skip this record, so the absorbs (and forwarded
+                    # erasures) they depend on must be in Kafka first: one wait per record, not
+                    # one produce round trip per merge.
+                    await asyncio.gather(*landing)
+            except Exception:
+                # Not delivered: nothing is written, and the partition restarts from its commit.
+                counted["error"].inc()
+                log.exception("profiles: sends of %s/%s/%s not delivered; it will be processed again",
+                              message.topic, message.partition, message.offset)
+                ordered.fail(last)
+                continue
+            try:
                 for key, value in staged.items():
                     table[key] = value
             except Exception:
