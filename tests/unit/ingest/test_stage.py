@@ -189,3 +189,22 @@ def test_one_bundle_per_profile_partition_per_batch():
     for _, key, value in sink.bundles:
         mids = [m["message_id"] for _, m in unbundle(key, value) if "control" not in m]
         assert mids == sorted(mids, key=lambda m: [str(i) for i in range(40)].index(m) if m.isdigit() else 100 + len(m))
+
+
+def test_a_refused_bundle_is_sent_one_by_one_and_only_refused_events_are_dead_lettered():
+    stage, sink = make_stage()
+    working = sink.applied
+
+    async def picky(key, value, partition=None):
+        if value.startswith(b'{"bundle"'):
+            raise ValueError("MessageSizeTooLarge")  # not unavailability: refused for good
+        if b'"message_id":"poison"' in value:
+            raise ValueError("refused")
+        await working(key, value, partition)
+
+    sink.applied = picky
+    asyncio.run(stage.process_batch(records([track("a"), track("poison"), track("c")])))
+    assert [e["message_id"] for _, e in sink.events] == ["a", "c"]
+    (letter,) = sink.letters
+    assert letter.value == track("poison") and dict(letter.headers)["tp.reason"] == b"processing_error"
+    assert stage.metrics.applied._value.get() == 2
