@@ -351,6 +351,7 @@ class Bench:
             from aiokafka import AIOKafkaConsumer
 
             from streams.kafka.client import client_options
+            from streams.profiles.bundle import decoded_items
 
             consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, group_id=None,
                                         fetch_max_wait_ms=100, max_partition_fetch_bytes=8 * 1024 * 1024)
@@ -370,11 +371,12 @@ class Bench:
                         if i is not None and seen_t[i] is None:
                             seen_t[i] = now
                 else:
-                    if value.startswith(b'{"control"'):
-                        return
-                    i = index.get(orjson.loads(value).get("message_id"))
-                    if i is not None and seen_t[i] is None:
-                        seen_t[i] = now
+                    for _, item in decoded_items(None, value):  # ingest bundles profile-events
+                        if not isinstance(item, dict) or "control" in item:
+                            continue
+                        i = index.get(item.get("message_id"))
+                        if i is not None and seen_t[i] is None:
+                            seen_t[i] = now
 
             async def observe() -> None:
                 while not done.is_set():
