@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
         return int(result or 0)
-    except UsageError as exc:
+    except (UsageError, SettingsError) as exc:
         print(f"touchpoint {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

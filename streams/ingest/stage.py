@@ -23,8 +23,8 @@ from streams.identity.model import Resolution, ResolveRequest
 from streams.ingest.decode import decode
 from streams.ingest.dlq import DeadLetter, DlqCodec
 from streams.ingest.normalize import Normalizer
-from streams.profiles.bundle import encode_bundles, key_partition
 from streams.observability.metrics import Metrics
+from streams.profiles.bundle import encode_bundles, key_partition
 from streams.resilience import retry_until_ok
 
 __all__ = ["IngestStage", "RawRecord", "Sink"]

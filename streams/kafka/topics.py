@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.kafka.client import client_options
-from streams.settings import Settings
+from streams.settings import Settings, SettingsError
 
 __all__ = ["TopicSpec", "TOPICS", "ensure_topics", "INPUT", "DLQ", "IDENTITY_CHANGES", "PROFILE_EVENTS", "DEMAND_COUNTS", "ALERTS"]
 
@@ -84,8 +84,8 @@ async def _check_partitions(admin: AIOKafkaAdminClient, settings: Settings, name
         if meta.get("error_code", 0) == 0 and count != settings.partitions:
             wrong.append(f"{meta['topic']} has {count}")
     if wrong:
-        raise RuntimeError(f"partition count mismatch: {', '.join(wrong)}, but TOUCHPOINT_PARTITIONS={settings.partitions}; "
-                           "use the topics' count, or a new namespace (TOUCHPOINT_NAMESPACE)")
+        raise SettingsError(f"partition count mismatch: {', '.join(wrong)}, but TOUCHPOINT_PARTITIONS={settings.partitions}; "
+                            "use the topics' count, or a new namespace (TOUCHPOINT_NAMESPACE)")
 
 
 async def group_offsets(admin: AIOKafkaAdminClient, group: str, timeout_s: float = 30.0) -> dict[Any, Any]:
