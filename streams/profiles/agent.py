@@ -58,6 +58,18 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
         child.inc(0)
 
     topic_name = s.topic(T.PROFILE_EVENTS)
+    direct = s.store.startswith("memory")
+
+    async def write(key: bytes, value: bytes, partition: int) -> None:
+        """``table[key] = value``. With the memory store, done as Faust's Table does it (store,
+        then the changelog record on the partition being processed) minus its per-record
+        FutureMessage and send buffer: the record goes straight to the producer, and the flush
+        before each commit covers it like any other send."""
+        if not direct:
+            table[key] = value
+            return
+        table.data[key] = value
+        await app.producer.send(table.changelog_topic_name, key, value, partition=partition, timestamp=None, headers=None)
 
     async def apply(key: bytes | None, record: Any, pos: int, message: Any, staged: dict[bytes, bytes],
                     landing: list[Awaitable[Any]]) -> None:
@@ -115,7 +127,7 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                 continue
             try:
                 for key, value in staged.items():
-                    table[key] = value
+                    await write(key, value, message.partition)
             except Exception:
                 counted["error"].inc()
                 log.exception("profiles: could not write %s/%s/%s", message.topic, message.partition, message.offset)
