@@ -60,7 +60,7 @@ class RawRecord:
 
 
 class Sink(Protocol):
-    """Where the stage writes; the agent binds it to Faust topics."""
+    """Where the stage writes; the agent binds it to the worker's producer (``ProducerSink``)."""
 
     async def applied(self, key: bytes, value: bytes, partition: int | None = None) -> None: ...
     async def dead_letter(self, letter: DeadLetter) -> None: ...

@@ -50,14 +50,18 @@ def encode_bundles(items: Sequence[tuple[bytes, bytes]]) -> Iterator[tuple[bytes
     size = 0
     for key, value in items:
         if chunk and (len(chunk) >= MAX_ITEMS or size + len(value) > MAX_BYTES):
-            yield first, b'{"bundle":[' + b",".join(chunk) + b"]}"
+            yield first, _bundle(chunk)
             chunk, size = [], 0
         if not chunk:
             first = key
         chunk.append(b"[" + orjson.dumps(key.decode()) + b"," + value + b"]")
         size += len(value) + len(key) + 8
     if chunk:
-        yield first, b'{"bundle":[' + b",".join(chunk) + b"]}"
+        yield first, _bundle(chunk)
+
+
+def _bundle(encoded_items: list[bytes]) -> bytes:
+    return b'{"bundle":[' + b",".join(encoded_items) + b"]}"
 
 
 def unbundle(key: bytes | None, value: bytes | None) -> list[tuple[bytes | None, Any]]:

@@ -21,7 +21,8 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from streams.identity.identifiers import stored_identifier
-from streams.profiles.agent import TABLE, key_partition
+from streams.profiles.agent import TABLE
+from streams.profiles.bundle import key_partition
 from streams.profiles.profile import decode, render
 from streams.web.views import authorized
 
