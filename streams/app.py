@@ -19,6 +19,7 @@ from streams.ingest.dlq import DlqCodec
 from streams.ingest.normalize import Normalizer
 from streams.ingest.pii import PiiHasher
 from streams.kafka.client import faust_credentials
+from streams.kafka.delivery import DirectDeliveryTransport
 from streams.observability.metrics import Metrics
 from streams.settings import DEV_PII_KEY, Settings
 
@@ -90,6 +91,8 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
         web_graph_enabled=False,
         web_metrics_enabled=False,
     )
+    # Same driver, cheaper hand-over of fetched records to the agents (streams/kafka/delivery.py).
+    app.transport = DirectDeliveryTransport(app.conf.broker_consumer, app)
     from streams import profiles
     from streams.demand import agent as demand_agent
     from streams.identity import views as identity_views

@@ -76,6 +76,7 @@ class Settings:
     log_level: str = _setting("info", "Log level of workers and commands.", choices=("debug", "info", "warning", "error"))
     event_loop: str = _setting("uvloop", "Event loop of workers: uvloop (libuv; less CPU per record) or asyncio (the standard library's).",
                                choices=("uvloop", "asyncio"))
+    gc_threshold: int = _setting(50_000, "Allocations between the worker's young-generation garbage collections (Python's default is 700; 0 keeps Python's thresholds). Nearly every object of the per-record path dies by reference counting, so frequent collections only cost CPU.")
 
     # -- HTTP ------------------------------------------------------------------------------
     web_host: str = _setting("127.0.0.1", "Address the worker's HTTP server binds to (loopback by default).")

@@ -1,0 +1,92 @@
+"""Faust's aiokafka transport with a cheaper hand-over of fetched records to the agents.
+
+Faust 0.15.3's consumer passes every fetched record to the conductor (which decodes it and puts
+it on the agents' stream queues) inside ``Service.wait_first(callback(message),
+suspend_flow.wait())``, so that a rebalance can abandon a hand-over blocked on a full queue.
+That costs four futures and an ``asyncio.wait`` per record: ~12% of a worker's CPU in py-spy
+(docs/performance.md, session 4), the largest single cost left on the input path.
+
+:class:`DirectDeliveryConsumer` awaits the callback directly while the flow is running (flow
+control active, no suspension asked), which is when the hand-over is a few non-blocking calls;
+when a queue is full it waits for the agent, as Faust does. While the flow is being stopped or
+suspended it falls back to Faust's ``wait_first`` hand-over, so rebalances behave as before.
+Offsets are tracked exactly as Faust does (read offset per partition, gaps of acking topics,
+``broker_commit_every``). Our agents' sources are additionally guarded by
+:class:`~streams.kafka.ordered.OffsetGuard`, which catches any record a hand-over drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+__all__ = ["DirectDeliveryConsumer", "DirectDeliveryTransport"]
+
+log = logging.getLogger(__name__)
+
+YIELD_EVERY = 100  # records handed over between explicit yields to the event loop (Faust's value)
+
+
+class DirectDeliveryConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer whose fetch loop awaits the hand-over directly (see module doc)."""
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        callback = self.callback
+        flow_control = self.app.flow_control
+        suspend_flow = self.suspend_flow
+        read_offset = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        commit_every = self._commit_every
+        since_yield = 0
+
+        def stopping() -> bool:
+            return self._stopped.is_set() or fetcher._stopped.is_set()  # noqa: SLF001 - Faust's own stop test
+
+        try:
+            while not stopping():
+                self.diag.set_flag(CONSUMER_FETCHING)
+                records = self.getmany(timeout=1.0)
+                await asyncio.sleep(0)  # getmany may return at once, many times: let other tasks run
+                if self.should_stop:
+                    continue
+                async for tp, message in records:
+                    since_yield += 1
+                    if since_yield > YIELD_EVERY:
+                        await asyncio.sleep(0)
+                        since_yield = 0
+                    offset = message.offset
+                    last = read_offset[tp]
+                    if last is not None and offset < last:
+                        continue  # fetched again after a seek: already handed over (Faust drops it too)
+                    if last and offset - last > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, last + 1, offset)
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    if flow_control.is_active() and not suspend_flow.is_set():
+                        await callback(message)
+                    else:
+                        await self.wait_first(callback(message), suspend_flow.wait())
+                    read_offset[tp] = offset
+                self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                log.info("broker stopped the consumer; shutting down")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+
+class DirectDeliveryTransport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport, building :class:`DirectDeliveryConsumer` consumers."""
+
+    Consumer = DirectDeliveryConsumer
