@@ -130,6 +130,7 @@ class IngestStage:
         emits: dict[int, list[Emit]] = defaultdict(list)  # profile-events partition -> items in batch order
         last_offset: dict[int, int] = {}
         duplicates = erased = 0  # counted per batch: one metric update per batch, not per event
+        audit: list[tuple[bytes, bytes]] = []  # identity.changes records, sent together below
         for i, outcome in enumerate(outcomes):
             if isinstance(outcome, Rejected):
                 await self._dead_letter(records[i], outcome, now_ms)
@@ -141,7 +142,7 @@ class IngestStage:
             if resolution.outcome == "erased":  # a suppressed person: dropped, never stored (invariant 5)
                 erased += 1
                 continue
-            await self._audit(resolution, outcome.message_id)
+            self._audit(resolution, outcome.message_id, audit)
             if resolution.outcome == "blocked" or resolution.profile_id is None:
                 kinds = ", ".join(sorted({kind for kind, _ in outcome.identifiers}))
                 await self._dead_letter(records[i], Rejected(Reason.NO_IDENTIFIER, f"every identifier is a blocked value ({kinds})", "identity"), now_ms)
@@ -155,6 +156,7 @@ class IngestStage:
             applied_by_partition[records[i].partition].append(outcome)
             last_offset[records[i].partition] = records[i].offset
             self.metrics.event_lag.observe(max(0.0, (now_ms - outcome.ts_ms) / 1000))
+        await self._send_all(self.sink.identity_change, audit)
         for failed in await self._send_bundles(emits):
             # A bundle the broker refused for good (not unavailability: that is waited out): its
             # events were sent one by one, and these could not be sent at all.
@@ -174,12 +176,25 @@ class IngestStage:
         exception out of the batch, which would make Faust ack the batch unprocessed)."""
         await retry_until_ok(call, "kafka", self.metrics.dependency_retries.labels("kafka"))
 
-    async def _audit(self, resolution: Resolution, message_id: str) -> None:
+    async def _send_all(self, send: Callable[[bytes, bytes], Awaitable[None]], records: Sequence[tuple[bytes, bytes]]) -> None:
+        """Send records in order; an unavailable broker is waited out and the sending resumes at
+        the record that failed (one retry loop per batch instead of one per record)."""
+        sent = 0
+
+        async def rest() -> None:
+            nonlocal sent
+            while sent < len(records):
+                await send(*records[sent])
+                sent += 1
+
+        if records:
+            await self._send(rest)
+
+    def _audit(self, resolution: Resolution, message_id: str, audit: list[tuple[bytes, bytes]]) -> None:
         """The identity audit trail (identity.changes), keyed by profile id (or message id when blocked)."""
         key = (resolution.profile_id or message_id).encode()
         for change in resolution.changes:
-            value = orjson.dumps(change)
-            await self._send(partial(self.sink.identity_change, key, value))
+            audit.append((key, orjson.dumps(change)))
             counter = self.metrics.identity_change_by_type.get(change.get("type", ""))
             if counter is not None:
                 counter.inc()
@@ -235,8 +250,7 @@ class IngestStage:
             return 0
         records = pending.records()
         try:
-            for key, value in records:
-                await self._send(partial(self.sink.demand, key, value))
+            await self._send_all(self.sink.demand, records)
         except BaseException:
             # Re-sending some of them later is the at-least-once case the demand stage skips by offset.
             self.pending_demand.merge(pending)

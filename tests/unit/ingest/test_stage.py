@@ -208,3 +208,22 @@ def test_a_refused_bundle_is_sent_one_by_one_and_only_refused_events_are_dead_le
     (letter,) = sink.letters
     assert letter.value == track("poison") and dict(letter.headers)["tp.reason"] == b"processing_error"
     assert stage.metrics.applied._value.get() == 2
+
+
+def test_audit_records_survive_a_broker_outage_in_order_and_once():
+    stage, sink = make_stage()
+    calls = 0
+    sent = sink.identity_change
+
+    async def flaky(key, value):
+        nonlocal calls
+        calls += 1
+        if calls in (2, 3):  # the broker goes away at the second record, for two attempts
+            raise ConnectionError("broker unavailable")
+        await sent(key, value)
+
+    sink.identity_change = flaky
+    asyncio.run(stage.process_batch(records([identify(str(i), userId=f"u{i}") for i in range(4)])))
+    assert [c["type"] for _, c in sink.changes] == ["created"] * 4
+    assert [c["message_id"] for _, c in sink.changes] == ["0", "1", "2", "3"]
+    assert stage.metrics.dependency_retries.labels("kafka")._value.get() == 2
