@@ -24,9 +24,32 @@ def load_schema(name: str = f"touchpoint-event.{SCHEMA_VERSION}.json") -> dict[s
 
 @cache
 def validator_for(call_type: str) -> Callable[[Any], Any]:
-    """fastjsonschema validator for one call type (compiled once: ~2.6 us per event)."""
+    """fastjsonschema validator for one call type (compiled once).
+
+    The call type's definition is compiled with every ``$ref`` replaced by the definition it
+    points to: fastjsonschema turns each ``$ref`` into a function call with a freshly built
+    path string, and inlining them saves about a third of the validation time. The rules, their
+    order and the error messages (``data.context.externalIds[0].id must ...``) stay the same.
+    """
     if call_type not in CALL_TYPES:
         raise KeyError(call_type)
-    schema = dict(load_schema())
-    schema["$ref"] = f"#/definitions/{call_type}"
-    return fastjsonschema.compile(schema)
+    schema = load_schema()
+    definitions = schema["definitions"]
+    inlined = _inline_refs(definitions[call_type], definitions)
+    return fastjsonschema.compile({"$schema": schema["$schema"], "$id": schema["$id"], **inlined})
+
+
+def _inline_refs(node: Any, definitions: dict[str, Any]) -> Any:
+    """A copy of ``node`` with each ``{"$ref": "#/definitions/NAME"}`` replaced by NAME's definition.
+
+    Only a ``$ref`` alone in its object is replaced (draft-07 ignores a ``$ref``'s siblings, so
+    any other use is left to fastjsonschema). The schema's definitions are not recursive.
+    """
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if len(node) == 1 and isinstance(ref, str) and ref.startswith("#/definitions/"):
+            return _inline_refs(definitions[ref.removeprefix("#/definitions/")], definitions)
+        return {key: _inline_refs(value, definitions) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(item, definitions) for item in node]
+    return node

@@ -79,3 +79,19 @@ def test_email_and_phone_normalisation():
     assert normalize_email("a@b") is None
     assert normalize_phone("(415) 555-2671", "US") == "+14155552671"
     assert normalize_phone("hello", "CN") is None
+
+
+def test_hashed_pii_memo_is_bounded_and_changes_nothing(monkeypatch):
+    import streams.ingest.normalize as normalize_module
+
+    monkeypatch.setattr(normalize_module, "_PII_MEMO_MAX", 2)
+    memo_norm = Normalizer(hasher, "CN", 86_400_000)
+    events = [{"type": "identify", "messageId": str(i), "traits": {"email": f"P{i % 3}@x.co", "phone": 13812345670 + i % 2}} for i in range(8)]
+    events.append({"type": "identify", "messageId": "s", "traits": {"phone": "13812345671", "email": "bad"}})
+    for event in events:
+        tp = memo_norm.normalize(event, NOW)
+        phone = normalize_phone(event["traits"]["phone"], "CN")
+        email = normalize_email(event["traits"]["email"])
+        expected = ((("email", hasher.hash("email", email)),) if email else ()) + (("phone", hasher.hash("phone", phone)),)
+        assert tp.identifiers == expected
+        assert len(memo_norm._pii_memo) <= 2
