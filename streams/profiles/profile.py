@@ -119,76 +119,126 @@ def fold(state: dict[str, Any], event: dict[str, Any], limits: Limits = DEFAULT_
     commutative except the bounded parts, so folding in any order gives the same profile
     (invariant 3) as long as no bound is hit.
     """
+    # Hot path (once per event): every field of ``event`` and part of ``state`` is read once into
+    # a local. The order of writes into each dict is the one the value has always been written
+    # in: the changelog bytes are a contract (recovery and the HTTP views read them).
+    get = event.get
     ts = int(event["ts_ms"])
     state["n"] += 1
-    state["fs"] = ts if state["fs"] is None else min(state["fs"], ts)
-    state["ls"] = ts if state["ls"] is None else max(state["ls"], ts)
-    channel = event.get("channel") or "unknown"
-    _inc(state["ch"], channel)
-    kind = event.get("type") or "unknown"
-    _inc(state["ty"], kind)
+    first, last = state["fs"], state["ls"]
+    if first is None or ts < first:  # min()/max() keep the old value on a tie: so does this
+        state["fs"] = ts
+    if last is None or ts > last:
+        state["ls"] = ts
+    channel = get("channel")
+    counts = state["ch"]
+    label = channel or "unknown"
+    counts[label] = counts.get(label, 0) + 1
+    etype = get("type")
+    kind = etype or "unknown"
+    counts = state["ty"]
+    counts[kind] = counts.get(kind, 0) + 1
 
     ids = state["ids"]
-    for ident in event.get("identifiers") or ():
+    for ident in get("identifiers") or ():
         # order ids are counted as orders, not kept as identifiers: one per purchase would
         # crowd out the person's real identifiers.
         if ident.startswith("order_id:") or (keep_identifier is not None and not keep_identifier(ident)):
             continue
         seen = ids.get(ident)
-        ids[ident] = [ts, ts] if seen is None else [min(seen[0], ts), max(seen[1], ts)]
+        if seen is None:
+            ids[ident] = [ts, ts]
+        else:  # updated in place: the pair belongs to this value alone (decoded or built here)
+            if ts < seen[0]:
+                seen[0] = ts
+            if ts > seen[1]:
+                seen[1] = ts
     if len(ids) > limits.identifiers:
-        _evict(ids, limits.identifiers, lambda kv: (kv[1][1], kv[0]))
+        _evict(ids, limits.identifiers, _by_last_seen)
 
-    for name, value in (event.get("traits") or {}).items():
-        _put_lww(state["tr"], name, value, ts, limits.trait_bytes)
-    if len(state["tr"]) > limits.traits:
-        _evict(state["tr"], limits.traits, lambda kv: (kv[1][1], kv[0]))
+    traits = get("traits")
+    part = state["tr"]
+    if traits:
+        for trait, value in traits.items():
+            _put_lww(part, trait, value, ts, limits.trait_bytes)
+    if len(part) > limits.traits:
+        _evict(part, limits.traits, _by_last_seen)
 
-    for flag, value in _consent_flags(event.get("consent")):
-        _put_lww(state["cs"], flag, value, ts, 16)
-    if len(state["cs"]) > limits.consent:
-        _evict(state["cs"], limits.consent, lambda kv: (kv[1][1], kv[0]))
+    consent = get("consent")
+    part = state["cs"]
+    if consent is not None:
+        for flag, value in _consent_flags(consent):
+            _put_lww(part, flag, value, ts, 16)
+    if len(part) > limits.consent:
+        _evict(part, limits.consent, _by_last_seen)
 
-    name = event.get("event")
-    is_order = name == _ORDER or (event.get("order_id") is not None and event.get("revenue") is not None)
-    if is_order:
+    name = get("event")
+    revenue = get("revenue")
+    if name == _ORDER or (get("order_id") is not None and revenue is not None):
         state["oc"] += 1
-        if event.get("revenue") is not None:
-            cur = event.get("currency") or "XXX"  # ISO 4217 "no currency"
-            state["rv"][cur] = state["rv"].get(cur, 0) + round(float(event["revenue"]) * 100)
-    step = 1
+        if revenue is not None:
+            cur = get("currency") or "XXX"  # ISO 4217 "no currency"
+            rv = state["rv"]
+            rv[cur] = rv.get(cur, 0) + round(float(revenue) * 100)
+    category = get("category")
     if name in _CARTED:
         step = 3
-    elif name in _ENGAGED or kind == "identify" or (kind in ("page", "screen") and event.get("category")):
+    elif name in _ENGAGED or kind == "identify" or (kind in ("page", "screen") and category):
         step = 2
-    state["fu"] = max(state["fu"], step)
+    else:
+        step = 1
+    if step > state["fu"]:
+        state["fu"] = step
 
-    categories = {event["category"]} if event.get("category") else set()
-    categories.update(p["category"] for p in event.get("products") or () if isinstance(p, dict) and p.get("category"))
-    for category in categories:
-        _inc(state["cat"], str(category))
-    if len(state["cat"]) > limits.categories:
-        _evict(state["cat"], limits.categories, lambda kv: (kv[1], kv[0]))
+    counts = state["cat"]
+    products = get("products")
+    if products:
+        # A set, as ever: several new categories of one event enter ``cat`` in set order.
+        categories = {category} if category else set()
+        for p in products:
+            if isinstance(p, dict):
+                c = p.get("category")
+                if c:
+                    categories.add(c)
+        for c in categories:
+            label = str(c)
+            counts[label] = counts.get(label, 0) + 1
+    elif category:  # the common case without products: one category, no set needed
+        hash(category)  # an unhashable category fails here as it fails in the set above
+        label = str(category)
+        counts[label] = counts.get(label, 0) + 1
+    if len(counts) > limits.categories:
+        _evict(counts, limits.categories, _by_count)
 
-    _timeline_add(state["tl"], [ts, event.get("channel") or "", kind, summary(event, limits.summary_chars)], limits.timeline)
+    line = _summary(event, etype, name, traits, products, revenue, limits.summary_chars)
+    _timeline_add(state["tl"], [ts, channel or "", kind, line], limits.timeline)
     return state
 
 
 def summary(event: dict[str, Any], max_chars: int = 80) -> str:
     """A short human line for the timeline, e.g. ``Order Completed: 2 x masks, 25.00 CNY``."""
-    kind = event.get("type")
-    name = event.get("event")
+    get = event.get
+    return _summary(event, get("type"), get("event"), get("traits"), get("products"), get("revenue"), max_chars)
+
+
+def _summary(event: dict[str, Any], kind: Any, name: Any, traits: Any, products: Any, revenue: Any, max_chars: int) -> str:
+    """:func:`summary` with the fields :func:`fold` has read already."""
     if kind == "identify":
-        text = "identified" + (f": {', '.join(sorted(event.get('traits') or {}))}" if event.get("traits") else "")
+        text = "identified" + (f": {', '.join(sorted(traits))}" if traits else "")
     elif kind in ("page", "screen"):
         text = f"{kind} {name or ''}".strip()
     else:
         text = name or kind or "event"
-        products = [p for p in event.get("products") or () if isinstance(p, dict)]
-        parts = [f"{p.get('quantity', 1)} x {p.get('category') or p.get('product_id') or '?'}" for p in products[:3]]
-        if event.get("revenue") is not None:
-            parts.append(f"{float(event['revenue']):.2f} {event.get('currency') or ''}".strip())
-        elif event.get("category") and not parts:
+        parts = []
+        if products:
+            for p in products:
+                if isinstance(p, dict):
+                    if len(parts) == 3:
+                        break
+                    parts.append(f"{p.get('quantity', 1)} x {p.get('category') or p.get('product_id') or '?'}")
+        if revenue is not None:
+            parts.append(f"{float(revenue):.2f} {event.get('currency') or ''}".strip())
+        elif not parts and event.get("category"):
             parts.append(str(event["category"]))
         if parts:
             text = f"{text}: {', '.join(parts)}"
@@ -212,7 +262,7 @@ def merge(into: dict[str, Any], other: dict[str, Any], limits: Limits = DEFAULT_
         for name, count in other[part].items():
             _inc(into[part], name, count)
     if len(into["cat"]) > limits.categories:
-        _evict(into["cat"], limits.categories, lambda kv: (kv[1], kv[0]))
+        _evict(into["cat"], limits.categories, _by_count)
     into["oc"] += other["oc"]
     for cur, cents in other["rv"].items():
         into["rv"][cur] = into["rv"].get(cur, 0) + cents
@@ -223,12 +273,12 @@ def merge(into: dict[str, Any], other: dict[str, Any], limits: Limits = DEFAULT_
         seen = ids.get(ident)
         ids[ident] = [first, last] if seen is None else [min(seen[0], first), max(seen[1], last)]
     if len(ids) > limits.identifiers:
-        _evict(ids, limits.identifiers, lambda kv: (kv[1][1], kv[0]))
+        _evict(ids, limits.identifiers, _by_last_seen)
     for part, bound in (("tr", limits.traits), ("cs", limits.consent)):
         for name, (value, ts) in other[part].items():
             _put_lww(into[part], name, value, ts, None)
         if len(into[part]) > bound:
-            _evict(into[part], bound, lambda kv: (kv[1][1], kv[0]))
+            _evict(into[part], bound, _by_last_seen)
 
     tl = list(heapq.merge(into["tl"], other["tl"]))
     into["tl"] = tl[-limits.timeline:]
@@ -288,6 +338,15 @@ def _inc(counts: dict[str, int], name: str, by: int = 1) -> None:
     counts[name] = counts.get(name, 0) + by
 
 
+def _by_last_seen(kv: tuple[str, list[Any]]) -> tuple[Any, str]:
+    """Eviction order of ``[first, last]`` / ``[value, ts]`` entries: oldest second item first."""
+    return kv[1][1], kv[0]
+
+
+def _by_count(kv: tuple[str, int]) -> tuple[int, str]:
+    return kv[1], kv[0]
+
+
 def _evict(d: dict[str, Any], keep: int, order: Callable[[tuple[str, Any]], Any]) -> None:
     """Drop the smallest entries under ``order`` until ``keep`` remain (deterministic ties)."""
     for name, _ in sorted(d.items(), key=order)[: len(d) - keep]:
@@ -322,6 +381,9 @@ def _timeline_add(tl: list[list[Any]], entry: list[Any], size: int) -> None:
     """Insert by event time; keep the ``size`` latest (a late old event may not enter)."""
     if len(tl) >= size and entry <= tl[0]:
         return
-    bisect.insort(tl, entry)
+    if not tl or entry >= tl[-1]:
+        tl.append(entry)  # the usual case, events in time order: where insort would put it
+    else:
+        bisect.insort(tl, entry)
     if len(tl) > size:
         del tl[: len(tl) - size]

@@ -88,9 +88,23 @@ class Decision:
     identifiers: int | None = None  # identifiers the live profile holds after this record (component size)
 
 
+# Outcomes without a value, sends or detail: shared instances (Decision is frozen), not one per record.
+_REPLAYED = Decision("replayed")
+_DUPLICATE = Decision("duplicate")
+_ABSORB_DUPLICATE = Decision("absorb_duplicate")
+_ERASE_DUPLICATE = Decision("erase_duplicate")
+_ERASED_DROPPED = Decision("erased_dropped")
+
+
+# Copying a keyed-up hasher skips blake2b's keyword parsing and setup (once per event).
+_DIGEST = hashlib.blake2b(digest_size=5)
+
+
 def message_digest(message_id: str) -> str:
     """40-bit hash of a message id: small in the value, collisions ~1e-11 per event at 16 kept."""
-    return hashlib.blake2b(message_id.encode(), digest_size=5).hexdigest()
+    h = _DIGEST.copy()
+    h.update(message_id.encode())
+    return h.hexdigest()
 
 
 def parse_source(source: Any) -> tuple[str, int] | None:
@@ -116,7 +130,7 @@ class ProfileStage:
         the decoded item of a bundle), ``offset`` its replay position (``bundle.position``)."""
         state = decode(current) if current else None
         if state is not None and offset <= state.get("po", -1):
-            return Decision("replayed")
+            return _REPLAYED
         if isinstance(raw, dict):
             msg: Any = raw
         else:
@@ -142,24 +156,29 @@ class ProfileStage:
     def _event(self, key: str, state: dict[str, Any] | None, msg: dict[str, Any], offset: int) -> Decision:
         if "ts_ms" not in msg or "type" not in msg:
             return Decision("invalid", detail="event without ts_ms or type")
-        if state is not None and state.get("tomb") == "merged":
-            return self._forward(state["into"], msg)
-        if state is not None and state.get("tomb") == "erased":
-            return Decision("erased_dropped")  # invariant 5: late events of an erased person stay dropped
-        state = state if state is not None else new_profile()
-        origin = msg.get("profile_id") or key
+        if state is None:
+            state = new_profile()
+        else:
+            tomb = state.get("tomb")
+            if tomb == "merged":
+                return self._forward(state["into"], msg)
+            if tomb == "erased":
+                return _ERASED_DROPPED  # invariant 5: late events of an erased person stay dropped
         src = parse_source(msg.get("source"))
         if src is not None:
-            mark = f"{origin}/{src[0]}"
-            if src[1] <= state["wm"].get(mark, -1):
-                return Decision("duplicate")
-            state["wm"][mark] = src[1]
+            partition, input_offset = src
+            mark = f"{msg.get('profile_id') or key}/{partition}"  # origin/partition
+            marks = state["wm"]
+            if input_offset <= marks.get(mark, -1):
+                return _DUPLICATE
+            marks[mark] = input_offset
         digest = message_digest(str(msg.get("message_id", "")))
         recent = state.setdefault("rc", [])
         if digest in recent:
-            return Decision("duplicate")
+            return _DUPLICATE
         recent.append(digest)
-        del recent[: len(recent) - self.limits.recent_ids]
+        if len(recent) > self.limits.recent_ids:
+            del recent[0]  # (an unguarded negative slice here used to trim the list to ~half)
         fold(state, msg, self.limits, self.keep_identifier)
         state["po"] = offset
         return Decision("applied", encode(state), identifiers=len(state["ids"]))
@@ -172,7 +191,7 @@ class ProfileStage:
             # Identity merges a profile once; the same instruction again is a re-emission.
             return Decision("merge_duplicate", detail="" if state["into"] == into else f"already merged into {state['into']}")
         if state is not None and state.get("tomb") == "erased":
-            return Decision("erased_dropped")
+            return _ERASED_DROPPED
         tomb = encode(tombstone("merged", offset, msg.get("ts_ms"), into))
         if state is None:
             # Nothing of B arrived yet: B's events will be forwarded as they come.
@@ -190,10 +209,10 @@ class ProfileStage:
         if state is not None and state.get("tomb") == "merged":
             return self._forward(state["into"], msg)
         if state is not None and state.get("tomb") == "erased":
-            return Decision("erased_dropped")
+            return _ERASED_DROPPED
         state = state if state is not None else new_profile()
         if loser in state["ab"]:
-            return Decision("absorb_duplicate")  # folded once already (replayed or re-forwarded)
+            return _ABSORB_DUPLICATE  # folded once already (replayed or re-forwarded)
         other = {**new_profile(), **other}
         other["ab"] = sorted(set(other["ab"]) | {loser})
         merge(state, other, self.limits)
@@ -202,7 +221,7 @@ class ProfileStage:
 
     def _erase(self, key: str, state: dict[str, Any] | None, msg: dict[str, Any], offset: int) -> Decision:
         if state is not None and state.get("tomb") == "erased":
-            return Decision("erase_duplicate")
+            return _ERASE_DUPLICATE
         tomb = encode(tombstone("erased", offset, msg.get("ts_ms")))
         sends: tuple[Send, ...] = ()
         if state is not None and state.get("tomb") == "merged":

@@ -38,6 +38,18 @@ def test_event_applied_then_redelivered_copy_is_a_duplicate():
     assert stage.decide("A", d.value, event(2), offset=8).outcome == "applied"
 
 
+def test_the_message_id_window_keeps_the_last_recent_ids_events():
+    # No parsable source: only the message-id window (rc) recognises a re-emitted event.
+    stage = ProfileStage()
+    value = None
+    for i in range(40):
+        value = stage.decide("A", value, event(i, source=None), offset=i).value
+    assert len(decode(value)["rc"]) == stage.limits.recent_ids == 16
+    oldest_kept = 40 - stage.limits.recent_ids
+    assert stage.decide("A", value, event(oldest_kept, source=None), offset=99).outcome == "duplicate"
+    assert stage.decide("A", value, event(oldest_kept - 1, source=None), offset=99).outcome == "applied"
+
+
 def test_own_replay_after_crash_is_skipped_by_offset():
     stage = ProfileStage()
     d = stage.decide("A", None, event(1), offset=5)
