@@ -6,8 +6,12 @@ import argparse
 import asyncio
 import gc
 import logging
+from typing import TYPE_CHECKING
 
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    import faust
 
 log = logging.getLogger(__name__)
 
@@ -19,11 +23,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    import faust
-
     from streams.app import create_app
     from streams.kafka.topics import ensure_topics
 
+    use_event_loop(settings)
     if args.web_port:
         settings = settings.with_(web_port=args.web_port)
     # Create our topics (with their retention) before Faust declares them with defaults.
@@ -36,16 +39,32 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # their modules are not imported yet; the modules then get these same logger objects).
     limit_repeats(("aiokafka", "aiokafka.conn", "aiokafka.cluster", "aiokafka.consumer.fetcher",
                    "aiokafka.consumer.group_coordinator", "aiokafka.producer.sender"))
+    if settings.gc_threshold > 0:
+        # Measured: 700 -> 50,000 took ~10% of the worker's CPU per event off (docs/performance.md);
+        # cyclic garbage is still collected, just in larger, rarer rounds.
+        gc.set_threshold(settings.gc_threshold, *gc.get_threshold()[1:])
+    build_worker(app, settings).execute_from_commandline()
+    return 0
+
+
+def use_event_loop(settings: Settings) -> None:
+    """Install the event loop policy the settings ask for; call it before building the app, so
+    nothing declared with the app can bind it to another loop."""
     if settings.event_loop == "uvloop":
         # Every record is several futures and callbacks on the loop: libuv's loop runs them for
         # less CPU than the standard library's (figures in docs/performance.md).
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    if settings.gc_threshold > 0:
-        # Measured: 700 -> 50,000 took ~10% of the worker's CPU per event off (docs/performance.md);
-        # cyclic garbage is still collected, just in larger, rarer rounds.
-        gc.set_threshold(settings.gc_threshold, *gc.get_threshold()[1:])
+
+
+def build_worker(app: faust.App, settings: Settings) -> faust.Worker:
+    """The Faust worker of ``app``, on the loop of the policy installed by :func:`use_event_loop`."""
+    import faust
+
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
-    return 0
+    if settings.event_loop == "uvloop" and "uvloop" not in type(worker.loop).__module__:
+        # Something resolved the app's loop before the policy was set (once: a table's store
+        # built at declaration time), which silently costs ~7% of the CPU per record.
+        log.warning("the worker runs on %s, not uvloop: its loop was resolved too early", type(worker.loop).__name__)
+    return worker

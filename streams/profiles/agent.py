@@ -72,8 +72,11 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
         table.data[key] = value
         await app.producer.send(table.changelog_topic_name, key, value, partition=partition, timestamp=None, headers=None)
 
-    # The memory store's dict, read directly: Table.get adds a sensor call and two lookups per item.
-    stored = table.data.get if direct else table.get
+    def stored(key: bytes) -> bytes | None:
+        # The memory store's dict read directly: Table.get adds a sensor call and two lookups per
+        # item. (table.data is only touched here, at run time: it builds the store and resolves
+        # the event loop, which must not happen before the worker picks uvloop.)
+        return table.data.get(key) if direct else table.get(key)
 
     async def apply(key: bytes | None, record: Any, pos: int, message: Any, staged: dict[bytes, tuple[bytes, int | None]],
                     landing: list[Awaitable[Any]], outcomes: dict[str, int]) -> None:
