@@ -10,6 +10,7 @@ from streams.demand.dimensions import parse_dimensions
 from streams.ingest.dlq import DeadLetter
 from streams.ingest.stage import IngestStage, RawRecord
 from streams.kafka import topics as T
+from streams.profiles.bundle import key_partition
 
 __all__ = ["register"]
 
@@ -22,9 +23,10 @@ class ProducerSink:
     commit flushes this producer first (streams/kafka/ordering.py).
     """
 
-    def __init__(self, app: faust.App, applied: str, dlq: str, demand: str, identity: str) -> None:
+    def __init__(self, app: faust.App, applied: str, dlq: str, demand: str, identity: str, partitions: int) -> None:
         self._app = app
         self._applied, self._dlq, self._demand, self._identity = applied, dlq, demand, identity
+        self._partitions = partitions  # of every topic of the namespace (ensure_topics checks it)
 
     async def _send(self, topic: str, key: bytes | None, value: bytes, headers: Any = None, partition: int | None = None) -> None:
         await self._app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=headers)
@@ -39,7 +41,8 @@ class ProducerSink:
         await self._send(self._demand, key, value)
 
     async def identity_change(self, key: bytes, value: bytes) -> None:
-        await self._send(self._identity, key, value)
+        # The default partitioner's choice, from the cache instead of a murmur2 per record.
+        await self._send(self._identity, key, value, partition=key_partition(key, self._partitions))
 
 
 def register(app: faust.App, ctx: Any) -> None:
@@ -47,7 +50,8 @@ def register(app: faust.App, ctx: Any) -> None:
     s = ctx.settings
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
     source, ordered = ctx.extras["ordered"].topic(s.topic(T.INPUT), "ingest", **raw)
-    sink = ProducerSink(app, s.topic(T.PROFILE_EVENTS), s.topic(T.DLQ), s.topic(T.DEMAND_COUNTS), s.topic(T.IDENTITY_CHANGES))
+    sink = ProducerSink(app, s.topic(T.PROFILE_EVENTS), s.topic(T.DLQ), s.topic(T.DEMAND_COUNTS), s.topic(T.IDENTITY_CHANGES),
+                        s.partitions)
     stage = IngestStage(max_event_bytes=s.max_event_bytes, normalizer=ctx.normalizer, resolver=ctx.identity,
                         codec=ctx.dlq_codec, sink=sink, metrics=ctx.metrics, demand_bucket_s=s.demand_bucket_s,
                         demand_dimensions=parse_dimensions(s.demand_dimensions),
