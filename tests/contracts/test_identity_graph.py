@@ -470,3 +470,100 @@ def test_empty_batch_is_free(redis_url: str) -> None:
         assert g.keys() == []
     finally:
         g.close()
+
+
+# -- several events per script call (RedisIdentityGraph events_per_call) ------------------------
+
+def _with_per_call(twin: RedisTwin, per_call: int) -> RedisTwin:
+    twin.graph = RedisIdentityGraph(twin.client, twin.namespace, twin.rules, events_per_call=per_call)
+    return twin
+
+
+def _state(twin: RedisTwin) -> dict[str, Any]:
+    """Every key of the namespace (prefix cut) with its type, encoding and value; hash fields and
+    list items in Redis's own order, set members sorted; whether it has a TTL."""
+    async def dump() -> dict[str, Any]:
+        c = twin.client
+        out: dict[str, Any] = {}
+        async for key in c.scan_iter(match=twin.namespace + ":*", count=1000):
+            kind = (await c.type(key)).decode()
+            if kind == "string":
+                value: Any = await c.get(key)
+            elif kind == "hash":
+                value = list((await c.hgetall(key)).items())
+            elif kind == "list":
+                value = await c.lrange(key, 0, -1)
+            else:
+                value = sorted(await c.smembers(key))
+            out[key.decode()[len(twin.namespace) + 1:]] = (kind, await c.object("encoding", key), value, await c.ttl(key) > 0)
+        return out
+    return twin.run(dump())
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=conflicting_traffic(max_events=30), redo=st.lists(st.integers(0, 29), max_size=6), tight=st.booleans(),
+       per_call=st.sampled_from([2, 3, 7, 50]), long_ids=st.booleans())
+def test_several_events_per_call_equal_one_call_per_event(redis_url: str, events: list[tuple[Identifier, ...]],
+                                                          redo: list[int], tight: bool, per_call: int, long_ids: bool) -> None:
+    """Same replies, and the same keys, values, hash/list order and encodings in Redis, whether a
+    batch is sent as one script call per event or as runs of several events per call (also with
+    duplicates, redeliveries and values long enough to make the hashes hashtables)."""
+    rules = TIGHT_RULES if tight else IdentityRules()
+    if long_ids:
+        events = [tuple((t, v * 40) for t, v in ids) for ids in events]
+    reqs = to_requests(events)
+    reqs += [reqs[i % len(reqs)] for i in redo]  # redeliveries, same claims
+    reqs += [ResolveRequest(r.message_id, r.claim + "/other", r.identifiers, r.ts_ms) for r in reqs[:3]]  # duplicates
+    one, many = _with_per_call(RedisTwin(redis_url, rules), 1), _with_per_call(RedisTwin(redis_url, rules), per_call)
+    try:
+        for part in split(reqs, [5, 17, 30]):
+            assert one.resolve_batch(part) == many.resolve_batch(part)
+        assert _state(one) == _state(many)
+    finally:
+        one.close()
+        many.close()
+
+
+def test_script_cache_flush_with_several_calls_per_batch(redis_url: str) -> None:
+    g = _with_per_call(RedisTwin(redis_url, IdentityRules()), 2)
+    try:
+        g.resolve_batch([R("m1", "anonymous_id:a1")])
+        g.run(g.client.script_flush())
+        res = g.resolve_batch([R(f"m{i}", "anonymous_id:a1", f"device_id:d{i}") for i in range(2, 7)])
+        assert [r.profile_id for r in res] == ["p1"] * 5
+        assert g.identifiers_of("p1") == [ID(f"device_id:d{i}") for i in range(2, 7)] + [ID("anonymous_id:a1")]
+    finally:
+        g.close()
+
+
+def test_a_failing_event_does_not_stop_the_others_of_its_call(redis_url: str) -> None:
+    """Like one call per event: the failing event's error is reported, the events after it still run."""
+    g = RedisTwin(redis_url, IdentityRules())
+    try:
+        g.resolve_batch([R("m1", "anonymous_id:a1")])
+        g.run(g.client.set(f"{g.namespace}:pm:p1", "not a hash"))  # HGETALL of p1's meta fails
+        with pytest.raises(Exception, match="m2"):
+            g.resolve_batch([R("m2", "anonymous_id:a1"), R("m3", "anonymous_id:a3")])
+        assert g.lookup(ID("anonymous_id:a3")) == "p2"
+        assert g.resolve_batch([R("m3", "anonymous_id:a3")])[0].profile_id == "p2"  # redelivery
+    finally:
+        g.close()
+
+
+def test_known_person_over_a_lowered_limit_is_refused_like_the_plan_does(redis_url: str) -> None:
+    """The fast path for an event of one known profile defers to the full plan when the profile
+    holds more of a type than a (since lowered) limit allows."""
+    loose = RedisTwin(redis_url, IdentityRules())
+    try:
+        loose.resolve_batch([R("m1", "device_id:d1", "device_id:d2", "device_id:d3")])
+        tight = RedisTwin(redis_url, IdentityRules(limits={"device_id": 2}), namespace=loose.namespace)
+        try:
+            [res] = tight.resolve_batch([R("m2", "device_id:d1")])
+            assert res.outcome == "blocked" and res.profile_id is None
+            assert kinds(res) == [("blocked", "limit:device_id")] and res.changes[0]["from_profile_id"] == "p1"
+            [ok] = tight.resolve_batch([R("m3", "anonymous_id:a9")])
+            assert ok.outcome == "applied" and ok.profile_id == "p2"
+        finally:
+            tight.close()
+    finally:
+        loose.close()

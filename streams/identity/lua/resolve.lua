@@ -1,304 +1,476 @@
--- Touchpoint identity graph: dedup + resolve ONE event atomically (invariants 2, 3, 4, 5).
+-- Touchpoint identity graph: dedup + resolve events, each one atomically (invariants 2, 3, 4, 5).
 -- The rule numbers are embedded by streams/identity/redis_graph.py (so a rule set = a script SHA).
--- KEYS[1] = <ns>dedup:<message_id>
--- ARGV    = ns ("<namespace>:"), dedup ttl (s), claim, ts_ms, then type1, value1, type2, value2, ...
---           identifiers already without blocked values and sorted by priority (rules.prepare).
--- Reply   = {"duplicate"} | {outcome, profile_id|false, json|false} | {"=", stored reply}
+-- One call resolves a run of consecutive events of a batch, one after the other, exactly as if
+-- each had been its own call (same replies, same writes to each key in the same order); the whole
+-- run is then one atomic step instead of one per event. Redis checks maxmemory (deny-oom) once per
+-- script call, before its first write, and freezes the clock it expires keys by at the start of a
+-- call: both now happen once per run instead of once per event.
+-- KEYS    = <ns>dedup:<message_id> of each event, in order
+-- ARGV    = ns ("<namespace>:"), dedup ttl (s), then per event: claim, ts_ms, n, type1, value1, ...,
+--           type_n, value_n: identifiers already without blocked values and sorted by priority
+--           (rules.prepare).
+-- Reply   = one entry per event: {"duplicate"} | {outcome, profile_id|false, json|false} |
+--           {"=", stored reply} | an error (that event failed; its writes so far stay, like a
+--           failed call of its own, and the next events still run)
 --           json = {"m": [losers in merge order], "c": [audit records without message_id/ts/profile_id]}
--- Single-instance Redis: keys other than KEYS[1] are derived inside (use a {hash-tag} namespace on a cluster).
+-- Single-instance Redis: keys other than KEYS are derived inside (use a {hash-tag} namespace on a cluster).
+--
+-- Cost: Redis CPU is what an ingest batch waits for (bench/identity_bench.py). Per event the
+-- script reads the dedup entry and the suppression, quarantine and owner keys of all identifiers
+-- in one MGET; an event whose identifiers all belong to one profile (most traffic) then needs
+-- only that profile's meta and one SET. Writes of several keys or list items are one MSET/RPUSH;
+-- several hash fields are one HSET only where that leaves the very same hash (see hset_pairs);
+-- per hash the commands are otherwise the same as before, one by one (the iteration order of a
+-- hashtable-encoded hash depends on them). Scratch tables are reused across the events of a
+-- call; the rule tables and functions are built once per call.
 local CFG = __RULES__
 
-local ns, ttl, claim, ts = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local msg = string.sub(KEYS[1], #ns + 7)  -- the message id: KEYS[1] is ns .. 'dedup:' .. message_id
+local call, sha1hex = redis.call, redis.sha1hex
+local sub, byte, char, find = string.sub, string.byte, string.char, string.find
+local sort, encode = table.sort, cjson.encode
+local tonumber, tostring, unpack, ipairs, pairs, type, pcall = tonumber, tostring, unpack, ipairs, pairs, type, pcall
+
+local ns, ttl = ARGV[1], ARGV[2]
 local SEP = '\31'
+local K_SUPP, K_QUAR, K_ID, K_P, K_PM, K_PE, K_PL = ns .. 'supp:', ns .. 'quar:', ns .. 'id:', ns .. 'p:', ns .. 'pm:', ns .. 'pe:', ns .. 'pl:'
+local K_FWD, K_DEG, K_DRES, K_SEQ = ns .. 'fwd:', ns .. 'deg:', ns .. 'dres:', ns .. 'seq'
+local MSG_AT = #ns + 7  -- a dedup key is ns .. 'dedup:' .. message_id
 
--- Dedup first: another claim on this message id = duplicate (invariant 2); our own claim =
--- redelivery after a crash before the offset commit: replay the stored reply, or re-run.
--- The value is the claim, followed (SEP outcome SEP profile) for a trivial resolution, whose
--- reply is not stored in dres: a redelivery reports the profile first reported, not the
--- current survivor (else an event already folded into a since-merged profile would be folded
--- again into the survivor before the merged state arrives there).
-local prev = redis.call('SET', KEYS[1], claim, 'NX', 'EX', ttl, 'GET')
-local prev_claim, prev_outcome, prev_pid = prev, nil, nil
-if prev then
-  local a = string.find(prev, SEP, 1, true)
-  if a then
-    local b = string.find(prev, SEP, a + 1, true)
-    prev_claim, prev_outcome, prev_pid = string.sub(prev, 1, a - 1), string.sub(prev, a + 1, b - 1), string.sub(prev, b + 1)
-  end
-end
-if prev and prev_claim ~= claim then
-  return {'duplicate'}
-end
+local limit, default_limit, unique, nomerge = CFG.limit, CFG.default_limit, CFG.unique, CFG.nomerge
+local unique_list, supernode = CFG.unique_list, CFG.supernode
 
-local cands = {}
-for i = 5, #ARGV, 2 do
-  local t, v = ARGV[i], ARGV[i + 1]
-  cands[#cands + 1] = {t = t, v = v, f = t .. ':' .. v}
-end
+-- Scratch tables reused by every event of the call; every read is bounded by the current
+-- event's own counts, so leftovers of an earlier event are never seen.
+local T, V, F, P = {}, {}, {}, {}  -- candidate i: type, value, "type:value", owner (string|false)
+local W1, W2 = {}, {}              -- arguments of variadic commands
+local DIG = {}
 
--- Erased people stay erased (invariant 5): any suppressed identifier drops the whole event.
-for _, c in ipairs(cands) do
-  if redis.call('EXISTS', ns .. 'supp:' .. redis.sha1hex(c.f)) == 1 then
-    return {'erased', false, false}
-  end
-end
-
-if prev then
-  local stored = redis.call('GET', ns .. 'dres:' .. msg)
-  if stored then return {'=', stored} end
-  if prev_pid then return {prev_outcome, prev_pid, false} end
-end
-
-local function limit_of(t)
-  return CFG.limit[t] or CFG.default_limit
-end
-
-local function sorted_keys(tbl)
-  local ks = {}
-  for k in pairs(tbl) do ks[#ks + 1] = k end
-  table.sort(ks)
-  return ks
-end
-
-local meta_cache = {}
-local function meta(pid)
-  local m = meta_cache[pid]
-  if m then return m end
-  local flat = redis.call('HGETALL', ns .. 'pm:' .. pid)
-  local counts, uniq = {}, {}
-  for i = 1, #flat, 2 do
-    local k, val = flat[i], flat[i + 1]
-    if string.sub(k, 1, 2) == 'n:' then counts[string.sub(k, 3)] = tonumber(val)
-    else uniq[string.sub(k, 3)] = val end
-  end
-  m = {counts = counts, uniq = uniq}
-  meta_cache[pid] = m
-  return m
-end
-
--- Current owner and quarantine flag of every candidate, read once.
-local live = {}
-for _, c in ipairs(cands) do
-  if redis.call('EXISTS', ns .. 'quar:' .. c.f) == 0 then
-    c.pid = redis.call('GET', ns .. 'id:' .. c.f)
-    live[#live + 1] = c
-  end
-end
-
--- One planning pass in priority order: the stronger identifier wins every conflict.
-local function plan(list)
-  local group, order, U, C = {}, {}, {}, {}
-  local attach, mapped, audits = {}, {}, {}
-  for _, c in ipairs(list) do
-    local t, v, pid = c.t, c.v, c.pid
-    if pid then
-      if group[pid] then
-        mapped[#mapped + 1] = c
-      elseif CFG.nomerge[t] and #order > 0 then
-        audits[#audits + 1] = {type = 'conflict', rule = 'no_merge:' .. t, identifiers = {c.f}, from_profile_id = pid}
-      else
-        local m = meta(pid)
-        local bad = nil
-        for _, ut in ipairs(CFG.unique_list) do
-          local uv = m.uniq[ut]
-          if uv and U[ut] and U[ut] ~= uv then bad = ut break end
-        end
-        if bad then
-          audits[#audits + 1] = {type = 'conflict', rule = 'unique:' .. bad, identifiers = {c.f}, from_profile_id = pid}
-        else
-          local over = nil
-          for _, lt in ipairs(sorted_keys(m.counts)) do
-            if (C[lt] or 0) + m.counts[lt] > limit_of(lt) then over = lt break end
-          end
-          if over then
-            audits[#audits + 1] = {type = 'blocked', rule = 'limit:' .. over, identifiers = {c.f}, from_profile_id = pid}
-          else
-            group[pid] = c.f
-            order[#order + 1] = pid
-            mapped[#mapped + 1] = c
-            for ut, uv in pairs(m.uniq) do U[ut] = uv end
-            for lt, n in pairs(m.counts) do C[lt] = (C[lt] or 0) + n end
-          end
-        end
-      end
-    else
-      if CFG.unique[t] and U[t] and U[t] ~= v then
-        audits[#audits + 1] = {type = 'conflict', rule = 'unique:' .. t, identifiers = {c.f}}
-      elseif (C[t] or 0) + 1 > limit_of(t) then
-        audits[#audits + 1] = {type = 'blocked', rule = 'limit:' .. t, identifiers = {c.f}}
-      else
-        C[t] = (C[t] or 0) + 1
-        if CFG.unique[t] then U[t] = v end
-        attach[#attach + 1] = c
-      end
-    end
-  end
-  return group, order, attach, mapped, audits
-end
-
--- Supernode breaker: an identifier that would bridge more than N merges is quarantined and
--- the event is planned again without it (invariant 4).
-local quarantined = {}
-local group, order, attach, mapped, audits
-while true do
-  group, order, attach, mapped, audits = plan(live)
-  if CFG.supernode < 0 or #order < 2 then break end
-  local k = #order - 1
-  local hit = {}
-  for _, c in ipairs(mapped) do
-    if not (CFG.unique[c.t] or CFG.nomerge[c.t]) then
-      local d = tonumber(redis.call('GET', ns .. 'deg:' .. c.f) or '0')
-      if d + k > CFG.supernode then hit[c.f] = true end
-    end
-  end
-  if next(hit) == nil then break end
-  local rest = {}
-  for _, c in ipairs(live) do
-    if hit[c.f] then
-      redis.call('SET', ns .. 'quar:' .. c.f, msg)
-      quarantined[#quarantined + 1] = {type = 'quarantined', rule = 'supernode', identifiers = {c.f}, from_profile_id = c.pid}
-    else
-      rest[#rest + 1] = c
-    end
-  end
-  live = rest
-end
-
-local changes = quarantined
-for _, a in ipairs(audits) do changes[#changes + 1] = a end
-
-local function reply(outcome, pid, merged)
-  if #changes == 0 and #merged == 0 then
-    if pid then redis.call('SET', KEYS[1], claim .. SEP .. outcome .. SEP .. pid, 'XX', 'KEEPTTL') end
-    return {outcome, pid or false, false}
-  end
-  local body = cjson.encode({m = merged, c = changes})
-  redis.call('SET', ns .. 'dres:' .. msg, outcome .. SEP .. (pid or '') .. SEP .. body, 'EX', ttl)
-  return {outcome, pid or false, body}
-end
-
-if #order == 0 and #attach == 0 then
-  return reply('blocked', nil, {})
-end
-
-local function seq_of(pid) return tonumber(string.sub(pid, 2), 36) end
-local D = '0123456789abcdefghijklmnopqrstuvwxyz'
-local function pid_of(n)
-  local s = ''
-  repeat
-    local r = n % 36
-    s = string.sub(D, r + 1, r + 1) .. s
-    n = (n - r) / 36
-  until n == 0
-  return 'p' .. s
-end
-
--- HSET/RPUSH in chunks: unpack() has a small stack limit.
-local function push_chunked(cmd, key, items)
+-- cmd [key] items[1..n], at most 1000 items per call (unpack has a small stack limit; an even
+-- step keeps field/value and key/value pairs together).
+local function callv(cmd, key, items, n)
   local i = 1
-  while i <= #items do
-    local j = math.min(i + 999, #items)
-    redis.call(cmd, key, unpack(items, i, j))
+  while i <= n do
+    local j = i + 999
+    if j > n then j = n end
+    if key then call(cmd, key, unpack(items, i, j)) else call(cmd, unpack(items, i, j)) end
     i = j + 1
   end
 end
 
-local S
-local created = false
-if #order == 0 then
-  S = pid_of(redis.call('INCR', ns .. 'seq'))
-  created = true
-else
-  S = order[1]
-  for _, pid in ipairs(order) do
-    if seq_of(pid) < seq_of(S) then S = pid end
+-- HSET key f1 v1 ... of pairs[1..2n], as few calls as give the same hash as one HSET per pair:
+-- an HSET turns a small (listpack) hash into a hashtable before writing anything when one of its
+-- arguments is longer than hash-max-listpack-value, so a pair joins the current call only when it
+-- is no longer than that call's first pair (whatever the setting, the call converts exactly when
+-- the first pair alone would). Iteration order of a hashtable depends on when it was converted.
+local function hset_pairs(key, pairs_, n)
+  local i = 1
+  while i <= n do
+    local f, v = pairs_[i + i - 1], pairs_[i + i]
+    local lim = #f
+    if #v > lim then lim = #v end
+    local j = i
+    while j < n and j - i < 499 do
+      local f2, v2 = pairs_[j + j + 1], pairs_[j + j + 2]
+      if #f2 > lim or #v2 > lim then break end
+      j = j + 1
+    end
+    if j == i then call('HSET', key, f, v) else call('HSET', key, unpack(pairs_, i + i - 1, j + j)) end
+    i = j + 1
   end
 end
 
-local anchor = mapped[1] or attach[1]
-local pS, pmS, peS, plS = ns .. 'p:' .. S, ns .. 'pm:' .. S, ns .. 'pe:' .. S, ns .. 'pl:' .. S
-
--- Merge: the older profile (smaller sequence) survives; losers are folded in, oldest first.
-local losers = {}
-for _, pid in ipairs(order) do
-  if pid ~= S then losers[#losers + 1] = pid end
+-- MGET of keys[1..n] (chunked), as one reply table.
+local function mget(keys, n)
+  if n <= 1000 then return call('MGET', unpack(keys, 1, n)) end
+  local out = {}
+  for i = 1, n, 1000 do
+    local j = i + 999
+    if j > n then j = n end
+    local part = call('MGET', unpack(keys, i, j))
+    for x = 1, #part do out[#out + 1] = part[x] end
+  end
+  return out
 end
-table.sort(losers, function(a, b) return seq_of(a) < seq_of(b) end)
-for _, L in ipairs(losers) do
-  local pL = ns .. 'p:' .. L
-  local flat = redis.call('HGETALL', pL)
+
+local function seq_of(pid) return tonumber(sub(pid, 2), 36) end
+
+-- "p" .. base36(x), digits 0-9a-z
+local function pid_of(x)
+  local k = 0
+  repeat
+    local r = x % 36
+    k = k + 1
+    if r < 10 then DIG[k] = 48 + r else DIG[k] = 87 + r end
+    x = (x - r) / 36
+  until x == 0
+  for i = 1, k / 2 do DIG[i], DIG[k + 1 - i] = DIG[k + 1 - i], DIG[i] end
+  return char(112, unpack(DIG, 1, k))
+end
+
+-- Profile meta (pm:<pid>), read once per event: counts per type, unique values, the counted
+-- types sorted, and the hash as read (for folding a loser into the survivor).
+local meta_cache
+local function meta(pid, flat)
+  local m = meta_cache[pid]
+  if m then return m end
+  flat = flat or call('HGETALL', K_PM .. pid)
+  local counts, uniq, types, nt = {}, {}, {}, 0
   for i = 1, #flat, 2 do
-    redis.call('SET', ns .. 'id:' .. flat[i], S)
+    local k = flat[i]
+    local b1, b2 = byte(k, 1, 2)
+    if b1 == 110 and b2 == 58 then  -- 'n:'
+      local t, cv = sub(k, 3), tonumber(flat[i + 1])
+      if cv ~= nil and counts[t] == nil then nt = nt + 1 types[nt] = t end
+      counts[t] = cv
+    else uniq[sub(k, 3)] = flat[i + 1] end
   end
-  push_chunked('HSET', pS, flat)
-  local mflat = redis.call('HGETALL', ns .. 'pm:' .. L)
-  for i = 1, #mflat, 2 do
-    if string.sub(mflat[i], 1, 2) == 'n:' then redis.call('HINCRBY', pmS, mflat[i], mflat[i + 1])
-    else redis.call('HSET', pmS, mflat[i], mflat[i + 1]) end
-  end
-  push_chunked('RPUSH', peS, redis.call('LRANGE', ns .. 'pe:' .. L, 0, -1))
-  local fwd = redis.call('SMEMBERS', ns .. 'pl:' .. L)
-  fwd[#fwd + 1] = L
-  for _, x in ipairs(fwd) do
-    redis.call('SET', ns .. 'fwd:' .. x, S)
-  end
-  push_chunked('SADD', plS, fwd)
-  redis.call('DEL', pL, ns .. 'pm:' .. L, ns .. 'pe:' .. L, ns .. 'pl:' .. L)
+  if nt > 1 then sort(types) end
+  m = {counts = counts, uniq = uniq, types = types, flat = flat}
+  meta_cache[pid] = m
+  return m
 end
 
--- Bridges: the anchor (strongest accepted, already mapped identifier) joins every other profile
--- of the group; recorded once per merge as provenance for why().
-local merged = {}
-if #order >= 2 then
-  for _, pid in ipairs(order) do
-    if pid ~= anchor.pid then
-      redis.call('RPUSH', peS, anchor.f .. SEP .. group[pid] .. SEP .. msg .. SEP .. 'co_occurrence' .. SEP .. ts)
-    end
-  end
-  -- bridged: the identifiers whose breaker count (deg) this event raises by 1 per merged record,
-  -- so `touchpoint identity rebuild` can restore deg:* from the audit trail alone.
-  local bridged = {}
-  if CFG.supernode >= 0 then
-    for _, c in ipairs(mapped) do
-      if not (CFG.unique[c.t] or CFG.nomerge[c.t]) then bridged[#bridged + 1] = c.f end
-    end
-  end
-  for _, L in ipairs(losers) do
-    local pair
-    if L == anchor.pid then pair = {group[S], anchor.f} else pair = {anchor.f, group[L]} end
-    local rec = {type = 'merged', rule = 'co_occurrence', identifiers = pair, from_profile_id = L}
-    if #bridged > 0 then rec.bridged = bridged end
-    changes[#changes + 1] = rec
-    merged[#merged + 1] = L
-  end
-  if CFG.supernode >= 0 then
-    for _, c in ipairs(mapped) do
-      if not (CFG.unique[c.t] or CFG.nomerge[c.t]) then
-        redis.call('INCRBY', ns .. 'deg:' .. c.f, #order - 1)
+-- One planning pass in priority order over candidate indices: the stronger identifier wins
+-- every conflict. C = identifiers per type the planned profile will hold.
+local function plan(list, nlist)
+  local group, order, U, C = {}, {}, {}, {}
+  local attach, mapped, audits = {}, {}, {}
+  local no, na, nm = 0, 0, 0
+  for x = 1, nlist do
+    local c = list[x]
+    local t, pid = T[c], P[c]
+    if pid then
+      if group[pid] then
+        nm = nm + 1 mapped[nm] = c
+      elseif no > 0 and nomerge[t] then
+        audits[#audits + 1] = {type = 'conflict', rule = 'no_merge:' .. t, identifiers = {F[c]}, from_profile_id = pid}
+      else
+        local m = meta(pid)
+        local uniq, bad = m.uniq, nil
+        for _, ut in ipairs(unique_list) do
+          local uv = uniq[ut]
+          if uv and U[ut] and U[ut] ~= uv then bad = ut break end
+        end
+        if bad then
+          audits[#audits + 1] = {type = 'conflict', rule = 'unique:' .. bad, identifiers = {F[c]}, from_profile_id = pid}
+        else
+          local counts, over = m.counts, nil
+          for _, lt in ipairs(m.types) do
+            if (C[lt] or 0) + counts[lt] > (limit[lt] or default_limit) then over = lt break end
+          end
+          if over then
+            audits[#audits + 1] = {type = 'blocked', rule = 'limit:' .. over, identifiers = {F[c]}, from_profile_id = pid}
+          else
+            group[pid] = F[c]
+            no = no + 1 order[no] = pid
+            nm = nm + 1 mapped[nm] = c
+            for ut, uv in pairs(uniq) do U[ut] = uv end
+            for lt, k in pairs(counts) do C[lt] = (C[lt] or 0) + k end
+          end
+        end
+      end
+    else
+      local v = V[c]
+      if unique[t] and U[t] and U[t] ~= v then
+        audits[#audits + 1] = {type = 'conflict', rule = 'unique:' .. t, identifiers = {F[c]}}
+      elseif (C[t] or 0) + 1 > (limit[t] or default_limit) then
+        audits[#audits + 1] = {type = 'blocked', rule = 'limit:' .. t, identifiers = {F[c]}}
+      else
+        C[t] = (C[t] or 0) + 1
+        if unique[t] then U[t] = v end
+        na = na + 1 attach[na] = c
       end
     end
   end
+  return group, order, attach, mapped, audits, C
 end
 
--- Attach the new identifiers, each linked to the anchor with this event as provenance.
-if #attach > 0 then
-  local fs = {}
-  for _, c in ipairs(attach) do
-    local via, rule = anchor.f, 'co_occurrence'
-    if c == anchor then via, rule = '', 'first_seen' end
-    redis.call('SET', ns .. 'id:' .. c.f, S)
-    redis.call('HSET', pS, c.f, via .. SEP .. msg .. SEP .. rule .. SEP .. ts)
-    redis.call('HINCRBY', pmS, 'n:' .. c.t, 1)
-    if CFG.unique[c.t] then redis.call('HSET', pmS, 'u:' .. c.t, c.v) end
-    fs[#fs + 1] = c.f
+-- One event. a = index in ARGV of its first identifier type, n = number of identifiers.
+local function resolve(dkey, claim, ts, a, n)
+  -- One read: the dedup entry, then suppression, quarantine and owner of every candidate (all
+  -- plain strings, so "MGET gives a value" = "EXISTS").
+  local n2 = n + n
+  W1[1] = dkey
+  for i = 1, n do
+    local t, v = ARGV[a], ARGV[a + 1]
+    a = a + 2
+    local f = t .. ':' .. v
+    T[i], V[i], F[i] = t, v, f
+    W1[1 + i], W1[1 + n + i], W1[1 + n2 + i] = K_SUPP .. sha1hex(f), K_QUAR .. f, K_ID .. f
   end
-  if created then
-    changes[#changes + 1] = {type = 'created', rule = 'first_seen', identifiers = fs}
+  local got = mget(W1, 1 + n2 + n)
+
+  -- Dedup: another claim on this message id = duplicate (invariant 2); our own claim =
+  -- redelivery after a crash before the offset commit: replay the stored reply, or re-run.
+  -- The value is the claim, followed (SEP outcome SEP profile) for a trivial resolution, whose
+  -- reply is not stored in dres: a redelivery reports the profile first reported, not the
+  -- current survivor (else an event already folded into a since-merged profile would be folded
+  -- again into the survivor before the merged state arrives there).
+  -- A new message id is claimed (SET EX) before anything else is written, except on the fast
+  -- path below, which writes its final value at once instead of claim first, then value.
+  local prev = got[1]
+  local prev_claim, prev_outcome, prev_pid = prev, nil, nil
+  if prev then
+    local x = find(prev, SEP, 1, true)
+    if x then
+      local y = find(prev, SEP, x + 1, true)
+      prev_claim, prev_outcome, prev_pid = sub(prev, 1, x - 1), sub(prev, x + 1, y - 1), sub(prev, y + 1)
+    end
+    if prev_claim ~= claim then
+      return {'duplicate'}
+    end
+  end
+
+  -- Erased people stay erased (invariant 5): any suppressed identifier drops the whole event.
+  for i = 2, n + 1 do
+    if got[i] then
+      if not prev then call('SET', dkey, claim, 'EX', ttl) end
+      return {'erased', false, false}
+    end
+  end
+
+  local msg = nil  -- the message id, cut from dkey when needed (not on the fast path)
+  if prev then
+    msg = sub(dkey, MSG_AT)
+    local stored = call('GET', K_DRES .. msg)
+    if stored then return {'=', stored} end
+    if prev_pid then return {prev_outcome, prev_pid, false} end
+  end
+
+  -- Candidates not quarantined, with their current owner.
+  local live, nlive = {}, 0
+  local pid0, same = false, true
+  for i = 1, n do
+    if not got[1 + n + i] then
+      local pid = got[1 + n2 + i]
+      P[i] = pid
+      nlive = nlive + 1 live[nlive] = i
+      if nlive == 1 then pid0 = pid elseif pid ~= pid0 then same = false end
+    end
+  end
+
+  -- Fast path, most events of a known person: every candidate left already belongs to one
+  -- profile. The plan below would accept them all (nothing to merge, attach or refuse) unless
+  -- that profile holds more of a type than the type's limit (possible after a rule change), and
+  -- reply trivially; check just that, on the same read of the profile meta the plan makes.
+  local flat0 = nil
+  if pid0 and same then
+    flat0 = call('HGETALL', K_PM .. pid0)
+    local over = false
+    for i = 1, #flat0, 2 do
+      local k = flat0[i]
+      local b1, b2 = byte(k, 1, 2)
+      if b1 == 110 and b2 == 58 then  -- 'n:'
+        local cv = tonumber(flat0[i + 1])
+        if cv and cv > (limit[sub(k, 3)] or default_limit) then over = true break end
+      end
+    end
+    if not over then
+      if prev then call('SET', dkey, claim .. SEP .. 'applied' .. SEP .. pid0, 'XX', 'KEEPTTL')
+      else call('SET', dkey, claim .. SEP .. 'applied' .. SEP .. pid0, 'EX', ttl) end
+      return {'applied', pid0, false}
+    end
+  end
+  if not prev then call('SET', dkey, claim, 'EX', ttl) end
+  msg = msg or sub(dkey, MSG_AT)
+
+  -- Supernode breaker: an identifier that would bridge more than N merges is quarantined and
+  -- the event is planned again without it (invariant 4).
+  meta_cache = {}
+  if flat0 then meta(pid0, flat0) end
+  local quarantined = {}
+  local group, order, attach, mapped, audits, C
+  while true do
+    group, order, attach, mapped, audits, C = plan(live, nlive)
+    if supernode < 0 or #order < 2 then break end
+    local k = #order - 1
+    local nk = 0
+    for _, c in ipairs(mapped) do
+      if not (unique[T[c]] or nomerge[T[c]]) then
+        nk = nk + 1 W1[nk] = K_DEG .. F[c] W2[nk] = c
+      end
+    end
+    local hit, any = {}, false
+    if nk > 0 then
+      local degs = mget(W1, nk)
+      for j = 1, nk do
+        if tonumber(degs[j] or '0') + k > supernode then hit[F[W2[j]]] = true any = true end
+      end
+    end
+    if not any then break end
+    local rest, nrest = {}, 0
+    for x = 1, nlive do
+      local c = live[x]
+      if hit[F[c]] then
+        call('SET', K_QUAR .. F[c], msg)
+        quarantined[#quarantined + 1] = {type = 'quarantined', rule = 'supernode', identifiers = {F[c]}, from_profile_id = P[c]}
+      else
+        nrest = nrest + 1 rest[nrest] = c
+      end
+    end
+    live, nlive = rest, nrest
+  end
+
+  local changes = quarantined
+  for _, x in ipairs(audits) do changes[#changes + 1] = x end
+
+  local function reply(outcome, pid, merged)
+    if #changes == 0 and #merged == 0 then
+      if pid then call('SET', dkey, claim .. SEP .. outcome .. SEP .. pid, 'XX', 'KEEPTTL') end
+      return {outcome, pid or false, false}
+    end
+    local body = encode({m = merged, c = changes})
+    call('SET', K_DRES .. msg, outcome .. SEP .. (pid or '') .. SEP .. body, 'EX', ttl)
+    return {outcome, pid or false, body}
+  end
+
+  local norder, nattach = #order, #attach
+  if norder == 0 and nattach == 0 then
+    return reply('blocked', nil, {})
+  end
+
+  local S
+  local created = false
+  if norder == 0 then
+    S = pid_of(call('INCR', K_SEQ))
+    created = true
   else
-    -- via: the anchor the new identifiers are linked to (provenance; needed by identity rebuild)
-    changes[#changes + 1] = {type = 'linked', rule = 'co_occurrence', identifiers = fs, via = anchor.f}
+    S = order[1]
+    if norder > 1 then
+      local sS = seq_of(S)
+      for i = 2, norder do
+        local s = seq_of(order[i])
+        if s < sS then S, sS = order[i], s end
+      end
+    end
   end
+
+  local anchor = mapped[1] or attach[1]
+  local anchor_f, anchor_pid = F[anchor], P[anchor]
+  local pS, pmS = K_P .. S, K_PM .. S
+
+  -- Merge: the older profile (smaller sequence) survives; losers are folded in, oldest first.
+  local losers, nl = {}, 0
+  if norder > 1 then
+    for _, pid in ipairs(order) do
+      if pid ~= S then nl = nl + 1 losers[nl] = pid end
+    end
+    if nl > 1 then sort(losers, function(x, y) return seq_of(x) < seq_of(y) end) end
+  end
+  local peS, plS = K_PE .. S, K_PL .. S
+  for _, L in ipairs(losers) do
+    local pL = K_P .. L
+    local flat = call('HGETALL', pL)
+    local nw = 0
+    for i = 1, #flat, 2 do
+      W1[nw + 1], W1[nw + 2] = K_ID .. flat[i], S
+      nw = nw + 2
+    end
+    callv('MSET', nil, W1, nw)
+    callv('HSET', pS, flat, #flat)
+    local mflat = meta(L).flat  -- pm:L as plan read it (only pm:S is written in between)
+    for i = 1, #mflat, 2 do
+      local k = mflat[i]
+      local b1, b2 = byte(k, 1, 2)
+      if b1 == 110 and b2 == 58 then call('HINCRBY', pmS, k, mflat[i + 1])
+      else call('HSET', pmS, k, mflat[i + 1]) end
+    end
+    local edges = call('LRANGE', K_PE .. L, 0, -1)
+    callv('RPUSH', peS, edges, #edges)
+    local fwd = call('SMEMBERS', K_PL .. L)
+    fwd[#fwd + 1] = L
+    nw = 0
+    for _, x in ipairs(fwd) do
+      W1[nw + 1], W1[nw + 2] = K_FWD .. x, S
+      nw = nw + 2
+    end
+    callv('MSET', nil, W1, nw)
+    callv('SADD', plS, fwd, #fwd)
+    call('DEL', pL, K_PM .. L, K_PE .. L, K_PL .. L)
+  end
+
+  -- Bridges: the anchor (strongest accepted, already mapped identifier) joins every other profile
+  -- of the group; recorded once per merge as provenance for why().
+  local merged = {}
+  if norder >= 2 then
+    local nw = 0
+    for _, pid in ipairs(order) do
+      if pid ~= anchor_pid then
+        nw = nw + 1
+        W1[nw] = anchor_f .. SEP .. group[pid] .. SEP .. msg .. SEP .. 'co_occurrence' .. SEP .. ts
+      end
+    end
+    callv('RPUSH', peS, W1, nw)
+    -- bridged: the identifiers whose breaker count (deg) this event raises by 1 per merged record,
+    -- so `touchpoint identity rebuild` can restore deg:* from the audit trail alone.
+    local bridged = {}
+    if supernode >= 0 then
+      for _, c in ipairs(mapped) do
+        if not (unique[T[c]] or nomerge[T[c]]) then bridged[#bridged + 1] = F[c] end
+      end
+    end
+    for _, L in ipairs(losers) do
+      local pair
+      if L == anchor_pid then pair = {group[S], anchor_f} else pair = {anchor_f, group[L]} end
+      local rec = {type = 'merged', rule = 'co_occurrence', identifiers = pair, from_profile_id = L}
+      if #bridged > 0 then rec.bridged = bridged end
+      changes[#changes + 1] = rec
+      merged[#merged + 1] = L
+    end
+    if supernode >= 0 then
+      for _, c in ipairs(mapped) do
+        if not (unique[T[c]] or nomerge[T[c]]) then
+          call('INCRBY', K_DEG .. F[c], norder - 1)
+        end
+      end
+    end
+  end
+
+  -- Attach the new identifiers, each linked to the anchor with this event as provenance.
+  if nattach > 0 then
+    local fs = {}
+    local via = nil
+    for i, c in ipairs(attach) do
+      local f, t = F[c], T[c]
+      W1[i + i - 1], W1[i + i] = K_ID .. f, S
+      W2[i + i - 1] = f
+      if c == anchor then
+        W2[i + i] = SEP .. msg .. SEP .. 'first_seen' .. SEP .. ts
+      else
+        via = via or (anchor_f .. SEP .. msg .. SEP .. 'co_occurrence' .. SEP .. ts)
+        W2[i + i] = via
+      end
+      fs[i] = f
+    end
+    callv('MSET', nil, W1, nattach + nattach)
+    hset_pairs(pS, W2, nattach)
+    -- pm:S: one HINCRBY per identifier, as many operations on the hash as one call per event
+    -- would make (the iteration order of a hashtable-encoded hash depends on them).
+    for _, c in ipairs(attach) do
+      local t = T[c]
+      call('HINCRBY', pmS, 'n:' .. t, '1')
+      if unique[t] then call('HSET', pmS, 'u:' .. t, V[c]) end
+    end
+    if created then
+      changes[#changes + 1] = {type = 'created', rule = 'first_seen', identifiers = fs}
+    else
+      -- via: the anchor the new identifiers are linked to (provenance; needed by identity rebuild)
+      changes[#changes + 1] = {type = 'linked', rule = 'co_occurrence', identifiers = fs, via = anchor_f}
+    end
+  end
+
+  return reply('applied', S, merged)
 end
 
-return reply('applied', S, merged)
+local out = {}
+local a = 3
+for e = 1, #KEYS do
+  local n = tonumber(ARGV[a + 2])
+  local ok, r = pcall(resolve, KEYS[e], ARGV[a], ARGV[a + 1], a + 3, n)
+  if not ok then
+    if type(r) == 'table' and r.err then r = {err = r.err} else r = {err = 'ERR ' .. tostring(r)} end
+  end
+  out[e] = r
+  a = a + 3 + n + n
+end
+return out
