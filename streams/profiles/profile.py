@@ -193,18 +193,19 @@ def fold(state: dict[str, Any], event: dict[str, Any], limits: Limits = DEFAULT_
     counts = state["cat"]
     products = get("products")
     if products:
-        # A set, as ever: several new categories of one event enter ``cat`` in set order.
-        categories = {category} if category else set()
+        # Distinct categories in event order (a dict: a set's order depends on the hash seed,
+        # which made the changelog bytes differ between processes for the same events).
+        categories = {category: None} if category else {}
         for p in products:
             if isinstance(p, dict):
                 c = p.get("category")
                 if c:
-                    categories.add(c)
+                    categories[c] = None
         for c in categories:
             label = str(c)
             counts[label] = counts.get(label, 0) + 1
     elif category:  # the common case without products: one category, no set needed
-        hash(category)  # an unhashable category fails here as it fails in the set above
+        hash(category)  # an unhashable category fails here as it fails in the dict above
         label = str(category)
         counts[label] = counts.get(label, 0) + 1
     if len(counts) > limits.categories:

@@ -112,3 +112,10 @@ def test_typical_profile_is_small():
               for i in range(15)]
     assert len(encode(folded(events))) < 2048
     assert len(orjson.dumps(render("p1", folded(events)))) < 6000
+
+
+def test_new_categories_enter_in_event_order_whatever_the_hash_seed():
+    state = new_profile()
+    cats = ["masks", "toys", "food", "books", "sanitizer", "travel"]
+    fold(state, {"ts_ms": 1, "type": "track", "event": "Order Completed", "products": [{"category": c} for c in cats]})
+    assert list(state["cat"]) == cats  # a set would order them by string hash (PYTHONHASHSEED)

@@ -15,8 +15,8 @@ from streams.profiles.profile import Limits
 from streams.profiles.stage import ProfileStage
 
 T0 = 1_767_225_600_000
-# Every event of this sequence adds at most one new category at a time: several new ones enter
-# ``cat`` in set order, which depends on the process's string hash seed.
+# Every event of this sequence adds at most one new category at a time (written when several new
+# ones entered ``cat`` in set order, which depended on the string hash seed; now in event order).
 CATEGORIES = ("masks", "groceries", "electronics", "sanitizer", "toys")
 
 
