@@ -22,6 +22,7 @@ from streams.kafka.client import faust_credentials
 from streams.kafka.delivery import DirectDeliveryTransport
 from streams.observability.metrics import Metrics
 from streams.settings import DEV_PII_KEY, Settings
+from streams.web import guard
 
 __all__ = ["WorkerContext", "create_app"]
 
@@ -60,8 +61,10 @@ def _broker_urls(bootstrap: str) -> list[str]:
 
 def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[faust.App, WorkerContext]:
     """A Faust app with every agent and HTTP view of a Touchpoint worker registered."""
+    settings.require_pii_key()  # the public default only in development mode
     if settings.pii_key == DEV_PII_KEY:
-        log.warning("TOUCHPOINT_PII_KEY is the development default; set a secret of your own in production")
+        log.warning("TOUCHPOINT_DEV_MODE: TOUCHPOINT_PII_KEY is the public development default; never use this in production")
+    policy = guard.HostPolicy.build(settings.allowed_hosts, settings.allowed_origins, [settings.web_host, settings.advertised_host])
     ctx = ctx or WorkerContext.build(settings)
     app = faust.App(
         settings.app_id,
@@ -84,7 +87,8 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
         producer_acks=-1,
         web_enabled=True,
         web_bind=settings.web_host,
-        web_host=settings.web_host,
+        web_host=settings.advertised_host,  # the canonical URL other workers forward profile lookups to
+        web_application_options={"middlewares": [guard.middleware(policy)]},  # Host and cross-site checks
         web_port=settings.web_port,
         web_tables_enabled=False,   # faust's /table views would serve table contents unauthenticated
         web_stats_enabled=False,

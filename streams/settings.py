@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Settings", "SettingsError", "setting_fields"]
+__all__ = ["Settings", "SettingsError", "mask_url", "setting_fields"]
 
 ENV_PREFIX = "TOUCHPOINT_"
 DEV_PII_KEY = "dev-only-pii-key-change-me"
@@ -26,8 +27,41 @@ class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
 
-def _setting(default: Any, doc: str, *, secret: bool = False, choices: tuple[str, ...] = ()) -> Any:
-    return field(default=default, metadata={"doc": doc, "secret": secret, "choices": choices})
+def _setting(default: Any, doc: str, *, secret: bool = False, url: bool = False, choices: tuple[str, ...] = ()) -> Any:
+    """``secret``: never shown; ``url``: shown with its password and secret query values masked."""
+    return field(default=default, metadata={"doc": doc, "secret": secret, "url": url, "choices": choices})
+
+
+_SECRET_QUERY = ("password", "passwd", "pass", "secret", "token", "key", "auth", "signature", "sig")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password of its user info and secret-looking query values replaced by ``***``.
+
+    >>> mask_url("rediss://tp:hunter2@redis:6380/0")
+    'rediss://tp:***@redis:6380/0'
+    >>> mask_url("http://am:9093/?token=abc&x=1")
+    'http://am:9093/?token=***&x=1'
+    >>> mask_url("redis://:pw@h/0"), mask_url("http://127.0.0.1:9093")
+    ('redis://:***@h/0', 'http://127.0.0.1:9093')
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        # a lone user info (redis://secret@h) is a password for Redis (AUTH <password>): mask it too
+        netloc = f"{user}:***@{hostport}" if colon else f"***@{hostport}"
+    path, q, query = tail.partition("?")
+    if q:
+        parts = []
+        for item in query.split("&"):
+            name, eq, _ = item.partition("=")
+            parts.append(f"{name}=***" if eq and any(s in name.lower() for s in _SECRET_QUERY) else item)
+        tail = path + q + "&".join(parts)
+    return f"{scheme}://{netloc}{slash}{tail}"
 
 
 def _home(*parts: str) -> str:
@@ -55,17 +89,18 @@ class Settings:
     replication_factor: int = _setting(1, "Replication factor of the topics the project creates (3 on a production cluster).")
 
     # -- Redis -----------------------------------------------------------------------------
-    redis_url: str = _setting("redis://127.0.0.1:16379/0", "Redis URL (redis:// or rediss://, user and password allowed) holding the identity graph and dedup keys.")
+    redis_url: str = _setting("redis://127.0.0.1:16379/0", "Redis URL (redis:// or rediss://, user and password allowed) holding the identity graph and dedup keys.", url=True)
 
     # -- ingest ----------------------------------------------------------------------------
     max_event_bytes: int = _setting(32768, "Records larger than this are dead-lettered as too_large before decoding.")
     dedup_ttl_s: int = _setting(7 * 86400, "How long a messageId is remembered for deduplication.")
     batch_size: int = _setting(500, "Most records the ingest agent takes per batch (one Redis round trip per batch).")
     batch_within_s: float = _setting(0.05, "Longest wait to fill an ingest batch.")
-    pii_key: str = _setting(DEV_PII_KEY, "Secret key of the HMAC-SHA256 applied to email and phone values; set your own in production.", secret=True)
+    pii_key: str = _setting(DEV_PII_KEY, "Secret key of the HMAC-SHA256 applied to email and phone values (the dead-letter seal key is derived from it). Required: the worker, `erase` and `dlq show` refuse to start with the public default unless TOUCHPOINT_DEV_MODE is on.", secret=True)
     pii_key_id: str = _setting("k1", "Identifier of pii_key, written next to hashed values so keys can be rotated.")
     default_phone_region: str = _setting("CN", "Region assumed for phone numbers written without a country code (ISO 3166 alpha-2).")
     dlq_encrypt: bool = _setting(True, "Encrypt dead-letter payloads (AES-GCM, key derived from pii_key) so raw PII in rejected records is not readable from the topic.")
+    dev_mode: bool = _setting(False, "Development mode: allows the public default TOUCHPOINT_PII_KEY (stored email/phone hashes and dead letters are then not protected). `touchpoint demo` and `bench` turn it on for themselves. Never in production.")
     max_clock_skew_s: int = _setting(86400, "Client clocks further than this from ours are not trusted for skew correction.")
 
     # -- worker ----------------------------------------------------------------------------
@@ -81,6 +116,9 @@ class Settings:
     # -- HTTP ------------------------------------------------------------------------------
     web_host: str = _setting("127.0.0.1", "Address the worker's HTTP server binds to (loopback by default).")
     web_port: int = _setting(6066, "Port of the worker's HTTP server (metrics, health, profile lookup).")
+    web_advertised_host: str = _setting("", "Host name other workers use to reach this worker's HTTP server (profile lookups are forwarded to the owner of a profile); empty = TOUCHPOINT_WEB_HOST, or this machine's host name when that is 0.0.0.0 or ::.")
+    allowed_hosts: str = _setting("", "Host names the worker's and the collector's HTTP servers answer to, comma-separated, besides IP addresses, localhost and the advertised host; other Host headers get 421 (DNS-rebinding protection). `*` = any.")
+    allowed_origins: str = _setting("", "Browser origins (scheme://host[:port]) allowed to send state-changing requests (POST) to the worker and the collector, comma-separated; other cross-site requests get 403 (CSRF protection). Requests without Origin/Sec-Fetch-Site headers (SDKs, curl) are not affected.")
     web_token: str = _setting("", "If set, HTTP requests must carry 'Authorization: Bearer <token>' (except /healthz and the static shell of /oncall, which holds no data).", secret=True)
 
     # -- HTTP collector ----------------------------------------------------------------------
@@ -91,13 +129,16 @@ class Settings:
     collector_burst: int = _setting(5000, "Events one write key may send at once above the sustained rate (the token bucket's size).")
     collector_max_batch_bytes: int = _setting(512000, "Largest request body the collector accepts, after gzip decoding (Segment allows 500 KB per batch); events are limited by TOUCHPOINT_MAX_EVENT_BYTES.")
     collector_publish_timeout_s: float = _setting(10.0, "Longest wait for Kafka to acknowledge a request's events; after it the collector answers 503 and the client retries.")
+    collector_header_timeout_s: float = _setting(10.0, "Longest time a connection to the collector may take to send a request's headers (from connecting, or from the previous answer); then it is closed.")
+    collector_body_timeout_s: float = _setting(30.0, "Longest time the collector waits for a request's body; then it answers 408.")
+    collector_max_connections: int = _setting(512, "Open connections one collector process keeps; beyond it the oldest connection not in a request is closed (keep it below the file-descriptor limit).")
 
     # -- demand ----------------------------------------------------------------------------
     demand_bucket_s: int = _setting(300, "Event-time bucket of the demand-shift detector.")
     demand_lateness_s: int = _setting(600, "How late an event may arrive and still count in its bucket.")
     demand_timezone: str = _setting("Asia/Shanghai", "IANA time zone whose local time of week drives the seasonal baseline.")
     demand_dimensions: str = _setting("product,category,region,channel,category_region", "Dimensions the demand detector watches, comma-separated.")
-    alertmanager_url: str = _setting("", "Alertmanager base URL (e.g. http://127.0.0.1:9093); when set, demand alerts are also posted to its API v2. Empty = off.")
+    alertmanager_url: str = _setting("", "Alertmanager base URL (e.g. http://127.0.0.1:9093); when set, demand alerts are also posted to its API v2. Empty = off.", url=True)
 
     # -- embedded stack ---------------------------------------------------------------------
     stack_dir: str = _setting(_home(".local", "share", "touchpoint", "stack"), "Data, logs and pid files of the embedded Kafka and Redis.")
@@ -133,6 +174,39 @@ class Settings:
                      "collector_rate_per_s", "collector_burst", "collector_max_batch_bytes", "collector_publish_timeout_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
+        for name in ("web_port", "collector_port", "stack_kafka_port", "stack_controller_port", "stack_redis_port"):
+            if not 1 <= getattr(self, name) <= 65535:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()}={getattr(self, name)}: a port is between 1 and 65535")
+        self._validate_demand()
+
+    def _validate_demand(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        from streams.demand.dimensions import parse_dimensions
+
+        try:
+            ZoneInfo(self.demand_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(f"TOUCHPOINT_DEMAND_TIMEZONE={self.demand_timezone!r}: not an IANA time zone (e.g. Asia/Shanghai, UTC)") from None
+        try:
+            parse_dimensions(self.demand_dimensions)
+        except ValueError as exc:
+            raise SettingsError(f"TOUCHPOINT_DEMAND_DIMENSIONS={self.demand_dimensions!r}: {exc}") from None
+
+    def require_pii_key(self) -> None:
+        """Refuse (:class:`SettingsError`) the public default PII key outside development mode."""
+        if self.pii_key == DEV_PII_KEY and not self.dev_mode:
+            raise SettingsError("TOUCHPOINT_PII_KEY is not set (the public default would let anyone reverse the stored email/phone "
+                                "hashes and open dead letters): set a secret of your own, or TOUCHPOINT_DEV_MODE=true for local use")
+        if not self.pii_key:
+            raise SettingsError("TOUCHPOINT_PII_KEY is empty: set a secret of your own")
+
+    @property
+    def advertised_host(self) -> str:
+        """The host name other workers reach this worker's HTTP server at (see ``web_advertised_host``)."""
+        if self.web_advertised_host:
+            return self.web_advertised_host
+        return socket.gethostname() if self.web_host in ("0.0.0.0", "::", "") else self.web_host
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated)."""
@@ -163,12 +237,19 @@ class Settings:
         return out
 
     def describe(self) -> dict[str, Any]:
-        """All settings with secrets masked, for start-up logs."""
+        """All settings with secrets masked (and credentials inside URLs), for start-up logs."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = "***" if f.metadata.get("secret") and value else value
+            if f.metadata.get("secret") and value:
+                value = "***"
+            elif f.metadata.get("url") and value:
+                value = mask_url(value)
+            out[f.name] = value
         return out
+
+    def __repr__(self) -> str:  # the dataclass repr would print the PII key and passwords
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.describe().items())})"
 
 
 def setting_fields() -> list[dataclasses.Field[Any]]:

@@ -14,6 +14,7 @@ from aiohttp import web
 from streams.cli.errors import UsageError
 from streams.collector.app import CollectorConfig, create_app
 from streams.collector.publisher import KafkaPublisher
+from streams.collector.server import ConnectionLimit, start_server
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def config_for(args: argparse.Namespace, settings: Settings) -> CollectorConfig:
     """The collector's configuration, refusing to run open by accident."""
-    config = CollectorConfig.from_settings(settings, allow_no_auth=args.allow_no_auth)
+    config = CollectorConfig.from_settings(settings, allow_no_auth=args.allow_no_auth, host=args.host)
     if not config.write_keys and not args.allow_no_auth:
         raise UsageError("no write keys: set TOUCHPOINT_WRITE_KEYS=key1,key2 "
                          "(or pass --allow-no-auth to accept every request, for local testing only)")
@@ -43,16 +44,21 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     config = config_for(args, settings)
     host = args.host or settings.collector_host
     port = settings.collector_port if args.port is None else args.port
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port {port}: a port is between 1 and 65535")
     if not config.auth_required and host not in _LOOPBACK:
         log.warning("no write keys and bound to %s: anyone who can reach it can publish events", host)
 
     publisher = KafkaPublisher(settings)
-    app = create_app(config, publisher)
-    # in-flight requests get the publish timeout to finish before the producer is stopped
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.collector_publish_timeout_s + 2)
+    limit = ConnectionLimit(settings.collector_max_connections)
+    app = create_app(config, publisher, middlewares=[limit.track])
+    # in-flight requests get the publish timeout to finish before the producer is stopped;
+    # keepalive_timeout also closes a connection that has not sent a whole header in time
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.collector_publish_timeout_s + 2,
+                           keepalive_timeout=settings.collector_header_timeout_s)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        listener = await start_server(runner, limit, host, port)
     except OSError as exc:
         await runner.cleanup()
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
@@ -68,6 +74,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         await stop.wait()
     finally:
         print("touchpoint collect: stopping", file=sys.stderr, flush=True)
+        listener.close()
         await runner.cleanup()  # stop accepting, let in-flight requests get their acks
         connect.cancel()
         with contextlib.suppress(asyncio.CancelledError):

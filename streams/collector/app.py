@@ -10,6 +10,7 @@ limiter's buckets, so any number of processes can run behind a load balancer.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -22,10 +23,15 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from streams.collector.publisher import Publisher, PublishError, Record
 from streams.collector.ratelimit import RateLimiter
+from streams.ingest.decode import MAX_DEPTH, depth_exceeds
 from streams.settings import Settings
+from streams.web.guard import HostPolicy
+from streams.web.guard import middleware as host_guard
 
 __all__ = ["CALL_TYPES", "COLLECTOR", "CollectorConfig", "create_app", "parse_write_keys", "prepare_event", "EventError"]
 
@@ -65,12 +71,16 @@ class CollectorConfig:
     burst: int = 5000
     max_batch_bytes: int = 512_000
     max_event_bytes: int = 32_768
+    body_timeout_s: float = 30.0
+    hosts: HostPolicy = HostPolicy(frozenset(), frozenset())
 
     @classmethod
-    def from_settings(cls, settings: Settings, allow_no_auth: bool = False) -> CollectorConfig:
+    def from_settings(cls, settings: Settings, allow_no_auth: bool = False, host: str | None = None) -> CollectorConfig:
         return cls(write_keys=parse_write_keys(settings.write_keys), allow_no_auth=allow_no_auth,
                    rate_per_s=settings.collector_rate_per_s, burst=settings.collector_burst,
-                   max_batch_bytes=settings.collector_max_batch_bytes, max_event_bytes=settings.max_event_bytes)
+                   max_batch_bytes=settings.collector_max_batch_bytes, max_event_bytes=settings.max_event_bytes,
+                   body_timeout_s=settings.collector_body_timeout_s,
+                   hosts=HostPolicy.build(settings.allowed_hosts, settings.allowed_origins, [host or settings.collector_host]))
 
     @property
     def auth_required(self) -> bool:
@@ -177,7 +187,12 @@ def prepare_event(raw: Any, index: int, path_type: str | None, batch: dict[str, 
         event.pop("channel")
         event["context"] = {**(event.get("context") or {}), "sdkChannel": channel}
     event["receivedAt"] = received_at
-    value = orjson.dumps(event)
+    if depth_exceeds(event):
+        return EventError(index, "", f"objects and arrays nest deeper than {MAX_DEPTH} levels", shown_id)
+    try:
+        value = orjson.dumps(event)
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits from a batch's context: never a 500
+        return EventError(index, "", "the event cannot be serialised (a number out of range?)", shown_id)
     if len(value) > max_event_bytes:
         return EventError(index, "", f"event is {len(value)} bytes; the limit is {max_event_bytes}", shown_id, too_large=True)
     return _partition_key(event), value
@@ -221,7 +236,8 @@ class _Collector:
 
     def _check_key(self, key: Any) -> str:
         if not self.config.auth_required:
-            return key if isinstance(key, str) else ""
+            # no keys to tell senders apart: one shared bucket, so inventing keys does not mint tokens
+            return ""
         if not isinstance(key, str) or not key:
             raise Rejection(401, "unauthorized", "missing write key: use HTTP basic auth with the write key as user name")
         candidate = key.encode()
@@ -237,12 +253,20 @@ class _Collector:
             raise too_large
         chunks: list[bytes] = []
         size = 0
-        # request.content is already gzip-decoded, so the limit applies to what we really parse
-        async for chunk in request.content.iter_chunked(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
+        try:
+            # a body trickled in byte by byte must not hold a connection (and its memory) forever
+            async with asyncio.timeout(self.config.body_timeout_s):
+                # request.content is already gzip-decoded, so the limit applies to what we really parse
+                async for chunk in request.content.iter_chunked(_CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise Rejection(408, "timeout", f"the request body did not arrive within {self.config.body_timeout_s:g}s") from None
+        except (HttpProcessingError, RequestPayloadError) as exc:  # e.g. Content-Encoding: gzip on bytes that are not gzip
+            raise Rejection(400, "invalid_encoding", f"the body could not be decoded ({request.headers.get('Content-Encoding', 'identity')[:20]}): "
+                                                     f"{type(exc).__name__}") from None
         return b"".join(chunks)
 
     def _events(self, path_type: str | None, doc: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
@@ -272,8 +296,7 @@ class _Collector:
     async def _handle(self, request: web.Request) -> web.Response:
         path_type = ROUTES[request.match_info["kind"]]
         header_key = basic_auth_user(request.headers.get("Authorization"))
-        if header_key is not None:
-            self._check_key(header_key)
+        bucket = self._check_key(header_key) if header_key is not None else None  # refuse a bad key before reading
         body = await self._read_body(request)
         try:
             doc = orjson.loads(body)
@@ -285,14 +308,9 @@ class _Collector:
             if header_key is None:
                 self._check_key(None)
             raise Rejection(400, "invalid_request", f"the body must be a JSON object, not {_json_type(doc)}")
-        key = header_key if header_key is not None else self._check_key(doc.get("writeKey"))
+        key = bucket if bucket is not None else self._check_key(doc.get("writeKey"))
 
         raw_events, shared = self._events(path_type, doc)
-        decision = self.limiter.take(key, len(raw_events), self.monotonic())
-        if not decision.allowed:
-            raise Rejection(429, "rate_limited", f"too many events for this write key; retry in {decision.retry_after_header}s",
-                            headers={"Retry-After": decision.retry_after_header})
-
         received_at = self.now_iso()
         records: list[Record] = []
         errors: list[EventError] = []
@@ -304,6 +322,11 @@ class _Collector:
                 records.append(prepared)
         if errors:
             raise _invalid(errors, len(raw_events))
+        # charged only for what would be stored: a rejected request costs its sender no tokens
+        decision = self.limiter.take(key, len(records), self.monotonic())
+        if not decision.allowed:
+            raise Rejection(429, "rate_limited", f"too many events for this write key; retry in {decision.retry_after_header}s",
+                            headers={"Retry-After": decision.retry_after_header})
         if records:
             try:
                 await self.publisher.publish(records)
@@ -316,7 +339,8 @@ class _Collector:
         return web.json_response({"status": "ok", "kafka": self.publisher.ready})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        ready = self.publisher.ready
+        # not only "connected once": a broker that stopped answering makes us not ready
+        ready = self.publisher.ready and await self.publisher.reachable()
         return web.json_response({"ready": ready}, status=200 if ready else 503)
 
 
@@ -334,11 +358,14 @@ def _invalid(errors: Iterable[EventError], total: int) -> Rejection:
 
 
 def create_app(config: CollectorConfig, publisher: Publisher, *, monotonic: Callable[[], float] = time.monotonic,
-               now_iso: Callable[[], str] = utc_now_iso) -> web.Application:
+               now_iso: Callable[[], str] = utc_now_iso, middlewares: Iterable[Any] = ()) -> web.Application:
     """The aiohttp application; the caller owns the publisher's lifecycle."""
     collector = _Collector(config, publisher, monotonic, now_iso)
+    def refused(status: int, message: str) -> web.StreamResponse:
+        return Rejection(status, "forbidden" if status == 403 else "misdirected", message).response()
+
     # client_max_size only guards aiohttp's own readers; ours streams with its own limit
-    app = web.Application(client_max_size=config.max_batch_bytes)
+    app = web.Application(client_max_size=config.max_batch_bytes, middlewares=[host_guard(config.hosts, refused), *middlewares])
     kinds = "|".join(ROUTES)
     app.router.add_post(f"/v1/{{kind:(?:{kinds})}}", collector.handle)
     app.router.add_get("/healthz", collector.healthz)

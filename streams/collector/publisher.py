@@ -34,6 +34,8 @@ class Publisher(Protocol):
 
     async def publish(self, records: Sequence[Record]) -> None: ...
 
+    async def reachable(self) -> bool: ...
+
 
 def _consume_result(fut: asyncio.Future) -> None:
     # A delivery that fails after we already answered 503 must not log "exception never retrieved".
@@ -55,10 +57,31 @@ class KafkaPublisher:
         self.timeout_s = settings.collector_publish_timeout_s
         self._producer: AIOKafkaProducer | None = None
         self.last_error: str | None = None
+        self._probe: tuple[float, bool] = (float("-inf"), False)  # (monotonic time, answer) of the last probe
 
     @property
     def ready(self) -> bool:
         return self._producer is not None
+
+    async def reachable(self, timeout_s: float = 2.0, cache_s: float = 1.0) -> bool:
+        """Whether a broker answers a metadata request now (at most one probe per ``cache_s``).
+
+        Connected once is not enough for ``/readyz``: a load balancer must stop sending while
+        Kafka is down, since every request would wait for the publish timeout and answer 503.
+        """
+        producer = self._producer
+        if producer is None:
+            return False
+        loop = asyncio.get_running_loop()
+        at, answer = self._probe
+        if loop.time() - at < cache_s:
+            return answer
+        try:
+            answer = bool(await asyncio.wait_for(producer.client.force_metadata_update(), timeout_s))
+        except (TimeoutError, KafkaError, OSError):
+            answer = False
+        self._probe = (loop.time(), answer)
+        return answer
 
     def _new_producer(self) -> AIOKafkaProducer:
         timeout_ms = int(self.timeout_s * 1000)

@@ -17,6 +17,7 @@ class Reason(StrEnum):
     UNKNOWN_TYPE = "unknown_type"
     SCHEMA_VIOLATION = "schema_violation"
     NO_IDENTIFIER = "no_identifier"
+    TOO_DEEP = "too_deep"
     PROCESSING_ERROR = "processing_error"
 
 

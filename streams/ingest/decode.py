@@ -10,9 +10,34 @@ import orjson
 from streams.events.reasons import Reason, Rejected
 from streams.events.schema import CALL_TYPES, validator_for
 
-__all__ = ["decode"]
+__all__ = ["MAX_DEPTH", "decode", "depth_exceeds"]
 
 _VALIDATORS = {t: validator_for(t) for t in CALL_TYPES}
+MAX_DEPTH = 64
+"""Deepest nesting of objects and arrays an event may have (the event itself is level 1). orjson
+serialises at most 254 levels, so a deeper event could be read but never written on: it would
+fail after identity resolution. Segment events nest a few levels; 64 leaves room."""
+
+
+def depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """True when objects/arrays in ``value`` nest deeper than ``limit`` levels (iterative: no recursion).
+
+    >>> depth_exceeds({"a": [{"b": 1}]}, 3), depth_exceeds({"a": [{"b": 1}]}, 2)
+    (False, True)
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def decode(raw: bytes | None, max_bytes: int) -> dict[str, Any] | Rejected:
@@ -25,6 +50,8 @@ def decode(raw: bytes | None, max_bytes: int) -> dict[str, Any] | Rejected:
     'x'
     >>> decode(b"{oops", 32768).reason.value
     'not_json'
+    >>> decode(b'{"type":"track","messageId":"m","p":' + b"[" * 70 + b"]" * 70 + b"}", 32768).reason.value
+    'too_deep'
     """
     if raw is None:
         return Rejected(Reason.NOT_JSON, "empty record (null value)")
@@ -36,16 +63,27 @@ def decode(raw: bytes | None, max_bytes: int) -> dict[str, Any] | Rejected:
         return Rejected(Reason.NOT_JSON, f"not valid JSON: {exc}"[:300])
     if not isinstance(event, dict):
         return Rejected(Reason.SCHEMA_VIOLATION, f"an event must be a JSON object, not {type(event).__name__}")
+    # fewer brackets than the limit cannot nest deeper than it: the walk runs only for the rare rest
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and depth_exceeds(event):
+        return Rejected(Reason.TOO_DEEP, f"objects and arrays nest deeper than {MAX_DEPTH} levels")
     message_id = event.get("messageId")
     if message_id is None or message_id == "":
         return Rejected(Reason.MISSING_MESSAGE_ID, "messageId is required (a client-generated id, stable across retries)")
     call_type = event.get("type")
     validator = _VALIDATORS.get(call_type) if isinstance(call_type, str) else None
     if validator is None:
-        return Rejected(Reason.UNKNOWN_TYPE, f"type must be one of {', '.join(CALL_TYPES)}; got {str(call_type)[:40]!r}")
+        # never quote the value: a dead letter's headers are not encrypted, and it may be PII
+        return Rejected(Reason.UNKNOWN_TYPE, f"type must be one of {', '.join(CALL_TYPES)}; got {_kind(call_type)}")
     try:
         validator(event)
     except fastjsonschema.JsonSchemaValueException as exc:
         # The message names the path and the rule, never the offending value (it may be PII).
         return Rejected(Reason.SCHEMA_VIOLATION, f"{exc.message}"[:300])
     return event
+
+
+def _kind(value: Any) -> str:
+    """What a wrong value is, without quoting it."""
+    if isinstance(value, str):
+        return f"an unknown string of {len(value)} characters"
+    return "null" if value is None else type(value).__name__

@@ -9,16 +9,35 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from streams.events.reasons import Rejected
 
-__all__ = ["DeadLetter", "DlqCodec", "HEADER_PREFIX"]
+__all__ = ["DeadLetter", "DlqCodec", "HEADER_PREFIX", "scrub_message"]
 
 HEADER_PREFIX = "tp."
 _MAGIC = b"TPDLQ1"
+# A quoted text, or a schema's own list of allowed values (kept: it is ours, not the record's).
+_QUOTED = re.compile(r"one of \[[^\]]*\]|'(?:[^'\\]|\\.)*(?:'|$)|\"(?:[^\"\\]|\\.)*(?:\"|$)")
+
+
+def scrub_message(message: str) -> str:
+    """The reason text without any quoted value: headers are not sealed, and the value may be PII.
+
+    Exception texts quote what they choked on (``Invalid isoformat string: 'ann@example.com'``);
+    the record itself, sealed, is what to look at.
+
+    >>> scrub_message("bad timestamp: Invalid isoformat string: 'ann@example.com'")
+    "bad timestamp: Invalid isoformat string: '…'"
+    >>> scrub_message("KeyError: 'ann@exa")  # cut off by a length limit
+    "KeyError: '…'"
+    >>> scrub_message("data.channel must be one of ['web', 'app']")
+    "data.channel must be one of ['web', 'app']"
+    """
+    return _QUOTED.sub(lambda m: m.group(0) if m.group(0).startswith("one of") else m.group(0)[0] + "…" + m.group(0)[0], message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +71,7 @@ class DlqCodec:
     def dead_letter(self, raw: bytes | None, rejected: Rejected, topic: str, partition: int, offset: int, failed_at_ms: int) -> DeadLetter:
         headers = [
             ("tp.reason", rejected.reason.value.encode()),
-            ("tp.message", rejected.message.encode()[:500]),
+            ("tp.message", scrub_message(rejected.message).encode()[:500]),
             ("tp.stage", rejected.stage.encode()),
             ("tp.source.topic", topic.encode()),
             ("tp.source.partition", str(partition).encode()),

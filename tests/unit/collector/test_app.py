@@ -30,6 +30,9 @@ class FakePublisher:
         self.ready = True
         self.error: str | None = None
 
+    async def reachable(self) -> bool:
+        return self.ready
+
     async def publish(self, records: Sequence[Record]) -> None:
         if self.error:
             raise PublishError(self.error)
