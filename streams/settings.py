@@ -177,6 +177,8 @@ class Settings:
         for name in ("web_port", "collector_port", "stack_kafka_port", "stack_controller_port", "stack_redis_port"):
             if not 1 <= getattr(self, name) <= 65535:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()}={getattr(self, name)}: a port is between 1 and 65535")
+        if "SSL" in self.kafka_security_protocol and self.kafka_ssl_cafile and not os.path.isfile(self.kafka_ssl_cafile):
+            raise SettingsError(f"TOUCHPOINT_KAFKA_SSL_CAFILE={self.kafka_ssl_cafile!r}: no such file")
         self._validate_demand()
 
     def _validate_demand(self) -> None:

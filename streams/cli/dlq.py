@@ -44,6 +44,7 @@ async def summary(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def show(args: argparse.Namespace, settings: Settings) -> int:
+    settings.require_pii_key()  # the seal key derives from it
     codec = DlqCodec(settings.pii_key, settings.dlq_encrypt)
     shown = 0
     async for record in read_to_end(settings, settings.topic(DLQ)):

@@ -29,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     from streams.cli.errors import UsageError
 
+    settings.require_pii_key()  # with another key than the workers', the hashes would match nobody
     try:
         ident = stored_identifier(args.id, PiiHasher(settings.pii_key), settings.default_phone_region)
     except ValueError as exc:

@@ -60,10 +60,28 @@ async def publish(settings: Settings, topic: str, values: Iterable[bytes], keys:
     return 0
 
 
+async def topic_exists(settings: Settings, topic: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from streams.kafka.reading import partitions_of
+
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        return bool(await partitions_of(admin, [topic]))
+    finally:
+        await admin.close()
+
+
 async def run(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.cli.errors import UsageError
+
     lines = read_lines(args.file)
     await ensure_topics(settings)
     topic = args.topic or settings.topic(INPUT)
+    # a producer would wait a minute for metadata of a topic that is not there, then raise
+    if args.topic and not await topic_exists(settings, topic):
+        raise UsageError(f"--topic {topic}: no such topic (the namespace's input topic is {settings.topic(INPUT)})")
     await publish(settings, topic, lines)
     print(f"sent {len(lines)} records to {topic}", file=sys.stderr)
     return 0

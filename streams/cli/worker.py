@@ -26,9 +26,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from streams.app import create_app
     from streams.kafka.topics import ensure_topics
 
+    settings.require_pii_key()  # before anything connects: a one-line refusal, exit 2
     use_event_loop(settings)
-    if args.web_port:
+    if args.web_port is not None:
         settings = settings.with_(web_port=args.web_port)
+    check_listen(settings.web_host, settings.web_port)
     # Create our topics (with their retention) before Faust declares them with defaults.
     asyncio.run(ensure_topics(settings))
     log.info("settings: %s", settings.describe())
@@ -45,6 +47,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         gc.set_threshold(settings.gc_threshold, *gc.get_threshold()[1:])
     build_worker(app, settings).execute_from_commandline()
     return 0
+
+
+def check_listen(host: str, port: int) -> None:
+    """A busy or forbidden HTTP port as a one-line error now, not a Faust crash after start-up."""
+    import socket
+
+    from streams.cli.errors import UsageError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --web-port or TOUCHPOINT_WEB_PORT)") from None
 
 
 def use_event_loop(settings: Settings) -> None:

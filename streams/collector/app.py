@@ -170,6 +170,8 @@ def prepare_event(raw: Any, index: int, path_type: str | None, batch: dict[str, 
         return EventError(index, "messageId", "messageId is required (a client-generated id, stable across retries)")
     if not isinstance(message_id, str) or len(message_id) > MAX_MESSAGE_ID_CHARS:
         return EventError(index, "messageId", f"messageId must be a string of at most {MAX_MESSAGE_ID_CHARS} characters", shown_id)
+    if any(c < " " for c in message_id):
+        return EventError(index, "messageId", "messageId must not contain control characters")
     for field in ("context", "integrations"):
         if field in raw and not isinstance(raw[field], dict):
             return EventError(index, field, f"{field} must be a JSON object, not {_json_type(raw[field])}", shown_id)

@@ -138,13 +138,15 @@ def provenance_path(links: Mapping[str, str], merge_edges: Iterable[str], a: str
         adj.setdefault(x, []).append((y, msg, rule, ts))
         adj.setdefault(y, []).append((x, msg, rule, ts))
 
+    # Identifiers never hold a control character (schema); a message id recorded before the schema
+    # refused them may, so the id is whatever lies between the fixed fields.
     for ident, enc in links.items():
-        via, msg, rule, ts_text = enc.split(LINK_SEP)
+        via, *msg, rule, ts_text = enc.split(LINK_SEP)
         if via:
-            edge(ident, via, msg, rule, int(ts_text))
+            edge(ident, via, LINK_SEP.join(msg), rule, int(ts_text))
     for enc in merge_edges:
-        x, y, msg, rule, ts_text = enc.split(LINK_SEP)
-        edge(x, y, msg, rule, int(ts_text))
+        x, y, *msg, rule, ts_text = enc.split(LINK_SEP)
+        edge(x, y, LINK_SEP.join(msg), rule, int(ts_text))
     prev: dict[str, tuple[str, str, str, int] | None] = {a: None}
     queue = deque([a])
     while queue:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from streams.demand.dimensions import DIMENSIONS
 from streams.events.reasons import Reason
 from streams.identity.model import CHANGE_TYPES
 
@@ -19,6 +20,7 @@ __all__ = ["Metrics"]
 disable_created_metrics()
 
 OUTCOMES = ("applied", "duplicate", "dead_lettered", "erased")
+ALERT_DIRECTIONS = ("surge", "collapse")
 _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
@@ -64,3 +66,8 @@ class Metrics:
             self.dead_by_reason[reason].inc(0)
         for state in ("OPEN", "ESCALATE", "RESOLVED", "NEW_NORMAL"):
             self.demand_alert_transitions.labels(state).inc(0)
+        # every known (dimension, direction) reads 0 from the start, so "no alert open" is a value and
+        # `absent()` means "no data" (Prometheus' advice for known label sets)
+        for dimension in DIMENSIONS:
+            for direction in ALERT_DIRECTIONS:
+                self.demand_alerts_open.labels(dimension, direction).set(0)

@@ -14,7 +14,7 @@ from streams.settings import Settings
 from streams.app import create_app
 from streams.cli.worker import build_worker, use_event_loop
 
-settings = Settings.from_env({"TOUCHPOINT_NAMESPACE": "looptest"})
+settings = Settings.from_env({"TOUCHPOINT_NAMESPACE": "looptest", "TOUCHPOINT_DEV_MODE": "true"})
 app, ctx = create_app(settings)
 bound = [name for name, service in [("app", app), ("transport", app.transport), *app.tables.items()]
          if getattr(service, "_loop", None) is not None]

@@ -40,3 +40,16 @@ def test_promtool_finds_no_problem():
     result = subprocess.run([tool("promtool"), "check", "metrics"], input=exposition(), capture_output=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not result.stdout.strip() and not result.stderr.strip(), result.stdout + result.stderr
+
+
+def test_open_alert_gauges_exist_at_zero_before_any_alert():
+    # issue 21 Low: no series until the first alert opened, so absent() could not tell "none" from "no data"
+    from prometheus_client import generate_latest
+
+    from streams.demand.dimensions import DIMENSIONS
+    from streams.observability.metrics import Metrics
+
+    text = generate_latest(Metrics().registry).decode()
+    for dimension in DIMENSIONS:
+        for direction in ("surge", "collapse"):
+            assert f'touchpoint_demand_alerts_open{{dimension="{dimension}",direction="{direction}"}} 0.0' in text
