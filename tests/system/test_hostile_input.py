@@ -249,3 +249,44 @@ def test_fuzzed_records_through_a_worker(system_stack, sys_settings, start_worke
     assert rss_after < max(2 * rss_before, rss_before + 150_000), (rss_before, rss_after)
     print(f"\n[fuzz x3] {len(records)} records/round: {applied:.0f} applied, {dup:.0f} duplicates, {dead:.0f} dead-lettered;"
           f" RSS {rss_before // 1024} -> {rss_after // 1024} MiB; {time.monotonic() - started:.0f}s")
+
+
+@pytest.mark.system
+@pytest.mark.integration
+def test_deep_nesting_and_control_characters_straight_from_kafka(system_stack, sys_settings, start_worker):
+    """Issue 21 Medium 6 and Low: 300-level nesting sent straight to Kafka was a processing_error
+    dead letter *after* identity resolution, leaving ``id:user_id:deep-1`` mapped in Redis to a
+    profile that never existed (/profiles answered 404 "no profile <id>"); a control character in
+    a messageId made /identity/why answer 500 for its profile for good."""
+    from redis import Redis
+
+    from tests.system.verifier import dead_letters, publish_records, wait_idle
+
+    started = time.monotonic()
+    deep = b'{"a":' * 300 + b"1" + b"}" * 300
+    good = {"type": "identify", "messageId": "ok-1", "userId": "fine-1", "anonymousId": "anon-1", "traits": {"plan": "x"}}
+    records = [
+        _dumps({**VALID, "messageId": "deep-1", "userId": "deep-1"})[:-1] + b',"properties":' + deep + b"}",
+        _dumps({**VALID, "messageId": "ctl\u001fid", "userId": "ctl-1"}),
+        _dumps(good),
+    ]
+    worker = start_worker(sys_settings)
+    publish_records(sys_settings, records)
+    wait_idle(sys_settings, worker)
+    reasons = sorted(h["tp.reason"] for h in dead_letters(sys_settings))
+    assert reasons == ["schema_violation", "too_deep"], reasons
+    redis = Redis.from_url(sys_settings.redis_url)
+    try:
+        keys = {k.decode() for k in redis.scan_iter(match=f"{sys_settings.namespace}:id:*")}
+    finally:
+        redis.close()
+    assert not any("deep-1" in k or "ctl-1" in k for k in keys), keys  # nothing resolved for the refused records
+    assert any(k.endswith("user_id:fine-1") for k in keys), keys
+    status, body = worker.get("/profiles?id=user_id:deep-1")
+    assert status == 404 and b"no profile has this" in body, body
+    status, body = worker.get("/identity/why?a=user_id:fine-1&b=anonymous_id:anon-1")
+    assert status == 200 and b'"linked":true' in body.replace(b" ", b""), body
+    text = worker.get("/metrics")[1].decode()
+    assert 'touchpoint_dead_letters_total{reason="too_deep"} 1.0' in text
+    assert 'touchpoint_dead_letters_total{reason="processing_error"} 0.0' in text
+    print(f"\n[hostile: deep + control chars via Kafka] dead letters {reasons}, no Redis mapping for either; {time.monotonic() - started:.0f}s")

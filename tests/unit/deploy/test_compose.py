@@ -81,3 +81,28 @@ def test_observability_services_mount_deploy_read_only_and_have_health_checks():
     # every worker replica is found by the service's DNS name, on the port the workers listen on
     assert scrape["dns_sd_configs"][0]["names"] == ["worker"] and scrape["dns_sd_configs"][0]["port"] == 6066
     assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+
+
+def test_each_worker_replica_advertises_its_own_address_not_the_wildcard():
+    # issue 21 Low: every replica advertised http://0.0.0.0:6066 as its URL, so a profile lookup
+    # forwarded to "the owner" went back to the asking container itself.
+    import socket
+
+    from streams.settings import Settings
+
+    env = yaml.safe_load(COMPOSE.read_text())["services"]["worker"]["environment"]
+    settings = Settings.from_env({k: str(v) for k, v in env.items() if "${" not in str(v)})
+    assert settings.web_host == "0.0.0.0"
+    assert settings.advertised_host not in ("0.0.0.0", "::", "")
+    assert settings.advertised_host == (settings.web_advertised_host or socket.gethostname())
+
+
+def test_the_faust_canonical_url_is_the_advertised_host():
+    from streams.app import create_app
+    from streams.settings import Settings
+
+    settings = Settings.from_env({"TOUCHPOINT_DEV_MODE": "true", "TOUCHPOINT_WEB_HOST": "0.0.0.0",
+                                  "TOUCHPOINT_WEB_ADVERTISED_HOST": "worker-3", "TOUCHPOINT_REDIS_URL": "redis://127.0.0.1:1/0"})
+    app, _ = create_app(settings)
+    assert str(app.conf.canonical_url) == "http://worker-3:6066"
+    assert app.conf.web_bind == "0.0.0.0"
