@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 
 from streams.observability.metrics import Metrics
+from streams.settings import mask_url
 
 __all__ = ["AlertmanagerForwarder", "to_alertmanager"]
 
@@ -83,7 +84,7 @@ class AlertmanagerForwarder:
                 if not ok:
                     log.warning("alertmanager answered %s: %s", resp.status, (await resp.text())[:200])
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("alertmanager unreachable at %s: %s", self.url, exc)
+            log.warning("alertmanager unreachable at %s: %s", mask_url(self.url), exc)  # no credentials in logs
             ok = False
         self.metrics.demand_alerts_forwarded.labels("ok" if ok else "failed").inc(len(alerts))
         return ok
