@@ -40,6 +40,16 @@ def config_for(args: argparse.Namespace, settings: Settings) -> CollectorConfig:
     return config
 
 
+def warn_if_above_fd_limit(max_connections: int, reserve: int = 64) -> None:
+    """The connection limit only protects if it is reached before the descriptors run out."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and max_connections > soft - reserve:
+        log.warning("TOUCHPOINT_COLLECTOR_MAX_CONNECTIONS=%d is not below the file-descriptor limit %d minus %d: "
+                    "raise `ulimit -n` or lower the setting, or slow clients can exhaust descriptors", max_connections, soft, reserve)
+
+
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     config = config_for(args, settings)
     host = args.host or settings.collector_host
@@ -49,6 +59,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     if not config.auth_required and host not in _LOOPBACK:
         log.warning("no write keys and bound to %s: anyone who can reach it can publish events", host)
 
+    from streams.observability.logs import limit_repeats
+
+    # e.g. "socket.accept() out of system resource" once per 10 s, not in a loop (159 MB in 50 s)
+    limit_repeats(("asyncio", "aiohttp", "aiokafka"))
+    warn_if_above_fd_limit(settings.collector_max_connections)
     publisher = KafkaPublisher(settings)
     limit = ConnectionLimit(settings.collector_max_connections)
     app = create_app(config, publisher, middlewares=[limit.track])

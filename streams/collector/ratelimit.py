@@ -45,7 +45,8 @@ class RateLimiter:
             raise ValueError("rate_per_s and burst must be positive")
         self.rate_per_s = float(rate_per_s)
         self.burst = float(burst)
-        # Keys are authenticated write keys, a small fixed set, so this cannot grow without bound.
+        # Keys are authenticated write keys, a small fixed set (without auth the collector uses one
+        # shared key), so this cannot grow without bound.
         self._buckets: dict[str, _Bucket] = {}
 
     def take(self, key: str, cost: float, now: float) -> Decision:
