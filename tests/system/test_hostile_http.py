@@ -98,7 +98,7 @@ def test_half_sent_connections_do_not_block_real_requests(collector):
         statuses = sorted({status for status, _ in answers})
         slowest = max(seconds for _, seconds in answers)
         assert statuses == [200, 503], answers  # healthz 200; readyz 503: no Kafka here, and it says so
-        assert slowest < 2.0, answers
+        assert slowest < 4.0, answers  # before the fix: none answered within 5 s
         evicted = sum(_closed_by_peer(s) for s in attackers)
         assert evicted >= HALF_OPEN - 100, evicted  # the connection limit closed the oldest half-sent ones
     finally:
