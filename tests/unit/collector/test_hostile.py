@@ -117,3 +117,41 @@ async def test_readyz_is_503_while_kafka_does_not_answer(make):
     publisher.reachable = unreachable  # connected once, broker gone now
     resp = await client.get("/readyz")
     assert resp.status == 503 and (await resp.json()) == {"ready": False}
+
+
+async def test_a_body_that_never_arrives_is_408(make):
+    import asyncio
+
+    client, pub = await make(CollectorConfig(write_keys=frozenset({KEY}), body_timeout_s=0.5))
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    auth = basic(KEY)["Authorization"]
+    writer.write(f"POST /v1/track HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: 100\r\n\r\n{{\"type\":".encode())
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert status_line.startswith(b"HTTP/1.1 408"), status_line
+    assert not pub.records
+
+
+def test_the_connection_limit_evicts_the_oldest_idle_connections_never_busy_ones():
+    from streams.collector.server import ConnectionLimit
+
+    class Conn:
+        def __init__(self, name: str) -> None:
+            self.name, self.closed = name, False
+
+        def force_close(self) -> None:
+            self.closed = True
+
+    class Server:
+        def __init__(self, conns: list[Conn]) -> None:
+            self.connections = conns
+
+    conns = [Conn(f"c{i}") for i in range(5)]
+    limit = ConnectionLimit(4, clock=lambda: 0.0)
+    limit.busy.update({conns[0], conns[2]})  # inside a request
+    limit.make_room(Server(conns))  # 5 open + 1 arriving, limit 4: two must go
+    assert [c.name for c in conns if c.closed] == ["c1", "c3"] and limit.evicted == 2
+    limit.make_room(Server(conns[:2]))  # under the limit: nothing happens
+    assert limit.evicted == 2
