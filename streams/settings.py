@@ -66,6 +66,7 @@ class Settings:
     pii_key_id: str = _setting("k1", "Identifier of pii_key, written next to hashed values so keys can be rotated.")
     default_phone_region: str = _setting("CN", "Region assumed for phone numbers written without a country code (ISO 3166 alpha-2).")
     dlq_encrypt: bool = _setting(True, "Encrypt dead-letter payloads (AES-GCM, key derived from pii_key) so raw PII in rejected records is not readable from the topic.")
+    identity_rules: str = _setting("", "TOML file of identity rules (priorities, unique types, limits, blocked values and patterns, phone validity, supernode thresholds; see docs/identity.md). Empty = the built-in rules. Checked at start; `touchpoint identity rules --check FILE` checks one.")
     max_clock_skew_s: int = _setting(86400, "Client clocks further than this from ours are not trusted for skew correction.")
 
     # -- worker ----------------------------------------------------------------------------
@@ -133,6 +134,14 @@ class Settings:
                      "collector_rate_per_s", "collector_burst", "collector_max_batch_bytes", "collector_publish_timeout_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
+
+        if self.identity_rules:
+            from streams.identity.rules_file import RulesFileError, load_rules
+
+            try:
+                load_rules(self.identity_rules)
+            except RulesFileError as exc:
+                raise SettingsError(f"TOUCHPOINT_IDENTITY_RULES: {exc}") from None
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated)."""

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from streams.identity.erasure import erase_person
 from streams.identity.identifiers import stored_identifier
 from streams.identity.redis_graph import RedisIdentityGraph
-from streams.identity.rules import IdentityRules
+from streams.identity.rules_file import rules_from_settings
 from streams.ingest.pii import PiiHasher
 from streams.kafka.client import client_options
 from streams.kafka.topics import IDENTITY_CHANGES, PROFILE_EVENTS, ensure_topics
@@ -30,7 +30,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     from streams.cli.errors import UsageError
 
     try:
-        ident = stored_identifier(args.id, PiiHasher(settings.pii_key), settings.default_phone_region)
+        ident = stored_identifier(args.id, PiiHasher(settings.pii_key), settings.default_phone_region, rules_from_settings(settings))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     await ensure_topics(settings)
@@ -38,7 +38,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     producer = AIOKafkaProducer(**client_options(settings), acks="all", enable_idempotence=True)
     await producer.start()
     try:
-        graph = RedisIdentityGraph(redis, settings.namespace, IdentityRules(), settings.dedup_ttl_s)
+        graph = RedisIdentityGraph(redis, settings.namespace, rules_from_settings(settings), settings.dedup_ttl_s)
 
         async def send_change(key: bytes, value: bytes) -> None:
             await producer.send_and_wait(settings.topic(IDENTITY_CHANGES), value=value, key=key)

@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
-from streams.events.model import PII_TYPES, Identifier, parse_identifier
-from streams.ingest.pii import PiiHasher, normalize_email, normalize_phone
+from streams.events.model import Identifier, parse_identifier
+from streams.identity.rules import REFUSED_MARK, IdentityRules
+from streams.ingest.pii import PiiHasher
 
-__all__ = ["stored_identifier"]
+__all__ = ["stored_identifier", "RefusedIdentifier"]
 
 
-def stored_identifier(text: str, hasher: PiiHasher, default_phone_region: str = "CN") -> Identifier:
+class RefusedIdentifier(ValueError):
+    """The value is one ingest refuses (a placeholder, an invalid or service phone...): ``reason`` says why."""
+
+    def __init__(self, message: str, kind: str, reason: str, stored: str) -> None:
+        super().__init__(message)
+        self.kind, self.reason, self.stored = kind, reason, stored
+
+
+def stored_identifier(text: str, hasher: PiiHasher, default_phone_region: str = "CN",
+                      rules: IdentityRules | None = None) -> Identifier:
     """Parse and normalise like ingest does; raise ValueError saying what is wrong.
 
     >>> stored_identifier("user_id:42", PiiHasher("k"))
     ('user_id', '42')
     >>> stored_identifier("email: Ann@X.com ", PiiHasher("k")) == ("email", PiiHasher("k").hash("email", "ann@x.com"))
     True
+    >>> stored_identifier("user_id:Ann@X.com", PiiHasher("k")) == ("user_id", "h:" + PiiHasher("k").hash("user_id", "ann@x.com"))
+    True
     """
+    from streams.ingest.normalize import stored_value
+
     kind, raw = parse_identifier(text)
-    if kind not in PII_TYPES:
-        return kind, raw.strip()
-    value = normalize_email(raw) if kind == "email" else normalize_phone(raw, default_phone_region)
-    if value is None:
+    rules = rules or IdentityRules()
+    value = stored_value(kind, raw, hasher, rules, default_phone_region)
+    if not value:
         raise ValueError(f"{text!r}: not a usable {kind}")
-    return kind, hasher.hash(kind, value)
+    if kind in ("email", "phone") and value.startswith(REFUSED_MARK):
+        reason, _, digest = value[1:].partition(":")
+        raise RefusedIdentifier(f"{text!r}: not a usable {kind} ({reason})", kind, reason, digest)
+    return kind, value

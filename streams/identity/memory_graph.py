@@ -26,7 +26,10 @@ from streams.identity.model import (
 )
 from streams.identity.rules import IdentityRules
 
-__all__ = ["MemoryIdentityGraph", "suppression_digest", "finish_resolution"]
+__all__ = ["MemoryIdentityGraph", "suppression_digest", "finish_resolution", "REFUSAL_TYPES"]
+
+# Audit record types whose identifiers are not linked to the event's profile.
+REFUSAL_TYPES = frozenset({"blocked", "conflict", "quarantined"})
 
 
 def suppression_digest(f: str) -> str:
@@ -35,22 +38,31 @@ def suppression_digest(f: str) -> str:
 
 
 def finish_resolution(req: ResolveRequest, blocked: list[Identifier], rules: IdentityRules, outcome: str,
-                      profile_id: str | None, merged: Sequence[str], changes: Sequence[dict[str, Any]]) -> Resolution:
+                      profile_id: str | None, merged: Sequence[str], changes: Sequence[dict[str, Any]],
+                      skipped: Sequence[str] = ()) -> Resolution:
     """Complete the graph's answer with the request's own facts (shared by both graphs).
 
     Blocked-value audits (decided in Python before the graph is touched) go first; every record
     gets the event's message id, time and resolved profile id. Duplicates and erased events leave
     no audit trail: the first is already recorded, the second must not be (invariant 5).
+    ``skipped``: identifiers the graph ignored because they were quarantined before this event.
     """
     if outcome in ("duplicate", "erased"):
         return Resolution(outcome, None)
     out: list[dict[str, Any]] = [rules.blocked_change(b, req.message_id, req.ts_ms) for b in blocked]
     out.extend(changes)
+    refused = {fmt(b) for b in blocked}
+    refused.update(skipped)
     for rec in out:
         rec["message_id"] = req.message_id
         rec["profile_id"] = profile_id
         rec["ts_ms"] = req.ts_ms
-    return Resolution(outcome, profile_id, tuple(merged), tuple(out))
+        if rec["type"] in REFUSAL_TYPES:
+            refused.update(rec["identifiers"])
+    if profile_id is None:
+        refused.update(fmt(i) for i in req.identifiers)
+    return Resolution(outcome, profile_id, tuple(merged), tuple(out),
+                      tuple(f for f in dict.fromkeys(fmt(i) for i in req.identifiers) if f in refused))
 
 
 @dataclass
@@ -84,6 +96,7 @@ class MemoryIdentityGraph:
         self._supp: set[str] = set()
         self._quar: set[str] = set()
         self._deg: dict[str, int] = {}
+        self._lnk: dict[str, dict[str, int]] = {}  # link breaker: identifiers gathered per type
         self._seq = 0
 
     # -- resolution -------------------------------------------------------------------------
@@ -94,7 +107,8 @@ class MemoryIdentityGraph:
         for req in requests:
             linkable, blocked = self.rules.prepare(req.identifiers)
             outcome, pid, merged, changes = self._resolve_one(req, linkable)
-            out.append(finish_resolution(req, blocked, self.rules, outcome, pid, merged, changes))
+            skipped = [f for t, v in linkable if (f := fmt((t, v))) in self._quar]
+            out.append(finish_resolution(req, blocked, self.rules, outcome, pid, merged, changes, skipped))
         return out
 
     def _resolve_one(self, req: ResolveRequest, linkable: list[Identifier]
@@ -126,11 +140,8 @@ class MemoryIdentityGraph:
         quarantined: list[dict[str, Any]] = []
         while True:
             group, order, attach, mapped, audits = self._plan(live)
-            if rules.supernode_max_merges is None or len(order) < 2:
-                break
-            k = len(order) - 1
-            hit = {c.f for c in mapped if not rules.exempt_from_breaker(c.t)
-                   and self._deg.get(c.f, 0) + k > rules.supernode_max_merges}
+            gathered = self._gathered(order, attach, audits)
+            hit = self._breaker_hits(order, mapped, gathered)
             if not hit:
                 break
             rest = []
@@ -198,6 +209,23 @@ class MemoryIdentityGraph:
                     if not rules.exempt_from_breaker(c.t):
                         self._deg[c.f] = self._deg.get(c.f, 0) + len(order) - 1
 
+        if gathered and rules.supernode_max_links is not None:
+            record: dict[str, dict[str, int]] = {}
+            for c in mapped:
+                if rules.exempt_from_breaker(c.t):
+                    continue
+                for t, n in gathered.items():
+                    if t != c.t:
+                        counts = self._lnk.setdefault(c.f, {})
+                        counts[t] = counts.get(t, 0) + n
+                        record.setdefault(c.f, {})[t] = n
+            if record:
+                gathered_record = record
+            else:
+                gathered_record = None
+        else:
+            gathered_record = None
+
         if attach:
             fs = []
             for c in attach:
@@ -212,7 +240,52 @@ class MemoryIdentityGraph:
                 changes.append({"type": "created", "rule": "first_seen", "identifiers": fs})
             else:  # via = the anchor they were linked to (identity rebuild restores provenance)
                 changes.append({"type": "linked", "rule": "co_occurrence", "identifiers": fs, "via": anchor.f})
+        if gathered_record:  # on the event's last record: `identity rebuild` restores lnk:* from it
+            changes[-1]["gathered"] = gathered_record
         return reply("applied", S)
+
+    def _gathered(self, order: list[str], attach: list[_Cand], audits: list[dict[str, Any]]) -> dict[str, int]:
+        """Identifiers per type this event brings into a profile that already holds one of that
+        type (merged in, linked, or refused by that type's limit): what its bridges gather."""
+        rules = self.rules
+        if rules.supernode_max_links is None or not order:
+            return {}
+        held: dict[str, int] = {}
+        holders: dict[str, int] = {}
+        for pid in order:
+            for t, n in self._profiles[pid].counts.items():
+                if n > 0:
+                    held[t] = held.get(t, 0) + n
+                    holders[t] = holders.get(t, 0) + 1
+        out = {t: h - 1 for t, h in holders.items() if h > 1 and rules.counts_as_gathered(t)}
+        for c in attach:
+            if rules.counts_as_gathered(c.t):
+                if held.get(c.t, 0) > 0:
+                    out[c.t] = out.get(c.t, 0) + 1
+                held[c.t] = held.get(c.t, 0) + 1
+        for a in audits:
+            rule = a["rule"]
+            if rule.startswith("limit:") and rules.counts_as_gathered(rule[6:]):
+                out[rule[6:]] = out.get(rule[6:], 0) + 1
+        return out
+
+    def _breaker_hits(self, order: list[str], mapped: list[_Cand], gathered: dict[str, int]) -> set[str]:
+        """Identifiers that would bridge more merges, or gather more identifiers of one other type,
+        than the rules allow (the supernode breaker, invariant 4)."""
+        rules = self.rules
+        hit: set[str] = set()
+        if rules.supernode_max_merges is not None and len(order) >= 2:
+            k = len(order) - 1
+            hit.update(c.f for c in mapped if not rules.exempt_from_breaker(c.t)
+                       and self._deg.get(c.f, 0) + k > rules.supernode_max_merges)
+        if gathered and rules.supernode_max_links is not None:
+            for c in mapped:
+                if rules.exempt_from_breaker(c.t) or c.f in hit:
+                    continue
+                counts = self._lnk.get(c.f, {})
+                if any(t != c.t and counts.get(t, 0) + n > rules.max_links(t) for t, n in gathered.items()):
+                    hit.add(c.f)
+        return hit
 
     def _plan(self, live: list[_Cand]) -> tuple[dict[str, str], list[str], list[_Cand], list[_Cand], list[dict[str, Any]]]:
         """One pass in priority order; the stronger identifier wins every conflict (mirrors Lua's plan)."""
@@ -301,6 +374,7 @@ class MemoryIdentityGraph:
         for x in idents:
             self._ids.pop(x, None)
             self._deg.pop(x, None)
+            self._lnk.pop(x, None)
             self._quar.discard(x)
             self._supp.add(suppression_digest(x))
         for L in losers:

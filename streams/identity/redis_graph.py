@@ -20,6 +20,7 @@ Key layout (all under ``<namespace>:``; email/phone values are keyed hashes, inv
 - ``supp:<sha1(type:value)>`` erasure suppression (no identifier value kept)
 - ``quar:<type>:<value>`` quarantined supernode (-> message id that tripped it)
 - ``deg:<type>:<value>``  merges bridged by this identifier (supernode breaker)
+- ``lnk:<type>:<value>``  hash ``<type>`` -> identifiers of that type this one gathered (link breaker)
 """
 
 from __future__ import annotations
@@ -216,19 +217,21 @@ class RedisIdentityGraph:
             return Resolution("duplicate", None)
         if head == "=":  # redelivery of a non-trivial resolution: replay what it reported
             outcome, pid, body = _s(reply[1]).split("\x1f", 2)
-            return self._finish(req, blocked, outcome, pid or None, body)
+            return self._finish(req, blocked, outcome, pid or None, body, reply[2] if len(reply) > 2 else None)
         pid = reply[1]
-        return self._finish(req, blocked, head, _s(pid) if pid else None, reply[2])
+        return self._finish(req, blocked, head, _s(pid) if pid else None, reply[2], reply[3] if len(reply) > 3 else None)
 
-    def _finish(self, req: ResolveRequest, blocked: list[Identifier], outcome: str, pid: str | None, body: Any) -> Resolution:
+    def _finish(self, req: ResolveRequest, blocked: list[Identifier], outcome: str, pid: str | None, body: Any,
+                skip: Any) -> Resolution:
+        skipped = _s(skip).split("\x1f") if skip else ()
         if not body:
-            if not blocked:
+            if not blocked and not skipped:
                 return Resolution(outcome, pid) if outcome != "erased" else Resolution("erased", None)
-            return finish_resolution(req, blocked, self.rules, outcome, pid, (), ())
+            return finish_resolution(req, blocked, self.rules, outcome, pid, (), (), skipped)
         d = orjson.loads(body)
         merged = d["m"] or ()  # cjson writes an empty array as {}
         changes = d["c"] or ()
-        return finish_resolution(req, blocked, self.rules, outcome, pid, merged, changes)
+        return finish_resolution(req, blocked, self.rules, outcome, pid, merged, changes, skipped)
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ def register(app: faust.App, ctx: Any) -> None:
         if not text:
             return None, f"missing query parameter {name}=TYPE:VALUE"
         try:
-            return stored_identifier(text, ctx.normalizer.hasher, s.default_phone_region), None
+            return stored_identifier(text, ctx.normalizer.hasher, s.default_phone_region, ctx.identity.rules), None
         except ValueError as exc:
             return None, f"{name}: {exc}"
 

@@ -233,7 +233,7 @@ def test_per_type_limit_refuses_links_and_merges(make: Callable[..., Any]) -> No
 
 
 def test_supernode_is_quarantined_and_never_merges_again(make: Callable[..., Any]) -> None:
-    g = make(IdentityRules(supernode_max_merges=2))
+    g = make(IdentityRules(supernode_max_merges=2, supernode_max_links=None))
     anon = [R(f"a{i}", f"anonymous_id:a{i}") for i in range(5)]
     g.resolve_batch(anon)
     r = g.resolve_batch([R(f"d{i}", "device_id:kiosk", f"anonymous_id:a{i}") for i in range(5)])
@@ -245,13 +245,31 @@ def test_supernode_is_quarantined_and_never_merges_again(make: Callable[..., Any
     assert only.outcome == "blocked" and only.profile_id is None
 
 
-def test_order_id_attaches_but_never_merges(make: Callable[..., Any]) -> None:
+def test_order_id_joins_an_existing_identifier_like_a_new_one(make: Callable[..., Any]) -> None:
+    """An order id reported by two sources joins them whatever arrived first (invariant 3): an
+    identifier already known elsewhere is joined exactly as a brand-new one is."""
     g = make()
     r = g.resolve_batch([R("m1", "user_id:u1", "order_id:o1"), R("m2", "anonymous_id:a2", "order_id:o1"),
                          R("m3", "anonymous_id:a9"), R("m4", "anonymous_id:a9", "order_id:o1")])
-    assert r[1].profile_id == "p1"  # nothing else known: the order's owner
-    assert r[3].profile_id == "p2" and r[3].merged == ()
-    assert kinds(r[3]) == [("conflict", "no_merge:order_id")]
+    assert r[1].profile_id == "p1"  # a brand-new identifier joins the order's owner
+    assert r[3].profile_id == "p1" and r[3].merged == ("p2",)  # so does one known before
+    assert g.lookup(ID("anonymous_id:a9")) == g.lookup(ID("order_id:o1")) == "p1"
+    # the same events in the other order: the same components
+    h = make()
+    h.resolve_batch([R("m3", "anonymous_id:a9"), R("m1", "user_id:u1", "order_id:o1"),
+                     R("m4", "anonymous_id:a9", "order_id:o1"), R("m2", "anonymous_id:a2", "order_id:o1")])
+    ids = [ID(x) for x in ("user_id:u1", "order_id:o1", "anonymous_id:a2", "anonymous_id:a9")]
+    assert len({h.lookup(i) for i in ids}) == 1 and len({g.lookup(i) for i in ids}) == 1
+    # two identified people never share an order id (uniqueness still wins)
+    [c] = g.resolve_batch([R("m5", "user_id:u2", "order_id:o1")])
+    assert c.profile_id != "p1" and ("conflict", "unique:user_id") in kinds(c)
+
+
+def test_no_merge_types_attach_but_never_merge_when_configured(make: Callable[..., Any]) -> None:
+    g = make(IdentityRules(no_merge_types=frozenset({"order_id"})))
+    r = g.resolve_batch([R("m1", "user_id:u1", "order_id:o1"), R("m3", "anonymous_id:a9"), R("m4", "anonymous_id:a9", "order_id:o1")])
+    assert r[2].profile_id == "p2" and r[2].merged == ()
+    assert kinds(r[2]) == [("conflict", "no_merge:order_id")] and r[2].refused == ("order_id:o1",)
     assert g.lookup(ID("order_id:o1")) == "p1"
 
 

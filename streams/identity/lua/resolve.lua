@@ -33,11 +33,12 @@ local tonumber, tostring, unpack, ipairs, pairs, type, pcall = tonumber, tostrin
 local ns, ttl = ARGV[1], ARGV[2]
 local SEP = '\31'
 local K_SUPP, K_QUAR, K_ID, K_P, K_PM, K_PE, K_PL = ns .. 'supp:', ns .. 'quar:', ns .. 'id:', ns .. 'p:', ns .. 'pm:', ns .. 'pe:', ns .. 'pl:'
-local K_FWD, K_DEG, K_DRES, K_SEQ = ns .. 'fwd:', ns .. 'deg:', ns .. 'dres:', ns .. 'seq'
+local K_FWD, K_DEG, K_DRES, K_SEQ, K_LNK = ns .. 'fwd:', ns .. 'deg:', ns .. 'dres:', ns .. 'seq', ns .. 'lnk:'
 local MSG_AT = #ns + 7  -- a dedup key is ns .. 'dedup:' .. message_id
 
 local limit, default_limit, unique, nomerge = CFG.limit, CFG.default_limit, CFG.unique, CFG.nomerge
 local unique_list, supernode = CFG.unique_list, CFG.supernode
+local max_links, links_by_type, per_event = CFG.max_links, CFG.links_by_type, CFG.per_event
 
 -- Scratch tables reused by every event of the call; every read is bounded by the current
 -- event's own counts, so leftovers of an earlier event are never seen.
@@ -185,6 +186,47 @@ local function plan(list, nlist)
   return group, order, attach, mapped, audits, C
 end
 
+-- Identifiers per type this event brings into a profile that already holds one of that type
+-- (merged in, linked, or refused by that type's limit): what its bridges gather (link breaker).
+-- Returns the types sorted and their counts, or nil.
+local function gathered_of(order, attach, audits)
+  if max_links < 0 or #order == 0 then return nil end
+  local held, holders = {}, {}
+  for _, pid in ipairs(order) do
+    local m = meta(pid)
+    for _, t in ipairs(m.types) do
+      local k = m.counts[t]
+      if k > 0 then
+        held[t] = (held[t] or 0) + k
+        holders[t] = (holders[t] or 0) + 1
+      end
+    end
+  end
+  local g, any = {}, false
+  for t, h in pairs(holders) do
+    if h > 1 and not per_event[t] then g[t] = h - 1 any = true end
+  end
+  for _, c in ipairs(attach) do
+    local t = T[c]
+    if not per_event[t] then
+      if (held[t] or 0) > 0 then g[t] = (g[t] or 0) + 1 any = true end
+      held[t] = (held[t] or 0) + 1
+    end
+  end
+  for _, x in ipairs(audits) do
+    local r = x.rule
+    if sub(r, 1, 6) == 'limit:' then
+      local t = sub(r, 7)
+      if not per_event[t] then g[t] = (g[t] or 0) + 1 any = true end
+    end
+  end
+  if not any then return nil end
+  local types = {}
+  for t in pairs(g) do types[#types + 1] = t end
+  sort(types)
+  return {types = types, n = g}
+end
+
 -- One event. a = index in ARGV of its first identifier type, n = number of identifiers.
 local function resolve(dkey, claim, ts, a, n)
   -- One read: the dedup entry, then suppression, quarantine and owner of every candidate (all
@@ -229,12 +271,17 @@ local function resolve(dkey, claim, ts, a, n)
     end
   end
 
+  -- identifiers quarantined before this event: ignored, reported so the event is folded without them
+  local skip = false
+  for i = 1, n do
+    if got[1 + n + i] then skip = skip and (skip .. SEP .. F[i]) or F[i] end
+  end
   local msg = nil  -- the message id, cut from dkey when needed (not on the fast path)
   if prev then
     msg = sub(dkey, MSG_AT)
     local stored = call('GET', K_DRES .. msg)
-    if stored then return {'=', stored} end
-    if prev_pid then return {prev_outcome, prev_pid, false} end
+    if stored then return {'=', stored, skip} end
+    if prev_pid then return {prev_outcome, prev_pid, false, skip} end
   end
 
   -- Candidates not quarantined, with their current owner.
@@ -268,7 +315,7 @@ local function resolve(dkey, claim, ts, a, n)
     if not over then
       if prev then call('SET', dkey, claim .. SEP .. 'applied' .. SEP .. pid0, 'XX', 'KEEPTTL')
       else call('SET', dkey, claim .. SEP .. 'applied' .. SEP .. pid0, 'EX', ttl) end
-      return {'applied', pid0, false}
+      return {'applied', pid0, false, skip}
     end
   end
   if not prev then call('SET', dkey, claim, 'EX', ttl) end
@@ -279,22 +326,37 @@ local function resolve(dkey, claim, ts, a, n)
   meta_cache = {}
   if flat0 then meta(pid0, flat0) end
   local quarantined = {}
-  local group, order, attach, mapped, audits, C
+  local group, order, attach, mapped, audits, C, g
   while true do
     group, order, attach, mapped, audits, C = plan(live, nlive)
-    if supernode < 0 or #order < 2 then break end
-    local k = #order - 1
-    local nk = 0
-    for _, c in ipairs(mapped) do
-      if not (unique[T[c]] or nomerge[T[c]]) then
-        nk = nk + 1 W1[nk] = K_DEG .. F[c] W2[nk] = c
+    g = gathered_of(order, attach, audits)
+    local hit, any = {}, false
+    if supernode >= 0 and #order >= 2 then
+      local k = #order - 1
+      local nk = 0
+      for _, c in ipairs(mapped) do
+        if not (unique[T[c]] or nomerge[T[c]]) then
+          nk = nk + 1 W1[nk] = K_DEG .. F[c] W2[nk] = c
+        end
+      end
+      if nk > 0 then
+        local degs = mget(W1, nk)
+        for j = 1, nk do
+          if tonumber(degs[j] or '0') + k > supernode then hit[F[W2[j]]] = true any = true end
+        end
       end
     end
-    local hit, any = {}, false
-    if nk > 0 then
-      local degs = mget(W1, nk)
-      for j = 1, nk do
-        if tonumber(degs[j] or '0') + k > supernode then hit[F[W2[j]]] = true any = true end
+    if g then
+      for _, c in ipairs(mapped) do
+        local tc, f = T[c], F[c]
+        if not (unique[tc] or nomerge[tc] or hit[f]) then
+          local flat = call('HGETALL', K_LNK .. f)
+          local cur = {}
+          for i = 1, #flat, 2 do cur[flat[i]] = tonumber(flat[i + 1]) end
+          for _, t in ipairs(g.types) do
+            if t ~= tc and (cur[t] or 0) + g.n[t] > (links_by_type[t] or max_links) then hit[f] = true any = true break end
+          end
+        end
       end
     end
     if not any then break end
@@ -317,11 +379,11 @@ local function resolve(dkey, claim, ts, a, n)
   local function reply(outcome, pid, merged)
     if #changes == 0 and #merged == 0 then
       if pid then call('SET', dkey, claim .. SEP .. outcome .. SEP .. pid, 'XX', 'KEEPTTL') end
-      return {outcome, pid or false, false}
+      return {outcome, pid or false, false, skip}
     end
     local body = encode({m = merged, c = changes})
     call('SET', K_DRES .. msg, outcome .. SEP .. (pid or '') .. SEP .. body, 'EX', ttl)
-    return {outcome, pid or false, body}
+    return {outcome, pid or false, body, skip}
   end
 
   local norder, nattach = #order, #attach
@@ -426,6 +488,25 @@ local function resolve(dkey, claim, ts, a, n)
     end
   end
 
+  -- Link breaker: each bridge (a mapped identifier that is not unique or no-merge) is credited
+  -- with what this event gathers of the types other than its own.
+  local grec = nil
+  if g then
+    for _, c in ipairs(mapped) do
+      local tc, f = T[c], F[c]
+      if not (unique[tc] or nomerge[tc]) then
+        for _, t in ipairs(g.types) do
+          if t ~= tc then
+            call('HINCRBY', K_LNK .. f, t, g.n[t])
+            grec = grec or {}
+            grec[f] = grec[f] or {}
+            grec[f][t] = g.n[t]
+          end
+        end
+      end
+    end
+  end
+
   -- Attach the new identifiers, each linked to the anchor with this event as provenance.
   if nattach > 0 then
     local fs = {}
@@ -458,6 +539,8 @@ local function resolve(dkey, claim, ts, a, n)
       changes[#changes + 1] = {type = 'linked', rule = 'co_occurrence', identifiers = fs, via = anchor_f}
     end
   end
+  -- on the event's last record: `identity rebuild` restores lnk:* from it
+  if grec then changes[#changes].gathered = grec end
 
   return reply('applied', S, merged)
 end
