@@ -246,7 +246,7 @@ class MemoryIdentityGraph:
 
     def _gathered(self, order: list[str], attach: list[_Cand], audits: list[dict[str, Any]]) -> dict[str, int]:
         """Identifiers per type this event brings into a profile that already holds one of that
-        type (merged in, linked, or refused by that type's limit): what its bridges gather."""
+        type (merged in, linked, or refused by that type's limit or uniqueness): what its bridges gather."""
         rules = self.rules
         if rules.supernode_max_links is None or not order:
             return {}
@@ -263,10 +263,10 @@ class MemoryIdentityGraph:
                 if held.get(c.t, 0) > 0:
                     out[c.t] = out.get(c.t, 0) + 1
                 held[c.t] = held.get(c.t, 0) + 1
-        for a in audits:
-            rule = a["rule"]
-            if rule.startswith("limit:") and rules.counts_as_gathered(rule[6:]):
-                out[rule[6:]] = out.get(rule[6:], 0) + 1
+        for a in audits:  # refused by a limit or by uniqueness: an attempt to gather all the same
+            head, _, t = a["rule"].partition(":")
+            if head in ("limit", "unique") and rules.counts_as_gathered(t):
+                out[t] = out.get(t, 0) + 1
         return out
 
     def _breaker_hits(self, order: list[str], mapped: list[_Cand], gathered: dict[str, int]) -> set[str]:

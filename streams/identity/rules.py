@@ -54,7 +54,6 @@ DEFAULT_TYPE_BLOCKED_PATTERNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         r".*@(?:test|testing|localhost|invalid|mailinator\.com|none|null)(?:\.[a-z]+)?",
     ),
     "phone": (
-        r"\+\d{1,3}(\d)\1{5,}",                  # one digit repeated after the country code: +86 00000000000
         r"\+\d{1,3}0?(?:123456789|987654321)\d*", # sequences
         r"\+1\d{3}55501\d\d",                    # NANP fictional numbers 555-0100..555-0199
     ),
@@ -92,7 +91,7 @@ class IdentityRules:
       merges and would bridge more is quarantined: it never links anything again. None = off.
     - ``supernode_max_links``: an identifier that has *gathered* this many identifiers of one other
       type into its profile (linked or merged in while the profile already held one of that type,
-      or refused by that type's limit) and would gather more is quarantined. None = off;
+      or refused by that type's limit or uniqueness) and would gather more is quarantined. None = off;
       ``supernode_links_by_type`` sets it per gathered type.
     - ``per_event_types``: types new with every purchase (order_id): gathering them is normal.
     - ``no_merge_types``: attach to a profile but never merge two (empty by default: an order id

@@ -15,7 +15,7 @@ from typing import Any
 from streams.events.model import PII_TYPES, Identifier, Touchpoint
 from streams.events.reasons import Reason, Rejected
 from streams.identity.rules import REFUSED_MARK, IdentityRules
-from streams.ingest.pii import PiiHasher, check_phone, looks_like_email, looks_like_phone, normalize_email
+from streams.ingest.pii import PiiHasher, check_phone, looks_like_email, looks_like_phone, normalize_email, redact_text
 
 __all__ = ["Normalizer", "event_time_ms", "pii_key_kind"]
 
@@ -196,6 +196,7 @@ class Normalizer:
                 return "[redacted email]"
             if looks_like_phone(value, self.default_phone_region):
                 return "[redacted phone]"
+            return redact_text(value, self.default_phone_region)
         elif isinstance(value, int) and not isinstance(value, bool) and value >= 1_000_000:
             if looks_like_phone(str(value), self.default_phone_region):
                 return "[redacted phone]"

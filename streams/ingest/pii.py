@@ -9,7 +9,8 @@ import unicodedata
 
 import phonenumbers
 
-__all__ = ["PiiHasher", "normalize_email", "normalize_phone", "check_phone", "looks_like_email", "looks_like_phone"]
+__all__ = ["PiiHasher", "normalize_email", "normalize_phone", "check_phone", "looks_like_email", "looks_like_phone",
+           "redact_text"]
 
 # Invisible characters people paste along with an address (zero-width space/joiners, word joiner,
 # BOM, soft hyphen, bidi marks): the same person must be one identifier, found by erasure.
@@ -79,6 +80,8 @@ def check_phone(raw: str | int, default_region: str, refused_types: tuple[str, .
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if require_valid and not phonenumbers.is_valid_number(number):
         return e164, "invalid_phone"
+    if len(set(str(number.national_number))) == 1:  # one digit repeated: 000 0000 0000, 1111111
+        return e164, "blocked_pattern"
     if refused_types and _NUMBER_TYPES.get(phonenumbers.number_type(number)) in refused_types:
         return e164, "service_phone"
     return e164, None
@@ -105,6 +108,23 @@ def looks_like_phone(value: str | int, default_region: str) -> str | None:
     if number is None or not phonenumbers.is_valid_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+_EMAIL_IN_TEXT = re.compile(r"[^\s@<>()\[\]{},;:\"']+@[^\s@<>()\[\]{},;:\"']+\.[^\s@<>()\[\]{},;:\"'.]+")
+_PHONE_IN_TEXT = re.compile(r"(?<![\w+])\+?\d[\d\s().\-]{5,22}\d(?!\w)")
+
+
+def redact_text(text: str, default_region: str) -> str:
+    """``text`` with every email address and valid phone number inside replaced by a marker.
+
+    >>> redact_text("call 139-1234-5672, or ann@x.com; order 42", "CN")
+    'call [redacted phone], or [redacted email]; order 42'
+    """
+    if "@" in text:
+        text = _EMAIL_IN_TEXT.sub(lambda m: "[redacted email]" if normalize_email(m.group()) else m.group(), text)
+    if sum(c.isdigit() for c in text) >= 7:
+        text = _PHONE_IN_TEXT.sub(lambda m: "[redacted phone]" if looks_like_phone(m.group(), default_region) else m.group(), text)
+    return text
 
 
 class PiiHasher:

@@ -585,3 +585,66 @@ def test_known_person_over_a_lowered_limit_is_refused_like_the_plan_does(redis_u
             tight.close()
     finally:
         loose.close()
+
+
+# -- link breaker (issue 17 item 2): one shared value cannot gather identifiers one at a time --------
+
+def _agree(g: Any, reqs: Sequence[ResolveRequest], res: Sequence[Resolution]) -> None:
+    """What the profiles stage folds (the event minus ``refused``) is what the graph holds."""
+    for req, r in zip(reqs, res, strict=True):
+        if r.profile_id is None:
+            continue
+        kept = [i for i in req.identifiers if f"{i[0]}:{i[1]}" not in r.refused]
+        assert kept, r
+        for i in kept:
+            assert g.lookup(i) == g.current_profile(r.profile_id), (req, r)
+        for f in r.refused:
+            assert g.lookup(ID(f)) != g.current_profile(r.profile_id)
+
+
+def test_eight_pos_cards_sharing_one_phone_are_not_gathered(make: Callable[..., Any]) -> None:
+    g = make()
+    reqs = [R(f"pos{i}", f"pos_card_id:C{i}", "phone:h13800000000", f"order_id:o{i}") for i in range(8)]
+    res = g.resolve_batch(reqs)
+    profiles = [r.profile_id for r in res]
+    assert profiles[:3] == ["p1"] * 3  # the phone may bring in at most max_links (2) more cards
+    assert len(set(profiles[3:])) == 5 and "p1" not in profiles[3:]  # then it is quarantined
+    assert ("quarantined", "supernode") in kinds(res[3])
+    assert res[3].refused == ("phone:h13800000000",) and res[7].refused == ("phone:h13800000000",)
+    assert [i for i in g.identifiers_of("p1") if i[0] == "pos_card_id"] == [ID("pos_card_id:C0"), ID("pos_card_id:C1"), ID("pos_card_id:C2")]
+    _agree(g, reqs, res)
+    # the gathering is recorded on the audit trail (restored by `identity rebuild`)
+    assert res[1].changes[-1]["gathered"] == {"phone:h13800000000": {"pos_card_id": 1}}
+    # an event with the phone alone resolves nowhere (the phone links nothing any more)
+    [alone] = g.resolve_batch([R("alone", "phone:h13800000000")])
+    assert alone.outcome == "blocked" and alone.refused == ("phone:h13800000000",)
+
+
+def test_gathering_through_a_merge_blames_the_shared_value_not_the_card(make: Callable[..., Any]) -> None:
+    g = make(IdentityRules(supernode_max_links=0))
+    reqs = [R("a", "user_id:ua", "pos_card_id:CA"), R("b", "user_id:ub", "pos_card_id:CB"), R("c", "pos_card_id:CC"),
+            R("ap", "pos_card_id:CA", "phone:hP"), R("bp", "pos_card_id:CB", "phone:hP"), R("cp", "pos_card_id:CC", "phone:hP")]
+    res = g.resolve_batch(reqs)
+    assert [c["identifiers"] for c in res[4].changes if c["type"] == "quarantined"] == [["phone:hP"]]
+    assert g.lookup(ID("pos_card_id:CB")) == g.lookup(ID("user_id:ub")) != g.lookup(ID("user_id:ua"))
+    assert g.lookup(ID("pos_card_id:CC")) not in (g.lookup(ID("user_id:ua")), g.lookup(ID("user_id:ub")))
+    _agree(g, reqs, res)
+
+
+def test_limit_refusal_through_a_shared_value_trips_the_breaker(make: Callable[..., Any]) -> None:
+    g = make(IdentityRules(limits={"pos_card_id": 1}, supernode_max_links=5))
+    reqs = [R(f"e{i}", f"pos_card_id:C{i}", "phone:hS") for i in range(8)]
+    res = g.resolve_batch(reqs)
+    # each further card is refused by the limit and counted as gathered: the 6th attempt trips
+    assert [r.profile_id for r in res[:6]] == ["p1"] * 6 and res[6].profile_id != "p1"
+    assert ("quarantined", "supernode") in kinds(res[6])
+    _agree(g, reqs, res)
+    assert [i for i in g.identifiers_of("p1") if i[0] == "pos_card_id"] == [ID("pos_card_id:C0")]
+
+
+def test_a_person_with_a_few_devices_is_not_a_supernode(make: Callable[..., Any]) -> None:
+    g = make()
+    reqs = [R(f"d{i}", "email:hann", f"device_id:d{i}") for i in range(5)] + [R("o", "email:hann", f"order_id:o{i}") for i in range(1)]
+    reqs += [R(f"o{i}", "email:hann", f"order_id:o{i}") for i in range(1, 30)]
+    res = g.resolve_batch(reqs)
+    assert {r.profile_id for r in res} == {"p1"} and all(r.refused == () for r in res)

@@ -187,7 +187,7 @@ local function plan(list, nlist)
 end
 
 -- Identifiers per type this event brings into a profile that already holds one of that type
--- (merged in, linked, or refused by that type's limit): what its bridges gather (link breaker).
+-- (merged in, linked, or refused by that type's limit or uniqueness): what its bridges gather (link breaker).
 -- Returns the types sorted and their counts, or nil.
 local function gathered_of(order, attach, audits)
   if max_links < 0 or #order == 0 then return nil end
@@ -215,10 +215,9 @@ local function gathered_of(order, attach, audits)
   end
   for _, x in ipairs(audits) do
     local r = x.rule
-    if sub(r, 1, 6) == 'limit:' then
-      local t = sub(r, 7)
-      if not per_event[t] then g[t] = (g[t] or 0) + 1 any = true end
-    end
+    local t = nil
+    if sub(r, 1, 6) == 'limit:' then t = sub(r, 7) elseif sub(r, 1, 7) == 'unique:' then t = sub(r, 8) end
+    if t and not per_event[t] then g[t] = (g[t] or 0) + 1 any = true end
   end
   if not any then return nil end
   local types = {}
