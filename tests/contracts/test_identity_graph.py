@@ -33,6 +33,11 @@ from streams.identity import (
 )
 from streams.identity.memory_graph import suppression_digest
 from streams.identity.model import Identifier
+from tests.unit.identity.test_order_independence import RULES as ORDER_RULES
+from tests.unit.identity.test_order_independence import batches as order_batches
+from tests.unit.identity.test_order_independence import check as check_order_independence
+from tests.unit.identity.test_order_independence import requests as order_requests
+from tests.unit.identity.test_order_independence import traffic as order_traffic
 from tests.unit.identity.test_properties import (
     CONFLICT_FREE_RULES,
     TIGHT_RULES,
@@ -648,3 +653,22 @@ def test_a_person_with_a_few_devices_is_not_a_supernode(make: Callable[..., Any]
     reqs += [R(f"o{i}", "email:hann", f"order_id:o{i}") for i in range(1, 30)]
     res = g.resolve_batch(reqs)
     assert {r.profile_id for r in res} == {"p1"} and all(r.refused == () for r in res)
+
+
+# -- order independence with order ids, limits and quarantine in play (issue 17 item 5) -------------
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(t=order_traffic(max_events=30), seed=st.randoms(use_true_random=False), cuts=st.lists(st.integers(0, 30), max_size=5))
+def test_redis_graph_is_order_independent_with_orders_limits_and_quarantine(redis_url: str, t: Any, seed: Any, cuts: list[int]) -> None:
+    events, shared = t
+    order = list(range(len(events)))
+    seed.shuffle(order)
+    for o, c in ((list(range(len(events))), []), (order, cuts)):
+        g = RedisTwin(redis_url, ORDER_RULES)
+        try:
+            for b in order_batches(order_requests(events, o), c):
+                g.resolve_batch(b)
+            check_order_independence(events, shared, g.lookup,
+                                     lambda i, g=g: bool(g.run(g.client.exists(f"{g.namespace}:quar:{i[0]}:{i[1]}"))))
+        finally:
+            g.close()
