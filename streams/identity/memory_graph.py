@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.identity.explain import Side, explain
 from streams.identity.model import (
     LINK_SEP,
     ErasureResult,
@@ -95,6 +96,7 @@ class MemoryIdentityGraph:
         self._dres: dict[str, tuple[str, str | None, list[str], list[dict[str, Any]]]] = {}
         self._supp: set[str] = set()
         self._quar: set[str] = set()
+        self._quar_by: dict[str, str] = {}  # quarantined -> message id that tripped it
         self._deg: dict[str, int] = {}
         self._lnk: dict[str, dict[str, int]] = {}  # link breaker: identifiers gathered per type
         self._seq = 0
@@ -148,6 +150,7 @@ class MemoryIdentityGraph:
             for c in live:
                 if c.f in hit:
                     self._quar.add(c.f)
+                    self._quar_by[c.f] = req.message_id
                     quarantined.append({"type": "quarantined", "rule": "supernode", "identifiers": [c.f], "from_profile_id": c.pid})
                 else:
                     rest.append(c)
@@ -359,6 +362,16 @@ class MemoryIdentityGraph:
         p = self._profiles[pa]
         return provenance_path(p.links, p.edges, fmt(a), fmt(b))
 
+    def explain(self, a: Identifier, b: Identifier) -> dict[str, Any]:
+        """Why ``a`` and ``b`` are or are not one person (see :mod:`streams.identity.explain`)."""
+        def side(i: Identifier) -> Side:
+            pid = self.lookup(i)
+            p = self._profiles.get(pid) if pid else None
+            quar = None if fmt(i) not in self._quar else self._quar_by.get(fmt(i), "")
+            return Side(i, pid, quar, dict(p.counts) if p else {}, dict(p.uniq) if p else {})
+
+        return explain(self.rules, side(a), side(b), self.why(a, b))
+
     # -- erasure ------------------------------------------------------------------------------
 
     def erase(self, ident: Identifier) -> ErasureResult:
@@ -376,6 +389,7 @@ class MemoryIdentityGraph:
             self._deg.pop(x, None)
             self._lnk.pop(x, None)
             self._quar.discard(x)
+            self._quar_by.pop(x, None)
             self._supp.add(suppression_digest(x))
         for L in losers:
             self._fwd.pop(L, None)

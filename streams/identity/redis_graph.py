@@ -36,6 +36,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
+from streams.identity.explain import Side, explain
 from streams.identity.memory_graph import finish_resolution, sort_identifiers
 from streams.identity.model import (
     ErasureResult,
@@ -272,6 +273,22 @@ class RedisIdentityGraph:
             if _s(again) == pa:
                 return provenance_path({_s(k): _s(v) for k, v in links.items()}, [_s(e) for e in edges], fmt(a), fmt(b))
         return None
+
+    async def explain(self, a: Identifier, b: Identifier) -> dict[str, Any]:
+        """Why ``a`` and ``b`` are or are not one person (see :mod:`streams.identity.explain`)."""
+        chain = await self.why(a, b)
+
+        async def side(i: Identifier) -> Side:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.get(self.prefix + "id:" + fmt(i))
+            pipe.get(self.prefix + "quar:" + fmt(i))
+            pid, quar = (_s(x) for x in await pipe.execute())
+            meta = {_s(k): _s(v) for k, v in (await self.redis.hgetall(self.prefix + "pm:" + pid)).items()} if pid else {}
+            counts = {k[2:]: int(v) for k, v in meta.items() if k.startswith("n:")}
+            uniq = {k[2:]: v for k, v in meta.items() if k.startswith("u:")}
+            return Side(i, pid, quar, counts, uniq)
+
+        return explain(self.rules, await side(a), await side(b), chain)
 
     # -- erasure ------------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ from faust.web import Request, Response, View
 
 from streams.identity.erasure import erase_person
 from streams.identity.identifiers import stored_identifier
-from streams.identity.model import fmt
 from streams.kafka import topics as T
 from streams.web.views import authorized
 
@@ -41,8 +40,8 @@ def register(app: faust.App, ctx: Any) -> None:
             b, err_b = parse(request, "b")
             if err_a or err_b:
                 return self.json({"error": err_a or err_b}, status=400)
-            chain = await ctx.identity.why(a, b)
-            return self.json({"a": fmt(a), "b": fmt(b), "linked": chain is not None, "chain": chain or []})
+            # linked: the chain; not linked: the refusing rule (touchpoint identity why adds the records)
+            return self.json(await ctx.identity.explain(a, b))
 
     @app.page("/identity/erase")
     class Erase(View):

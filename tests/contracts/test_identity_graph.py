@@ -119,6 +119,9 @@ class RedisTwin:
     def why(self, a: Identifier, b: Identifier) -> Any:
         return self.run(self.graph.why(a, b))
 
+    def explain(self, a: Identifier, b: Identifier) -> Any:
+        return self.run(self.graph.explain(a, b))
+
     def keys(self) -> list[str]:
         return [k.decode() for k in self.run(self.client.keys(self.namespace + ":*"))]
 
@@ -437,6 +440,7 @@ def test_redis_and_memory_agree_exactly_on_conflicting_traffic(redis_url: str, o
             assert mem.identifiers_of(pid) == red.identifiers_of(pid)
         for a, b in zip(idents, idents[1:], strict=False):
             assert mem.why(a, b) == red.why(a, b)
+            assert mem.explain(a, b) == red.explain(a, b)
         check_rule_invariants(events, rules, red.lookup, red.identifiers_of, resolutions)
     finally:
         red.close()
@@ -672,3 +676,41 @@ def test_redis_graph_is_order_independent_with_orders_limits_and_quarantine(redi
                                      lambda i, g=g: bool(g.run(g.client.exists(f"{g.namespace}:quar:{i[0]}:{i[1]}"))))
         finally:
             g.close()
+
+
+# -- why for any pair (issue 17 item 6) -------------------------------------------------------------
+
+def test_why_names_the_refusing_rule_for_unlinked_pairs(make: Callable[..., Any]) -> None:
+    g = make(IdentityRules(limits={"device_id": 2}, supernode_max_links=None, supernode_max_merges=1))
+    g.resolve_batch([R("m1", "user_id:u1", "device_id:d1"), R("m2", "user_id:u2", "device_id:d1"),
+                     R("m3", "device_id:d2", "device_id:d3"), R("m4", "anonymous_id:a1", "device_id:d4"),
+                     R("m5", "anonymous_id:x1"), R("m6", "anonymous_id:x2"), R("m7", "anonymous_id:x3"),
+                     R("m8", "device_id:k", "anonymous_id:x1"), R("m9", "device_id:k", "anonymous_id:x2"),
+                     R("m10", "device_id:k", "anonymous_id:x3")])
+    linked = g.explain(ID("user_id:u1"), ID("device_id:d1"))
+    assert linked["linked"] and linked["chain"][0]["message_id"] == "m1"
+    cases = {("user_id:u2", "user_id:u1"): "unique:user_id", ("user_id:u2", "device_id:d1"): "unique:user_id",
+             ("device_id:d2", "device_id:d1"): "limit:device_id", ("anonymous_id:a1", "user_id:u1"): "never_met",
+             ("device_id:null", "user_id:u1"): "blocked_value", ("anonymous_id:x3", "device_id:k"): "supernode",
+             ("anonymous_id:nobody", "user_id:u1"): "unknown"}
+    for (a, b), rule in cases.items():
+        ans = g.explain(ID(a), ID(b))
+        assert not ans["linked"] and ans["rule"] == rule, (a, b, ans)
+    assert "m10" in g.explain(ID("anonymous_id:x3"), ID("device_id:k"))["detail"]
+
+
+def test_both_graphs_apply_the_rules_of_a_file(make: Callable[..., Any], tmp_path: Any) -> None:
+    """One rule set from TOUCHPOINT_IDENTITY_RULES drives the Lua script and the twin alike."""
+    from streams.identity.rules_file import load_rules
+
+    path = tmp_path / "rules.toml"
+    path.write_text("unique_types = ['user_id', 'crm_id']\n[limits]\ndevice_id = 1\n"
+                    "[blocked.types.device_id]\nextra_patterns = ['kiosk-.*']\n[supernode]\nmax_links = 0\n")
+    g = make(load_rules(path))
+    r = g.resolve_batch([R("m1", "crm_id:c1", "device_id:d1"), R("m2", "crm_id:c2", "device_id:d1"),
+                         R("m3", "user_id:u1", "device_id:kiosk-7"), R("m4", "user_id:u1", "device_id:d2"),
+                         R("m5", "user_id:u1", "device_id:d3")])
+    assert ("conflict", "unique:crm_id") in kinds(r[1])  # crm_id made unique by the file
+    assert kinds(r[2])[0] == ("blocked", "blocked_pattern") and g.lookup(ID("device_id:kiosk-7")) is None
+    assert ("blocked", "limit:device_id") in kinds(r[4])  # one device per profile
+    assert r[4].refused == ("device_id:d3",)

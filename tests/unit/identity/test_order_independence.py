@@ -27,7 +27,7 @@ from streams.identity.oracle import components, partition_of
 PERSON_TYPES = ("user_id", "email", "device_id", "anonymous_id", "pos_card_id")
 MAX_ORDERS = 3
 RULES = IdentityRules(limits={t: 1 for t in (*PERSON_TYPES, "phone")} | {"order_id": MAX_ORDERS}, default_limit=1,
-                      supernode_max_merges=None, supernode_max_links=0)
+                      supernode_max_merges=None, supernode_max_links=0, supernode_links_by_type={})
 PLACEHOLDERS: tuple[Identifier, ...] = (("device_id", "null"), ("anonymous_id", "0"), ("user_id", "undefined"),
                                         ("email", "!blocked_value:0123456789abcdef0123456789abcdef"))
 
