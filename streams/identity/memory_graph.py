@@ -142,7 +142,7 @@ class MemoryIdentityGraph:
         quarantined: list[dict[str, Any]] = []
         while True:
             group, order, attach, mapped, audits = self._plan(live)
-            gathered = self._gathered(order, attach, audits)
+            gathered = self._gathered(order, attach, audits, mapped)
             hit = self._breaker_hits(order, mapped, gathered)
             if not hit:
                 break
@@ -212,22 +212,10 @@ class MemoryIdentityGraph:
                     if not rules.exempt_from_breaker(c.t):
                         self._deg[c.f] = self._deg.get(c.f, 0) + len(order) - 1
 
-        if gathered and rules.supernode_max_links is not None:
-            record: dict[str, dict[str, int]] = {}
-            for c in mapped:
-                if rules.exempt_from_breaker(c.t):
-                    continue
-                for t, n in gathered.items():
-                    if t != c.t:
-                        counts = self._lnk.setdefault(c.f, {})
-                        counts[t] = counts.get(t, 0) + n
-                        record.setdefault(c.f, {})[t] = n
-            if record:
-                gathered_record = record
-            else:
-                gathered_record = None
-        else:
-            gathered_record = None
+        for f, per_type in gathered.items():
+            counts = self._lnk.setdefault(f, {})
+            for t, n in per_type.items():
+                counts[t] = counts.get(t, 0) + n
 
         if attach:
             fs = []
@@ -243,36 +231,40 @@ class MemoryIdentityGraph:
                 changes.append({"type": "created", "rule": "first_seen", "identifiers": fs})
             else:  # via = the anchor they were linked to (identity rebuild restores provenance)
                 changes.append({"type": "linked", "rule": "co_occurrence", "identifiers": fs, "via": anchor.f})
-        if gathered_record:  # on the event's last record: `identity rebuild` restores lnk:* from it
-            changes[-1]["gathered"] = gathered_record
+        if gathered:  # on the event's last record: `identity rebuild` restores lnk:* from it
+            changes[-1]["gathered"] = gathered
         return reply("applied", S)
 
-    def _gathered(self, order: list[str], attach: list[_Cand], audits: list[dict[str, Any]]) -> dict[str, int]:
-        """Identifiers per type this event brings into a profile that already holds one of that
-        type (merged in, linked, or refused by that type's limit or uniqueness): what its bridges gather."""
+    def _gathered(self, order: list[str], attach: list[_Cand], audits: list[dict[str, Any]],
+                  mapped: list[_Cand]) -> dict[str, dict[str, int]]:
+        """Per bridge (a mapped identifier that is not unique or no-merge), the identifiers of each
+        other type this event brings into its profile while that profile already holds one of the
+        type: merged in from other profiles, linked, or refused by a limit or by uniqueness."""
         rules = self.rules
         if rules.supernode_max_links is None or not order:
             return {}
-        held: dict[str, int] = {}
-        holders: dict[str, int] = {}
+        total: dict[str, int] = {}
         for pid in order:
             for t, n in self._profiles[pid].counts.items():
-                if n > 0:
-                    held[t] = held.get(t, 0) + n
-                    holders[t] = holders.get(t, 0) + 1
-        out = {t: h - 1 for t, h in holders.items() if h > 1 and rules.counts_as_gathered(t)}
+                total[t] = total.get(t, 0) + n
         for c in attach:
-            if rules.counts_as_gathered(c.t):
-                if held.get(c.t, 0) > 0:
-                    out[c.t] = out.get(c.t, 0) + 1
-                held[c.t] = held.get(c.t, 0) + 1
-        for a in audits:  # refused by a limit or by uniqueness: an attempt to gather all the same
+            total[c.t] = total.get(c.t, 0) + 1
+        for a in audits:
             head, _, t = a["rule"].partition(":")
-            if head in ("limit", "unique") and rules.counts_as_gathered(t):
-                out[t] = out.get(t, 0) + 1
+            if head in ("limit", "unique"):
+                total[t] = total.get(t, 0) + 1
+        out: dict[str, dict[str, int]] = {}
+        for c in mapped:
+            if rules.exempt_from_breaker(c.t):
+                continue
+            own = self._profiles[c.pid].counts  # type: ignore[index]
+            got = {t: n - own[t] for t, n in total.items()
+                   if t != c.t and own.get(t, 0) > 0 and n > own[t] and rules.counts_as_gathered(t)}
+            if got:
+                out[c.f] = got
         return out
 
-    def _breaker_hits(self, order: list[str], mapped: list[_Cand], gathered: dict[str, int]) -> set[str]:
+    def _breaker_hits(self, order: list[str], mapped: list[_Cand], gathered: dict[str, dict[str, int]]) -> set[str]:
         """Identifiers that would bridge more merges, or gather more identifiers of one other type,
         than the rules allow (the supernode breaker, invariant 4)."""
         rules = self.rules
@@ -281,13 +273,10 @@ class MemoryIdentityGraph:
             k = len(order) - 1
             hit.update(c.f for c in mapped if not rules.exempt_from_breaker(c.t)
                        and self._deg.get(c.f, 0) + k > rules.supernode_max_merges)
-        if gathered and rules.supernode_max_links is not None:
-            for c in mapped:
-                if rules.exempt_from_breaker(c.t) or c.f in hit:
-                    continue
-                counts = self._lnk.get(c.f, {})
-                if any(t != c.t and counts.get(t, 0) + n > rules.max_links(t) for t, n in gathered.items()):
-                    hit.add(c.f)
+        for f, per_type in gathered.items():
+            counts = self._lnk.get(f, {})
+            if f not in hit and any(counts.get(t, 0) + n > rules.max_links(t) for t, n in per_type.items()):
+                hit.add(f)
         return hit
 
     def _plan(self, live: list[_Cand]) -> tuple[dict[str, str], list[str], list[_Cand], list[_Cand], list[dict[str, Any]]]:

@@ -58,8 +58,12 @@ DEFAULT_TYPE_BLOCKED_PATTERNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         r"\+1\d{3}55501\d\d",                    # NANP fictional numbers 555-0100..555-0199
     ),
 })
-# Link breaker thresholds of types a real person accumulates (cookies, devices) above the default.
-DEFAULT_LINKS_BY_TYPE: Mapping[str, int] = MappingProxyType({"anonymous_id": 10, "device_id": 4})
+# Link breaker thresholds per gathered type: types a real person accumulates (cookies, devices,
+# one openid per mini-program) above the default.
+# A POS card is the classic victim of a shared value (the store's phone typed at the till for every
+# customer): a value that already sits with one card never brings in another.
+DEFAULT_LINKS_BY_TYPE: Mapping[str, int] = MappingProxyType({"anonymous_id": 10, "device_id": 4, "wechat_openid": 10,
+                                                             "pos_card_id": 0})
 # phonenumbers number types that are services, not people (95588-style short numbers are not
 # valid numbers at all and are refused as invalid).
 DEFAULT_REFUSED_PHONE_TYPES: tuple[str, ...] = ("toll_free", "premium_rate", "shared_cost", "uan", "voicemail", "pager")

@@ -616,14 +616,20 @@ def test_eight_pos_cards_sharing_one_phone_are_not_gathered(make: Callable[..., 
     reqs = [R(f"pos{i}", f"pos_card_id:C{i}", "phone:h13800000000", f"order_id:o{i}") for i in range(8)]
     res = g.resolve_batch(reqs)
     profiles = [r.profile_id for r in res]
-    assert profiles[:3] == ["p1"] * 3  # the phone may bring in at most max_links (2) more cards
-    assert len(set(profiles[3:])) == 5 and "p1" not in profiles[3:]  # then it is quarantined
-    assert ("quarantined", "supernode") in kinds(res[3])
-    assert res[3].refused == ("phone:h13800000000",) and res[7].refused == ("phone:h13800000000",)
-    assert [i for i in g.identifiers_of("p1") if i[0] == "pos_card_id"] == [ID("pos_card_id:C0"), ID("pos_card_id:C1"), ID("pos_card_id:C2")]
+    # a value sitting with one card never brings in another (pos_card_id's link threshold is 0)
+    assert profiles[0] == "p1" and len(set(profiles)) == 8
+    assert kinds(res[1])[0] == ("quarantined", "supernode") and res[1].changes[0]["from_profile_id"] == "p1"
+    assert all(r.refused == ("phone:h13800000000",) for r in res[1:])
+    assert [i for i in g.identifiers_of("p1") if i[0] == "pos_card_id"] == [ID("pos_card_id:C0")]
     _agree(g, reqs, res)
-    # the gathering is recorded on the audit trail (restored by `identity rebuild`)
+    # with a looser threshold the phone gathers two more cards, then trips; the gathering is
+    # recorded on the audit trail (restored by `identity rebuild`)
+    h = make(IdentityRules(supernode_links_by_type={}))
+    res = h.resolve_batch(reqs)
+    assert [r.profile_id for r in res[:3]] == ["p1"] * 3 and "p1" not in [r.profile_id for r in res[3:]]
     assert res[1].changes[-1]["gathered"] == {"phone:h13800000000": {"pos_card_id": 1}}
+    assert ("quarantined", "supernode") in kinds(res[3])
+    _agree(h, reqs, res)
     # an event with the phone alone resolves nowhere (the phone links nothing any more)
     [alone] = g.resolve_batch([R("alone", "phone:h13800000000")])
     assert alone.outcome == "blocked" and alone.refused == ("phone:h13800000000",)
@@ -641,7 +647,7 @@ def test_gathering_through_a_merge_blames_the_shared_value_not_the_card(make: Ca
 
 
 def test_limit_refusal_through_a_shared_value_trips_the_breaker(make: Callable[..., Any]) -> None:
-    g = make(IdentityRules(limits={"pos_card_id": 1}, supernode_max_links=5))
+    g = make(IdentityRules(limits={"pos_card_id": 1}, supernode_max_links=5, supernode_links_by_type={}))
     reqs = [R(f"e{i}", f"pos_card_id:C{i}", "phone:hS") for i in range(8)]
     res = g.resolve_batch(reqs)
     # each further card is refused by the limit and counted as gathered: the 6th attempt trips

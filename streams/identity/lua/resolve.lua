@@ -186,44 +186,45 @@ local function plan(list, nlist)
   return group, order, attach, mapped, audits, C
 end
 
--- Identifiers per type this event brings into a profile that already holds one of that type
--- (merged in, linked, or refused by that type's limit or uniqueness): what its bridges gather (link breaker).
--- Returns the types sorted and their counts, or nil.
-local function gathered_of(order, attach, audits)
+-- Link breaker: per bridge (a mapped identifier that is not unique or no-merge), the identifiers
+-- of each other type this event brings into its profile while that profile already holds one of
+-- the type: merged in from other profiles, linked, or refused by a limit or by uniqueness.
+-- Returns a list of {f = "type:value", types = {sorted}, n = {type = count}}, or nil.
+local function gathered_of(order, attach, audits, mapped)
   if max_links < 0 or #order == 0 then return nil end
-  local held, holders = {}, {}
+  local total = {}
   for _, pid in ipairs(order) do
     local m = meta(pid)
-    for _, t in ipairs(m.types) do
-      local k = m.counts[t]
-      if k > 0 then
-        held[t] = (held[t] or 0) + k
-        holders[t] = (holders[t] or 0) + 1
-      end
-    end
+    for _, t in ipairs(m.types) do total[t] = (total[t] or 0) + m.counts[t] end
   end
-  local g, any = {}, false
-  for t, h in pairs(holders) do
-    if h > 1 and not per_event[t] then g[t] = h - 1 any = true end
-  end
-  for _, c in ipairs(attach) do
-    local t = T[c]
-    if not per_event[t] then
-      if (held[t] or 0) > 0 then g[t] = (g[t] or 0) + 1 any = true end
-      held[t] = (held[t] or 0) + 1
-    end
-  end
+  for _, c in ipairs(attach) do total[T[c]] = (total[T[c]] or 0) + 1 end
   for _, x in ipairs(audits) do
     local r = x.rule
     local t = nil
     if sub(r, 1, 6) == 'limit:' then t = sub(r, 7) elseif sub(r, 1, 7) == 'unique:' then t = sub(r, 8) end
-    if t and not per_event[t] then g[t] = (g[t] or 0) + 1 any = true end
+    if t then total[t] = (total[t] or 0) + 1 end
   end
-  if not any then return nil end
-  local types = {}
-  for t in pairs(g) do types[#types + 1] = t end
-  sort(types)
-  return {types = types, n = g}
+  local out = nil
+  for _, c in ipairs(mapped) do
+    local tc = T[c]
+    if not (unique[tc] or nomerge[tc]) then
+      local own = meta(P[c]).counts
+      local types, n = {}, {}
+      for t, k in pairs(total) do
+        local o = own[t] or 0
+        if t ~= tc and o > 0 and k > o and not per_event[t] then
+          types[#types + 1] = t
+          n[t] = k - o
+        end
+      end
+      if #types > 0 then
+        sort(types)
+        out = out or {}
+        out[#out + 1] = {f = F[c], types = types, n = n}
+      end
+    end
+  end
+  return out
 end
 
 -- One event. a = index in ARGV of its first identifier type, n = number of identifiers.
@@ -328,7 +329,7 @@ local function resolve(dkey, claim, ts, a, n)
   local group, order, attach, mapped, audits, C, g
   while true do
     group, order, attach, mapped, audits, C = plan(live, nlive)
-    g = gathered_of(order, attach, audits)
+    g = gathered_of(order, attach, audits, mapped)
     local hit, any = {}, false
     if supernode >= 0 and #order >= 2 then
       local k = #order - 1
@@ -346,14 +347,13 @@ local function resolve(dkey, claim, ts, a, n)
       end
     end
     if g then
-      for _, c in ipairs(mapped) do
-        local tc, f = T[c], F[c]
-        if not (unique[tc] or nomerge[tc] or hit[f]) then
-          local flat = call('HGETALL', K_LNK .. f)
+      for _, b in ipairs(g) do
+        if not hit[b.f] then
+          local flat = call('HGETALL', K_LNK .. b.f)
           local cur = {}
           for i = 1, #flat, 2 do cur[flat[i]] = tonumber(flat[i + 1]) end
-          for _, t in ipairs(g.types) do
-            if t ~= tc and (cur[t] or 0) + g.n[t] > (links_by_type[t] or max_links) then hit[f] = true any = true break end
+          for _, t in ipairs(b.types) do
+            if (cur[t] or 0) + b.n[t] > (links_by_type[t] or max_links) then hit[b.f] = true any = true break end
           end
         end
       end
@@ -491,18 +491,14 @@ local function resolve(dkey, claim, ts, a, n)
   -- with what this event gathers of the types other than its own.
   local grec = nil
   if g then
-    for _, c in ipairs(mapped) do
-      local tc, f = T[c], F[c]
-      if not (unique[tc] or nomerge[tc]) then
-        for _, t in ipairs(g.types) do
-          if t ~= tc then
-            call('HINCRBY', K_LNK .. f, t, g.n[t])
-            grec = grec or {}
-            grec[f] = grec[f] or {}
-            grec[f][t] = g.n[t]
-          end
-        end
+    grec = {}
+    for _, b in ipairs(g) do
+      local per = {}
+      for _, t in ipairs(b.types) do
+        call('HINCRBY', K_LNK .. b.f, t, b.n[t])
+        per[t] = b.n[t]
       end
+      grec[b.f] = per
     end
   end
 
