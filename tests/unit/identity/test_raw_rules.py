@@ -173,3 +173,26 @@ def test_stored_identifier_refuses_what_ingest_refuses() -> None:
     with pytest.raises(RefusedIdentifier, match="invalid_phone"):
         stored_identifier("phone:95588", HASHER)
     assert check_phone("13912345678", "CN") == ("+8613912345678", None)
+
+
+def test_wechat_openids_are_scoped_by_app_and_unionids_join_apps() -> None:
+    def wx(mid: str, openid: str, app: str | None, unionid: str | None = None) -> dict[str, Any]:
+        ext: list[dict[str, Any]] = [{"id": openid, "type": "wechat_openid", **({"collection": app} if app else {})}]
+        if unionid:
+            ext.append({"id": unionid, "type": "wechat_unionid"})
+        return {"type": "track", "messageId": mid, "event": "Product Viewed", "context": {"externalIds": ext}}
+
+    # the same raw openid in two mini-programs belongs to two different people
+    sink, _, graph = run([wx("a", "oSAME", "wx-shop"), wx("b", "oSAME", "wx-club"),
+                          wx("c", "oANN1", "wx-shop", "unANN"), wx("d", "oANN2", "wx-club", "unANN")])
+    ids = [e["identifiers"] for e in sink.events if "control" not in e]
+    assert ids[0] == ["wechat_openid:wx-shop/oSAME"] and ids[1] == ["wechat_openid:wx-club/oSAME"]
+    assert graph.lookup(("wechat_openid", "wx-shop/oSAME")) != graph.lookup(("wechat_openid", "wx-club/oSAME"))
+    # one person's openids in two apps are joined by the unionid
+    assert graph.lookup(("wechat_openid", "wx-shop/oANN1")) == graph.lookup(("wechat_openid", "wx-club/oANN2"))
+    # an app id may also come as appId; none keeps the old unscoped value
+    assert NORM.normalize(wx("e", "o1", None), NOW).identifiers == (("wechat_openid", "o1"),)
+    ev = wx("f", "o1", None)
+    ev["context"]["externalIds"][0]["appId"] = "wx-x"
+    assert NORM.normalize(ev, NOW).identifiers == (("wechat_openid", "wx-x/o1"),)
+    assert stored_identifier("wechat_openid:wx-shop/oSAME", HASHER) == ("wechat_openid", "wx-shop/oSAME")
