@@ -194,3 +194,15 @@ def test_trap_population_on_the_real_stack(settings, start_worker, tmp_path):
     assert any(r["type"] == "conflict" and r["rule"] == "unique:user_id" for r in answer["records"])
     status, body = worker.get(f"/identity/why?a=phone:{quote(STORE)}&b=pos_card_id:{traffic.customers[3].pos_card}")
     assert status == 200 and orjson.loads(body)["rule"] == "supernode"
+
+    # export: everything held about a customer, found by a raw email
+    c2 = traffic.customers[2]
+    exported = run_cli(settings, "export", "--id", f"email:{c2.email.upper()}")
+    assert exported.returncode == 0, exported.stderr.decode()
+    doc = orjson.loads(exported.stdout)
+    pid = owners[2]
+    assert doc["profile_id"] == pid and doc["profile"]["event_count"] == c2.events
+    assert {tuple(i.split(":", 1)) for i in doc["identifiers"]} - shared == traffic.expected(hasher)[2]
+    assert doc["audit"] and all(r.get("profile_id") in {pid, *doc["merged_from"]} or r.get("from_profile_id") in {pid, *doc["merged_from"]}
+                                or set(r["identifiers"]) & set(doc["identifiers"]) for r in doc["audit"])
+    assert c2.email.lower().encode() not in exported.stdout.lower()
