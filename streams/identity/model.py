@@ -161,11 +161,14 @@ def provenance_path(links: Mapping[str, str], merge_edges: Iterable[str], a: str
         adj.setdefault(y, []).append((x, msg, rule, ts))
 
     for ident, enc in links.items():
-        via, msg, rule, ts_text = enc.split(LINK_SEP)
+        # a message id may itself hold the separator: rule and time from the right, via from the left
+        head, rule, ts_text = enc.rsplit(LINK_SEP, 2)
+        via, _, msg = head.partition(LINK_SEP)
         if via:
             edge(ident, via, msg, rule, int(ts_text))
     for enc in merge_edges:
-        x, y, msg, rule, ts_text = enc.split(LINK_SEP)
+        head, rule, ts_text = enc.rsplit(LINK_SEP, 2)
+        x, y, msg = head.split(LINK_SEP, 2)
         edge(x, y, msg, rule, int(ts_text))
     prev: dict[str, tuple[str, str, str, int] | None] = {a: None}
     queue = deque([a])

@@ -720,3 +720,13 @@ def test_both_graphs_apply_the_rules_of_a_file(make: Callable[..., Any], tmp_pat
     assert kinds(r[2])[0] == ("blocked", "blocked_pattern") and g.lookup(ID("device_id:kiosk-7")) is None
     assert ("blocked", "limit:device_id") in kinds(r[4])  # one device per profile
     assert r[4].refused == ("device_id:d3",)
+
+
+def test_why_survives_a_control_character_in_a_message_id(make: Callable[..., Any]) -> None:
+    """Issue 21: a messageId holding the link separator (\\x1f) made why() fail for that profile for good."""
+    g = make()
+    g.resolve_batch([R("a\x1fb", "anonymous_id:a1", "device_id:d1"), R("m2", "anonymous_id:a2"),
+                     R("c\x1fd\x1f", "anonymous_id:a2", "device_id:d1")])
+    chain = g.why(ID("anonymous_id:a1"), ID("anonymous_id:a2"))
+    assert [s["message_id"] for s in chain] == ["a\x1fb", "c\x1fd\x1f"]
+    assert g.explain(ID("anonymous_id:a1"), ID("anonymous_id:a2"))["linked"]
