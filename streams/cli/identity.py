@@ -78,7 +78,7 @@ async def run_why(args: argparse.Namespace, settings: Settings) -> int:
     from redis.asyncio import Redis
 
     from streams.identity.explain import related_records
-    from streams.identity.identifiers import stored_identifier
+    from streams.identity.identifiers import explained_identifier
     from streams.identity.redis_graph import RedisIdentityGraph
     from streams.identity.rules_file import rules_from_settings
     from streams.ingest.pii import PiiHasher
@@ -86,8 +86,8 @@ async def run_why(args: argparse.Namespace, settings: Settings) -> int:
     rules = rules_from_settings(settings)
     hasher = PiiHasher(settings.pii_key)
     try:
-        a = stored_identifier(args.a, hasher, settings.default_phone_region, rules)
-        b = stored_identifier(args.b, hasher, settings.default_phone_region, rules)
+        a = explained_identifier(args.a, hasher, settings.default_phone_region, rules)
+        b = explained_identifier(args.b, hasher, settings.default_phone_region, rules)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
@@ -104,7 +104,23 @@ async def run_why(args: argparse.Namespace, settings: Settings) -> int:
         from streams.kafka.reading import read_to_end
         from streams.kafka.topics import IDENTITY_CHANGES
 
-        records = [orjson.loads(r.value) async for r in read_to_end(settings, settings.topic(IDENTITY_CHANGES), args.timeout) if r.value]
+        topic = settings.topic(IDENTITY_CHANGES)
+        records = ([orjson.loads(r.value) async for r in read_to_end(settings, topic, args.timeout) if r.value]
+                   if await _topic_exists(settings, topic) else [])
         answer["records"] = related_records(records, answer, pids)
     print(orjson.dumps(answer).decode())
     return 0
+
+
+async def _topic_exists(settings: Settings, topic: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from streams.kafka.client import client_options
+    from streams.kafka.reading import partitions_of
+
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        return bool(await partitions_of(admin, [topic]))
+    finally:
+        await admin.close()

@@ -6,7 +6,7 @@ from streams.events.model import Identifier, parse_identifier
 from streams.identity.rules import REFUSED_MARK, IdentityRules
 from streams.ingest.pii import PiiHasher
 
-__all__ = ["stored_identifier", "RefusedIdentifier"]
+__all__ = ["stored_identifier", "explained_identifier", "RefusedIdentifier"]
 
 
 class RefusedIdentifier(ValueError):
@@ -39,3 +39,13 @@ def stored_identifier(text: str, hasher: PiiHasher, default_phone_region: str = 
         reason, _, digest = value[1:].partition(":")
         raise RefusedIdentifier(f"{text!r}: not a usable {kind} ({reason})", kind, reason, digest)
     return kind, value
+
+
+def explained_identifier(text: str, hasher: PiiHasher, default_phone_region: str = "CN",
+                         rules: IdentityRules | None = None) -> Identifier:
+    """Like :func:`stored_identifier`, but a value ingest refuses comes back in its refused form
+    (``!<reason>:<hash>``), so ``why`` can name the rule instead of failing."""
+    try:
+        return stored_identifier(text, hasher, default_phone_region, rules)
+    except RefusedIdentifier as exc:
+        return exc.kind, f"{REFUSED_MARK}{exc.reason}:{exc.stored}"

@@ -9,7 +9,7 @@ import faust
 from faust.web import Request, Response, View
 
 from streams.identity.erasure import erase_person
-from streams.identity.identifiers import stored_identifier
+from streams.identity.identifiers import explained_identifier, stored_identifier
 from streams.kafka import topics as T
 from streams.web.views import authorized
 
@@ -22,12 +22,13 @@ def register(app: faust.App, ctx: Any) -> None:
     changes = app.topic(s.topic(T.IDENTITY_CHANGES), **raw)
     profile_events = app.topic(s.topic(T.PROFILE_EVENTS), **raw)
 
-    def parse(request: Request, name: str) -> tuple[Any, str | None]:
+    def parse(request: Request, name: str, explain: bool = False) -> tuple[Any, str | None]:
         text = request.query.get(name)
         if not text:
             return None, f"missing query parameter {name}=TYPE:VALUE"
+        read = explained_identifier if explain else stored_identifier
         try:
-            return stored_identifier(text, ctx.normalizer.hasher, s.default_phone_region, ctx.identity.rules), None
+            return read(text, ctx.normalizer.hasher, s.default_phone_region, ctx.identity.rules), None
         except ValueError as exc:
             return None, f"{name}: {exc}"
 
@@ -36,8 +37,8 @@ def register(app: faust.App, ctx: Any) -> None:
         async def get(self, request: Request) -> Response:
             if not authorized(s.web_token, request):
                 return self.json({"error": "missing or wrong bearer token"}, status=401)
-            a, err_a = parse(request, "a")
-            b, err_b = parse(request, "b")
+            a, err_a = parse(request, "a", explain=True)
+            b, err_b = parse(request, "b", explain=True)
             if err_a or err_b:
                 return self.json({"error": err_a or err_b}, status=400)
             # linked: the chain; not linked: the refusing rule (touchpoint identity why adds the records)

@@ -196,3 +196,13 @@ def test_wechat_openids_are_scoped_by_app_and_unionids_join_apps() -> None:
     ev["context"]["externalIds"][0]["appId"] = "wx-x"
     assert NORM.normalize(ev, NOW).identifiers == (("wechat_openid", "wx-x/o1"),)
     assert stored_identifier("wechat_openid:wx-shop/oSAME", HASHER) == ("wechat_openid", "wx-shop/oSAME")
+
+
+def test_why_names_the_rule_for_a_value_ingest_refuses() -> None:
+    from streams.identity.identifiers import explained_identifier
+
+    graph = MemoryIdentityGraph(IdentityRules())
+    graph.resolve_batch([])
+    a = explained_identifier("phone:95588", HASHER)
+    answer = graph.explain(a, ("user_id", "u1"))
+    assert not answer["linked"] and answer["rule"] == "invalid_phone" and "95588" not in str(answer)
