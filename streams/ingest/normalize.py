@@ -7,6 +7,7 @@ PII fields are removed from the traits that travel downstream.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,8 @@ _EMAIL_KEYS = frozenset({"email", "emailaddress", "mail", "email1", "primaryemai
 _PHONE_KEYS = frozenset({"phone", "phonenumber", "mobile", "mobilephone", "mobilenumber", "tel", "telephone", "cell",
                          "cellphone", "contactnumber", "contactphone", "phone1", "primaryphone", "userphone"})
 _KEY_JUNK = str.maketrans("", "", "_-. ")
+_PHONE_SHAPE = re.compile(r"\+?[\d\s().\-]{7,24}")  # what a phone number may look like (then checked)
+_DIGIT_RUN = re.compile(r"\d{3}")                  # every way of writing a phone has 3 digits in a row
 _MAX_DEPTH = 8  # nesting walked for PII (deeper values are dropped, never passed on unchecked)
 
 
@@ -148,7 +151,12 @@ class Normalizer:
                 continue
             # emails and phones only as keyed hashes (refused ones marked), other values hashed
             # too when they turn out to be an email or a phone number (invariant 7)
-            value = self._pii(kind, raw)
+            if kind in PII_TYPES:
+                value = self._pii(kind, raw)
+            else:
+                value = str(raw).strip()
+                if "@" in value or _PHONE_SHAPE.fullmatch(value):  # may be an email or a phone: hashed
+                    value = self._pii(kind, value)
             if value:
                 found[(kind, value)] = None
         return tuple(found)
@@ -192,6 +200,8 @@ class Normalizer:
         if isinstance(value, list):
             return [self._scrub(v, found, depth + 1) for v in value] if depth < _MAX_DEPTH else None
         if isinstance(value, str):
+            if "@" not in value and not _DIGIT_RUN.search(value):
+                return value  # most trait values: no address, no run of digits
             if looks_like_email(value):
                 return "[redacted email]"
             if looks_like_phone(value, self.default_phone_region):

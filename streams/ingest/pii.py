@@ -122,7 +122,7 @@ def redact_text(text: str, default_region: str) -> str:
     """
     if "@" in text:
         text = _EMAIL_IN_TEXT.sub(lambda m: "[redacted email]" if normalize_email(m.group()) else m.group(), text)
-    if sum(c.isdigit() for c in text) >= 7:
+    if _PHONE_IN_TEXT.search(text):
         text = _PHONE_IN_TEXT.sub(lambda m: "[redacted phone]" if looks_like_phone(m.group(), default_region) else m.group(), text)
     return text
 
