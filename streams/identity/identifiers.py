@@ -6,7 +6,7 @@ from streams.events.model import Identifier, parse_identifier
 from streams.identity.rules import REFUSED_MARK, IdentityRules
 from streams.ingest.pii import PiiHasher
 
-__all__ = ["stored_identifier", "explained_identifier", "RefusedIdentifier"]
+__all__ = ["stored_identifier", "explained_identifier", "legacy_forms", "RefusedIdentifier"]
 
 
 class RefusedIdentifier(ValueError):
@@ -49,3 +49,33 @@ def explained_identifier(text: str, hasher: PiiHasher, default_phone_region: str
         return stored_identifier(text, hasher, default_phone_region, rules)
     except RefusedIdentifier as exc:
         return exc.kind, f"{REFUSED_MARK}{exc.reason}:{exc.stored}"
+
+
+def legacy_forms(text: str, hasher: PiiHasher, default_phone_region: str = "CN") -> list[Identifier]:
+    """How versions before the raw-value rules stored this identifier, where that differs from
+    today's form: a value that is an email or a phone kept raw in another type, an email hashed
+    without Unicode normalisation, a phone hashed when merely possible (``12345``). Erasure looks
+    these up too, so a person stored by an older version is found by the value as typed."""
+    from streams.ingest.pii import normalize_phone
+
+    try:
+        kind, raw = parse_identifier(text)
+    except ValueError:
+        return []
+    try:
+        current: Identifier | None = stored_identifier(text, hasher, default_phone_region)
+    except ValueError:
+        current = None
+    old: Identifier | None = None
+    if kind == "email":
+        value = raw.strip().lower()
+        local, at, domain = value.partition("@")
+        if at and local and "." in domain and " " not in value and not domain.startswith(".") and not domain.endswith("."):
+            old = (kind, hasher.hash(kind, value))
+    elif kind == "phone":
+        e164 = normalize_phone(raw, default_phone_region)
+        if e164:
+            old = (kind, hasher.hash(kind, e164))
+    else:
+        old = (kind, raw.strip())
+    return [old] if old is not None and old != current else []

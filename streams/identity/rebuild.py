@@ -123,6 +123,10 @@ def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
             ch.quar[f] = mid
 
 
+def _sha1(f: str) -> str:
+    return hashlib.sha1(f.encode()).hexdigest()
+
+
 def _root(parent: dict[str, str], pid: str) -> str:
     seen = 0
     while pid in parent and seen < 10_000:  # merges form a forest; the bound only guards bad input
@@ -152,9 +156,11 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
     img = GraphImage()
     # Erasures remove whole trees (the live profile and everything merged into it).
     erased_pids: set[str] = set()
-    erased_idents: set[str] = set()
+    erased_digests: set[str] = set()  # SHA-1 of each erased TYPE:VALUE (the suppression key)
     for rec in ch.erased:
-        erased_idents.update(rec.get("identifiers") or [])
+        # today's records carry the digests only; older ones the identifiers themselves
+        erased_digests.update(rec.get("suppressed") or [])
+        erased_digests.update(_sha1(f) for f in rec.get("identifiers") or [])
         if rec.get("profile_id"):
             erased_pids.add(_root(ch.parent, rec["profile_id"]))
     trees: dict[str, list[str]] = defaultdict(list)
@@ -194,16 +200,16 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
     if all_pids:
         img.strings["seq"] = str(max(seq_of(p) for p in all_pids))
     for f, mid in ch.quar.items():
-        if f not in erased_idents:
+        if _sha1(f) not in erased_digests:
             img.strings[f"quar:{f}"] = mid
     for f, n in ch.deg.items():
-        if f not in erased_idents and n:
+        if _sha1(f) not in erased_digests and n:
             img.strings[f"deg:{f}"] = str(n)
     for f, per_type in ch.lnk.items():
-        if f not in erased_idents and any(per_type.values()):
+        if _sha1(f) not in erased_digests and any(per_type.values()):
             img.hashes[f"lnk:{f}"] = {t: str(n) for t, n in per_type.items() if n}
-    for f in erased_idents:
-        img.strings[f"supp:{hashlib.sha1(f.encode()).hexdigest()}"] = "1"
+    for digest in erased_digests:
+        img.strings[f"supp:{digest}"] = "1"
 
     def remaining(kafka_ts: int) -> int:
         return dedup_ttl_s - max(0, now_ms - kafka_ts) // 1000
@@ -241,7 +247,7 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
         img.ttl_s[key] = ttl
         n_dedup += 1
     img.stats = {"audit_records": n_changes, "profiles": sum(1 for k in img.hashes if k.startswith("p:")), "identifiers": sum(1 for k in img.strings if k.startswith("id:")),
-                 "merged_away": sum(1 for k in img.strings if k.startswith("fwd:")), "erased_identifiers": len(erased_idents),
+                 "merged_away": sum(1 for k in img.strings if k.startswith("fwd:")), "erased_identifiers": len(erased_digests),
                  "quarantined": sum(1 for k in img.strings if k.startswith("quar:")), "stored_replies": n_replies,
                  "dedup_keys": n_dedup, "seq": int(img.strings.get("seq", "0")), "links_without_via": ch.missing_via}
     return img

@@ -9,7 +9,7 @@ import faust
 from faust.web import Request, Response, View
 
 from streams.identity.erasure import erase_person
-from streams.identity.identifiers import explained_identifier, stored_identifier
+from streams.identity.identifiers import explained_identifier, legacy_forms, stored_identifier
 from streams.kafka import topics as T
 from streams.web.views import authorized
 
@@ -59,7 +59,8 @@ def register(app: faust.App, ctx: Any) -> None:
             async def send_control(key: bytes, value: bytes) -> None:
                 await profile_events.send(key=key, value=value)
 
-            result = await erase_person(ctx.identity, ident, send_change, send_control, time.time_ns() // 1_000_000)
+            legacy = legacy_forms(request.query["id"], ctx.normalizer.hasher, s.default_phone_region)
+            result = await erase_person(ctx.identity, ident, send_change, send_control, time.time_ns() // 1_000_000, legacy)
             if result.refused:
                 return self.json({"error": f"refused: {result.refused}"}, status=409)
             return self.json({"erased": result.profile_id is not None, "profile_id": result.profile_id,

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -730,3 +731,41 @@ def test_why_survives_a_control_character_in_a_message_id(make: Callable[..., An
     chain = g.why(ID("anonymous_id:a1"), ID("anonymous_id:a2"))
     assert [s["message_id"] for s in chain] == ["a\x1fb", "c\x1fd\x1f"]
     assert g.explain(ID("anonymous_id:a1"), ID("anonymous_id:a2"))["linked"]
+
+
+def test_erasure_also_finds_what_an_older_version_stored(redis_url: str) -> None:
+    """Identifiers an older version stored raw or hashed differently (a userId that is an email,
+    an email with a zero-width space, a merely possible phone) are erased by the value as typed."""
+    from streams.identity.erasure import erase_person
+    from streams.identity.identifiers import RefusedIdentifier, legacy_forms, stored_identifier
+    from streams.ingest.pii import PiiHasher
+
+    hasher = PiiHasher("k")
+    g = RedisTwin(redis_url, IdentityRules())
+    try:
+        old = [("user_id", "Ann@X.com"), ("email", hasher.hash("email", "ann\u200b@x.com")), ("phone", hasher.hash("phone", "+8612345"))]
+        g.resolve_batch([ResolveRequest("m1", "t/0/1", (old[0], ("anonymous_id", "a1")), 1),
+                         ResolveRequest("m2", "t/0/2", (old[1], ("anonymous_id", "a2")), 2),
+                         ResolveRequest("m3", "t/0/3", (old[2], ("anonymous_id", "a3")), 3)])
+        sent: list[bytes] = []
+
+        async def send(key: bytes, value: bytes) -> None:
+            sent.append(value)
+
+        for text, stored in (("user_id:Ann@X.com", old[0]), ("email:ann\u200b@x.com", old[1]), ("phone:12345", old[2])):
+            legacy = legacy_forms(text, hasher)
+            assert stored in legacy
+            try:
+                ident = stored_identifier(text, hasher)
+            except RefusedIdentifier:
+                ident = None
+            result = g.run(erase_person(g.graph, ident, send, send, 9, legacy))
+            assert result.profile_id is not None and g.lookup(stored) is None, text
+        # the erasure records name no identifier, only the suppression digests
+        erased = [orjson.loads(v) for v in sent if b'"erased"' in v and b'"control"' not in v]
+        assert len([r for r in erased if r["profile_id"]]) == 3 and all(r["identifiers"] == [] for r in erased)
+        assert {suppression_digest(f"{k}:{v}") for k, v in old} <= {d for r in erased for d in r["suppressed"]}
+        assert not any(b"Ann@X.com" in v or b"anonymous_id:a" in v for v in sent)
+        assert legacy_forms("user_id:plain-id", hasher) == [] and legacy_forms("passport:1", hasher) == []
+    finally:
+        g.close()
