@@ -14,7 +14,7 @@ import faust
 from redis.asyncio import Redis
 
 from streams.identity.redis_graph import RedisIdentityGraph
-from streams.identity.rules import IdentityRules
+from streams.identity.rules_file import rules_from_settings
 from streams.ingest.dlq import DlqCodec
 from streams.ingest.normalize import Normalizer
 from streams.ingest.pii import PiiHasher
@@ -45,12 +45,13 @@ class WorkerContext:
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics | None = None) -> WorkerContext:
         redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+        rules = rules_from_settings(settings)  # TOUCHPOINT_IDENTITY_RULES: one rule set for ingest and the graph
         return cls(
             settings=settings,
             metrics=metrics or Metrics(),
             redis=redis,
-            normalizer=Normalizer(PiiHasher(settings.pii_key), settings.default_phone_region, settings.max_clock_skew_s * 1000),
-            identity=RedisIdentityGraph(redis, settings.namespace, IdentityRules(), settings.dedup_ttl_s),
+            normalizer=Normalizer(PiiHasher(settings.pii_key), settings.default_phone_region, settings.max_clock_skew_s * 1000, rules),
+            identity=RedisIdentityGraph(redis, settings.namespace, rules, settings.dedup_ttl_s),
             dlq_codec=DlqCodec(settings.pii_key, settings.dlq_encrypt),
         )
 

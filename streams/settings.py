@@ -101,6 +101,7 @@ class Settings:
     default_phone_region: str = _setting("CN", "Region assumed for phone numbers written without a country code (ISO 3166 alpha-2).")
     dlq_encrypt: bool = _setting(True, "Encrypt dead-letter payloads (AES-GCM, key derived from pii_key) so raw PII in rejected records is not readable from the topic.")
     dev_mode: bool = _setting(False, "Development mode: allows the public default TOUCHPOINT_PII_KEY (stored email/phone hashes and dead letters are then not protected). `touchpoint demo` and `bench` turn it on for themselves. Never in production.")
+    identity_rules: str = _setting("", "TOML file of identity rules (priorities, unique types, limits, blocked values and patterns, phone validity, supernode thresholds; see docs/identity.md). Empty = the built-in rules. Checked at start; `touchpoint identity rules --check FILE` checks one.")
     max_clock_skew_s: int = _setting(86400, "Client clocks further than this from ours are not trusted for skew correction.")
 
     # -- worker ----------------------------------------------------------------------------
@@ -180,6 +181,13 @@ class Settings:
         if "SSL" in self.kafka_security_protocol and self.kafka_ssl_cafile and not os.path.isfile(self.kafka_ssl_cafile):
             raise SettingsError(f"TOUCHPOINT_KAFKA_SSL_CAFILE={self.kafka_ssl_cafile!r}: no such file")
         self._validate_demand()
+        if self.identity_rules:
+            from streams.identity.rules_file import RulesFileError, load_rules
+
+            try:
+                load_rules(self.identity_rules)
+            except RulesFileError as exc:
+                raise SettingsError(f"TOUCHPOINT_IDENTITY_RULES: {exc}") from None
 
     def _validate_demand(self) -> None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

@@ -11,9 +11,9 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from streams.identity.erasure import erase_person
-from streams.identity.identifiers import stored_identifier
+from streams.identity.identifiers import RefusedIdentifier, legacy_forms, stored_identifier
 from streams.identity.redis_graph import RedisIdentityGraph
-from streams.identity.rules import IdentityRules
+from streams.identity.rules_file import rules_from_settings
 from streams.ingest.pii import PiiHasher
 from streams.kafka.client import client_options
 from streams.kafka.topics import IDENTITY_CHANGES, PROFILE_EVENTS, ensure_topics
@@ -30,16 +30,20 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     from streams.cli.errors import UsageError
 
     settings.require_pii_key()  # with another key than the workers', the hashes would match nobody
+    hasher = PiiHasher(settings.pii_key)
+    legacy = legacy_forms(args.id, hasher, settings.default_phone_region) if ":" in args.id else []
     try:
-        ident = stored_identifier(args.id, PiiHasher(settings.pii_key), settings.default_phone_region)
+        ident = stored_identifier(args.id, hasher, settings.default_phone_region, rules_from_settings(settings))
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        if not legacy or not isinstance(exc, RefusedIdentifier):
+            raise UsageError(str(exc)) from None
+        ident = None  # refused today, but an older version may have stored it
     await ensure_topics(settings)
     redis = Redis.from_url(settings.redis_url)
     producer = AIOKafkaProducer(**client_options(settings), acks="all", enable_idempotence=True)
     await producer.start()
     try:
-        graph = RedisIdentityGraph(redis, settings.namespace, IdentityRules(), settings.dedup_ttl_s)
+        graph = RedisIdentityGraph(redis, settings.namespace, rules_from_settings(settings), settings.dedup_ttl_s)
 
         async def send_change(key: bytes, value: bytes) -> None:
             await producer.send_and_wait(settings.topic(IDENTITY_CHANGES), value=value, key=key)
@@ -47,7 +51,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         async def send_control(key: bytes, value: bytes) -> None:
             await producer.send_and_wait(settings.topic(PROFILE_EVENTS), value=value, key=key)
 
-        result = await erase_person(graph, ident, send_change, send_control, time.time_ns() // 1_000_000)
+        result = await erase_person(graph, ident, send_change, send_control, time.time_ns() // 1_000_000, legacy)
     finally:
         await producer.stop()
         await redis.aclose()

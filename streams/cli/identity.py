@@ -1,7 +1,10 @@
-"""``touchpoint identity rebuild``: rebuild the Redis identity graph from Kafka.
+"""``touchpoint identity``: rebuild the graph from Kafka, explain a pair, check a rules file.
 
-Redis is a materialised view of ``<ns>.identity.changes`` (and of the claims carried by
-``<ns>.profile-events``); after losing Redis, stop the workers, run this, start the workers.
+- ``rebuild``: Redis is a materialised view of ``<ns>.identity.changes`` (and of the claims
+  carried by ``<ns>.profile-events``); after losing Redis, stop the workers, run this, start them.
+- ``why A B``: the chain linking two identifiers, or the rule that keeps them apart with the
+  audit records behind it (read from ``identity.changes``).
+- ``rules --check FILE``: validate a rules file (one-line error, exit 2) and print the rules.
 """
 
 from __future__ import annotations
@@ -9,9 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 import orjson
 
+from streams.cli.errors import UsageError
 from streams.settings import Settings
 
 
@@ -22,6 +27,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rb.add_argument("--force", action="store_true", help="replace the namespace's existing Redis keys (default: refuse if any exist)")
     rb.add_argument("--timeout", type=float, default=600.0, help="longest time to read each topic, in seconds")
     rb.set_defaults(run=run_rebuild)
+    why = isub.add_parser("why", help="why two identifiers are one person, or which rule keeps them apart")
+    why.add_argument("a", metavar="TYPE:VALUE")
+    why.add_argument("b", metavar="TYPE:VALUE")
+    why.add_argument("--no-records", action="store_true", help="do not read identity.changes for the audit records")
+    why.add_argument("--timeout", type=float, default=60.0, help="longest time to read identity.changes, in seconds")
+    why.set_defaults(run=run_why)
+    rules = isub.add_parser("rules", help="validate an identity rules file (TOML)")
+    rules.add_argument("--check", metavar="FILE", required=True, help="the rules file to validate")
+    rules.set_defaults(run=run_rules_check)
 
 
 async def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
@@ -35,3 +49,78 @@ async def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(orjson.dumps({**stats, "seconds": round(time.monotonic() - started, 2)}).decode())
     return 0
+
+
+def run_rules_check(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.identity.rules_file import RulesFileError, load_rules
+
+    try:
+        rules = load_rules(args.check)
+    except RulesFileError as exc:
+        raise UsageError(str(exc)) from None
+    print(orjson.dumps(rules_summary(rules)).decode())
+    return 0
+
+
+def rules_summary(rules: Any) -> dict[str, Any]:
+    return {"ok": True, "priority": list(rules.priority), "unique_types": sorted(rules.unique_types),
+            "no_merge_types": sorted(rules.no_merge_types), "per_event_types": sorted(rules.per_event_types),
+            "limits": dict(sorted(rules.limits.items())), "default_limit": rules.default_limit,
+            "blocked_values": len(rules.blocked_values), "blocked_patterns": len(rules.blocked_patterns),
+            "type_blocked": {t: len(rules.type_blocked_values.get(t, ())) + len(rules.type_blocked_patterns.get(t, ()))
+                             for t in sorted(set(rules.type_blocked_values) | set(rules.type_blocked_patterns))},
+            "phone_require_valid": rules.phone_require_valid, "refused_phone_types": list(rules.refused_phone_types),
+            "supernode_max_merges": rules.supernode_max_merges, "supernode_max_links": rules.supernode_max_links,
+            "supernode_links_by_type": dict(rules.supernode_links_by_type)}
+
+
+async def run_why(args: argparse.Namespace, settings: Settings) -> int:
+    from redis.asyncio import Redis
+
+    from streams.identity.explain import related_records
+    from streams.identity.identifiers import explained_identifier
+    from streams.identity.redis_graph import RedisIdentityGraph
+    from streams.identity.rules_file import rules_from_settings
+    from streams.ingest.pii import PiiHasher
+
+    rules = rules_from_settings(settings)
+    hasher = PiiHasher(settings.pii_key)
+    try:
+        a = explained_identifier(args.a, hasher, settings.default_phone_region, rules)
+        b = explained_identifier(args.b, hasher, settings.default_phone_region, rules)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
+    try:
+        graph = RedisIdentityGraph(redis, settings.namespace, rules, settings.dedup_ttl_s)
+        answer = await graph.explain(a, b)
+        pids: set[str] = set()
+        for pid in (answer["a_profile"], answer["b_profile"]):
+            if pid:
+                pids.update(x.decode() if isinstance(x, bytes) else x for x in await redis.smembers(f"{settings.namespace}:pl:{pid}"))
+    finally:
+        await redis.aclose()
+    if not answer["linked"] and not args.no_records:
+        from streams.kafka.reading import read_to_end
+        from streams.kafka.topics import IDENTITY_CHANGES
+
+        topic = settings.topic(IDENTITY_CHANGES)
+        records = ([orjson.loads(r.value) async for r in read_to_end(settings, topic, args.timeout) if r.value]
+                   if await _topic_exists(settings, topic) else [])
+        answer["records"] = related_records(records, answer, pids)
+    print(orjson.dumps(answer).decode())
+    return 0
+
+
+async def _topic_exists(settings: Settings, topic: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from streams.kafka.client import client_options
+    from streams.kafka.reading import partitions_of
+
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        return bool(await partitions_of(admin, [topic]))
+    finally:
+        await admin.close()

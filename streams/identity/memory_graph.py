@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.identity.explain import Side, explain
 from streams.identity.model import (
     LINK_SEP,
     ErasureResult,
@@ -26,7 +27,10 @@ from streams.identity.model import (
 )
 from streams.identity.rules import IdentityRules
 
-__all__ = ["MemoryIdentityGraph", "suppression_digest", "finish_resolution"]
+__all__ = ["MemoryIdentityGraph", "suppression_digest", "finish_resolution", "REFUSAL_TYPES"]
+
+# Audit record types whose identifiers are not linked to the event's profile.
+REFUSAL_TYPES = frozenset({"blocked", "conflict", "quarantined"})
 
 
 def suppression_digest(f: str) -> str:
@@ -35,22 +39,31 @@ def suppression_digest(f: str) -> str:
 
 
 def finish_resolution(req: ResolveRequest, blocked: list[Identifier], rules: IdentityRules, outcome: str,
-                      profile_id: str | None, merged: Sequence[str], changes: Sequence[dict[str, Any]]) -> Resolution:
+                      profile_id: str | None, merged: Sequence[str], changes: Sequence[dict[str, Any]],
+                      skipped: Sequence[str] = ()) -> Resolution:
     """Complete the graph's answer with the request's own facts (shared by both graphs).
 
     Blocked-value audits (decided in Python before the graph is touched) go first; every record
     gets the event's message id, time and resolved profile id. Duplicates and erased events leave
     no audit trail: the first is already recorded, the second must not be (invariant 5).
+    ``skipped``: identifiers the graph ignored because they were quarantined before this event.
     """
     if outcome in ("duplicate", "erased"):
         return Resolution(outcome, None)
     out: list[dict[str, Any]] = [rules.blocked_change(b, req.message_id, req.ts_ms) for b in blocked]
     out.extend(changes)
+    refused = {fmt(b) for b in blocked}
+    refused.update(skipped)
     for rec in out:
         rec["message_id"] = req.message_id
         rec["profile_id"] = profile_id
         rec["ts_ms"] = req.ts_ms
-    return Resolution(outcome, profile_id, tuple(merged), tuple(out))
+        if rec["type"] in REFUSAL_TYPES:
+            refused.update(rec["identifiers"])
+    if profile_id is None:
+        refused.update(fmt(i) for i in req.identifiers)
+    return Resolution(outcome, profile_id, tuple(merged), tuple(out),
+                      tuple(f for f in dict.fromkeys(fmt(i) for i in req.identifiers) if f in refused))
 
 
 @dataclass
@@ -83,7 +96,9 @@ class MemoryIdentityGraph:
         self._dres: dict[str, tuple[str, str | None, list[str], list[dict[str, Any]]]] = {}
         self._supp: set[str] = set()
         self._quar: set[str] = set()
+        self._quar_by: dict[str, str] = {}  # quarantined -> message id that tripped it
         self._deg: dict[str, int] = {}
+        self._lnk: dict[str, dict[str, int]] = {}  # link breaker: identifiers gathered per type
         self._seq = 0
 
     # -- resolution -------------------------------------------------------------------------
@@ -94,7 +109,8 @@ class MemoryIdentityGraph:
         for req in requests:
             linkable, blocked = self.rules.prepare(req.identifiers)
             outcome, pid, merged, changes = self._resolve_one(req, linkable)
-            out.append(finish_resolution(req, blocked, self.rules, outcome, pid, merged, changes))
+            skipped = [f for t, v in linkable if (f := fmt((t, v))) in self._quar]
+            out.append(finish_resolution(req, blocked, self.rules, outcome, pid, merged, changes, skipped))
         return out
 
     def _resolve_one(self, req: ResolveRequest, linkable: list[Identifier]
@@ -126,17 +142,15 @@ class MemoryIdentityGraph:
         quarantined: list[dict[str, Any]] = []
         while True:
             group, order, attach, mapped, audits = self._plan(live)
-            if rules.supernode_max_merges is None or len(order) < 2:
-                break
-            k = len(order) - 1
-            hit = {c.f for c in mapped if not rules.exempt_from_breaker(c.t)
-                   and self._deg.get(c.f, 0) + k > rules.supernode_max_merges}
+            gathered = self._gathered(order, attach, audits, mapped)
+            hit = self._breaker_hits(order, mapped, gathered)
             if not hit:
                 break
             rest = []
             for c in live:
                 if c.f in hit:
                     self._quar.add(c.f)
+                    self._quar_by[c.f] = req.message_id
                     quarantined.append({"type": "quarantined", "rule": "supernode", "identifiers": [c.f], "from_profile_id": c.pid})
                 else:
                     rest.append(c)
@@ -198,6 +212,11 @@ class MemoryIdentityGraph:
                     if not rules.exempt_from_breaker(c.t):
                         self._deg[c.f] = self._deg.get(c.f, 0) + len(order) - 1
 
+        for f, per_type in gathered.items():
+            counts = self._lnk.setdefault(f, {})
+            for t, n in per_type.items():
+                counts[t] = counts.get(t, 0) + n
+
         if attach:
             fs = []
             for c in attach:
@@ -212,7 +231,53 @@ class MemoryIdentityGraph:
                 changes.append({"type": "created", "rule": "first_seen", "identifiers": fs})
             else:  # via = the anchor they were linked to (identity rebuild restores provenance)
                 changes.append({"type": "linked", "rule": "co_occurrence", "identifiers": fs, "via": anchor.f})
+        if gathered:  # on the event's last record: `identity rebuild` restores lnk:* from it
+            changes[-1]["gathered"] = gathered
         return reply("applied", S)
+
+    def _gathered(self, order: list[str], attach: list[_Cand], audits: list[dict[str, Any]],
+                  mapped: list[_Cand]) -> dict[str, dict[str, int]]:
+        """Per bridge (a mapped identifier that is not unique or no-merge), the identifiers of each
+        other type this event brings into its profile while that profile already holds one of the
+        type: merged in from other profiles, linked, or refused by a limit or by uniqueness."""
+        rules = self.rules
+        if rules.supernode_max_links is None or not order:
+            return {}
+        total: dict[str, int] = {}
+        for pid in order:
+            for t, n in self._profiles[pid].counts.items():
+                total[t] = total.get(t, 0) + n
+        for c in attach:
+            total[c.t] = total.get(c.t, 0) + 1
+        for a in audits:
+            head, _, t = a["rule"].partition(":")
+            if head in ("limit", "unique"):
+                total[t] = total.get(t, 0) + 1
+        out: dict[str, dict[str, int]] = {}
+        for c in mapped:
+            if rules.exempt_from_breaker(c.t):
+                continue
+            own = self._profiles[c.pid].counts  # type: ignore[index]
+            got = {t: n - own[t] for t, n in total.items()
+                   if t != c.t and own.get(t, 0) > 0 and n > own[t] and rules.counts_as_gathered(t)}
+            if got:
+                out[c.f] = got
+        return out
+
+    def _breaker_hits(self, order: list[str], mapped: list[_Cand], gathered: dict[str, dict[str, int]]) -> set[str]:
+        """Identifiers that would bridge more merges, or gather more identifiers of one other type,
+        than the rules allow (the supernode breaker, invariant 4)."""
+        rules = self.rules
+        hit: set[str] = set()
+        if rules.supernode_max_merges is not None and len(order) >= 2:
+            k = len(order) - 1
+            hit.update(c.f for c in mapped if not rules.exempt_from_breaker(c.t)
+                       and self._deg.get(c.f, 0) + k > rules.supernode_max_merges)
+        for f, per_type in gathered.items():
+            counts = self._lnk.get(f, {})
+            if f not in hit and any(counts.get(t, 0) + n > rules.max_links(t) for t, n in per_type.items()):
+                hit.add(f)
+        return hit
 
     def _plan(self, live: list[_Cand]) -> tuple[dict[str, str], list[str], list[_Cand], list[_Cand], list[dict[str, Any]]]:
         """One pass in priority order; the stronger identifier wins every conflict (mirrors Lua's plan)."""
@@ -286,6 +351,16 @@ class MemoryIdentityGraph:
         p = self._profiles[pa]
         return provenance_path(p.links, p.edges, fmt(a), fmt(b))
 
+    def explain(self, a: Identifier, b: Identifier) -> dict[str, Any]:
+        """Why ``a`` and ``b`` are or are not one person (see :mod:`streams.identity.explain`)."""
+        def side(i: Identifier) -> Side:
+            pid = self.lookup(i)
+            p = self._profiles.get(pid) if pid else None
+            quar = None if fmt(i) not in self._quar else self._quar_by.get(fmt(i), "")
+            return Side(i, pid, quar, dict(p.counts) if p else {}, dict(p.uniq) if p else {})
+
+        return explain(self.rules, side(a), side(b), self.why(a, b))
+
     # -- erasure ------------------------------------------------------------------------------
 
     def erase(self, ident: Identifier) -> ErasureResult:
@@ -301,7 +376,9 @@ class MemoryIdentityGraph:
         for x in idents:
             self._ids.pop(x, None)
             self._deg.pop(x, None)
+            self._lnk.pop(x, None)
             self._quar.discard(x)
+            self._quar_by.pop(x, None)
             self._supp.add(suppression_digest(x))
         for L in losers:
             self._fwd.pop(L, None)

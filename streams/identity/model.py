@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "Identifier", "ResolveRequest", "Resolution", "ErasureResult", "IdentityGraph", "AsyncIdentityGraph",
-    "OUTCOMES", "CHANGE_TYPES", "fmt", "parse", "seq_of", "profile_id_of", "encode_link", "provenance_path",
+    "OUTCOMES", "CHANGE_TYPES", "refusal_reason", "fmt", "parse", "seq_of", "profile_id_of", "encode_link", "provenance_path",
 ]
 
 Identifier = tuple[str, str]
@@ -44,12 +44,17 @@ class Resolution:
     "erased" (the event carries a suppressed identifier and is dropped, invariant 5) or
     "blocked" (no linkable identifier left). ``merged``: losers folded into ``profile_id`` by
     this event, in merge order. ``changes``: audit records for the ``identity.changes`` topic.
+    ``refused``: the event's identifiers (``TYPE:VALUE`` as sent) that do not belong to
+    ``profile_id`` (placeholders, quarantined, refused by a limit or uniqueness, or another
+    profile's): whatever folds the event into the profile must leave them out, so the profile
+    and the graph agree on its identifiers.
     """
 
     outcome: str
     profile_id: str | None
     merged: tuple[str, ...] = ()
     changes: tuple[dict[str, Any], ...] = ()
+    refused: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,23 @@ class AsyncIdentityGraph(Protocol):
     def identifiers_of(self, profile_id: str) -> Awaitable[list[Identifier]]: ...
     def erase(self, ident: Identifier) -> Awaitable[ErasureResult]: ...
     def why(self, a: Identifier, b: Identifier) -> Awaitable[list[dict[str, Any]] | None]: ...
+
+
+_KNOWN_TYPES = frozenset({
+    "user_id", "member_id", "crm_id", "email", "phone", "wechat_unionid", "wechat_openid", "pos_card_id",
+    "device_id", "anonymous_id", "order_id"})
+
+
+def refusal_reason(rule: str) -> str:
+    """A bounded metric label for a refusal rule: ``limit:TYPE`` keeps known types only.
+
+    >>> refusal_reason("limit:device_id"), refusal_reason("limit:anything_a_client_sent"), refusal_reason("invalid_phone")
+    ('limit:device_id', 'limit:other', 'invalid_phone')
+    """
+    head, sep, kind = rule.partition(":")
+    if not sep:
+        return rule
+    return f"{head}:{kind if kind in _KNOWN_TYPES else 'other'}"
 
 
 def fmt(ident: Identifier) -> str:
@@ -139,14 +161,16 @@ def provenance_path(links: Mapping[str, str], merge_edges: Iterable[str], a: str
         adj.setdefault(y, []).append((x, msg, rule, ts))
 
     # Identifiers never hold a control character (schema); a message id recorded before the schema
-    # refused them may, so the id is whatever lies between the fixed fields.
+    # refused them may hold the separator: rule and time from the right, via from the left.
     for ident, enc in links.items():
-        via, *msg, rule, ts_text = enc.split(LINK_SEP)
+        head, rule, ts_text = enc.rsplit(LINK_SEP, 2)
+        via, _, msg = head.partition(LINK_SEP)
         if via:
-            edge(ident, via, LINK_SEP.join(msg), rule, int(ts_text))
+            edge(ident, via, msg, rule, int(ts_text))
     for enc in merge_edges:
-        x, y, *msg, rule, ts_text = enc.split(LINK_SEP)
-        edge(x, y, LINK_SEP.join(msg), rule, int(ts_text))
+        head, rule, ts_text = enc.rsplit(LINK_SEP, 2)
+        x, y, msg = head.split(LINK_SEP, 2)
+        edge(x, y, msg, rule, int(ts_text))
     prev: dict[str, tuple[str, str, str, int] | None] = {a: None}
     queue = deque([a])
     while queue:

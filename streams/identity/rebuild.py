@@ -4,7 +4,7 @@ Sources, both kept in Kafka:
 
 - ``<ns>.identity.changes`` (retention: forever): every created/linked/merged/quarantined/erased
   record rebuilds the graph keys (``id:``, ``p:``, ``pm:``, ``pe:``, ``pl:``, ``fwd:``, ``seq``,
-  ``quar:``, ``deg:``, ``supp:``) and the stored replies of non-trivial resolutions (``dres:``);
+  ``quar:``, ``deg:``, ``lnk:``, ``supp:``) and the stored replies of non-trivial resolutions (``dres:``);
 - ``<ns>.profile-events``: every emitted event carries its ``message_id`` and its source claim
   (``topic/partition/offset``) and its origin ``profile_id``, which restore the dedup keys
   (``dedup:``, with the first reported profile of a trivial resolution) of applied events.
@@ -39,7 +39,7 @@ import orjson
 from redis.asyncio import Redis
 
 from streams.identity.model import LINK_SEP, encode_link, parse, seq_of
-from streams.identity.rules import IdentityRules
+from streams.identity.rules import PYTHON_RULES, IdentityRules
 
 __all__ = ["GraphImage", "build_image", "write_image", "rebuild", "RebuildError"]
 
@@ -68,6 +68,7 @@ class _Changes:
     pids: set[str] = field(default_factory=set)
     quar: dict[str, str] = field(default_factory=dict)
     deg: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    lnk: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     erased: list[dict[str, Any]] = field(default_factory=list)
     replies: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))  # mid -> Lua changes
     reply_pid: dict[str, str | None] = field(default_factory=dict)
@@ -89,7 +90,10 @@ def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
     if kind == "erased":
         ch.erased.append(rec)
         return
-    if mid is not None and rec.get("rule") != "blocked_value":  # blocked_value audits are added in Python, not stored
+    for f, per_type in (rec.get("gathered") or {}).items():  # link breaker counts (lnk:*)
+        for t, n in per_type.items():
+            ch.lnk[f][t] += int(n)
+    if mid is not None and rec.get("rule") not in PYTHON_RULES:  # refusals decided in Python are not stored
         ch.replies[mid].append({k: v for k, v in rec.items() if k not in _REPLY_FIELDS})
         ch.reply_pid[mid] = pid
         ch.reply_ts[mid] = kafka_ts_ms
@@ -117,6 +121,10 @@ def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
     elif kind == "quarantined":
         for f in idents:
             ch.quar[f] = mid
+
+
+def _sha1(f: str) -> str:
+    return hashlib.sha1(f.encode()).hexdigest()
 
 
 def _root(parent: dict[str, str], pid: str) -> str:
@@ -148,9 +156,11 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
     img = GraphImage()
     # Erasures remove whole trees (the live profile and everything merged into it).
     erased_pids: set[str] = set()
-    erased_idents: set[str] = set()
+    erased_digests: set[str] = set()  # SHA-1 of each erased TYPE:VALUE (the suppression key)
     for rec in ch.erased:
-        erased_idents.update(rec.get("identifiers") or [])
+        # today's records carry the digests only; older ones the identifiers themselves
+        erased_digests.update(rec.get("suppressed") or [])
+        erased_digests.update(_sha1(f) for f in rec.get("identifiers") or [])
         if rec.get("profile_id"):
             erased_pids.add(_root(ch.parent, rec["profile_id"]))
     trees: dict[str, list[str]] = defaultdict(list)
@@ -190,13 +200,16 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
     if all_pids:
         img.strings["seq"] = str(max(seq_of(p) for p in all_pids))
     for f, mid in ch.quar.items():
-        if f not in erased_idents:
+        if _sha1(f) not in erased_digests:
             img.strings[f"quar:{f}"] = mid
     for f, n in ch.deg.items():
-        if f not in erased_idents and n:
+        if _sha1(f) not in erased_digests and n:
             img.strings[f"deg:{f}"] = str(n)
-    for f in erased_idents:
-        img.strings[f"supp:{hashlib.sha1(f.encode()).hexdigest()}"] = "1"
+    for f, per_type in ch.lnk.items():
+        if _sha1(f) not in erased_digests and any(per_type.values()):
+            img.hashes[f"lnk:{f}"] = {t: str(n) for t, n in per_type.items() if n}
+    for digest in erased_digests:
+        img.strings[f"supp:{digest}"] = "1"
 
     def remaining(kafka_ts: int) -> int:
         return dedup_ttl_s - max(0, now_ms - kafka_ts) // 1000
@@ -233,8 +246,8 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
         img.strings[key] = claim if mid in ch.replies or not origin else f"{claim}{LINK_SEP}applied{LINK_SEP}{origin}"
         img.ttl_s[key] = ttl
         n_dedup += 1
-    img.stats = {"audit_records": n_changes, "profiles": len(img.hashes) // 2, "identifiers": sum(1 for k in img.strings if k.startswith("id:")),
-                 "merged_away": sum(1 for k in img.strings if k.startswith("fwd:")), "erased_identifiers": len(erased_idents),
+    img.stats = {"audit_records": n_changes, "profiles": sum(1 for k in img.hashes if k.startswith("p:")), "identifiers": sum(1 for k in img.strings if k.startswith("id:")),
+                 "merged_away": sum(1 for k in img.strings if k.startswith("fwd:")), "erased_identifiers": len(erased_digests),
                  "quarantined": sum(1 for k in img.strings if k.startswith("quar:")), "stored_replies": n_replies,
                  "dedup_keys": n_dedup, "seq": int(img.strings.get("seq", "0")), "links_without_via": ch.missing_via}
     return img
@@ -311,7 +324,9 @@ async def rebuild(settings: Any, force: bool = False, timeout_s: float = 600.0) 
             if isinstance(value, dict) and "control" not in value:
                 events.append(({"message_id": value.get("message_id"), "source": value.get("source"),
                                 "profile_id": value.get("profile_id")}, ts(r)))
-    img = build_image(changes, events, IdentityRules(), settings.dedup_ttl_s)
+    from streams.identity.rules_file import rules_from_settings
+
+    img = build_image(changes, events, rules_from_settings(settings), settings.dedup_ttl_s)
     redis = Redis.from_url(settings.redis_url)
     try:
         await write_image(redis, settings.namespace, img, force=force)

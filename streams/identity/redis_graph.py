@@ -20,6 +20,7 @@ Key layout (all under ``<namespace>:``; email/phone values are keyed hashes, inv
 - ``supp:<sha1(type:value)>`` erasure suppression (no identifier value kept)
 - ``quar:<type>:<value>`` quarantined supernode (-> message id that tripped it)
 - ``deg:<type>:<value>``  merges bridged by this identifier (supernode breaker)
+- ``lnk:<type>:<value>``  hash ``<type>`` -> identifiers of that type this one gathered (link breaker)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
+from streams.identity.explain import Side, explain
 from streams.identity.memory_graph import finish_resolution, sort_identifiers
 from streams.identity.model import (
     ErasureResult,
@@ -216,19 +218,21 @@ class RedisIdentityGraph:
             return Resolution("duplicate", None)
         if head == "=":  # redelivery of a non-trivial resolution: replay what it reported
             outcome, pid, body = _s(reply[1]).split("\x1f", 2)
-            return self._finish(req, blocked, outcome, pid or None, body)
+            return self._finish(req, blocked, outcome, pid or None, body, reply[2] if len(reply) > 2 else None)
         pid = reply[1]
-        return self._finish(req, blocked, head, _s(pid) if pid else None, reply[2])
+        return self._finish(req, blocked, head, _s(pid) if pid else None, reply[2], reply[3] if len(reply) > 3 else None)
 
-    def _finish(self, req: ResolveRequest, blocked: list[Identifier], outcome: str, pid: str | None, body: Any) -> Resolution:
+    def _finish(self, req: ResolveRequest, blocked: list[Identifier], outcome: str, pid: str | None, body: Any,
+                skip: Any) -> Resolution:
+        skipped = _s(skip).split("\x1f") if skip else ()
         if not body:
-            if not blocked:
+            if not blocked and not skipped:
                 return Resolution(outcome, pid) if outcome != "erased" else Resolution("erased", None)
-            return finish_resolution(req, blocked, self.rules, outcome, pid, (), ())
+            return finish_resolution(req, blocked, self.rules, outcome, pid, (), (), skipped)
         d = orjson.loads(body)
         merged = d["m"] or ()  # cjson writes an empty array as {}
         changes = d["c"] or ()
-        return finish_resolution(req, blocked, self.rules, outcome, pid, merged, changes)
+        return finish_resolution(req, blocked, self.rules, outcome, pid, merged, changes, skipped)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -269,6 +273,22 @@ class RedisIdentityGraph:
             if _s(again) == pa:
                 return provenance_path({_s(k): _s(v) for k, v in links.items()}, [_s(e) for e in edges], fmt(a), fmt(b))
         return None
+
+    async def explain(self, a: Identifier, b: Identifier) -> dict[str, Any]:
+        """Why ``a`` and ``b`` are or are not one person (see :mod:`streams.identity.explain`)."""
+        chain = await self.why(a, b)
+
+        async def side(i: Identifier) -> Side:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.get(self.prefix + "id:" + fmt(i))
+            pipe.get(self.prefix + "quar:" + fmt(i))
+            pid, quar = (_s(x) for x in await pipe.execute())
+            meta = {_s(k): _s(v) for k, v in (await self.redis.hgetall(self.prefix + "pm:" + pid)).items()} if pid else {}
+            counts = {k[2:]: int(v) for k, v in meta.items() if k.startswith("n:")}
+            uniq = {k[2:]: v for k, v in meta.items() if k.startswith("u:")}
+            return Side(i, pid, quar, counts, uniq)
+
+        return explain(self.rules, await side(a), await side(b), chain)
 
     # -- erasure ------------------------------------------------------------------------------
 

@@ -9,8 +9,7 @@ import faust
 from faust.web import Request, Response, View
 
 from streams.identity.erasure import erase_person
-from streams.identity.identifiers import stored_identifier
-from streams.identity.model import fmt
+from streams.identity.identifiers import explained_identifier, legacy_forms, stored_identifier
 from streams.kafka import topics as T
 from streams.web.views import authorized
 
@@ -23,12 +22,13 @@ def register(app: faust.App, ctx: Any) -> None:
     changes = app.topic(s.topic(T.IDENTITY_CHANGES), **raw)
     profile_events = app.topic(s.topic(T.PROFILE_EVENTS), **raw)
 
-    def parse(request: Request, name: str) -> tuple[Any, str | None]:
+    def parse(request: Request, name: str, explain: bool = False) -> tuple[Any, str | None]:
         text = request.query.get(name)
         if not text:
             return None, f"missing query parameter {name}=TYPE:VALUE"
+        read = explained_identifier if explain else stored_identifier
         try:
-            return stored_identifier(text, ctx.normalizer.hasher, s.default_phone_region), None
+            return read(text, ctx.normalizer.hasher, s.default_phone_region, ctx.identity.rules), None
         except ValueError as exc:
             return None, f"{name}: {exc}"
 
@@ -37,12 +37,12 @@ def register(app: faust.App, ctx: Any) -> None:
         async def get(self, request: Request) -> Response:
             if not authorized(s.web_token, request):
                 return self.json({"error": "missing or wrong bearer token"}, status=401)
-            a, err_a = parse(request, "a")
-            b, err_b = parse(request, "b")
+            a, err_a = parse(request, "a", explain=True)
+            b, err_b = parse(request, "b", explain=True)
             if err_a or err_b:
                 return self.json({"error": err_a or err_b}, status=400)
-            chain = await ctx.identity.why(a, b)
-            return self.json({"a": fmt(a), "b": fmt(b), "linked": chain is not None, "chain": chain or []})
+            # linked: the chain; not linked: the refusing rule (touchpoint identity why adds the records)
+            return self.json(await ctx.identity.explain(a, b))
 
     @app.page("/identity/erase")
     class Erase(View):
@@ -59,7 +59,8 @@ def register(app: faust.App, ctx: Any) -> None:
             async def send_control(key: bytes, value: bytes) -> None:
                 await profile_events.send(key=key, value=value)
 
-            result = await erase_person(ctx.identity, ident, send_change, send_control, time.time_ns() // 1_000_000)
+            legacy = legacy_forms(request.query["id"], ctx.normalizer.hasher, s.default_phone_region)
+            result = await erase_person(ctx.identity, ident, send_change, send_control, time.time_ns() // 1_000_000, legacy)
             if result.refused:
                 return self.json({"error": f"refused: {result.refused}"}, status=409)
             return self.json({"erased": result.profile_id is not None, "profile_id": result.profile_id,

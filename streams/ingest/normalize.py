@@ -7,17 +7,33 @@ PII fields are removed from the traits that travel downstream.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from streams.events.model import PII_TYPES, Identifier, Touchpoint
 from streams.events.reasons import Reason, Rejected
-from streams.ingest.pii import PiiHasher, normalize_email, normalize_phone
+from streams.identity.rules import REFUSED_MARK, IdentityRules
+from streams.ingest.pii import PiiHasher, check_phone, looks_like_email, looks_like_phone, normalize_email, redact_text
 
-__all__ = ["Normalizer", "event_time_ms"]
+__all__ = ["Normalizer", "event_time_ms", "pii_key_kind"]
 
-_PII_TRAIT_KEYS = ("email", "phone")
+# Trait names that hold an email or a phone, compared without case, '_', '-', '.' or spaces.
+_EMAIL_KEYS = frozenset({"email", "emailaddress", "mail", "email1", "primaryemail", "contactemail", "useremail"})
+_PHONE_KEYS = frozenset({"phone", "phonenumber", "mobile", "mobilephone", "mobilenumber", "tel", "telephone", "cell",
+                         "cellphone", "contactnumber", "contactphone", "phone1", "primaryphone", "userphone"})
+_KEY_JUNK = str.maketrans("", "", "_-. ")
+_PHONE_SHAPE = re.compile(r"\+?[\d\s().\-]{7,24}")  # what a phone number may look like (then checked)
+_DIGIT_RUN = re.compile(r"\d{3}")                  # every way of writing a phone has 3 digits in a row
+_MAX_DEPTH = 8  # nesting walked for PII (deeper values are dropped, never passed on unchecked)
+
+
+def pii_key_kind(key: str) -> str | None:
+    """"email" or "phone" when a trait name holds one (``Email``, ``mobile``, ``phoneNumber``...)."""
+    k = key.lower().translate(_KEY_JUNK)
+    return "email" if k in _EMAIL_KEYS else "phone" if k in _PHONE_KEYS else None
 
 
 def _parse_ts_ms(text: str) -> int:
@@ -63,6 +79,7 @@ class Normalizer:
     hasher: PiiHasher
     default_phone_region: str = "CN"
     max_skew_ms: int = 86_400_000
+    rules: IdentityRules = field(default_factory=IdentityRules)
     # (kind, raw text) -> keyed hash of the normalised value, or None when it is unusable
     _pii_memo: dict[tuple[str, str], str | None] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -73,9 +90,14 @@ class Normalizer:
             return Rejected(Reason.SCHEMA_VIOLATION, f"bad timestamp: {exc}"[:200])
         context = event.get("context") or {}
         properties = event.get("properties") or {}
-        traits = _clean_traits(event.get("traits"))
+        found: list[tuple[str, Any]] = []
+        traits = self._clean_traits(event.get("traits"), found)
+        context_found: list[tuple[str, Any]] = []
+        self._clean_traits(context.get("traits"), context_found)
 
-        identifiers = self._identifiers(event, context, context.get("traits") or {})
+        # per source emails before phones, as they always came
+        pii = sorted(found, key=lambda c: c[0] != "email") + sorted(context_found, key=lambda c: c[0] != "email")
+        identifiers = self._identifiers(event, context, pii)
         if not identifiers:
             return Rejected(Reason.NO_IDENTIFIER, "no usable identifier (userId, anonymousId, context.device.id, email, phone or context.externalIds)")
 
@@ -105,7 +127,7 @@ class Normalizer:
             consent=context.get("consent"),
         )
 
-    def _identifiers(self, event: dict[str, Any], context: dict[str, Any], context_traits: dict[str, Any]) -> tuple[Identifier, ...]:
+    def _identifiers(self, event: dict[str, Any], context: dict[str, Any], trait_pii: list[tuple[str, Any]]) -> tuple[Identifier, ...]:
         # Candidates in priority order; the first occurrence of each (kind, value) is kept.
         candidates: list[tuple[str, Any]] = [("user_id", event.get("userId"))]
         if event["type"] == "alias":
@@ -113,42 +135,103 @@ class Normalizer:
             candidates.append(("anonymous_id", event.get("previousId")))
         candidates.append(("anonymous_id", event.get("anonymousId")))
         candidates.append(("device_id", (context.get("device") or {}).get("id")))
-        for source in (event.get("traits") or {}, context_traits):
-            candidates.append(("email", source.get("email")))
-            candidates.append(("phone", source.get("phone")))
+        candidates.extend(trait_pii)  # email/phone traits under any of their names, nested too
         for ext in context.get("externalIds") or ():
-            candidates.append((ext["type"], ext["id"]))
+            kind = ext["type"]
+            if kind == "wechat_openid":  # an openid is per app: scope it by the app id (collection)
+                app = ext.get("collection") or ext.get("appId") or ext.get("app_id")
+                candidates.append((kind, ext["id"] if not app else f"{str(app).strip()}/{str(ext['id']).strip()}"))
+            else:
+                candidates.append((kind, ext["id"]))
         candidates.append(("order_id", (event.get("properties") or {}).get("order_id")))
 
         found: dict[Identifier, None] = {}  # an insertion-ordered set
         for kind, raw in candidates:
             if raw is None or raw == "":
                 continue
-            # an unusable email/phone is dropped as an identifier, never stored raw
-            value = self._pii(kind, raw) if kind in PII_TYPES else str(raw).strip()
+            # emails and phones only as keyed hashes (refused ones marked), other values hashed
+            # too when they turn out to be an email or a phone number (invariant 7)
+            if kind in PII_TYPES:
+                value = self._pii(kind, raw)
+            else:
+                value = str(raw).strip()
+                if "@" in value or _PHONE_SHAPE.fullmatch(value):  # may be an email or a phone: hashed
+                    value = self._pii(kind, value)
             if value:
                 found[(kind, value)] = None
         return tuple(found)
 
     def _pii(self, kind: str, raw: Any) -> str | None:
-        """Keyed hash of a normalised email or phone, or None when it is not usable (memoised)."""
+        """The stored value of one identifier (memoised): email/phone keyed-hashed after the raw
+        placeholder and validity rules (a refused one as ``!<reason>:<hash>``); another type's
+        value as given, or keyed-hashed (``h:<hash>``) when it is shaped like an email or phone."""
         key = (kind, str(raw))
         memo = self._pii_memo
         stored = memo.get(key, _MISSING)
         if stored is _MISSING:
-            text = key[1]
-            value = normalize_email(text) if kind == "email" else normalize_phone(text, self.default_phone_region)
-            stored = self.hasher.hash(kind, value) if value else None
+            stored = stored_value(kind, key[1], self.hasher, self.rules, self.default_phone_region)
             if len(memo) >= _PII_MEMO_MAX:
                 memo.clear()  # cheaper than LRU bookkeeping; it refills within seconds
             memo[key] = stored
         return stored  # type: ignore[return-value]
 
+    def _clean_traits(self, traits: Any, found: list[tuple[str, Any]]) -> dict[str, Any]:
+        """Traits without PII: email/phone fields (any spelling, nested) are taken out as
+        identifier candidates into ``found``; other values shaped like an email or a phone are
+        redacted."""
+        if not isinstance(traits, dict) or not traits:
+            return {}
+        out = self._scrub(traits, found, 0)
+        return out if isinstance(out, dict) else {}
 
-def _clean_traits(traits: dict[str, Any] | None) -> dict[str, Any]:
-    if not traits:
-        return {}
-    return {k: v for k, v in traits.items() if k not in _PII_TRAIT_KEYS}
+    def _scrub(self, value: Any, found: list[tuple[str, Any]], depth: int) -> Any:
+        if isinstance(value, dict):
+            if depth >= _MAX_DEPTH:
+                return None
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                kind = pii_key_kind(k) if isinstance(k, str) else None
+                if kind is not None:
+                    if isinstance(v, (str, int)) and not isinstance(v, bool):
+                        found.append((kind, v))
+                    continue
+                out[k] = self._scrub(v, found, depth + 1)
+            return out
+        if isinstance(value, list):
+            return [self._scrub(v, found, depth + 1) for v in value] if depth < _MAX_DEPTH else None
+        if isinstance(value, str):
+            if "@" not in value and not _DIGIT_RUN.search(value):
+                return value  # most trait values: no address, no run of digits
+            if looks_like_email(value):
+                return "[redacted email]"
+            if looks_like_phone(value, self.default_phone_region):
+                return "[redacted phone]"
+            return redact_text(value, self.default_phone_region)
+        elif isinstance(value, int) and not isinstance(value, bool) and value >= 1_000_000:
+            if looks_like_phone(str(value), self.default_phone_region):
+                return "[redacted phone]"
+        return value
+
+
+def stored_value(kind: str, raw: str, hasher: PiiHasher, rules: IdentityRules, region: str) -> str | None:
+    """How an identifier value is stored (see :meth:`Normalizer._pii`); None when it is empty."""
+    if kind in PII_TYPES:
+        if kind == "email":
+            value = normalize_email(raw)
+            reason = None if value else "invalid_email"
+            value = value or unicodedata.normalize("NFKC", raw).strip().lower()
+        else:
+            value, reason = check_phone(raw, region, rules.refused_phone_types, rules.phone_require_valid)
+        if not value:
+            return None
+        reason = reason or rules.refusal((kind, value))
+        digest = hasher.hash(kind, value)
+        return f"{REFUSED_MARK}{reason}:{digest}" if reason else digest
+    text = raw.strip()
+    if not text:
+        return None
+    shaped = looks_like_email(text) or looks_like_phone(text, region)
+    return "h:" + hasher.hash(kind, shaped) if shaped else text
 
 
 def _product(p: dict[str, Any]) -> dict[str, Any]:

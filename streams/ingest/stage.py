@@ -19,7 +19,8 @@ import orjson
 from streams.demand.dimensions import DIMENSIONS, PendingCounts
 from streams.events.model import Touchpoint
 from streams.events.reasons import Reason, Rejected
-from streams.identity.model import Resolution, ResolveRequest
+from streams.identity.memory_graph import REFUSAL_TYPES
+from streams.identity.model import Resolution, ResolveRequest, refusal_reason
 from streams.ingest.decode import decode
 from streams.ingest.dlq import DeadLetter, DlqCodec
 from streams.ingest.normalize import Normalizer
@@ -198,6 +199,8 @@ class IngestStage:
             counter = self.metrics.identity_change_by_type.get(change.get("type", ""))
             if counter is not None:
                 counter.inc()
+            if change.get("type") in REFUSAL_TYPES:
+                self.metrics.identity_refused.labels(refusal_reason(change.get("rule", ""))).inc()
 
     def _stage_emit(self, touchpoint: Touchpoint, resolution: Resolution, record: RawRecord, emits: dict[int, list[Emit]]) -> None:
         """Merge instructions, then the event itself, keyed by profile, into this batch's bundles.
@@ -208,6 +211,9 @@ class IngestStage:
         pid = resolution.profile_id
         assert pid is not None
         touchpoint.profile_id = pid
+        if resolution.refused:  # the profile holds the identifiers the graph linked to it, no others
+            refused = set(resolution.refused)
+            touchpoint.identifiers = tuple(i for i in touchpoint.identifiers if f"{i[0]}:{i[1]}" not in refused)
         for loser in resolution.merged:
             control = {"control": "merge", "from": loser, "into": pid, "message_id": touchpoint.message_id, "ts_ms": touchpoint.ts_ms}
             key = loser.encode()

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,6 +34,11 @@ from streams.identity import (
 )
 from streams.identity.memory_graph import suppression_digest
 from streams.identity.model import Identifier
+from tests.unit.identity.test_order_independence import RULES as ORDER_RULES
+from tests.unit.identity.test_order_independence import batches as order_batches
+from tests.unit.identity.test_order_independence import check as check_order_independence
+from tests.unit.identity.test_order_independence import requests as order_requests
+from tests.unit.identity.test_order_independence import traffic as order_traffic
 from tests.unit.identity.test_properties import (
     CONFLICT_FREE_RULES,
     TIGHT_RULES,
@@ -113,6 +119,9 @@ class RedisTwin:
 
     def why(self, a: Identifier, b: Identifier) -> Any:
         return self.run(self.graph.why(a, b))
+
+    def explain(self, a: Identifier, b: Identifier) -> Any:
+        return self.run(self.graph.explain(a, b))
 
     def keys(self) -> list[str]:
         return [k.decode() for k in self.run(self.client.keys(self.namespace + ":*"))]
@@ -233,7 +242,7 @@ def test_per_type_limit_refuses_links_and_merges(make: Callable[..., Any]) -> No
 
 
 def test_supernode_is_quarantined_and_never_merges_again(make: Callable[..., Any]) -> None:
-    g = make(IdentityRules(supernode_max_merges=2))
+    g = make(IdentityRules(supernode_max_merges=2, supernode_max_links=None))
     anon = [R(f"a{i}", f"anonymous_id:a{i}") for i in range(5)]
     g.resolve_batch(anon)
     r = g.resolve_batch([R(f"d{i}", "device_id:kiosk", f"anonymous_id:a{i}") for i in range(5)])
@@ -245,13 +254,31 @@ def test_supernode_is_quarantined_and_never_merges_again(make: Callable[..., Any
     assert only.outcome == "blocked" and only.profile_id is None
 
 
-def test_order_id_attaches_but_never_merges(make: Callable[..., Any]) -> None:
+def test_order_id_joins_an_existing_identifier_like_a_new_one(make: Callable[..., Any]) -> None:
+    """An order id reported by two sources joins them whatever arrived first (invariant 3): an
+    identifier already known elsewhere is joined exactly as a brand-new one is."""
     g = make()
     r = g.resolve_batch([R("m1", "user_id:u1", "order_id:o1"), R("m2", "anonymous_id:a2", "order_id:o1"),
                          R("m3", "anonymous_id:a9"), R("m4", "anonymous_id:a9", "order_id:o1")])
-    assert r[1].profile_id == "p1"  # nothing else known: the order's owner
-    assert r[3].profile_id == "p2" and r[3].merged == ()
-    assert kinds(r[3]) == [("conflict", "no_merge:order_id")]
+    assert r[1].profile_id == "p1"  # a brand-new identifier joins the order's owner
+    assert r[3].profile_id == "p1" and r[3].merged == ("p2",)  # so does one known before
+    assert g.lookup(ID("anonymous_id:a9")) == g.lookup(ID("order_id:o1")) == "p1"
+    # the same events in the other order: the same components
+    h = make()
+    h.resolve_batch([R("m3", "anonymous_id:a9"), R("m1", "user_id:u1", "order_id:o1"),
+                     R("m4", "anonymous_id:a9", "order_id:o1"), R("m2", "anonymous_id:a2", "order_id:o1")])
+    ids = [ID(x) for x in ("user_id:u1", "order_id:o1", "anonymous_id:a2", "anonymous_id:a9")]
+    assert len({h.lookup(i) for i in ids}) == 1 and len({g.lookup(i) for i in ids}) == 1
+    # two identified people never share an order id (uniqueness still wins)
+    [c] = g.resolve_batch([R("m5", "user_id:u2", "order_id:o1")])
+    assert c.profile_id != "p1" and ("conflict", "unique:user_id") in kinds(c)
+
+
+def test_no_merge_types_attach_but_never_merge_when_configured(make: Callable[..., Any]) -> None:
+    g = make(IdentityRules(no_merge_types=frozenset({"order_id"})))
+    r = g.resolve_batch([R("m1", "user_id:u1", "order_id:o1"), R("m3", "anonymous_id:a9"), R("m4", "anonymous_id:a9", "order_id:o1")])
+    assert r[2].profile_id == "p2" and r[2].merged == ()
+    assert kinds(r[2]) == [("conflict", "no_merge:order_id")] and r[2].refused == ("order_id:o1",)
     assert g.lookup(ID("order_id:o1")) == "p1"
 
 
@@ -414,6 +441,7 @@ def test_redis_and_memory_agree_exactly_on_conflicting_traffic(redis_url: str, o
             assert mem.identifiers_of(pid) == red.identifiers_of(pid)
         for a, b in zip(idents, idents[1:], strict=False):
             assert mem.why(a, b) == red.why(a, b)
+            assert mem.explain(a, b) == red.explain(a, b)
         check_rule_invariants(events, rules, red.lookup, red.identifiers_of, resolutions)
     finally:
         red.close()
@@ -567,3 +595,177 @@ def test_known_person_over_a_lowered_limit_is_refused_like_the_plan_does(redis_u
             tight.close()
     finally:
         loose.close()
+
+
+# -- link breaker (issue 17 item 2): one shared value cannot gather identifiers one at a time --------
+
+def _agree(g: Any, reqs: Sequence[ResolveRequest], res: Sequence[Resolution]) -> None:
+    """What the profiles stage folds (the event minus ``refused``) is what the graph holds."""
+    for req, r in zip(reqs, res, strict=True):
+        if r.profile_id is None:
+            continue
+        kept = [i for i in req.identifiers if f"{i[0]}:{i[1]}" not in r.refused]
+        assert kept, r
+        for i in kept:
+            assert g.lookup(i) == g.current_profile(r.profile_id), (req, r)
+        for f in r.refused:
+            assert g.lookup(ID(f)) != g.current_profile(r.profile_id)
+
+
+def test_eight_pos_cards_sharing_one_phone_are_not_gathered(make: Callable[..., Any]) -> None:
+    g = make()
+    reqs = [R(f"pos{i}", f"pos_card_id:C{i}", "phone:h13800000000", f"order_id:o{i}") for i in range(8)]
+    res = g.resolve_batch(reqs)
+    profiles = [r.profile_id for r in res]
+    # a value sitting with one card never brings in another (pos_card_id's link threshold is 0)
+    assert profiles[0] == "p1" and len(set(profiles)) == 8
+    assert kinds(res[1])[0] == ("quarantined", "supernode") and res[1].changes[0]["from_profile_id"] == "p1"
+    assert all(r.refused == ("phone:h13800000000",) for r in res[1:])
+    assert [i for i in g.identifiers_of("p1") if i[0] == "pos_card_id"] == [ID("pos_card_id:C0")]
+    _agree(g, reqs, res)
+    # with a looser threshold the phone gathers two more cards, then trips; the gathering is
+    # recorded on the audit trail (restored by `identity rebuild`)
+    h = make(IdentityRules(supernode_links_by_type={}))
+    res = h.resolve_batch(reqs)
+    assert [r.profile_id for r in res[:3]] == ["p1"] * 3 and "p1" not in [r.profile_id for r in res[3:]]
+    assert res[1].changes[-1]["gathered"] == {"phone:h13800000000": {"pos_card_id": 1}}
+    assert ("quarantined", "supernode") in kinds(res[3])
+    _agree(h, reqs, res)
+    # an event with the phone alone resolves nowhere (the phone links nothing any more)
+    [alone] = g.resolve_batch([R("alone", "phone:h13800000000")])
+    assert alone.outcome == "blocked" and alone.refused == ("phone:h13800000000",)
+
+
+def test_gathering_through_a_merge_blames_the_shared_value_not_the_card(make: Callable[..., Any]) -> None:
+    g = make(IdentityRules(supernode_max_links=0))
+    reqs = [R("a", "user_id:ua", "pos_card_id:CA"), R("b", "user_id:ub", "pos_card_id:CB"), R("c", "pos_card_id:CC"),
+            R("ap", "pos_card_id:CA", "phone:hP"), R("bp", "pos_card_id:CB", "phone:hP"), R("cp", "pos_card_id:CC", "phone:hP")]
+    res = g.resolve_batch(reqs)
+    assert [c["identifiers"] for c in res[4].changes if c["type"] == "quarantined"] == [["phone:hP"]]
+    assert g.lookup(ID("pos_card_id:CB")) == g.lookup(ID("user_id:ub")) != g.lookup(ID("user_id:ua"))
+    assert g.lookup(ID("pos_card_id:CC")) not in (g.lookup(ID("user_id:ua")), g.lookup(ID("user_id:ub")))
+    _agree(g, reqs, res)
+
+
+def test_limit_refusal_through_a_shared_value_trips_the_breaker(make: Callable[..., Any]) -> None:
+    g = make(IdentityRules(limits={"pos_card_id": 1}, supernode_max_links=5, supernode_links_by_type={}))
+    reqs = [R(f"e{i}", f"pos_card_id:C{i}", "phone:hS") for i in range(8)]
+    res = g.resolve_batch(reqs)
+    # each further card is refused by the limit and counted as gathered: the 6th attempt trips
+    assert [r.profile_id for r in res[:6]] == ["p1"] * 6 and res[6].profile_id != "p1"
+    assert ("quarantined", "supernode") in kinds(res[6])
+    _agree(g, reqs, res)
+    assert [i for i in g.identifiers_of("p1") if i[0] == "pos_card_id"] == [ID("pos_card_id:C0")]
+
+
+def test_a_person_with_a_few_devices_is_not_a_supernode(make: Callable[..., Any]) -> None:
+    g = make()
+    reqs = [R(f"d{i}", "email:hann", f"device_id:d{i}") for i in range(5)] + [R("o", "email:hann", f"order_id:o{i}") for i in range(1)]
+    reqs += [R(f"o{i}", "email:hann", f"order_id:o{i}") for i in range(1, 30)]
+    res = g.resolve_batch(reqs)
+    assert {r.profile_id for r in res} == {"p1"} and all(r.refused == () for r in res)
+
+
+# -- order independence with order ids, limits and quarantine in play (issue 17 item 5) -------------
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(t=order_traffic(max_events=30), seed=st.randoms(use_true_random=False), cuts=st.lists(st.integers(0, 30), max_size=5))
+def test_redis_graph_is_order_independent_with_orders_limits_and_quarantine(redis_url: str, t: Any, seed: Any, cuts: list[int]) -> None:
+    events, shared = t
+    order = list(range(len(events)))
+    seed.shuffle(order)
+    for o, c in ((list(range(len(events))), []), (order, cuts)):
+        g = RedisTwin(redis_url, ORDER_RULES)
+        try:
+            for b in order_batches(order_requests(events, o), c):
+                g.resolve_batch(b)
+            check_order_independence(events, shared, g.lookup,
+                                     lambda i, g=g: bool(g.run(g.client.exists(f"{g.namespace}:quar:{i[0]}:{i[1]}"))))
+        finally:
+            g.close()
+
+
+# -- why for any pair (issue 17 item 6) -------------------------------------------------------------
+
+def test_why_names_the_refusing_rule_for_unlinked_pairs(make: Callable[..., Any]) -> None:
+    g = make(IdentityRules(limits={"device_id": 2}, supernode_max_links=None, supernode_max_merges=1))
+    g.resolve_batch([R("m1", "user_id:u1", "device_id:d1"), R("m2", "user_id:u2", "device_id:d1"),
+                     R("m3", "device_id:d2", "device_id:d3"), R("m4", "anonymous_id:a1", "device_id:d4"),
+                     R("m5", "anonymous_id:x1"), R("m6", "anonymous_id:x2"), R("m7", "anonymous_id:x3"),
+                     R("m8", "device_id:k", "anonymous_id:x1"), R("m9", "device_id:k", "anonymous_id:x2"),
+                     R("m10", "device_id:k", "anonymous_id:x3")])
+    linked = g.explain(ID("user_id:u1"), ID("device_id:d1"))
+    assert linked["linked"] and linked["chain"][0]["message_id"] == "m1"
+    cases = {("user_id:u2", "user_id:u1"): "unique:user_id", ("user_id:u2", "device_id:d1"): "unique:user_id",
+             ("device_id:d2", "device_id:d1"): "limit:device_id", ("anonymous_id:a1", "user_id:u1"): "never_met",
+             ("device_id:null", "user_id:u1"): "blocked_value", ("anonymous_id:x3", "device_id:k"): "supernode",
+             ("anonymous_id:nobody", "user_id:u1"): "unknown"}
+    for (a, b), rule in cases.items():
+        ans = g.explain(ID(a), ID(b))
+        assert not ans["linked"] and ans["rule"] == rule, (a, b, ans)
+    assert "m10" in g.explain(ID("anonymous_id:x3"), ID("device_id:k"))["detail"]
+
+
+def test_both_graphs_apply_the_rules_of_a_file(make: Callable[..., Any], tmp_path: Any) -> None:
+    """One rule set from TOUCHPOINT_IDENTITY_RULES drives the Lua script and the twin alike."""
+    from streams.identity.rules_file import load_rules
+
+    path = tmp_path / "rules.toml"
+    path.write_text("unique_types = ['user_id', 'crm_id']\n[limits]\ndevice_id = 1\n"
+                    "[blocked.types.device_id]\nextra_patterns = ['kiosk-.*']\n[supernode]\nmax_links = 0\n")
+    g = make(load_rules(path))
+    r = g.resolve_batch([R("m1", "crm_id:c1", "device_id:d1"), R("m2", "crm_id:c2", "device_id:d1"),
+                         R("m3", "user_id:u1", "device_id:kiosk-7"), R("m4", "user_id:u1", "device_id:d2"),
+                         R("m5", "user_id:u1", "device_id:d3")])
+    assert ("conflict", "unique:crm_id") in kinds(r[1])  # crm_id made unique by the file
+    assert kinds(r[2])[0] == ("blocked", "blocked_pattern") and g.lookup(ID("device_id:kiosk-7")) is None
+    assert ("blocked", "limit:device_id") in kinds(r[4])  # one device per profile
+    assert r[4].refused == ("device_id:d3",)
+
+
+def test_why_survives_a_control_character_in_a_message_id(make: Callable[..., Any]) -> None:
+    """Issue 21: a messageId holding the link separator (\\x1f) made why() fail for that profile for good."""
+    g = make()
+    g.resolve_batch([R("a\x1fb", "anonymous_id:a1", "device_id:d1"), R("m2", "anonymous_id:a2"),
+                     R("c\x1fd\x1f", "anonymous_id:a2", "device_id:d1")])
+    chain = g.why(ID("anonymous_id:a1"), ID("anonymous_id:a2"))
+    assert [s["message_id"] for s in chain] == ["a\x1fb", "c\x1fd\x1f"]
+    assert g.explain(ID("anonymous_id:a1"), ID("anonymous_id:a2"))["linked"]
+
+
+def test_erasure_also_finds_what_an_older_version_stored(redis_url: str) -> None:
+    """Identifiers an older version stored raw or hashed differently (a userId that is an email,
+    an email with a zero-width space, a merely possible phone) are erased by the value as typed."""
+    from streams.identity.erasure import erase_person
+    from streams.identity.identifiers import RefusedIdentifier, legacy_forms, stored_identifier
+    from streams.ingest.pii import PiiHasher
+
+    hasher = PiiHasher("k")
+    g = RedisTwin(redis_url, IdentityRules())
+    try:
+        old = [("user_id", "Ann@X.com"), ("email", hasher.hash("email", "ann\u200b@x.com")), ("phone", hasher.hash("phone", "+8612345"))]
+        g.resolve_batch([ResolveRequest("m1", "t/0/1", (old[0], ("anonymous_id", "a1")), 1),
+                         ResolveRequest("m2", "t/0/2", (old[1], ("anonymous_id", "a2")), 2),
+                         ResolveRequest("m3", "t/0/3", (old[2], ("anonymous_id", "a3")), 3)])
+        sent: list[bytes] = []
+
+        async def send(key: bytes, value: bytes) -> None:
+            sent.append(value)
+
+        for text, stored in (("user_id:Ann@X.com", old[0]), ("email:ann\u200b@x.com", old[1]), ("phone:12345", old[2])):
+            legacy = legacy_forms(text, hasher)
+            assert stored in legacy
+            try:
+                ident = stored_identifier(text, hasher)
+            except RefusedIdentifier:
+                ident = None
+            result = g.run(erase_person(g.graph, ident, send, send, 9, legacy))
+            assert result.profile_id is not None and g.lookup(stored) is None, text
+        # the erasure records name no identifier, only the suppression digests
+        erased = [orjson.loads(v) for v in sent if b'"erased"' in v and b'"control"' not in v]
+        assert len([r for r in erased if r["profile_id"]]) == 3 and all(r["identifiers"] == [] for r in erased)
+        assert {suppression_digest(f"{k}:{v}") for k, v in old} <= {d for r in erased for d in r["suppressed"]}
+        assert not any(b"Ann@X.com" in v or b"anonymous_id:a" in v for v in sent)
+        assert legacy_forms("user_id:plain-id", hasher) == [] and legacy_forms("passport:1", hasher) == []
+    finally:
+        g.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -18,6 +19,7 @@ from streams.profiles.bundle import decoded_items
 from tests.fixtures.stack import run_cli
 
 pytestmark = pytest.mark.integration
+STORE = "13800000000"
 
 
 def events() -> list[bytes]:
@@ -108,3 +110,99 @@ def test_stitch_explain_erase_and_replay(settings, start_worker, tmp_path):
 
     bad = run_cli(settings, "erase", "--id", "email:not-an-email")
     assert bad.returncode == 2 and b"not a usable email" in bad.stderr
+
+
+def test_trap_population_on_the_real_stack(settings, start_worker, tmp_path):
+    """Issue 17: placeholders, a shared store phone, a shared tablet, cross-source orders, PII
+    where it is not expected and per-app openids, through Kafka, a worker and Redis, with the
+    rules from a file: every customer exactly one profile holding exactly their identifiers,
+    the profiles agree with the graph, nothing raw anywhere, refusals audited and counted."""
+    from streams.identity.model import fmt
+    from tests.unit.identity.trap_population import PLACEHOLDERS, trap_traffic
+
+    rules_path = tmp_path / "rules.toml"
+    rules_path.write_text("[blocked.types.device_id]\nextra_patterns = ['kiosk-.*']\n")
+    settings = settings.with_(identity_rules=str(rules_path))
+    traffic = trap_traffic(seed=23)
+    kiosk = {"type": "track", "messageId": "kiosk-1", "event": "Product Viewed", "userId": "kiosk-user",
+             "context": {"device": {"id": "kiosk-7"}}}
+    path = tmp_path / "traps.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in [*traffic.events, kiosk]) + b"\n")
+    worker = start_worker(settings)
+    assert run_cli(settings, "send", str(path)).returncode == 0
+    idle = run_cli(settings, "wait-idle", "--timeout", "90", "--settle", "2")
+    assert idle.returncode == 0, idle.stderr.decode() + worker.log_tail()
+
+    hasher = PiiHasher(settings.pii_key)
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    ns = settings.namespace
+
+    def owner(ident) -> str | None:
+        return redis.get(f"{ns}:id:{fmt(ident)}")
+
+    shared = {stored_identifier(s, hasher) for s in traffic.shared}
+    owners = []
+    for ids in traffic.expected(hasher):
+        pids = {owner(i) for i in ids}
+        assert len(pids) == 1 and None not in pids, sorted(ids)
+        pid = pids.pop()
+        owners.append(pid)
+        held = {tuple(k.split(":", 1)) for k in redis.hkeys(f"{ns}:p:{pid}")}
+        assert held - shared == ids
+    assert len(set(owners)) == len(owners)
+    for text in PLACEHOLDERS:
+        kind, _, raw = text.partition(":")
+        assert owner((kind, raw)) is None
+    assert redis.exists(f"{ns}:quar:phone:{hasher.hash('phone', '+8613800000000')}")
+    assert owner(("device_id", "kiosk-7")) is None and owner(("user_id", "kiosk-user")) is not None  # the file's rule
+
+    # the profiles agree with the graph and count every event of each customer
+    result = run_cli(settings, "profiles", "dump")
+    assert result.returncode == 0, result.stderr.decode()
+    profiles = {p["profile_id"]: p for p in (orjson.loads(x) for x in result.stdout.splitlines() if x.strip())}
+    for c, pid in zip([c for c in traffic.customers if c.identifiers], owners, strict=True):
+        prof = profiles[pid]
+        assert prof["event_count"] == c.events, (c.n, prof["event_count"], c.events)
+        listed = {(i["type"], i["value"]) for i in prof["identifiers"]}
+        graph = {tuple(k.split(":", 1)) for k in redis.hkeys(f"{ns}:p:{pid}")}
+        assert listed == {i for i in graph if i[0] != "order_id"}, c.n
+
+    # nothing raw: Redis keys, the audit trail, profile events, profiles
+    async def topic(name: str) -> bytes:
+        return b"".join([r.value or b"" async for r in read_to_end(settings, settings.topic(name))])
+
+    changes = asyncio.run(topic(IDENTITY_CHANGES))
+    blobs = [" ".join(redis.keys(f"{ns}:*")).encode(), changes, asyncio.run(topic(PROFILE_EVENTS)), result.stdout]
+    for c in traffic.customers:
+        for raw in (c.email.lower().encode(), c.phone.encode(), c.phone[3:7].encode() + b" " + c.phone[7:].encode()):
+            assert not any(raw in b.lower() for b in blobs), raw
+    assert not any(b"13800000000" in b or b"95588" in b for b in blobs)
+
+    # refusals counted by reason
+    metrics = worker.get("/metrics")[1].decode()
+    for reason in ("invalid_phone", "blocked_value", "supernode", "unique:user_id", "blocked_pattern"):
+        assert f'touchpoint_identity_refused_total{{reason="{reason}"}}' in metrics, reason
+
+    # why: the chain for a linked pair, the refusing rule and its records for an unlinked one
+    c0 = traffic.customers[0]
+    linked = run_cli(settings, "identity", "why", f"email:{c0.email}", f"pos_card_id:{c0.pos_card}")
+    assert linked.returncode == 0, linked.stderr.decode()
+    assert orjson.loads(linked.stdout)["linked"]
+    apart = run_cli(settings, "identity", "why", f"user_id:{traffic.customers[1].user_id}", "device_id:family-tablet-1")
+    answer = orjson.loads(apart.stdout)
+    assert not answer["linked"] and answer["rule"] == "unique:user_id"
+    assert any(r["type"] == "conflict" and r["rule"] == "unique:user_id" for r in answer["records"])
+    status, body = worker.get(f"/identity/why?a=phone:{quote(STORE)}&b=pos_card_id:{traffic.customers[3].pos_card}")
+    assert status == 200 and orjson.loads(body)["rule"] == "supernode"
+
+    # export: everything held about a customer, found by a raw email
+    c2 = traffic.customers[2]
+    exported = run_cli(settings, "export", "--id", f"email:{c2.email.upper()}")
+    assert exported.returncode == 0, exported.stderr.decode()
+    doc = orjson.loads(exported.stdout)
+    pid = owners[2]
+    assert doc["profile_id"] == pid and doc["profile"]["event_count"] == c2.events
+    assert {tuple(i.split(":", 1)) for i in doc["identifiers"]} - shared == traffic.expected(hasher)[2]
+    assert doc["audit"] and all(r.get("profile_id") in {pid, *doc["merged_from"]} or r.get("from_profile_id") in {pid, *doc["merged_from"]}
+                                or set(r["identifiers"]) & set(doc["identifiers"]) for r in doc["audit"])
+    assert c2.email.lower().encode() not in exported.stdout.lower()

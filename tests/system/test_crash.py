@@ -105,6 +105,7 @@ def test_rebuild_image_equals_live_graph(system_stack):
     diff = [k for k in live if live[k] != rebuilt[k]]
     assert not diff, [(k, live[k], rebuilt[k]) for k in diff[:5]]
     assert any(k.startswith("quar:") for k in live) and any(k.startswith("supp:") for k in live)
+    assert any(k.startswith("lnk:") for k in live)  # link breaker state is rebuilt too
     print(f"\n[rebuild] {len(live)} keys equal ({sum(k.startswith('p:') for k in live)} profiles); {len(lost)} dedup keys of erased/blocked events not rebuilt")
 
 

@@ -11,7 +11,7 @@ if pid then
   losers = redis.call('SMEMBERS', ns .. 'pl:' .. pid)
 end
 for _, x in ipairs(idents) do
-  redis.call('DEL', ns .. 'id:' .. x, ns .. 'deg:' .. x, ns .. 'quar:' .. x)
+  redis.call('DEL', ns .. 'id:' .. x, ns .. 'deg:' .. x, ns .. 'lnk:' .. x, ns .. 'quar:' .. x)
   redis.call('SET', ns .. 'supp:' .. redis.sha1hex(x), '1')
 end
 for _, L in ipairs(losers) do

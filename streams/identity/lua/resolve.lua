@@ -33,11 +33,12 @@ local tonumber, tostring, unpack, ipairs, pairs, type, pcall = tonumber, tostrin
 local ns, ttl = ARGV[1], ARGV[2]
 local SEP = '\31'
 local K_SUPP, K_QUAR, K_ID, K_P, K_PM, K_PE, K_PL = ns .. 'supp:', ns .. 'quar:', ns .. 'id:', ns .. 'p:', ns .. 'pm:', ns .. 'pe:', ns .. 'pl:'
-local K_FWD, K_DEG, K_DRES, K_SEQ = ns .. 'fwd:', ns .. 'deg:', ns .. 'dres:', ns .. 'seq'
+local K_FWD, K_DEG, K_DRES, K_SEQ, K_LNK = ns .. 'fwd:', ns .. 'deg:', ns .. 'dres:', ns .. 'seq', ns .. 'lnk:'
 local MSG_AT = #ns + 7  -- a dedup key is ns .. 'dedup:' .. message_id
 
 local limit, default_limit, unique, nomerge = CFG.limit, CFG.default_limit, CFG.unique, CFG.nomerge
 local unique_list, supernode = CFG.unique_list, CFG.supernode
+local max_links, links_by_type, per_event = CFG.max_links, CFG.links_by_type, CFG.per_event
 
 -- Scratch tables reused by every event of the call; every read is bounded by the current
 -- event's own counts, so leftovers of an earlier event are never seen.
@@ -185,6 +186,47 @@ local function plan(list, nlist)
   return group, order, attach, mapped, audits, C
 end
 
+-- Link breaker: per bridge (a mapped identifier that is not unique or no-merge), the identifiers
+-- of each other type this event brings into its profile while that profile already holds one of
+-- the type: merged in from other profiles, linked, or refused by a limit or by uniqueness.
+-- Returns a list of {f = "type:value", types = {sorted}, n = {type = count}}, or nil.
+local function gathered_of(order, attach, audits, mapped)
+  if max_links < 0 or #order == 0 then return nil end
+  local total = {}
+  for _, pid in ipairs(order) do
+    local m = meta(pid)
+    for _, t in ipairs(m.types) do total[t] = (total[t] or 0) + m.counts[t] end
+  end
+  for _, c in ipairs(attach) do total[T[c]] = (total[T[c]] or 0) + 1 end
+  for _, x in ipairs(audits) do
+    local r = x.rule
+    local t = nil
+    if sub(r, 1, 6) == 'limit:' then t = sub(r, 7) elseif sub(r, 1, 7) == 'unique:' then t = sub(r, 8) end
+    if t then total[t] = (total[t] or 0) + 1 end
+  end
+  local out = nil
+  for _, c in ipairs(mapped) do
+    local tc = T[c]
+    if not (unique[tc] or nomerge[tc]) then
+      local own = meta(P[c]).counts
+      local types, n = {}, {}
+      for t, k in pairs(total) do
+        local o = own[t] or 0
+        if t ~= tc and o > 0 and k > o and not per_event[t] then
+          types[#types + 1] = t
+          n[t] = k - o
+        end
+      end
+      if #types > 0 then
+        sort(types)
+        out = out or {}
+        out[#out + 1] = {f = F[c], types = types, n = n}
+      end
+    end
+  end
+  return out
+end
+
 -- One event. a = index in ARGV of its first identifier type, n = number of identifiers.
 local function resolve(dkey, claim, ts, a, n)
   -- One read: the dedup entry, then suppression, quarantine and owner of every candidate (all
@@ -229,12 +271,17 @@ local function resolve(dkey, claim, ts, a, n)
     end
   end
 
+  -- identifiers quarantined before this event: ignored, reported so the event is folded without them
+  local skip = false
+  for i = 1, n do
+    if got[1 + n + i] then skip = skip and (skip .. SEP .. F[i]) or F[i] end
+  end
   local msg = nil  -- the message id, cut from dkey when needed (not on the fast path)
   if prev then
     msg = sub(dkey, MSG_AT)
     local stored = call('GET', K_DRES .. msg)
-    if stored then return {'=', stored} end
-    if prev_pid then return {prev_outcome, prev_pid, false} end
+    if stored then return {'=', stored, skip} end
+    if prev_pid then return {prev_outcome, prev_pid, false, skip} end
   end
 
   -- Candidates not quarantined, with their current owner.
@@ -268,7 +315,7 @@ local function resolve(dkey, claim, ts, a, n)
     if not over then
       if prev then call('SET', dkey, claim .. SEP .. 'applied' .. SEP .. pid0, 'XX', 'KEEPTTL')
       else call('SET', dkey, claim .. SEP .. 'applied' .. SEP .. pid0, 'EX', ttl) end
-      return {'applied', pid0, false}
+      return {'applied', pid0, false, skip}
     end
   end
   if not prev then call('SET', dkey, claim, 'EX', ttl) end
@@ -279,22 +326,36 @@ local function resolve(dkey, claim, ts, a, n)
   meta_cache = {}
   if flat0 then meta(pid0, flat0) end
   local quarantined = {}
-  local group, order, attach, mapped, audits, C
+  local group, order, attach, mapped, audits, C, g
   while true do
     group, order, attach, mapped, audits, C = plan(live, nlive)
-    if supernode < 0 or #order < 2 then break end
-    local k = #order - 1
-    local nk = 0
-    for _, c in ipairs(mapped) do
-      if not (unique[T[c]] or nomerge[T[c]]) then
-        nk = nk + 1 W1[nk] = K_DEG .. F[c] W2[nk] = c
+    g = gathered_of(order, attach, audits, mapped)
+    local hit, any = {}, false
+    if supernode >= 0 and #order >= 2 then
+      local k = #order - 1
+      local nk = 0
+      for _, c in ipairs(mapped) do
+        if not (unique[T[c]] or nomerge[T[c]]) then
+          nk = nk + 1 W1[nk] = K_DEG .. F[c] W2[nk] = c
+        end
+      end
+      if nk > 0 then
+        local degs = mget(W1, nk)
+        for j = 1, nk do
+          if tonumber(degs[j] or '0') + k > supernode then hit[F[W2[j]]] = true any = true end
+        end
       end
     end
-    local hit, any = {}, false
-    if nk > 0 then
-      local degs = mget(W1, nk)
-      for j = 1, nk do
-        if tonumber(degs[j] or '0') + k > supernode then hit[F[W2[j]]] = true any = true end
+    if g then
+      for _, b in ipairs(g) do
+        if not hit[b.f] then
+          local flat = call('HGETALL', K_LNK .. b.f)
+          local cur = {}
+          for i = 1, #flat, 2 do cur[flat[i]] = tonumber(flat[i + 1]) end
+          for _, t in ipairs(b.types) do
+            if (cur[t] or 0) + b.n[t] > (links_by_type[t] or max_links) then hit[b.f] = true any = true break end
+          end
+        end
       end
     end
     if not any then break end
@@ -317,11 +378,11 @@ local function resolve(dkey, claim, ts, a, n)
   local function reply(outcome, pid, merged)
     if #changes == 0 and #merged == 0 then
       if pid then call('SET', dkey, claim .. SEP .. outcome .. SEP .. pid, 'XX', 'KEEPTTL') end
-      return {outcome, pid or false, false}
+      return {outcome, pid or false, false, skip}
     end
     local body = encode({m = merged, c = changes})
     call('SET', K_DRES .. msg, outcome .. SEP .. (pid or '') .. SEP .. body, 'EX', ttl)
-    return {outcome, pid or false, body}
+    return {outcome, pid or false, body, skip}
   end
 
   local norder, nattach = #order, #attach
@@ -426,6 +487,21 @@ local function resolve(dkey, claim, ts, a, n)
     end
   end
 
+  -- Link breaker: each bridge (a mapped identifier that is not unique or no-merge) is credited
+  -- with what this event gathers of the types other than its own.
+  local grec = nil
+  if g then
+    grec = {}
+    for _, b in ipairs(g) do
+      local per = {}
+      for _, t in ipairs(b.types) do
+        call('HINCRBY', K_LNK .. b.f, t, b.n[t])
+        per[t] = b.n[t]
+      end
+      grec[b.f] = per
+    end
+  end
+
   -- Attach the new identifiers, each linked to the anchor with this event as provenance.
   if nattach > 0 then
     local fs = {}
@@ -458,6 +534,8 @@ local function resolve(dkey, claim, ts, a, n)
       changes[#changes + 1] = {type = 'linked', rule = 'co_occurrence', identifiers = fs, via = anchor_f}
     end
   end
+  -- on the event's last record: `identity rebuild` restores lnk:* from it
+  if grec then changes[#changes].gathered = grec end
 
   return reply('applied', S, merged)
 end

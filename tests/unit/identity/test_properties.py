@@ -17,8 +17,9 @@ from streams.identity.oracle import UnionFind, components, partition_of
 
 TYPES = ("user_id", "member_id", "crm_id", "email", "phone", "wechat_unionid", "wechat_openid",
          "pos_card_id", "device_id", "anonymous_id")
-# Conflict-free by construction below; the breaker is order-dependent by design, so it is off.
-CONFLICT_FREE_RULES = IdentityRules(supernode_max_merges=None)
+# Conflict-free by construction below; the breakers are order-dependent by design, so they are off
+# (test_order_independence.py proves the class of supernodes they handle order-independently).
+CONFLICT_FREE_RULES = IdentityRules(supernode_max_merges=None, supernode_max_links=None)
 # Small numbers so that conflicts, limits and quarantine all happen in short random traffic.
 TIGHT_RULES = IdentityRules(limits={"device_id": 2, "anonymous_id": 3, "order_id": 2, "email": 2},
                             default_limit=3, supernode_max_merges=2)

@@ -47,7 +47,7 @@ def test_invalid_rules_are_rejected() -> None:
     with pytest.raises(ValueError):
         IdentityRules(supernode_max_merges=-1)
     with pytest.raises(ValueError):
-        IdentityRules(unique_types=frozenset({"order_id"}))
+        IdentityRules(unique_types=frozenset({"order_id"}), no_merge_types=frozenset({"order_id"}))
     with pytest.raises(ValueError):
         IdentityRules(limits={"device_id": -1})
 

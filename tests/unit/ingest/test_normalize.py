@@ -37,9 +37,12 @@ def test_keyed_hash_depends_on_the_key():
     assert PiiHasher("k1").hash("email", "a@b.co") != PiiHasher("k2").hash("email", "a@b.co")
 
 
-def test_unusable_email_or_phone_is_not_an_identifier():
+def test_unusable_email_or_phone_is_refused_hashed_never_raw():
     tp = norm.normalize({"type": "identify", "messageId": "1", "traits": {"email": "nope", "phone": "12"}}, NOW)
-    assert isinstance(tp, Rejected) and tp.reason is Reason.NO_IDENTIFIER
+    # carried (hashed, marked refused) so the graph audits and counts them; never linked
+    assert tp.identifiers == (("email", "!invalid_email:" + hasher.hash("email", "nope")),
+                              ("phone", "!invalid_phone:" + hasher.hash("phone", "12")))
+    assert all(norm.rules.is_blocked(i) for i in tp.identifiers)
 
 
 def test_no_identifier_is_rejected():
@@ -92,6 +95,7 @@ def test_hashed_pii_memo_is_bounded_and_changes_nothing(monkeypatch):
         tp = memo_norm.normalize(event, NOW)
         phone = normalize_phone(event["traits"]["phone"], "CN")
         email = normalize_email(event["traits"]["email"])
-        expected = ((("email", hasher.hash("email", email)),) if email else ()) + (("phone", hasher.hash("phone", phone)),)
+        mail = ("email", hasher.hash("email", email)) if email else ("email", "!invalid_email:" + hasher.hash("email", "bad"))
+        expected = (mail, ("phone", hasher.hash("phone", phone)))
         assert tp.identifiers == expected
         assert len(memo_norm._pii_memo) <= 2

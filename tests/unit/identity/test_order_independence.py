@@ -1,0 +1,118 @@
+"""Order independence with order ids, limits and quarantine in play (issue 17 item 5, invariant 3).
+
+Traffic: people with at most one identifier of each person-level type, orders reported by up to
+three sources (each with another subset of the person's identifiers plus the order id),
+placeholders sprinkled in, and store phones typed at the till with the customer's POS card; a
+store phone used by two or more people is a supernode. Rules: every person-level limit is 1 (so
+limits are reached, never exceeded by one person), order ids up to the most a person has, the
+link breaker at 0 and the merge breaker off.
+
+Whatever the permutation and the batching, the graph must end with exactly the oracle's
+components: union-find over the events without placeholders and without the shared store phones;
+the shared store phones, and only they, end up quarantined.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.identity import IdentityRules, MemoryIdentityGraph, ResolveRequest
+from streams.identity.model import Identifier
+from streams.identity.oracle import components, partition_of
+
+PERSON_TYPES = ("user_id", "email", "device_id", "anonymous_id", "pos_card_id")
+MAX_ORDERS = 3
+RULES = IdentityRules(limits={t: 1 for t in (*PERSON_TYPES, "phone")} | {"order_id": MAX_ORDERS}, default_limit=1,
+                      supernode_max_merges=None, supernode_max_links=0, supernode_links_by_type={})
+PLACEHOLDERS: tuple[Identifier, ...] = (("device_id", "null"), ("anonymous_id", "0"), ("user_id", "undefined"),
+                                        ("email", "!blocked_value:0123456789abcdef0123456789abcdef"))
+
+
+Traffic = tuple[list[tuple[Identifier, ...]], set[Identifier]]
+
+
+@st.composite
+def traffic(draw: st.DrawFn, max_people: int = 6, max_events: int = 40) -> Traffic:
+    """(events, store phones that must end quarantined)."""
+    n_people = draw(st.integers(1, max_people))
+    stores = [("phone", f"store{k}") for k in range(draw(st.integers(0, 2)))]
+    people: list[list[Identifier]] = []
+    orders: list[list[Identifier]] = []
+    store_of: list[Identifier | None] = []
+    for p in range(n_people):
+        ids = [(t, f"{t[:3]}{p}") for t in PERSON_TYPES if draw(st.booleans())] or [("anonymous_id", f"ano{p}")]
+        people.append(ids)
+        orders.append([("order_id", f"o{p}-{k}") for k in range(draw(st.integers(0, MAX_ORDERS)))])
+        has_card = any(t == "pos_card_id" for t, _ in ids)
+        store_of.append(draw(st.sampled_from(stores)) if stores and has_card and draw(st.booleans()) else None)
+    events: list[tuple[Identifier, ...]] = []
+    users: dict[Identifier, set[int]] = {}
+    for _ in range(draw(st.integers(1, max_events))):
+        p = draw(st.integers(0, n_people - 1))
+        kind = draw(st.sampled_from(["plain", "order", "till"]))
+        if kind == "till" and store_of[p] is not None:
+            card = next(i for i in people[p] if i[0] == "pos_card_id")
+            ev = [card, store_of[p]]
+            users.setdefault(store_of[p], set()).add(p)
+        else:
+            ev = list(draw(st.lists(st.sampled_from(people[p]), min_size=1, max_size=3, unique=True)))
+            if kind == "order" and orders[p]:
+                ev.append(draw(st.sampled_from(orders[p])))
+        if draw(st.integers(0, 4)) == 0:
+            ev.insert(draw(st.integers(0, len(ev))), draw(st.sampled_from(PLACEHOLDERS)))
+        events.append(tuple(ev))
+    return events, {s for s, who in users.items() if len(who) > 1}
+
+
+def expected_components(events: Sequence[tuple[Identifier, ...]], shared: set[Identifier]) -> set[frozenset[Identifier]]:
+    return components([tuple(i for i in ev if i not in shared and not RULES.is_blocked(i)) for ev in events])
+
+
+def requests(events: Sequence[tuple[Identifier, ...]], order: Sequence[int]) -> list[ResolveRequest]:
+    return [ResolveRequest(f"m{i}", f"t/0/{i}", events[i], 1_700_000_000_000 + i) for i in order]
+
+
+def batches(reqs: list[ResolveRequest], cuts: Sequence[int]) -> list[list[ResolveRequest]]:
+    bounds = sorted({0, len(reqs), *(c for c in cuts if 0 < c < len(reqs))})
+    return [reqs[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def check(events: Sequence[tuple[Identifier, ...]], shared: set[Identifier], lookup: Callable[[Identifier], str | None],
+          quarantined: Callable[[Identifier], bool]) -> None:
+    idents = {i for ev in events for i in ev if not RULES.is_blocked(i)}
+    owners = {i: lookup(i) for i in idents if i not in shared}
+    assert None not in owners.values()
+    assert partition_of(owners) == expected_components(events, shared)
+    assert {i for i in idents if quarantined(i)} == shared
+    for i in idents - shared:
+        assert lookup(i) is not None
+
+
+def run_memory(events: Sequence[tuple[Identifier, ...]], order: Sequence[int], cuts: Sequence[int]) -> MemoryIdentityGraph:
+    g = MemoryIdentityGraph(RULES)
+    for b in batches(requests(events, order), cuts):
+        g.resolve_batch(b)
+    return g
+
+
+@settings(max_examples=200, deadline=None)
+@given(t=traffic(), seed=st.randoms(use_true_random=False), cuts=st.lists(st.integers(0, 40), max_size=6))
+def test_any_permutation_and_partitioning_gives_the_oracle_components(t: Traffic, seed: random.Random, cuts: list[int]) -> None:
+    events, shared = t
+    order = list(range(len(events)))
+    seed.shuffle(order)
+    for o, c in ((range(len(events)), []), (order, cuts)):
+        g = run_memory(events, list(o), c)
+        check(events, shared, g.lookup, lambda i, g=g: f"{i[0]}:{i[1]}" in g._quar)
+
+
+def test_a_store_phone_shared_by_two_customers_is_quarantined_whatever_came_first() -> None:
+    events = [(("pos_card_id", "c1"), ("phone", "s")), (("user_id", "u1"), ("pos_card_id", "c1"), ("order_id", "o1")),
+              (("pos_card_id", "c2"), ("phone", "s")), (("email", "e2"), ("order_id", "o2")), (("pos_card_id", "c2"), ("order_id", "o2"))]
+    for order in ([0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 1, 3], [3, 4, 1, 2, 0]):
+        g = run_memory(events, order, [2])
+        check(events, {("phone", "s")}, g.lookup, lambda i, g=g: f"{i[0]}:{i[1]}" in g._quar)
