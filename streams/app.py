@@ -80,7 +80,9 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
         broker_rebalance_timeout=max(30.0, settings.session_timeout_s * 3),
         producer_linger=0.005,
         producer_max_batch_size=512 * 1024,
-        producer_max_request_size=4 * 1024 * 1024,
+        # Never more than the broker and topics accept (checked at start, streams/kafka/limits.py):
+        # aiokafka then refuses an oversized record at send(), where the caller sees it.
+        producer_max_request_size=settings.max_record_bytes,
         producer_acks=-1,
         web_enabled=True,
         web_bind=settings.web_host,

@@ -18,6 +18,8 @@ class Reason(StrEnum):
     SCHEMA_VIOLATION = "schema_violation"
     NO_IDENTIFIER = "no_identifier"
     PROCESSING_ERROR = "processing_error"
+    EVENT_TIME_OUT_OF_WINDOW = "event_time_out_of_window"  # older than TOUCHPOINT_EVENT_MAX_PAST_S
+    REFUSED_BY_BROKER = "refused_by_broker"  # a derived record Kafka refused for good (e.g. too large)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import faust
 
 from streams.demand.dimensions import parse_dimensions
 from streams.ingest.dlq import DeadLetter
+from streams.ingest.eventtime import EventTimeWindow
 from streams.ingest.stage import IngestStage, RawRecord
 from streams.kafka import topics as T
 from streams.profiles.bundle import key_partition
@@ -55,7 +56,9 @@ def register(app: faust.App, ctx: Any) -> None:
     stage = IngestStage(max_event_bytes=s.max_event_bytes, normalizer=ctx.normalizer, resolver=ctx.identity,
                         codec=ctx.dlq_codec, sink=sink, metrics=ctx.metrics, demand_bucket_s=s.demand_bucket_s,
                         demand_dimensions=parse_dimensions(s.demand_dimensions),
-                        profile_partitions=s.partitions)
+                        profile_partitions=s.partitions,
+                        window=EventTimeWindow(s.event_max_future_s * 1000, s.event_max_past_s * 1000,
+                                               ctx.metrics.event_time_corrected.labels("future")))
     ctx.ingest = stage
     ctx.extras["ordered"].before_commit.append(stage.flush_demand)
 
