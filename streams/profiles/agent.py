@@ -14,10 +14,14 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable
+from functools import partial
 from typing import Any
 
 import faust
+import orjson
+from aiokafka.errors import KafkaError
 
+from streams.events.reasons import Reason, Rejected
 from streams.identity.model import parse
 from streams.kafka import topics as T
 from streams.profiles.bundle import key_partition, position, unbundle
@@ -50,7 +54,7 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                       partitions=s.partitions, help="live profile per profile id (tombstones for merged/erased)")
     rules = getattr(ctx.identity, "rules", None)
     keep = (lambda f: not rules.is_blocked(parse(f))) if rules is not None else None
-    stage = ProfileStage(Limits(), keep_identifier=keep)
+    stage = ProfileStage(Limits(max_bytes=s.profile_max_bytes), keep_identifier=keep)
     ctx.extras["profiles_table"] = table
     m = ctx.metrics
     counted = {o: m.profile_records.labels(o) for o in (*OUTCOMES, "error")}
@@ -59,7 +63,50 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
         child.inc(0)
 
     topic_name = s.topic(T.PROFILE_EVENTS)
+    dlq_name = s.topic(T.DLQ)
     direct = s.store.startswith("memory")
+    # Changelog writes whose delivery failed: key -> partition. Their current value is sent again
+    # (and awaited) before the next commit; until it lands the input offsets are not committed.
+    dirty: dict[bytes, int] = {}
+    changelog_failed = m.send_failures.labels("changelog")
+    events_failed = m.send_failures.labels("profile-events")
+
+    def changelog_done(key: bytes, partition: int, fut: asyncio.Future) -> None:
+        if fut.cancelled() or fut.exception() is None:
+            return
+        changelog_failed.inc()
+        if key not in dirty:
+            log.error("profiles: changelog write of %r not delivered (%s); it is sent again before the next commit",
+                      key[:40], type(fut.exception()).__name__)
+        dirty[key] = partition
+
+    async def dead_letter(value: bytes | None, why: str, message: Any, reason: Reason = Reason.REFUSED_BY_BROKER) -> None:
+        """A record this stage cannot land: to the DLQ with a reason (awaited), never silently."""
+        letter = ctx.dlq_codec.dead_letter(value, Rejected(reason, why[:300], "profiles"), message.topic, message.partition,
+                                           message.offset, time.time_ns() // 1_000_000)
+        await (await app.producer.send(dlq_name, None, letter.value, partition=None, timestamp=None, headers=letter.headers))
+        m.dead_letters.labels(reason.value).inc()
+
+    async def repair() -> None:
+        """Before each commit: every changelog write that failed is sent again with the key's
+        current value and awaited. Kafka unavailable: raises, so the commit is withheld and this
+        runs again. A value Kafka refuses for good (it cannot happen within the limits): dead-lettered."""
+        await app.producer.flush()
+        await asyncio.sleep(0)  # let the delivery callbacks of the flushed sends run
+        for key, partition in list(dirty.items()):
+            value = stored(key)
+            try:
+                if value is not None:
+                    await (await app.producer.send(table.changelog_topic_name, key, value, partition=partition, timestamp=None, headers=None))
+            except KafkaError as exc:
+                if exc.retriable:
+                    raise
+                log.error("profiles: changelog value of %r refused for good (%s); dead-lettered", key[:40], type(exc).__name__)
+                await dead_letter(value, f"changelog value of {len(value or b'')} bytes refused: {type(exc).__name__}",
+                                  _Where(table.changelog_topic_name, partition, -1))
+            dirty.pop(key, None)
+
+    ctx.extras["ordered"].before_commit.append(repair)
 
     async def write(key: bytes, value: bytes, partition: int) -> None:
         """``table[key] = value``. With the memory store, done as Faust's Table does it (store,
@@ -70,7 +117,13 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
             table[key] = value
             return
         table.data[key] = value
-        await app.producer.send(table.changelog_topic_name, key, value, partition=partition, timestamp=None, headers=None)
+        try:
+            fut = await app.producer.send(table.changelog_topic_name, key, value, partition=partition, timestamp=None, headers=None)
+        except Exception:
+            changelog_failed.inc()
+            dirty[key] = partition  # refused at send() (e.g. too large): repair() decides
+            raise
+        fut.add_done_callback(partial(changelog_done, key, partition))
 
     def stored(key: bytes) -> bytes | None:
         # The memory store's dict read directly: Table.get adds a sensor call and two lookups per
@@ -79,7 +132,7 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
         return table.data.get(key) if direct else table.get(key)
 
     async def apply(key: bytes | None, record: Any, pos: int, message: Any, staged: dict[bytes, tuple[bytes, int | None]],
-                    landing: list[Awaitable[Any]], outcomes: dict[str, int]) -> None:
+                    landing: list[tuple[Awaitable[Any], int]], outcomes: dict[str, int], index: int) -> None:
         """One record (or bundle item): decide, send, stage the new value (written per record)."""
         if not key:
             outcomes["invalid"] += 1
@@ -91,12 +144,67 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
             # writes depend on is awaited before the writes, the rest by the flush before commit.
             fut = await app.producer.send(topic_name, send.key.encode(), send.value, partition=None, timestamp=None, headers=None)
             if send.must_land:
-                landing.append(fut)
+                landing.append((fut, index))
+            else:
+                fut.add_done_callback(partial(forward_done, send.key, send.value))
         if decision.value is not None:
             staged[key] = (decision.value, decision.identifiers)
         outcomes[decision.outcome] += 1
         if decision.outcome == "invalid":
             log.warning("profiles: invalid record at %s/%s/%s: %s", message.topic, message.partition, message.offset, decision.detail)
+
+    def forward_done(key: str, value: bytes, fut: asyncio.Future) -> None:
+        # A forward is not awaited (a replay re-forwards); a failure is counted and logged. The
+        # flush before commit runs first, so a forward lost to an outage is re-sent by the
+        # replay of its record when the partition is next assigned without that commit.
+        if not fut.cancelled() and fut.exception() is not None:
+            events_failed.inc()
+            log.error("profiles: forward to %r not delivered (%s)", key[:40], type(fut.exception()).__name__)
+
+    async def decide_record(message: Any) -> tuple[dict[bytes, tuple[bytes, int | None]], dict[str, int]]:
+        """Decide every item of one record and land the sends its writes depend on.
+
+        An item Kafka refuses for good (a must-land absorb or a send refused as too large) is
+        dead-lettered with its reason and the record decided again without it, so one poison
+        item can never wedge the partition (issue 21); the other items and profiles go on.
+        Kafka unavailable: raises (the partition restarts from its commit and retries).
+        """
+        items = unbundle(message.key, message.value)
+        skip: set[int] = set()
+        errors = 0
+        while True:
+            staged: dict[bytes, tuple[bytes, int | None]] = {}  # key -> (new value, identifiers it holds)
+            landing: list[tuple[Awaitable[Any], int]] = []
+            outcomes: dict[str, int] = defaultdict(int)  # counted once per record, not per item
+            for index, (key, record) in enumerate(items):
+                if index in skip:
+                    continue
+                try:
+                    await apply(key, record, position(message.offset, index), message, staged, landing, outcomes, index)
+                except Exception as exc:
+                    if isinstance(exc, KafkaError) and exc.retriable:
+                        raise
+                    log.exception("profiles: could not process %s/%s/%s item %d", message.topic, message.partition, message.offset, index)
+                    errors += 1
+                    skip.add(index)
+                    await dead_letter(_item_bytes(key, record), f"item {index}: {type(exc).__name__}: {exc}", message,
+                                      Reason.REFUSED_BY_BROKER if isinstance(exc, KafkaError) else Reason.PROCESSING_ERROR)
+            # The writes make a replay skip this record, so the absorbs (and forwarded erasures)
+            # they depend on must be in Kafka first: one wait per record, not one per merge.
+            results = await asyncio.gather(*(fut for fut, _ in landing), return_exceptions=True)
+            refused = [(i, r) for (_, i), r in zip(landing, results, strict=True) if isinstance(r, KafkaError) and not r.retriable]
+            for r in results:
+                if isinstance(r, BaseException) and not (isinstance(r, KafkaError) and not r.retriable):
+                    raise r
+            if not refused:
+                outcomes["error"] += errors
+                return staged, outcomes
+            for index, exc in refused:
+                events_failed.inc()
+                errors += 1
+                skip.add(index)
+                key, record = items[index]
+                await dead_letter(_item_bytes(key, record), f"item {index}: a record it sends was refused: {type(exc).__name__}", message)
 
     @app.agent(source, name="profiles", concurrency=1)
     async def profiles(stream: faust.StreamT) -> None:
@@ -108,21 +216,8 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                 continue
             # A key's new value is written once per record, after all its items: a crash before
             # the writes replays the whole bundle, and the positions skip what was written.
-            staged: dict[bytes, tuple[bytes, int | None]] = {}  # key -> (new value, identifiers it holds)
-            landing: list[Awaitable[Any]] = []
-            outcomes: dict[str, int] = defaultdict(int)  # counted once per record, not per item
             try:
-                for index, (key, record) in enumerate(unbundle(message.key, message.value)):
-                    try:
-                        await apply(key, record, position(message.offset, index), message, staged, landing, outcomes)
-                    except Exception:
-                        outcomes["error"] += 1
-                        log.exception("profiles: could not process %s/%s/%s item %d", message.topic, message.partition, message.offset, index)
-                if landing:
-                    # The writes make a replay skip this record, so the absorbs (and forwarded
-                    # erasures) they depend on must be in Kafka first: one wait per record, not
-                    # one produce round trip per merge.
-                    await asyncio.gather(*landing)
+                staged, outcomes = await decide_record(message)
             except Exception:
                 # Not delivered: nothing is written, and the partition restarts from its commit.
                 counted["error"].inc()
@@ -143,6 +238,10 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                 ordered.complete(last)
                 for outcome, n in outcomes.items():
                     counted[outcome].inc(n)
+                if stage.trimmed:
+                    for part, n in stage.trimmed.items():
+                        m.profile_trimmed.labels(part).inc(n)
+                    stage.trimmed.clear()
                 seconds.observe(time.perf_counter() - started)
 
     partition_cache: dict[bytes, int] = {}
@@ -169,3 +268,17 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
             log.exception("profiles: could not count live profiles")
 
     return table
+
+
+class _Where:
+    """Where a dead-lettered changelog value was headed (topic, partition; no input offset)."""
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.topic, self.partition, self.offset = topic, partition, offset
+
+
+def _item_bytes(key: bytes | None, record: Any) -> bytes:
+    """A bundle item as a single profile-events record (what ``touchpoint send`` could replay)."""
+    if isinstance(record, (bytes, bytearray)):
+        return bytes(record)
+    return orjson.dumps(record) if record is not None else b""

@@ -36,13 +36,13 @@ def bounded_encode(state: dict[str, Any], limits: Limits = DEFAULT_LIMITS, dropp
     """
     raw = encode(state)
     for part in TRIM_ORDER:
-        if len(raw) <= limits.max_bytes:
-            return raw
-        excess = len(raw) - limits.max_bytes
-        removed = _trim_part(state, part, excess)
-        if removed and dropped is not None:
-            dropped[part] += removed
-        raw = encode(state)
+        while len(raw) > limits.max_bytes:
+            removed = _trim_part(state, part, len(raw) - limits.max_bytes)
+            if not removed:
+                break  # this part is empty (or down to its last identifier): the next part
+            if dropped is not None:
+                dropped[part] += removed
+            raw = encode(state)
     return raw
 
 
@@ -58,3 +58,13 @@ def _trim_part(state: dict[str, Any], part: str, excess: int) -> int:
             n += 1
         del value[:n]
         return n
+    order = _by_count if part == "cat" else _by_last_seen
+    keep_one = 1 if part == "ids" else 0
+    freed = n = 0
+    for name, entry in sorted(value.items(), key=order):
+        if freed >= excess or len(value) <= keep_one:
+            break
+        freed += len(orjson.dumps(name)) + len(orjson.dumps(entry)) + 2
+        del value[name]
+        n += 1
+    return n

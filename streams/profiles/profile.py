@@ -111,16 +111,6 @@ def encode(state: dict[str, Any]) -> bytes:
 
 def decode(raw: bytes) -> dict[str, Any]:
     return orjson.loads(raw)
-    order = _by_count if part == "cat" else _by_last_seen
-    keep_one = 1 if part == "ids" else 0
-    freed = n = 0
-    for name, entry in sorted(value.items(), key=order):
-        if freed >= excess or len(value) <= keep_one:
-            break
-        freed += len(orjson.dumps(name)) + len(orjson.dumps(entry)) + 2
-        del value[name]
-        n += 1
-    return n
 
 
 # -- folding one event ---------------------------------------------------------------------------
