@@ -1,0 +1,181 @@
+"""Hostile input that used to lose applied events or poison state for good (issue 21), on a
+private stack through real workers, loopback only, every wait bounded.
+
+- High 1: 40 valid identify calls with a 30,000-character trait name made one profile value pass
+  Kafka's 1 MiB record limit: the changelog write was refused (one "Future exception was never
+  retrieved" log line), and after a restart the profile had 34 of its 40 events. Merging that
+  profile into another then wedged its whole profile-events partition.
+- High 2: 8 events dated 2999 moved the demand clock (kept in its changelog) and a profile's
+  last_seen to 2999; every real count after them was "late".
+- Medium 7: a throwaway event from one write key with the messageId of a real purchase sent
+  with another write key made the purchase a duplicate, never applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.parse
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from streams.kafka.reading import read_to_end
+from tests.fixtures.stack import run_cli
+from tests.system.test_crash import metric
+from tests.system.verifier import publish_records, wait_idle
+
+pytestmark = [pytest.mark.system, pytest.mark.integration]
+
+NAME_CHARS = 30_000
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _identify(i: int, user: str) -> bytes:
+    name = f"t{i:03d}" + "n" * NAME_CHARS  # a valid trait name, just long
+    raw = orjson.dumps({"type": "identify", "messageId": f"{user}-id-{i}", "userId": user,
+                        "timestamp": _iso(time.time_ns() // 1_000_000 - 60_000), "traits": {name: "v", "plan": f"p{i}"}})
+    assert len(raw) < 32_768  # under TOUCHPOINT_MAX_EVENT_BYTES: accepted
+    return raw
+
+
+def _track(mid: str, user: str | None = None, anon: str | None = None, ts: str | None = None, **extra: object) -> bytes:
+    ev: dict[str, object] = {"type": "track", "messageId": mid, "event": "Product Viewed", "channel": "web",
+                             "timestamp": ts or _iso(time.time_ns() // 1_000_000 - 30_000),
+                             "properties": {"region": "hubei", "products": [{"product_id": "sku-1", "category": "masks"}]}}
+    if user:
+        ev["userId"] = user
+    if anon:
+        ev["anonymousId"] = anon
+    ev.update(extra)
+    return orjson.dumps(ev)
+
+
+def _profile(worker, ident: str) -> dict:
+    deadline = time.monotonic() + 20  # 503 while routing metadata settles: retried, as the CLI does
+    while True:
+        status, body = worker.get("/profiles?id=" + urllib.parse.quote(ident), timeout=15)
+        if status != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert status == 200, (ident, status, body[:300])
+    return orjson.loads(body)
+
+
+def _no_silent_send_failure(worker) -> None:
+    log = worker.log_path.read_text(errors="replace")
+    assert "Future exception was never retrieved" not in log and "MessageSizeTooLarge" not in log, worker.log_tail(40)
+
+
+def test_oversized_trait_names_through_a_worker_and_a_restart(system_stack, sys_settings, start_worker):
+    started = time.monotonic()
+    worker = start_worker(sys_settings)
+    publish_records(sys_settings, [_identify(i, "big") for i in range(40)])
+    wait_idle(sys_settings, worker, timeout_s=120)
+    text = worker.get("/metrics")[1].decode()
+    assert metric(text, "touchpoint_profile_trimmed_total", part="trait_name") == 40
+    assert metric(text, "touchpoint_send_failures_total") == 0
+    _no_silent_send_failure(worker)
+    worker.stop()
+    # A new worker recovers the table from the changelog alone: every applied event must be there.
+    again = start_worker(sys_settings)
+    got = _profile(again, "user_id:big")
+    assert got["event_count"] == 40, got["event_count"]  # was 34: six applied events lost
+    assert got["traits"] == {"plan": "p39"}
+    dump = run_cli(sys_settings, "profiles", "dump", timeout_s=120)
+    sizes = [len(line) for line in dump.stdout.splitlines()]
+    assert dump.returncode == 0 and sizes and max(sizes) < 64 * 1024
+    print(f"\n[oversized names] 40 identify calls x {NAME_CHARS}-char trait name -> 40 events after restart,"
+          f" largest rendered profile {max(sizes)} B; {time.monotonic() - started:.0f}s")
+
+
+def test_merging_a_large_profile_never_wedges_its_partition(system_stack, sys_settings, start_worker):
+    """The survivor is the older profile, so the one with 40 huge events is the merge's loser:
+    its whole state travels in the absorb record. Afterwards 100 other people's events must all
+    be applied (about a quarter of them live on the same profile-events partition)."""
+    started = time.monotonic()
+    worker = start_worker(sys_settings)
+    publish_records(sys_settings, [_track("x-0", anon="anon-x")])  # the older profile: the survivor
+    wait_idle(sys_settings, worker, timeout_s=90)
+    publish_records(sys_settings, [_identify(i, "big") for i in range(40)])
+    wait_idle(sys_settings, worker, timeout_s=90)
+    publish_records(sys_settings, [_track("link", user="big", anon="anon-x")])
+    others = [_track(f"o{i}", user=f"other{i}") for i in range(100)]
+    publish_records(sys_settings, others)
+    wait_idle(sys_settings, worker, timeout_s=90)  # before the fix: never idle, the partition retried for ever
+    merged = _profile(worker, "anonymous_id:anon-x")
+    assert merged["event_count"] == 42 and _profile(worker, "user_id:big")["profile_id"] == merged["profile_id"]
+    assert len(merged["merged_from"]) == 1
+    for i in range(0, 100, 9):
+        assert _profile(worker, f"user_id:other{i}")["event_count"] == 1
+    status, body = worker.get("/readyz")
+    assert status == 200 and orjson.loads(body)["stuck_s"] == 0, body
+    text = worker.get("/metrics")[1].decode()
+    assert metric(text, "touchpoint_profile_records_total", outcome="absorbed") == 1
+    assert metric(text, "touchpoint_profile_records_total", outcome="error") == 0
+    assert metric(text, "touchpoint_partition_stuck_seconds") == 0
+    _no_silent_send_failure(worker)
+    print(f"\n[poison merge] 40-event profile merged (absorb bounded), 100 others applied; {time.monotonic() - started:.0f}s")
+
+
+async def _demand_clocks(settings) -> list[dict]:
+    out = []
+    async for record in read_to_end(settings, f"{settings.app_id}-demand_clock-changelog"):
+        if record.value:
+            out.append(orjson.loads(record.value))
+    return out
+
+
+def test_far_future_events_advance_no_clock(system_stack, sys_settings, start_worker):
+    started = time.monotonic()
+    worker = start_worker(sys_settings)
+    poison = [_track(f"future-{i}", user="timetraveller", ts="2999-01-01T00:00:00Z") for i in range(8)]
+    publish_records(sys_settings, poison)
+    wait_idle(sys_settings, worker, timeout_s=90)
+    now = time.time_ns() // 1_000_000
+    normal = [_track(f"n{i}", user=f"shopper{i % 40}", ts=_iso(now - 120_000 + i * 20)) for i in range(400)]
+    publish_records(sys_settings, normal)
+    wait_idle(sys_settings, worker, timeout_s=90)
+    horizon = time.time_ns() // 1_000_000 + sys_settings.event_max_future_s * 1000
+    text = worker.get("/metrics")[1].decode()
+    assert metric(text, "touchpoint_event_time_corrected_total", reason="future") == 8
+    assert metric(text, "touchpoint_events_total", outcome="applied") == 408
+    assert metric(text, "touchpoint_demand_late_counts_total") == 0  # was: every real count late
+    clocks = asyncio.run(_demand_clocks(sys_settings))
+    assert clocks and all(c["max_b"] <= horizon and c["closed"] <= horizon for c in clocks), clocks
+    last_seen = _profile(worker, "user_id:timetraveller")["last_seen"]
+    assert last_seen < _iso(horizon), last_seen  # was 2999-01-01
+    print(f"\n[far future] 8 events dated 2999 applied at their receive time; {len(clocks)} clock writes, all before"
+          f" now + {sys_settings.event_max_future_s}s; 0 late counts of 400 normal events; {time.monotonic() - started:.0f}s")
+
+
+def test_the_same_message_id_from_two_write_keys(system_stack, sys_settings, start_worker, tmp_path):
+    from tests.integration.test_collector import CollectorProcess
+
+    started = time.monotonic()
+    settings = sys_settings.with_(write_keys="wk-throwaway,wk-shop")
+    worker = start_worker(settings)
+    collector = CollectorProcess(settings, tmp_path / "collector.log")
+    try:
+        collector.wait_listening(ready=True)
+        throwaway = _track("order-0001", user="tester")
+        purchase = orjson.dumps({"type": "track", "messageId": "order-0001", "event": "Order Completed", "userId": "buyer",
+                                 "properties": {"order_id": "o-1", "revenue": 25.0, "currency": "CNY"}})
+        assert collector.request("POST", "/v1/track", throwaway, key="wk-throwaway")[0] == 200
+        wait_idle(settings, worker, timeout_s=90)  # the throwaway is applied first
+        assert collector.request("POST", "/v1/track", purchase, key="wk-shop")[0] == 200
+        assert collector.request("POST", "/v1/track", purchase, key="wk-shop")[0] == 200  # an SDK retry: a duplicate
+        wait_idle(settings, worker, timeout_s=90)
+    finally:
+        collector.stop()
+    buyer = _profile(worker, "user_id:buyer")
+    assert buyer["event_count"] == 1 and buyer["orders"]["count"] == 1, buyer  # was: 404, the purchase a "duplicate"
+    assert _profile(worker, "user_id:tester")["event_count"] == 1
+    text = worker.get("/metrics")[1].decode()
+    assert metric(text, "touchpoint_events_total", outcome="applied") == 2
+    assert metric(text, "touchpoint_events_total", outcome="duplicate") == 1
+    print(f"\n[dedup per source] same messageId from two write keys: both applied, the retry a duplicate; {time.monotonic() - started:.0f}s")
