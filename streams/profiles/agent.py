@@ -107,6 +107,7 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
             dirty.pop(key, None)
 
     ctx.extras["ordered"].before_commit.append(repair)
+    pending_letters: set[asyncio.Future] = set()  # dead letters sent from delivery callbacks
 
     async def write(key: bytes, value: bytes, partition: int) -> None:
         """``table[key] = value``. With the memory store, done as Faust's Table does it (store,
@@ -159,7 +160,11 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
         # replay of its record when the partition is next assigned without that commit.
         if not fut.cancelled() and fut.exception() is not None:
             events_failed.inc()
-            log.error("profiles: forward to %r not delivered (%s)", key[:40], type(fut.exception()).__name__)
+            log.error("profiles: forward to %r not delivered (%s); dead-lettered", key[:40], type(fut.exception()).__name__)
+            letter = dead_letter(value, f"forward to a survivor not delivered: {type(fut.exception()).__name__}",
+                                 _Where(topic_name, -1, -1))
+            pending_letters.add(task := asyncio.ensure_future(letter))
+            task.add_done_callback(pending_letters.discard)
 
     async def decide_record(message: Any) -> tuple[dict[bytes, tuple[bytes, int | None]], dict[str, int]]:
         """Decide every item of one record and land the sends its writes depend on.
