@@ -177,3 +177,13 @@ def test_the_same_message_id_from_two_write_keys(system_stack, sys_settings, sta
     assert metric(text, "touchpoint_events_total", outcome="applied") == 2
     assert metric(text, "touchpoint_events_total", outcome="duplicate") == 1
     print(f"\n[dedup per source] same messageId from two write keys: both applied, the retry a duplicate; {time.monotonic() - started:.0f}s")
+
+
+def test_a_producer_limit_above_the_brokers_refuses_to_start(system_stack, sys_settings):
+    from tests.fixtures.stack import run_cli
+
+    result = run_cli(sys_settings.with_(max_record_bytes=4 * 1024 * 1024), "worker", timeout_s=90)
+    err = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 2, result.stderr.decode()[-1500:]
+    assert err[-1].startswith("touchpoint worker: the producer may send records of up to 4194304 bytes")
+    assert "message.max.bytes" in err[-1] and "Traceback" not in result.stderr.decode()
