@@ -88,7 +88,7 @@ def register(app: faust.App, ctx: Any) -> None:
                                                ctx.metrics.event_time_corrected.labels("future")))
     ctx.ingest = stage
     ctx.extras["ordered"].before_commit.append(stage.flush_demand)
-    ctx.extras["ordered"].before_commit.append(lambda: sink.check(ordered.guard.forget))
+    ctx.extras["ordered"].before_commit.append(lambda: sink.check(ordered.restart_all))
 
     # concurrency=1: one batch at a time, in order. The offsets committed are the ones the
     # ordered source saw complete (streams/kafka/ordering.py), after the producer flushed.

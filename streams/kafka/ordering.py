@@ -220,6 +220,14 @@ class OrderedSource:
             self.failing_since.setdefault(p, now)
         self._release(last)
 
+    def restart_all(self) -> None:
+        """Every partition restarts from its committed offset (a send of records already
+        completed was not delivered); counted as failing until each completes a record again."""
+        now = time.monotonic()
+        for p in self.guard.partitions():
+            self.failing_since.setdefault(p, now)
+        self.guard.forget()
+
     def stuck_seconds(self, now: float | None = None) -> float:
         """How long the longest-failing partition of this source has gone without completing (0 = none)."""
         if not self.failing_since:

@@ -93,7 +93,15 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
         runs again. A value Kafka refuses for good (it cannot happen within the limits): dead-lettered."""
         await app.producer.flush()
         await asyncio.sleep(0)  # let the delivery callbacks of the flushed sends run
+        if not dirty:
+            return
+        # Only partitions still ours (a revocation commits before it gives them up): a new owner
+        # recovers without the value and replays the uncommitted input, which re-applies it.
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic_name}
         for key, partition in list(dirty.items()):
+            if partition not in assigned:
+                dirty.pop(key, None)
+                continue
             value = stored(key)
             try:
                 if value is not None:

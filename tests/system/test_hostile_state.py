@@ -64,9 +64,10 @@ def _profile(settings, ident: str) -> dict:
     return matches[0]
 
 
-def _no_silent_send_failure(worker) -> None:
+def _no_silent_send_failure(worker, refusals_expected: bool = False) -> None:
     log = worker.log_path.read_text(errors="replace")
-    assert "Future exception was never retrieved" not in log and "MessageSizeTooLarge" not in log, worker.log_tail(40)
+    assert "Future exception was never retrieved" not in log, worker.log_tail(40)
+    assert refusals_expected or "MessageSizeTooLarge" not in log, worker.log_tail(40)
 
 
 def test_oversized_trait_names_through_a_worker_and_a_restart(system_stack, sys_settings, start_worker):
@@ -187,3 +188,45 @@ def test_a_producer_limit_above_the_brokers_refuses_to_start(system_stack, sys_s
     assert result.returncode == 2, result.stderr.decode()[-1500:]
     assert err[-1].startswith("touchpoint worker: the producer may send records of up to 4194304 bytes")
     assert "message.max.bytes" in err[-1] and "Traceback" not in result.stderr.decode()
+
+
+def test_a_changelog_write_kafka_refuses_is_never_silent(system_stack, sys_settings, start_worker):
+    """The changelog topic's limit is lowered under a running worker (an operator error the start
+    check cannot see): the refused profile write is counted, dead-lettered with its reason, the
+    commit goes on and the worker stays ready. Before: one "Future exception was never retrieved"
+    line, nothing else."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from streams.kafka.client import client_options
+    from streams.profiles.agent import changelog_topic
+    from tests.system.verifier import dead_letters
+
+    started = time.monotonic()
+    worker = start_worker(sys_settings)
+
+    async def lower_limit() -> None:
+        admin = AIOKafkaAdminClient(**client_options(sys_settings))
+        await admin.start()
+        try:
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, changelog_topic(sys_settings.app_id),
+                                                      {"max.message.bytes": "2000"})])
+        finally:
+            await admin.close()
+
+    asyncio.run(lower_limit())
+    time.sleep(2)  # the broker applies topic config changes asynchronously
+    traits = lambda i: {f"trait{i}{k}": "v" * 200 for k in range(6)}  # noqa: E731 - ~1.3 KB of traits per event
+    publish_records(sys_settings, [orjson.dumps({"type": "identify", "messageId": f"big-{i}", "userId": "big", "traits": traits(i)})
+                                   for i in range(5)])
+    wait_idle(sys_settings, worker, timeout_s=90)
+    letters = [h for h in dead_letters(sys_settings) if h["tp.reason"] == "refused_by_broker"]
+    assert letters and all(h["tp.stage"] == "profiles" for h in letters), dead_letters(sys_settings)
+    text = worker.get("/metrics")[1].decode()
+    assert metric(text, "touchpoint_send_failures_total", kind="changelog") >= 1
+    assert metric(text, "touchpoint_dead_letters_total", reason="refused_by_broker") == len(letters)
+    status, body = worker.get("/readyz")
+    assert status == 200 and orjson.loads(body)["stuck_s"] == 0, body
+    _no_silent_send_failure(worker, refusals_expected=True)
+    print(f"\n[changelog refused] {len(letters)} dead letter(s) refused_by_broker, send failures counted, worker ready;"
+          f" {time.monotonic() - started:.0f}s")

@@ -43,3 +43,16 @@ def test_a_partition_failing_without_completing_is_stuck_until_it_completes():
     assert source.stuck_seconds(now + 45) > 44
     source.complete({1: (41, 3)})
     assert source.stuck_seconds(now + 45) == 0.0
+
+
+def test_restart_all_forgets_every_cursor_and_counts_them_failing():
+    import time
+
+    from streams.kafka.ordering import OrderedSource
+
+    source = OrderedSource(None, "ns.touchpoints", "ingest", None)  # type: ignore[arg-type]
+    source.guard.start(0, 10)
+    source.guard.start(3, 7)
+    source.restart_all()
+    assert source.guard.partitions() == [] and sorted(source.failing_since) == [0, 3]
+    assert source.stuck_seconds(time.monotonic() + 5) > 4
