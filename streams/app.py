@@ -23,7 +23,7 @@ from streams.kafka.delivery import DirectDeliveryTransport
 from streams.observability.metrics import Metrics
 from streams.settings import DEV_PII_KEY, Settings
 
-__all__ = ["WorkerContext", "create_app"]
+__all__ = ["WorkerContext", "create_app", "count_faust_send_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
     from streams.observability import oncall
     from streams.web import views
 
+    count_faust_send_errors(app, ctx.metrics)
     # Our agents' sources are consumed in order and committed by us (streams/kafka/ordered.py).
     ctx.extras["ordered"] = OrderedSources(app, settings, ctx.metrics)
     ingest_agent.register(app, ctx)
@@ -112,3 +113,18 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
     identity_views.register(app, ctx)
     oncall.register(app, ctx)  # /oncall page and data, consumer-lag sampler
     return app, ctx
+
+
+def count_faust_send_errors(app: faust.App, metrics: Metrics) -> None:
+    """Sends Faust makes for us (the demand tables' changelogs, alert records) that Kafka refuses
+    or never acknowledges are counted in ``touchpoint_send_failures_total{kind="faust"}`` (Faust
+    itself only logs a warning). The delegate's hook is wrapped rather than a Sensor added:
+    a sensor's other hooks would run for every record."""
+    failed = metrics.send_failures.labels("faust")
+    hook = app.sensors.on_send_error
+
+    def on_send_error(producer: Any, exc: BaseException, state: Any) -> None:
+        failed.inc()
+        hook(producer, exc, state)
+
+    app.sensors.on_send_error = on_send_error  # type: ignore[method-assign]
