@@ -21,11 +21,12 @@ import faust
 import orjson
 from aiokafka.errors import KafkaError
 
-from streams.events.reasons import Reason, Rejected
+from streams.events.reasons import Reason
 from streams.identity.model import parse
 from streams.kafka import topics as T
 from streams.profiles.bundle import key_partition, position, unbundle
 from streams.profiles.profile import Limits, is_tomb_bytes
+from streams.profiles.sends import ProfileSends
 from streams.profiles.stage import OUTCOMES, ProfileStage
 
 __all__ = ["register", "TABLE", "changelog_topic"]
@@ -62,83 +63,16 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
     for child in counted.values():
         child.inc(0)
 
-    topic_name = s.topic(T.PROFILE_EVENTS)
-    dlq_name = s.topic(T.DLQ)
     direct = s.store.startswith("memory")
-    # Changelog writes whose delivery failed: key -> partition. Their current value is sent again
-    # (and awaited) before the next commit; until it lands the input offsets are not committed.
-    dirty: dict[bytes, int] = {}
-    changelog_failed = m.send_failures.labels("changelog")
-    events_failed = m.send_failures.labels("profile-events")
-
-    def changelog_done(key: bytes, partition: int, fut: asyncio.Future) -> None:
-        if fut.cancelled() or fut.exception() is None:
-            return
-        changelog_failed.inc()
-        if key not in dirty:
-            log.error("profiles: changelog write of %r not delivered (%s); it is sent again before the next commit",
-                      key[:40], type(fut.exception()).__name__)
-        dirty[key] = partition
-
-    async def dead_letter(value: bytes | None, why: str, message: Any, reason: Reason = Reason.REFUSED_BY_BROKER) -> None:
-        """A record this stage cannot land: to the DLQ with a reason (awaited), never silently."""
-        letter = ctx.dlq_codec.dead_letter(value, Rejected(reason, why[:300], "profiles"), message.topic, message.partition,
-                                           message.offset, time.time_ns() // 1_000_000)
-        await (await app.producer.send(dlq_name, None, letter.value, partition=None, timestamp=None, headers=letter.headers))
-        m.dead_letters.labels(reason.value).inc()
-
-    async def repair() -> None:
-        """Before each commit: every changelog write that failed is sent again with the key's
-        current value and awaited. Kafka unavailable: raises, so the commit is withheld and this
-        runs again. A value Kafka refuses for good (it cannot happen within the limits): dead-lettered."""
-        await app.producer.flush()
-        await asyncio.sleep(0)  # let the delivery callbacks of the flushed sends run
-        if not dirty:
-            return
-        # Only partitions still ours (a revocation commits before it gives them up): a new owner
-        # recovers without the value and replays the uncommitted input, which re-applies it.
-        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic_name}
-        for key, partition in list(dirty.items()):
-            if partition not in assigned:
-                dirty.pop(key, None)
-                continue
-            value = stored(key)
-            try:
-                if value is not None:
-                    await (await app.producer.send(table.changelog_topic_name, key, value, partition=partition, timestamp=None, headers=None))
-            except KafkaError as exc:
-                if exc.retriable:
-                    raise
-                log.error("profiles: changelog value of %r refused for good (%s); dead-lettered", key[:40], type(exc).__name__)
-                await dead_letter(value, f"changelog value of {len(value or b'')} bytes refused: {type(exc).__name__}",
-                                  _Where(table.changelog_topic_name, partition, -1))
-            dirty.pop(key, None)
-
-    ctx.extras["ordered"].before_commit.append(repair)
-    pending_letters: set[asyncio.Future] = set()  # dead letters sent from delivery callbacks
-
-    async def write(key: bytes, value: bytes, partition: int) -> None:
-        """``table[key] = value``. With the memory store, done as Faust's Table does it (store,
-        then the changelog record on the partition being processed) minus its per-record
-        FutureMessage and send buffer: the record goes straight to the producer, and the flush
-        before each commit covers it like any other send."""
-        if not direct:
-            table[key] = value
-            return
-        table.data[key] = value
-        try:
-            fut = await app.producer.send(table.changelog_topic_name, key, value, partition=partition, timestamp=None, headers=None)
-        except Exception:
-            changelog_failed.inc()
-            dirty[key] = partition  # refused at send() (e.g. too large): repair() decides
-            raise
-        fut.add_done_callback(partial(changelog_done, key, partition))
 
     def stored(key: bytes) -> bytes | None:
         # The memory store's dict read directly: Table.get adds a sensor call and two lookups per
         # item. (table.data is only touched here, at run time: it builds the store and resolves
         # the event loop, which must not happen before the worker picks uvloop.)
         return table.data.get(key) if direct else table.get(key)
+
+    sends = ProfileSends(app, table, s.topic(T.PROFILE_EVENTS), s.topic(T.DLQ), ctx, stored)
+    ctx.extras["ordered"].before_commit.append(sends.repair)
 
     async def apply(key: bytes | None, record: Any, pos: int, message: Any, staged: dict[bytes, tuple[bytes, int | None]],
                     landing: list[tuple[Awaitable[Any], int]], outcomes: dict[str, int], index: int) -> None:
@@ -151,28 +85,16 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
         for send in decision.sends:
             # Straight through the producer (no Faust FutureMessage); delivery of the ones the
             # writes depend on is awaited before the writes, the rest by the flush before commit.
-            fut = await app.producer.send(topic_name, send.key.encode(), send.value, partition=None, timestamp=None, headers=None)
+            fut = await sends.forward(send.key, send.value)
             if send.must_land:
                 landing.append((fut, index))
             else:
-                fut.add_done_callback(partial(forward_done, send.key, send.value))
+                fut.add_done_callback(partial(sends.forward_done, send.key, send.value))
         if decision.value is not None:
             staged[key] = (decision.value, decision.identifiers)
         outcomes[decision.outcome] += 1
         if decision.outcome == "invalid":
             log.warning("profiles: invalid record at %s/%s/%s: %s", message.topic, message.partition, message.offset, decision.detail)
-
-    def forward_done(key: str, value: bytes, fut: asyncio.Future) -> None:
-        # A forward is not awaited (a replay re-forwards); a failure is counted and logged. The
-        # flush before commit runs first, so a forward lost to an outage is re-sent by the
-        # replay of its record when the partition is next assigned without that commit.
-        if not fut.cancelled() and fut.exception() is not None:
-            events_failed.inc()
-            log.error("profiles: forward to %r not delivered (%s); dead-lettered", key[:40], type(fut.exception()).__name__)
-            letter = dead_letter(value, f"forward to a survivor not delivered: {type(fut.exception()).__name__}",
-                                 _Where(topic_name, -1, -1))
-            pending_letters.add(task := asyncio.ensure_future(letter))
-            task.add_done_callback(pending_letters.discard)
 
     async def decide_record(message: Any) -> tuple[dict[bytes, tuple[bytes, int | None]], dict[str, int]]:
         """Decide every item of one record and land the sends its writes depend on.
@@ -200,8 +122,8 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                     log.exception("profiles: could not process %s/%s/%s item %d", message.topic, message.partition, message.offset, index)
                     errors += 1
                     skip.add(index)
-                    await dead_letter(_item_bytes(key, record), f"item {index}: {type(exc).__name__}: {exc}", message,
-                                      Reason.REFUSED_BY_BROKER if isinstance(exc, KafkaError) else Reason.PROCESSING_ERROR)
+                    await sends.dead_letter(_item_bytes(key, record), f"item {index}: {type(exc).__name__}: {exc}", message,
+                                            Reason.REFUSED_BY_BROKER if isinstance(exc, KafkaError) else Reason.PROCESSING_ERROR)
             # The writes make a replay skip this record, so the absorbs (and forwarded erasures)
             # they depend on must be in Kafka first: one wait per record, not one per merge.
             results = await asyncio.gather(*(fut for fut, _ in landing), return_exceptions=True)
@@ -213,11 +135,12 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                 outcomes["error"] += errors
                 return staged, outcomes
             for index, exc in refused:
-                events_failed.inc()
+                sends.events_failed.inc()
                 errors += 1
                 skip.add(index)
                 key, record = items[index]
-                await dead_letter(_item_bytes(key, record), f"item {index}: a record it sends was refused: {type(exc).__name__}", message)
+                await sends.dead_letter(_item_bytes(key, record), f"item {index}: a record it sends was refused: {type(exc).__name__}",
+                                        message)
 
     @app.agent(source, name="profiles", concurrency=1)
     async def profiles(stream: faust.StreamT) -> None:
@@ -240,7 +163,7 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                 continue
             try:
                 for key, (value, identifiers) in staged.items():
-                    await write(key, value, message.partition)
+                    await sends.write(key, value, message.partition)
                     m.profile_bytes.observe(len(value))
                     if identifiers is not None:
                         m.component_size.observe(identifiers)
@@ -281,13 +204,6 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
             log.exception("profiles: could not count live profiles")
 
     return table
-
-
-class _Where:
-    """Where a dead-lettered changelog value was headed (topic, partition; no input offset)."""
-
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self.topic, self.partition, self.offset = topic, partition, offset
 
 
 def _item_bytes(key: bytes | None, record: Any) -> bytes:
