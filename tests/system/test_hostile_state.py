@@ -36,7 +36,7 @@ def _iso(ms: int) -> str:
 def _identify(i: int, user: str) -> bytes:
     name = f"t{i:03d}" + "n" * NAME_CHARS  # a valid trait name, just long
     raw = orjson.dumps({"type": "identify", "messageId": f"{user}-id-{i}", "userId": user,
-                        "timestamp": _iso(time.time_ns() // 1_000_000 - 60_000), "traits": {name: "v", "plan": f"p{i}"}})
+                        "timestamp": _iso(time.time_ns() // 1_000_000 - 120_000 + i * 1000), "traits": {name: "v", "plan": f"p{i}"}})
     assert len(raw) < 32_768  # under TOUCHPOINT_MAX_EVENT_BYTES: accepted
     return raw
 
