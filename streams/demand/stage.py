@@ -122,8 +122,8 @@ class StageConfig:
 class Outcome:
     """What one partial count did; ``commit`` applies ``writes`` / ``clock`` to the tables.
 
-    status: ``applied``, ``late`` (bucket already closed, not counted) or ``replayed``
-    (already applied before a crash, skipped).
+    status: ``applied``, ``late`` (bucket already closed, not counted), ``replayed``
+    (already applied before a crash, skipped) or ``future`` (bucket beyond the horizon, refused).
     """
 
     status: str
