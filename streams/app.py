@@ -24,7 +24,7 @@ from streams.observability.metrics import Metrics
 from streams.settings import DEV_PII_KEY, Settings
 from streams.web import guard
 
-__all__ = ["WorkerContext", "create_app"]
+__all__ = ["WorkerContext", "create_app", "count_faust_send_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,9 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
         broker_rebalance_timeout=max(30.0, settings.session_timeout_s * 3),
         producer_linger=0.005,
         producer_max_batch_size=512 * 1024,
-        producer_max_request_size=4 * 1024 * 1024,
+        # Never more than the broker and topics accept (checked at start, streams/kafka/limits.py):
+        # aiokafka then refuses an oversized record at send(), where the caller sees it.
+        producer_max_request_size=settings.max_record_bytes,
         producer_acks=-1,
         web_enabled=True,
         web_bind=settings.web_host,
@@ -106,6 +108,7 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
     from streams.observability import oncall
     from streams.web import views
 
+    count_faust_send_errors(app, ctx.metrics)
     # Our agents' sources are consumed in order and committed by us (streams/kafka/ordered.py).
     ctx.extras["ordered"] = OrderedSources(app, settings, ctx.metrics)
     ingest_agent.register(app, ctx)
@@ -115,3 +118,18 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
     identity_views.register(app, ctx)
     oncall.register(app, ctx)  # /oncall page and data, consumer-lag sampler
     return app, ctx
+
+
+def count_faust_send_errors(app: faust.App, metrics: Metrics) -> None:
+    """Sends Faust makes for us (the demand tables' changelogs, alert records) that Kafka refuses
+    or never acknowledges are counted in ``touchpoint_send_failures_total{kind="faust"}`` (Faust
+    itself only logs a warning). The delegate's hook is wrapped rather than a Sensor added:
+    a sensor's other hooks would run for every record."""
+    failed = metrics.send_failures.labels("faust")
+    hook = app.sensors.on_send_error
+
+    def on_send_error(producer: Any, exc: BaseException, state: Any) -> None:
+        failed.inc()
+        hook(producer, exc, state)
+
+    app.sensors.on_send_error = on_send_error  # type: ignore[method-assign]

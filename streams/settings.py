@@ -103,11 +103,15 @@ class Settings:
     dev_mode: bool = _setting(False, "Development mode: allows the public default TOUCHPOINT_PII_KEY (stored email/phone hashes and dead letters are then not protected). `touchpoint demo` and `bench` turn it on for themselves. Never in production.")
     identity_rules: str = _setting("", "TOML file of identity rules (priorities, unique types, limits, blocked values and patterns, phone validity, supernode thresholds; see docs/identity.md). Empty = the built-in rules. Checked at start; `touchpoint identity rules --check FILE` checks one.")
     max_clock_skew_s: int = _setting(86400, "Client clocks further than this from ours are not trusted for skew correction.")
+    event_max_future_s: int = _setting(300, "Event-time window, future side: an event whose (skew-corrected) time is later than its receive time plus this is applied at its receive time, counted in touchpoint_event_time_corrected_total; keep it well below TOUCHPOINT_DEMAND_LATENESS_S. Also the demand stage's horizon: counts for buckets later than the wall clock plus this are refused.")
+    event_max_past_s: int = _setting(3650 * 86400, "Event-time window, past side: an event older than its receive time minus this is dead-lettered as event_time_out_of_window (1970 or year-1 timestamps of broken clients); raise it for older backfills.")
 
     # -- worker ----------------------------------------------------------------------------
     store: str = _setting("memory://", "Faust table store: memory:// (rebuilt from the changelog at start) or rocksdb://.")
     data_dir: str = _setting(_home(".local", "share", "touchpoint", "worker"), "Directory for the worker's local table state.")
     commit_interval_s: float = _setting(1.0, "How often processed offsets are committed.")
+    max_record_bytes: int = _setting(1_000_000, "Largest Kafka record (batch) the worker's producer sends (max.request.size). A worker refuses to start (exit 2) when the broker's message.max.bytes or a project topic's max.message.bytes is smaller.")
+    profile_max_bytes: int = _setting(65536, "Largest encoded profile value; above it the timeline, traits, categories, consent flags and identifiers are trimmed, least valuable first (docs/profiles.md), counted in touchpoint_profile_trimmed_total. At most TOUCHPOINT_MAX_RECORD_BYTES / 4, so a profile travels whole in a merge.")
     session_timeout_s: float = _setting(10.0, "Consumer-group session timeout: how fast a dead worker's partitions move to others.")
     log_level: str = _setting("info", "Log level of workers and commands.", choices=("debug", "info", "warning", "error"))
     event_loop: str = _setting("uvloop", "Event loop of workers: uvloop (libuv; less CPU per record) or asyncio (the standard library's).",
@@ -172,9 +176,16 @@ class Settings:
         if not self.namespace or not all(c.isalnum() or c in "-_" for c in self.namespace):
             raise SettingsError(f"TOUCHPOINT_NAMESPACE={self.namespace!r}: use letters, digits, '-' and '_' only")
         for name in ("partitions", "replication_factor", "max_event_bytes", "batch_size", "dedup_ttl_s", "demand_bucket_s",
-                     "collector_rate_per_s", "collector_burst", "collector_max_batch_bytes", "collector_publish_timeout_s"):
+                     "collector_rate_per_s", "collector_burst", "collector_max_batch_bytes", "collector_publish_timeout_s",
+                     "max_record_bytes", "profile_max_bytes", "event_max_future_s", "event_max_past_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
+        if self.profile_max_bytes * 4 > self.max_record_bytes:
+            raise SettingsError(f"TOUCHPOINT_PROFILE_MAX_BYTES={self.profile_max_bytes} must be at most a quarter of"
+                                f" TOUCHPOINT_MAX_RECORD_BYTES={self.max_record_bytes} (a profile travels whole in a merge record)")
+        if self.max_event_bytes * 4 > self.max_record_bytes:
+            raise SettingsError(f"TOUCHPOINT_MAX_EVENT_BYTES={self.max_event_bytes} must be at most a quarter of"
+                                f" TOUCHPOINT_MAX_RECORD_BYTES={self.max_record_bytes} (events travel in bundles and dead letters)")
         for name in ("web_port", "collector_port", "stack_kafka_port", "stack_controller_port", "stack_redis_port"):
             if not 1 <= getattr(self, name) <= 65535:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()}={getattr(self, name)}: a port is between 1 and 65535")

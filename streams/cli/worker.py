@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from streams.app import create_app
+    from streams.kafka.limits import check_record_limits
     from streams.kafka.topics import ensure_topics
 
     settings.require_pii_key()  # before anything connects: a one-line refusal, exit 2
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     check_listen(settings.web_host, settings.web_port)
     # Create our topics (with their retention) before Faust declares them with defaults.
     asyncio.run(ensure_topics(settings))
+    asyncio.run(check_record_limits(settings))  # records the broker would refuse: exit 2 (issue 21)
     log.info("settings: %s", settings.describe())
     app, _ = create_app(settings)
     from streams.observability.logs import limit_repeats

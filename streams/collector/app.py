@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import hmac
 import logging
 import time
@@ -146,8 +147,18 @@ def _partition_key(event: dict[str, Any]) -> bytes | None:
     return None
 
 
+def source_id(write_key: str | None) -> str:
+    """The ``sourceId`` stamped on every event of a write key (messageId dedup is per source): a
+    fingerprint, never the key itself (a credential).
+
+    >>> source_id("wk-demo"), source_id(None)
+    ('wk-95aabe715dd1717d', 'wk-none')
+    """
+    return "wk-" + hashlib.sha256(write_key.encode()).hexdigest()[:16] if write_key else "wk-none"
+
+
 def prepare_event(raw: Any, index: int, path_type: str | None, batch: dict[str, Any], received_at: str,
-                  max_event_bytes: int) -> Record | EventError:
+                  max_event_bytes: int, source: str | None = None) -> Record | EventError:
     """Check one event's shape and size and enrich it as Segment does; return the Kafka record.
 
     ``batch`` holds the request-level ``context``, ``integrations`` and ``sentAt`` to merge in
@@ -178,6 +189,8 @@ def prepare_event(raw: Any, index: int, path_type: str | None, batch: dict[str, 
 
     event = dict(raw)
     event.pop("writeKey", None)  # a credential: never onto the topic
+    if source is not None:
+        event["sourceId"] = source  # ours, whatever the client wrote: dedup scope per write key
     event["type"] = call_type
     for field in ("context", "integrations"):
         if batch.get(field):
@@ -317,7 +330,7 @@ class _Collector:
         records: list[Record] = []
         errors: list[EventError] = []
         for index, raw in enumerate(raw_events):
-            prepared = prepare_event(raw, index, path_type, shared, received_at, self.config.max_event_bytes)
+            prepared = prepare_event(raw, index, path_type, shared, received_at, self.config.max_event_bytes, source_id(key))
             if isinstance(prepared, EventError):
                 errors.append(prepared)
             else:

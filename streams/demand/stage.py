@@ -42,6 +42,7 @@ Each decision uses only buckets that closed before it (invariant 6: alerts are c
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
@@ -80,11 +81,12 @@ class StageConfig:
     pool_release: float = 0.5  # a full key returns to the pool below pool_release x pool_floor
     pool_window_s: int = DAY_S  # time constant of the volume EWMA
     pool_min_s: int = 3600  # a new key is pooled for at least this long (its EWMA is a plain mean)
+    max_future_s: int = 0  # horizon: a bucket later than the wall clock plus this is refused (0 = no check)
 
     @classmethod
     def from_settings(cls, settings: Any, worker: str = "") -> StageConfig:
         return cls(bucket_s=settings.demand_bucket_s, lateness_s=settings.demand_lateness_s,
-                   timezone=settings.demand_timezone, worker=worker)
+                   timezone=settings.demand_timezone, worker=worker, max_future_s=settings.event_max_future_s)
 
     @property
     def size_ms(self) -> int:
@@ -120,8 +122,8 @@ class StageConfig:
 class Outcome:
     """What one partial count did; ``commit`` applies ``writes`` / ``clock`` to the tables.
 
-    status: ``applied``, ``late`` (bucket already closed, not counted) or ``replayed``
-    (already applied before a crash, skipped).
+    status: ``applied``, ``late`` (bucket already closed, not counted), ``replayed``
+    (already applied before a crash, skipped) or ``future`` (bucket beyond the horizon, refused).
     """
 
     status: str
@@ -187,6 +189,10 @@ class DemandStage:
         key, bucket, parts = parse_partial(value)
         size = self.config.size_ms
         bucket -= bucket % size  # tolerate a producer with a finer bucket
+        if self.config.max_future_s and bucket > time.time_ns() // 1_000_000 + self.config.max_future_s * 1000:
+            # Defence in depth behind ingest's event-time window: a bucket from the future would
+            # move the partition's clock (kept in its changelog) ahead of real time for good.
+            return Outcome("future")
         entry = self.state.get(key)
         if entry is not None:
             parts = [part for part in parts if not self._already_applied(entry, part[0], part[2], bucket)]
@@ -235,6 +241,8 @@ class DemandStage:
             m.demand_late_counts.inc()
         elif outcome.status == "replayed":
             m.demand_replayed_counts.inc()
+        elif outcome.status == "future":
+            m.demand_future_counts.inc()
         for alert in outcome.alerts:
             m.demand_alert_transitions.labels(alert["state"]).inc()
             if alert["state"] == OPEN:

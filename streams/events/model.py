@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Touchpoint", "Identifier", "format_identifier", "parse_identifier", "IDENTIFIER_TYPES", "PII_TYPES"]
+__all__ = ["Touchpoint", "Identifier", "format_identifier", "parse_identifier", "IDENTIFIER_TYPES", "PII_TYPES", "dedup_id"]
 
 Identifier = tuple[str, str]
 
@@ -17,6 +17,17 @@ IDENTIFIER_TYPES = (
 )
 # Values of these types are stored only as keyed hashes (invariant 7).
 PII_TYPES = frozenset({"email", "phone"})
+
+
+def dedup_id(message_id: str, scope: str | None) -> str:
+    """The id messageId dedup compares: ``SCOPE/messageId`` when the event names its source
+    (``sourceId``; the collector sets it from the write key), the bare messageId otherwise, so
+    dedup keys of unscoped events keep the layout they always had.
+
+    >>> dedup_id("m1", "wk-0a1b2c3d4e5f6a7b"), dedup_id("m1", None)
+    ('wk-0a1b2c3d4e5f6a7b/m1', 'm1')
+    """
+    return f"{scope}/{message_id}" if scope else message_id
 
 
 def format_identifier(ident: Identifier) -> str:
@@ -60,6 +71,7 @@ class Touchpoint:
     consent: dict[str, Any] | None = None
     profile_id: str | None = None   # set by identity resolution
     source: str | None = None       # topic/partition/offset of the input record
+    scope: str | None = None        # the event's sourceId: messageId dedup is per scope (dedup_id)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -90,6 +102,8 @@ class Touchpoint:
             out["profile_id"] = self.profile_id
         if self.source is not None:
             out["source"] = self.source
+        if self.scope is not None:
+            out["scope"] = self.scope
         if self.traits:
             out["traits"] = self.traits
         if self.products:
@@ -109,7 +123,7 @@ class Touchpoint:
             region=d.get("region"), store=d.get("store"), traits=d.get("traits") or {},
             products=d.get("products") or [], order_id=d.get("order_id"), revenue=d.get("revenue"),
             currency=d.get("currency"), consent=d.get("consent"), profile_id=d.get("profile_id"),
-            source=d.get("source"),
+            source=d.get("source"), scope=d.get("scope"),
         )
 
     @classmethod

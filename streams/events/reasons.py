@@ -19,6 +19,8 @@ class Reason(StrEnum):
     NO_IDENTIFIER = "no_identifier"
     TOO_DEEP = "too_deep"
     PROCESSING_ERROR = "processing_error"
+    EVENT_TIME_OUT_OF_WINDOW = "event_time_out_of_window"  # older than TOUCHPOINT_EVENT_MAX_PAST_S
+    REFUSED_BY_BROKER = "refused_by_broker"  # a derived record Kafka refused for good (e.g. too large)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from streams.events.model import dedup_id
 from streams.identity.model import LINK_SEP, encode_link, parse, seq_of
 from streams.identity.rules import PYTHON_RULES, IdentityRules
 
@@ -322,7 +323,8 @@ async def rebuild(settings: Any, force: bool = False, timeout_s: float = 600.0) 
             continue
         for _, value in decoded_items(r.key, r.value):  # ingest bundles events (streams/profiles/bundle.py)
             if isinstance(value, dict) and "control" not in value:
-                events.append(({"message_id": value.get("message_id"), "source": value.get("source"),
+                mid = value.get("message_id")  # dedup keys are per source scope (events.model.dedup_id)
+                events.append(({"message_id": dedup_id(mid, value.get("scope")) if mid else mid, "source": value.get("source"),
                                 "profile_id": value.get("profile_id")}, ts(r)))
     from streams.identity.rules_file import rules_from_settings
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import faust
 
 from streams.demand.dimensions import parse_dimensions
 from streams.ingest.dlq import DeadLetter
+from streams.ingest.eventtime import EventTimeWindow
 from streams.ingest.stage import IngestStage, RawRecord
 from streams.kafka import topics as T
 from streams.profiles.bundle import key_partition
 
 __all__ = ["register"]
+
+log = logging.getLogger(__name__)
 
 
 class ProducerSink:
@@ -23,13 +28,36 @@ class ProducerSink:
     commit flushes this producer first (streams/kafka/ordering.py).
     """
 
-    def __init__(self, app: faust.App, applied: str, dlq: str, demand: str, identity: str, partitions: int) -> None:
+    def __init__(self, app: faust.App, applied: str, dlq: str, demand: str, identity: str, partitions: int,
+                 failures: Any = None) -> None:
         self._app = app
         self._applied, self._dlq, self._demand, self._identity = applied, dlq, demand, identity
         self._partitions = partitions  # of every topic of the namespace (ensure_topics checks it)
+        self._failures = failures  # counter child: touchpoint_send_failures_total{kind="ingest"}
+        self.undelivered = 0  # sends whose delivery failed since the last check (issue 21: never silent)
 
     async def _send(self, topic: str, key: bytes | None, value: bytes, headers: Any = None, partition: int | None = None) -> None:
-        await self._app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=headers)
+        fut = await self._app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=headers)
+        fut.add_done_callback(self._delivered)
+
+    def _delivered(self, fut: asyncio.Future) -> None:
+        if fut.cancelled() or fut.exception() is None:
+            return
+        self.undelivered += 1
+        if self._failures is not None:
+            self._failures.inc()
+        log.error("ingest: a send was not delivered (%s: %s); the batch will be processed again", type(fut.exception()).__name__, fut.exception())
+
+    async def check(self, restart: Any) -> None:
+        """Before each commit: flush, and if any send of this sink failed since the last check,
+        restart the input partitions from their committed offsets (``restart()``) and refuse the
+        commit, so the records are processed again (their events are redeliveries, not duplicates)."""
+        await self._app.producer.flush()
+        await asyncio.sleep(0)  # let the delivery callbacks of the flushed sends run
+        if self.undelivered:
+            n, self.undelivered = self.undelivered, 0
+            restart()
+            raise RuntimeError(f"{n} ingest sends not delivered; the input partitions restart from their commit")
 
     async def applied(self, key: bytes, value: bytes, partition: int | None = None) -> None:
         await self._send(self._applied, key, value, partition=partition)
@@ -51,13 +79,16 @@ def register(app: faust.App, ctx: Any) -> None:
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
     source, ordered = ctx.extras["ordered"].topic(s.topic(T.INPUT), "ingest", **raw)
     sink = ProducerSink(app, s.topic(T.PROFILE_EVENTS), s.topic(T.DLQ), s.topic(T.DEMAND_COUNTS), s.topic(T.IDENTITY_CHANGES),
-                        s.partitions)
+                        s.partitions, ctx.metrics.send_failures.labels("ingest"))
     stage = IngestStage(max_event_bytes=s.max_event_bytes, normalizer=ctx.normalizer, resolver=ctx.identity,
                         codec=ctx.dlq_codec, sink=sink, metrics=ctx.metrics, demand_bucket_s=s.demand_bucket_s,
                         demand_dimensions=parse_dimensions(s.demand_dimensions),
-                        profile_partitions=s.partitions)
+                        profile_partitions=s.partitions,
+                        window=EventTimeWindow(s.event_max_future_s * 1000, s.event_max_past_s * 1000,
+                                               ctx.metrics.event_time_corrected.labels("future")))
     ctx.ingest = stage
     ctx.extras["ordered"].before_commit.append(stage.flush_demand)
+    ctx.extras["ordered"].before_commit.append(lambda: sink.check(ordered.restart_all))
 
     # concurrency=1: one batch at a time, in order. The offsets committed are the ones the
     # ordered source saw complete (streams/kafka/ordering.py), after the producer flushed.

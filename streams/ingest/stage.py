@@ -17,12 +17,13 @@ from typing import Protocol
 import orjson
 
 from streams.demand.dimensions import DIMENSIONS, PendingCounts
-from streams.events.model import Touchpoint
+from streams.events.model import Touchpoint, dedup_id
 from streams.events.reasons import Reason, Rejected
 from streams.identity.memory_graph import REFUSAL_TYPES
 from streams.identity.model import Resolution, ResolveRequest, refusal_reason
 from streams.ingest.decode import decode
 from streams.ingest.dlq import DeadLetter, DlqCodec
+from streams.ingest.eventtime import EventTimeWindow
 from streams.ingest.normalize import Normalizer
 from streams.observability.metrics import Metrics
 from streams.profiles.bundle import encode_bundles, key_partition
@@ -79,7 +80,8 @@ class IngestStage:
     def __init__(self, *, max_event_bytes: int, normalizer: Normalizer, resolver: Resolver,
                  codec: DlqCodec, sink: Sink, metrics: Metrics,
                  demand_bucket_s: int = 300, demand_dimensions: tuple[str, ...] = DIMENSIONS, profile_partitions: int = 1,
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 window: EventTimeWindow | None = None) -> None:
         self.max_event_bytes = max_event_bytes
         self.normalizer = normalizer
         self.resolver = resolver
@@ -87,6 +89,7 @@ class IngestStage:
         self.sink = sink
         self.metrics = metrics
         self.clock_ms = clock_ms
+        self.window = window  # the event-time window (streams/ingest/eventtime.py); None = unchecked
         self.demand_bucket_s = demand_bucket_s
         self.demand_dimensions = demand_dimensions
         self.profile_partitions = profile_partitions  # of profile-events: events are bundled per partition
@@ -105,7 +108,12 @@ class IngestStage:
         if isinstance(event, Rejected):
             return event
         received_ms = record.timestamp_ms if record.timestamp_ms and record.timestamp_ms <= now_ms else now_ms
-        return self.normalizer.normalize(event, received_ms)
+        touchpoint = self.normalizer.normalize(event, received_ms)
+        if isinstance(touchpoint, Touchpoint):
+            touchpoint.scope = event.get("sourceId")  # dedup is per source (schema: a short token)
+            if self.window is not None:
+                return self.window.apply(touchpoint)
+        return touchpoint
 
     async def process_batch(self, records: Sequence[RawRecord]) -> None:
         started = time.perf_counter()
@@ -122,7 +130,8 @@ class IngestStage:
         requests = []
         for i, touchpoint in accepted:
             touchpoint.source = records[i].claim
-            requests.append(ResolveRequest(touchpoint.message_id, touchpoint.source, touchpoint.identifiers, touchpoint.ts_ms))
+            requests.append(ResolveRequest(dedup_id(touchpoint.message_id, touchpoint.scope), touchpoint.source,
+                                           touchpoint.identifiers, touchpoint.ts_ms))
         resolutions = await retry_until_ok(lambda: self.resolver.resolve_batch(requests), "redis",
                                            self.metrics.dependency_retries.labels("redis"))
         verdict = {i: r for (i, _), r in zip(accepted, resolutions, strict=True)}

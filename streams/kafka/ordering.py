@@ -121,6 +121,10 @@ class OrderedSource:
         self._busy = 0
         self.idle = asyncio.Event()
         self.idle.set()
+        # Partitions whose processing failed and has not completed a record since (monotonic s of
+        # the first failure): a poison record retried forever shows here, in /readyz and in
+        # touchpoint_partition_stuck_seconds (issue 21).
+        self.failing_since: dict[int, float] = {}
 
     async def admit(self, records: Sequence[Positioned]) -> tuple[list[int], dict[int, tuple[int, int]]]:
         """Indexes of ``records`` to process, in order, and per partition (last offset, epoch)
@@ -204,13 +208,31 @@ class OrderedSource:
         """The admitted records are processed (call once per :meth:`admit`, or :meth:`fail`)."""
         for p, (offset, epoch) in last.items():
             self.guard.complete(p, offset, epoch)
+            self.failing_since.pop(p, None)
         self._release(last)
 
     def fail(self, last: dict[int, tuple[int, int]]) -> None:
         """Processing raised: the partitions restart from the committed offset (the next record
         is then a gap, and the consumer is rewound), so nothing is committed past them."""
         self.guard.forget(set(last))
+        now = time.monotonic()
+        for p in last:
+            self.failing_since.setdefault(p, now)
         self._release(last)
+
+    def restart_all(self) -> None:
+        """Every partition restarts from its committed offset (a send of records already
+        completed was not delivered); counted as failing until each completes a record again."""
+        now = time.monotonic()
+        for p in self.guard.partitions():
+            self.failing_since.setdefault(p, now)
+        self.guard.forget()
+
+    def stuck_seconds(self, now: float | None = None) -> float:
+        """How long the longest-failing partition of this source has gone without completing (0 = none)."""
+        if not self.failing_since:
+            return 0.0
+        return (time.monotonic() if now is None else now) - min(self.failing_since.values())
 
     def _release(self, last: dict[int, tuple[int, int]]) -> None:
         if last:
@@ -235,6 +257,9 @@ class OrderedSources:
 
         @app.timer(settings.commit_interval_s)
         async def _commit_timer() -> None:
+            if metrics is not None:
+                for source in self.sources.values():
+                    metrics.partition_stuck.labels(source.stage).set(source.stuck_seconds())
             await self.commit()
             try:
                 await self.watch()
@@ -255,10 +280,15 @@ class OrderedSources:
                 source = self.sources.get(tp.topic)
                 if source is not None:
                     source.guard.forget({tp.partition})
+                    source.failing_since.pop(tp.partition, None)
 
         @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def _close(sender: Any, *args: Any, **kwargs: Any) -> None:
             await self.broker.close()
+
+    def stuck_seconds(self) -> float:
+        """The longest time any source partition has been failing without completing a record."""
+        return max((s.stuck_seconds() for s in self.sources.values()), default=0.0)
 
     def topic(self, name: str, stage: str, **options: Any) -> tuple[faust.types.TopicT, OrderedSource]:
         source = self.sources[name] = OrderedSource(self.app, name, stage, self.broker, self.metrics)

@@ -14,14 +14,19 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable
+from functools import partial
 from typing import Any
 
 import faust
+import orjson
+from aiokafka.errors import KafkaError
 
+from streams.events.reasons import Reason
 from streams.identity.model import parse
 from streams.kafka import topics as T
 from streams.profiles.bundle import key_partition, position, unbundle
 from streams.profiles.profile import Limits, is_tomb_bytes
+from streams.profiles.sends import ProfileSends
 from streams.profiles.stage import OUTCOMES, ProfileStage
 
 __all__ = ["register", "TABLE", "changelog_topic"]
@@ -50,7 +55,7 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                       partitions=s.partitions, help="live profile per profile id (tombstones for merged/erased)")
     rules = getattr(ctx.identity, "rules", None)
     keep = (lambda f: not rules.is_blocked(parse(f))) if rules is not None else None
-    stage = ProfileStage(Limits(), keep_identifier=keep)
+    stage = ProfileStage(Limits(max_bytes=s.profile_max_bytes), keep_identifier=keep)
     ctx.extras["profiles_table"] = table
     m = ctx.metrics
     counted = {o: m.profile_records.labels(o) for o in (*OUTCOMES, "error")}
@@ -58,19 +63,7 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
     for child in counted.values():
         child.inc(0)
 
-    topic_name = s.topic(T.PROFILE_EVENTS)
     direct = s.store.startswith("memory")
-
-    async def write(key: bytes, value: bytes, partition: int) -> None:
-        """``table[key] = value``. With the memory store, done as Faust's Table does it (store,
-        then the changelog record on the partition being processed) minus its per-record
-        FutureMessage and send buffer: the record goes straight to the producer, and the flush
-        before each commit covers it like any other send."""
-        if not direct:
-            table[key] = value
-            return
-        table.data[key] = value
-        await app.producer.send(table.changelog_topic_name, key, value, partition=partition, timestamp=None, headers=None)
 
     def stored(key: bytes) -> bytes | None:
         # The memory store's dict read directly: Table.get adds a sensor call and two lookups per
@@ -78,8 +71,11 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
         # the event loop, which must not happen before the worker picks uvloop.)
         return table.data.get(key) if direct else table.get(key)
 
+    sends = ProfileSends(app, table, s.topic(T.PROFILE_EVENTS), s.topic(T.DLQ), ctx, stored)
+    ctx.extras["ordered"].before_commit.append(sends.repair)
+
     async def apply(key: bytes | None, record: Any, pos: int, message: Any, staged: dict[bytes, tuple[bytes, int | None]],
-                    landing: list[Awaitable[Any]], outcomes: dict[str, int]) -> None:
+                    landing: list[tuple[Awaitable[Any], int]], outcomes: dict[str, int], index: int) -> None:
         """One record (or bundle item): decide, send, stage the new value (written per record)."""
         if not key:
             outcomes["invalid"] += 1
@@ -89,14 +85,62 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
         for send in decision.sends:
             # Straight through the producer (no Faust FutureMessage); delivery of the ones the
             # writes depend on is awaited before the writes, the rest by the flush before commit.
-            fut = await app.producer.send(topic_name, send.key.encode(), send.value, partition=None, timestamp=None, headers=None)
+            fut = await sends.forward(send.key, send.value)
             if send.must_land:
-                landing.append(fut)
+                landing.append((fut, index))
+            else:
+                fut.add_done_callback(partial(sends.forward_done, send.key, send.value))
         if decision.value is not None:
             staged[key] = (decision.value, decision.identifiers)
         outcomes[decision.outcome] += 1
         if decision.outcome == "invalid":
             log.warning("profiles: invalid record at %s/%s/%s: %s", message.topic, message.partition, message.offset, decision.detail)
+
+    async def decide_record(message: Any) -> tuple[dict[bytes, tuple[bytes, int | None]], dict[str, int]]:
+        """Decide every item of one record and land the sends its writes depend on.
+
+        An item Kafka refuses for good (a must-land absorb or a send refused as too large) is
+        dead-lettered with its reason and the record decided again without it, so one poison
+        item can never wedge the partition (issue 21); the other items and profiles go on.
+        Kafka unavailable: raises (the partition restarts from its commit and retries).
+        """
+        items = unbundle(message.key, message.value)
+        skip: set[int] = set()
+        errors = 0
+        while True:
+            staged: dict[bytes, tuple[bytes, int | None]] = {}  # key -> (new value, identifiers it holds)
+            landing: list[tuple[Awaitable[Any], int]] = []
+            outcomes: dict[str, int] = defaultdict(int)  # counted once per record, not per item
+            for index, (key, record) in enumerate(items):
+                if index in skip:
+                    continue
+                try:
+                    await apply(key, record, position(message.offset, index), message, staged, landing, outcomes, index)
+                except Exception as exc:
+                    if isinstance(exc, KafkaError) and exc.retriable:
+                        raise
+                    log.exception("profiles: could not process %s/%s/%s item %d", message.topic, message.partition, message.offset, index)
+                    errors += 1
+                    skip.add(index)
+                    await sends.dead_letter(_item_bytes(key, record), f"item {index}: {type(exc).__name__}: {exc}", message,
+                                            Reason.REFUSED_BY_BROKER if isinstance(exc, KafkaError) else Reason.PROCESSING_ERROR)
+            # The writes make a replay skip this record, so the absorbs (and forwarded erasures)
+            # they depend on must be in Kafka first: one wait per record, not one per merge.
+            results = await asyncio.gather(*(fut for fut, _ in landing), return_exceptions=True)
+            refused = [(i, r) for (_, i), r in zip(landing, results, strict=True) if isinstance(r, KafkaError) and not r.retriable]
+            for r in results:
+                if isinstance(r, BaseException) and not (isinstance(r, KafkaError) and not r.retriable):
+                    raise r
+            if not refused:
+                outcomes["error"] += errors
+                return staged, outcomes
+            for index, exc in refused:
+                sends.events_failed.inc()
+                errors += 1
+                skip.add(index)
+                key, record = items[index]
+                await sends.dead_letter(_item_bytes(key, record), f"item {index}: a record it sends was refused: {type(exc).__name__}",
+                                        message)
 
     @app.agent(source, name="profiles", concurrency=1)
     async def profiles(stream: faust.StreamT) -> None:
@@ -108,21 +152,8 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                 continue
             # A key's new value is written once per record, after all its items: a crash before
             # the writes replays the whole bundle, and the positions skip what was written.
-            staged: dict[bytes, tuple[bytes, int | None]] = {}  # key -> (new value, identifiers it holds)
-            landing: list[Awaitable[Any]] = []
-            outcomes: dict[str, int] = defaultdict(int)  # counted once per record, not per item
             try:
-                for index, (key, record) in enumerate(unbundle(message.key, message.value)):
-                    try:
-                        await apply(key, record, position(message.offset, index), message, staged, landing, outcomes)
-                    except Exception:
-                        outcomes["error"] += 1
-                        log.exception("profiles: could not process %s/%s/%s item %d", message.topic, message.partition, message.offset, index)
-                if landing:
-                    # The writes make a replay skip this record, so the absorbs (and forwarded
-                    # erasures) they depend on must be in Kafka first: one wait per record, not
-                    # one produce round trip per merge.
-                    await asyncio.gather(*landing)
+                staged, outcomes = await decide_record(message)
             except Exception:
                 # Not delivered: nothing is written, and the partition restarts from its commit.
                 counted["error"].inc()
@@ -132,7 +163,7 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                 continue
             try:
                 for key, (value, identifiers) in staged.items():
-                    await write(key, value, message.partition)
+                    await sends.write(key, value, message.partition)
                     m.profile_bytes.observe(len(value))
                     if identifiers is not None:
                         m.component_size.observe(identifiers)
@@ -143,6 +174,10 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                 ordered.complete(last)
                 for outcome, n in outcomes.items():
                     counted[outcome].inc(n)
+                if stage.trimmed:
+                    for part, n in stage.trimmed.items():
+                        m.profile_trimmed.labels(part).inc(n)
+                    stage.trimmed.clear()
                 seconds.observe(time.perf_counter() - started)
 
     partition_cache: dict[bytes, int] = {}
@@ -169,3 +204,10 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
             log.exception("profiles: could not count live profiles")
 
     return table
+
+
+def _item_bytes(key: bytes | None, record: Any) -> bytes:
+    """A bundle item as a single profile-events record (what ``touchpoint send`` could replay)."""
+    if isinstance(record, (bytes, bytearray)):
+        return bytes(record)
+    return orjson.dumps(record) if record is not None else b""

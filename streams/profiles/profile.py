@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,9 +64,12 @@ class Limits:
     consent: int = 20
     summary_chars: int = 80
     recent_ids: int = 16        # message-id hashes kept for dedup across origins (stage.py)
+    name_chars: int = 128       # a trait whose name is longer is not kept (names are keys of the value)
+    max_bytes: int = 65536      # the encoded value; above it parts are trimmed in TRIM_ORDER (bounded_encode)
 
     def __post_init__(self) -> None:
-        if min(self.timeline, self.identifiers, self.traits, self.trait_bytes, self.categories, self.consent, self.recent_ids) < 1:
+        if min(self.timeline, self.identifiers, self.traits, self.trait_bytes, self.categories, self.consent, self.recent_ids,
+               self.name_chars, self.max_bytes) < 1:
             raise ValueError("every profile limit must be >= 1")
 
 
@@ -112,12 +116,13 @@ def decode(raw: bytes) -> dict[str, Any]:
 # -- folding one event ---------------------------------------------------------------------------
 
 def fold(state: dict[str, Any], event: dict[str, Any], limits: Limits = DEFAULT_LIMITS,
-         keep_identifier: Callable[[str], bool] | None = None) -> dict[str, Any]:
+         keep_identifier: Callable[[str], bool] | None = None, dropped: Counter[str] | None = None) -> dict[str, Any]:
     """Apply one event (a ``Touchpoint.to_dict()``) to a live profile; mutates and returns ``state``.
 
     Dedup is not done here (the stage decides whether an event is new); everything here is
     commutative except the bounded parts, so folding in any order gives the same profile
-    (invariant 3) as long as no bound is hit.
+    (invariant 3) as long as no bound is hit. Traits not kept (name longer than
+    ``limits.name_chars``, JSON value longer than ``limits.trait_bytes``) are counted in ``dropped``.
     """
     # Hot path (once per event): every field of ``event`` and part of ``state`` is read once into
     # a local. The order of writes into each dict is the one the value has always been written
@@ -160,7 +165,11 @@ def fold(state: dict[str, Any], event: dict[str, Any], limits: Limits = DEFAULT_
     part = state["tr"]
     if traits:
         for trait, value in traits.items():
-            _put_lww(part, trait, value, ts, limits.trait_bytes)
+            if len(trait) > limits.name_chars:
+                if dropped is not None:
+                    dropped["trait_name"] += 1
+            elif not _put_lww(part, trait, value, ts, limits.trait_bytes) and dropped is not None:
+                dropped["trait_value"] += 1
     if len(part) > limits.traits:
         _evict(part, limits.traits, _by_last_seen)
 
@@ -202,11 +211,11 @@ def fold(state: dict[str, Any], event: dict[str, Any], limits: Limits = DEFAULT_
                 if c:
                     categories[c] = None
         for c in categories:
-            label = str(c)
+            label = str(c)[: limits.name_chars]
             counts[label] = counts.get(label, 0) + 1
     elif category:  # the common case without products: one category, no set needed
         hash(category)  # an unhashable category fails here as it fails in the dict above
-        label = str(category)
+        label = str(category)[: limits.name_chars]
         counts[label] = counts.get(label, 0) + 1
     if len(counts) > limits.categories:
         _evict(counts, limits.categories, _by_count)
@@ -359,13 +368,15 @@ def _lww_key(value: Any, ts: int) -> tuple[int, bytes]:
     return ts, orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
-def _put_lww(d: dict[str, list[Any]], name: str, value: Any, ts: int, max_bytes: int | None) -> None:
-    """Keep ``value`` for ``name`` unless an event at least as late already set it (event time, not arrival)."""
+def _put_lww(d: dict[str, list[Any]], name: str, value: Any, ts: int, max_bytes: int | None) -> bool:
+    """Keep ``value`` for ``name`` unless an event at least as late already set it (event time, not
+    arrival). False when the value is too large to be kept at all."""
     if max_bytes is not None and len(orjson.dumps(value)) > max_bytes:
-        return
+        return False
     old = d.get(name)
     if old is None or _lww_key(value, ts) > _lww_key(old[0], old[1]):
         d[name] = [value, ts]
+    return True
 
 
 def _consent_flags(consent: Any) -> Iterable[tuple[str, bool]]:

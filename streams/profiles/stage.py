@@ -50,12 +50,15 @@ of ``profile-events`` invalidates ``po`` (co-partitioned tables cannot be repart
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from streams.events.model import dedup_id
+from streams.profiles.bounds import bounded_encode
 from streams.profiles.profile import DEFAULT_LIMITS, Limits, decode, encode, fold, merge, new_profile, tombstone
 
 __all__ = ["ProfileStage", "Decision", "Send", "OUTCOMES", "MAX_HOPS"]
@@ -124,6 +127,9 @@ class ProfileStage:
     def __init__(self, limits: Limits = DEFAULT_LIMITS, keep_identifier: Callable[[str], bool] | None = None) -> None:
         self.limits = limits
         self.keep_identifier = keep_identifier
+        # Entries not kept or trimmed to keep values within the limits, per part (the agent
+        # moves them to touchpoint_profile_trimmed_total after each record).
+        self.trimmed: Counter[str] = Counter()
 
     def decide(self, key: str, current: bytes | None, raw: bytes | dict[str, Any] | None, offset: int) -> Decision:
         """Decide one record of ``profile-events`` whose key is ``key``: ``raw`` is its value (or
@@ -172,16 +178,16 @@ class ProfileStage:
             if input_offset <= marks.get(mark, -1):
                 return _DUPLICATE
             marks[mark] = input_offset
-        digest = message_digest(str(msg.get("message_id", "")))
+        digest = message_digest(dedup_id(str(msg.get("message_id", "")), msg.get("scope")))
         recent = state.setdefault("rc", [])
         if digest in recent:
             return _DUPLICATE
         recent.append(digest)
         if len(recent) > self.limits.recent_ids:
             del recent[0]  # (an unguarded negative slice here used to trim the list to ~half)
-        fold(state, msg, self.limits, self.keep_identifier)
+        fold(state, msg, self.limits, self.keep_identifier, self.trimmed)
         state["po"] = offset
-        return Decision("applied", encode(state), identifiers=len(state["ids"]))
+        return Decision("applied", bounded_encode(state, self.limits, self.trimmed), identifiers=len(state["ids"]))
 
     def _merge(self, key: str, state: dict[str, Any] | None, msg: dict[str, Any], offset: int) -> Decision:
         into = msg.get("into")
@@ -197,6 +203,7 @@ class ProfileStage:
             # Nothing of B arrived yet: B's events will be forwarded as they come.
             return Decision("merged", tomb)
         state.pop("po", None)
+        bounded_encode(state, self.limits, self.trimmed)  # a value written before the bound existed
         absorb = {"control": "absorb", "from": key, "into": into, "message_id": msg.get("message_id"), "state": state}
         # must_land: once the tombstone is written a replay skips this record, so the absorb
         # has to be in Kafka before (otherwise B's state could be lost in a crash).
@@ -217,7 +224,7 @@ class ProfileStage:
         other["ab"] = sorted(set(other["ab"]) | {loser})
         merge(state, other, self.limits)
         state["po"] = offset
-        return Decision("absorbed", encode(state), identifiers=len(state["ids"]))
+        return Decision("absorbed", bounded_encode(state, self.limits, self.trimmed), identifiers=len(state["ids"]))
 
     def _erase(self, key: str, state: dict[str, Any] | None, msg: dict[str, Any], offset: int) -> Decision:
         if state is not None and state.get("tomb") == "erased":

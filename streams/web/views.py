@@ -10,7 +10,9 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-__all__ = ["register", "authorized"]
+__all__ = ["register", "authorized", "STUCK_AFTER_S"]
+
+STUCK_AFTER_S = 30.0  # a source partition failing this long without completing a record: not ready
 
 
 def authorized(token: str, request: Request) -> bool:
@@ -40,8 +42,11 @@ def register(app: faust.App, ctx: Any) -> None:
     async def readyz(self: View, request: Request) -> Response:
         assigned = app.consumer.assignment() if app.consumer else set()
         recovered = app.tables.recovery.completed.is_set()
-        ready = bool(assigned) and recovered and not app.rebalancing
-        body = {"ready": ready, "partitions": len(assigned), "tables_recovered": recovered, "rebalancing": app.rebalancing}
+        ordered = ctx.extras.get("ordered")
+        stuck = ordered.stuck_seconds() if ordered is not None else 0.0
+        ready = bool(assigned) and recovered and not app.rebalancing and stuck < STUCK_AFTER_S
+        body = {"ready": ready, "partitions": len(assigned), "tables_recovered": recovered, "rebalancing": app.rebalancing,
+                "stuck_s": round(stuck, 1)}
         return self.json(body, status=200 if ready else 503)
 
     @app.page("/metrics")

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from streams.collector.app import CollectorConfig, create_app
+from streams.collector.app import CollectorConfig, create_app, source_id
 from streams.collector.publisher import PublishError, Record
 
 KEY = "wk-test-1"
@@ -229,8 +229,20 @@ async def test_top_level_nulls_are_absent_as_in_segment(make):
     client, pub = await make()
     body = {"batch": [{"type": "page", "messageId": "m1", "userId": None, "anonymousId": "a1", "context": None, "timestamp": None}]}
     assert (await post(client, "/v1/batch", body, basic(KEY)))[0] == 200
-    assert pub.events()[0] == {"type": "page", "messageId": "m1", "anonymousId": "a1", "receivedAt": NOW}
+    assert pub.events()[0] == {"type": "page", "messageId": "m1", "anonymousId": "a1", "sourceId": source_id(KEY), "receivedAt": NOW}
     assert pub.records[0][0] == b"a1"
+
+
+async def test_events_carry_their_write_keys_source_id_never_the_clients(make):
+    """messageId dedup is per source (issue 21): each write key stamps its own sourceId, a
+    fingerprint of the key, over whatever the client wrote."""
+    client, pub = await make()
+    event = {"type": "track", "event": "x", "messageId": "m1", "userId": "u1", "sourceId": "crm-sync"}
+    assert (await post(client, "/v1/track", event, basic(KEY)))[0] == 200
+    assert (await post(client, "/v1/track", event, basic("wk-other")))[0] == 200
+    first, second = pub.events()
+    assert first["sourceId"] == source_id(KEY) != second["sourceId"] == source_id("wk-other")
+    assert KEY not in first["sourceId"] and first["sourceId"].startswith("wk-")
 
 
 async def test_received_at_is_ours(make):
