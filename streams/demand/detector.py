@@ -59,6 +59,8 @@ _CAL_EDGES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0
 _RAW_CAP = 10000.0
 #: Reference overdispersion of the moment weights (fixed, so the weights do not feed back).
 _OD_REF = 0.0156
+#: Two-sided 95% normal quantile (the expected +- band of a Decision).
+_Z95 = 1.959964
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,15 @@ class DetectorConfig:
     run_rho_frozen: bool = True
     fit_by_od: bool = True
     resolve_rule: str = "net"
+    calib_learn: str = "outside"
+    evidence: str = "cusum"
+    run_sum: str = "all"
+    lik_cap: float = 10.0
+    lik_alpha: float = 0.2
+    lik_window: int = 2000
+    lik_h: float = 5.0
+    lik_min_n: int = 100
+    lik_min_sd: float = 0.1
 
     def __post_init__(self) -> None:
         if self.bucket_s <= 0:
@@ -171,6 +182,10 @@ class DetectorConfig:
 class Decision:
     """What the detector concluded about one bucket.
 
+    expected / sd: the baseline and its predictive standard deviation for this
+        bucket, computed before the bucket is seen (None before any history).
+    lower / upper: the 95% band of the bucket, expected -+ 1.96 sd (counts:
+        never below 0), also computed before the bucket is seen.
     direction: +1 surge / -1 collapse while an alert is open, else 0.
     opened / resolved: this bucket opened / resolved an alert.
     severity: 1-4 from the observed/expected ratio while alerting, else 0.
@@ -190,6 +205,8 @@ class Decision:
     severity: int
     buckets_in_alert: int
     tier: str
+    lower: float | None = None
+    upper: float | None = None
 
     @property
     def alerting(self) -> bool:
@@ -332,6 +349,9 @@ class DemandDetector:
         self.cal_n = 0.0
         # Lag-1 autocorrelation of standardised residuals: [last z, E[z z-1], E[z^2]].
         self.ac = [0.0, 0.0, 1.0]
+        # Anomaly likelihood per direction: [short EWMA of surprise, long mean, long var, n].
+        self.lik = [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+        self.lik_s = [0.0, 0.0]
         self.n = 0
         self.last_ts_ms: int | None = None
 
@@ -435,6 +455,7 @@ class DemandDetector:
         var_ref = sd_ref * sd_ref if sd_ref is not None else 0.0
         if mu_ref is not None:
             self._accumulate(x, mu_ref, var_ref, s_up, s_dn)
+            self._likelihood(raw_up, raw_dn)
         if self.direction != 0:
             self.in_alert += 1
             self.alert_obs += x
@@ -451,6 +472,7 @@ class DemandDetector:
         elif self.cooldown > 0:
             self.cooldown -= 1
         elif mu_ref is not None:
+            self._last_excess, self._last_mu = x - mu_ref, max(mu_ref, 0.0)
             d = self._should_open()
             if d:
                 opened = True
@@ -466,6 +488,7 @@ class DemandDetector:
             severity = _severity(x, mu_ref, self.direction)
         elif self.direction != 0:
             severity = 1
+        lo = mu_ref - _Z95 * (sd_ref or 0.0) if mu_ref is not None else 0.0
         decision = Decision(
             ts_ms=ts_ms,
             observed=x,
@@ -481,6 +504,8 @@ class DemandDetector:
             severity=severity,
             buckets_in_alert=self.in_alert if self.direction else 0,
             tier=tier_name,
+            lower=None if mu_ref is None else (max(lo, 0.0) if self.integral else lo),
+            upper=None if mu_ref is None else mu_ref + _Z95 * (sd_ref or 0.0),
         )
         if mu_ref is not None and sd_ref is not None and (self.direction == 0 or cfg.alert_dev_weight > 0.0):
             # Residual autocorrelation, like the deviation, is not learned from an alert:
@@ -490,7 +515,9 @@ class DemandDetector:
             self.ac[1] += a * (z * self.ac[0] - self.ac[1])
             self.ac[2] += a * (z * z - self.ac[2])
             self.ac[0] = z
-        if mu_ref is not None and self.direction == 0:
+        if mu_ref is not None and (
+            self.direction == 0 or cfg.calib_learn == "all" or (opened and cfg.calib_learn == "open")
+        ):
             self._learn_calibration(raw_up, raw_dn)
         suspicious = self.direction != 0 or max(s_up, s_dn) >= cfg.guard_surprise
         if self.direction != 0:
@@ -557,17 +584,44 @@ class DemandDetector:
             else:
                 run[0] = run[1] = run[2] = run[3] = run[4] = 0.0
 
+    def _likelihood(self, s_up: float, s_dn: float) -> None:
+        """HTM-style anomaly likelihood of the short-term mean surprise, per direction."""
+        cfg = self.config
+        for i, s in enumerate((s_up, s_dn)):
+            st = self.lik[i]
+            u = min(s, cfg.lik_cap)
+            st[0] += cfg.lik_alpha * (u - st[0])
+            m = st[0]
+            if st[3] >= cfg.lik_min_n:
+                sd = max(math.sqrt(max(st[2], 0.0)), cfg.lik_min_sd)
+                z = (m - st[1]) / sd
+                self.lik_s[i] = -_log10_normal_tail(z) if z > 0 else 0.0
+            else:
+                self.lik_s[i] = 0.0
+            st[3] += 1.0
+            a = max(1.0 / st[3], 1.0 / cfg.lik_window)
+            dm = m - st[1]
+            st[1] += a * dm
+            st[2] = (1 - a) * (st[2] + a * dm * dm)
+
     def _should_open(self) -> int:
         cfg = self.config
         for d, ev, run in ((1, self.ev_up, self.run_up), (-1, self.ev_dn, self.run_dn)):
             excess = run[0] * d
+            lik = cfg.evidence == "likelihood"
+            if lik and run[3] == 0.0:
+                excess = self._last_excess * d
+                if excess >= cfg.min_excess and excess >= cfg.min_rel_change * max(self._last_mu, 1e-9) \
+                        and self.lik_s[0 if d > 0 else 1] >= cfg.lik_h:
+                    return d
+                continue
             if excess < cfg.min_excess or excess < cfg.min_rel_change * max(run[1], 1e-9):
                 continue
-            if ev >= cfg.h:
+            if (self.lik_s[0 if d > 0 else 1] >= cfg.lik_h) if lik else (ev >= cfg.h):
                 return d
             # Sparse keys: many mildly surprising buckets can add up to a clear
             # shift of the run's total count (e.g. 4/h falling to 0 for hours).
-            if run[3] < cfg.run_min_buckets:
+            if run[3] < cfg.run_min_buckets or cfg.run_sum == "off" or (cfg.run_sum == "counts" and not self.integral):
                 continue
             total = max(run[1] + run[0], 0.0)
             rho = run[4] if cfg.run_rho_frozen else self._rho()
