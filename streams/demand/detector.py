@@ -117,6 +117,27 @@ class DetectorConfig:
         run variance.
     fit_by_od: for counts ("nb"), the "fit" rule compares the tiers'
         overdispersion instead of their relative deviation (True).
+    calib_learn: which buckets teach the surprise calibration: "all" (every
+        bucket, alerts included: a routine spike that opened an alert once is
+        learned as routine), "open" (outside alerts plus the opening bucket),
+        "outside" (outside alerts only, the old rule).
+    evidence: what opens an alert: "cusum" (CUSUM of calibrated surprise, the
+        run-sum test), "likelihood" (anomaly likelihood, below) or "auto"
+        (integer counts: cusum, whose exact count tails are calibrated from
+        the first buckets; other series: likelihood).
+    run_sum: which series may open on the run-sum test: "counts" (integer
+        counts only: on heavy-tailed non-count series it fired on every
+        routine spike), "all" or "off".
+    volume_floor: "counts": ``min_excess``/``min_rel_change`` apply to integer
+        counts only (they are event volumes; on CPU % or temperatures an
+        absolute 5 means nothing); "all": to every series.
+    lik_cap / lik_alpha / lik_window / lik_min_n / lik_min_sd / lik_h: anomaly
+        likelihood (Numenta HTM style): the raw surprise per direction, capped
+        at ``lik_cap`` (10), is averaged by an EWMA of weight ``lik_alpha``
+        (0.2, ~10 buckets); the mean and variance of that short-term average
+        over the key's history (EWMA window ``lik_window`` = 8000 buckets)
+        give a normal tail; ``-log10`` of it must reach ``lik_h`` (4) to open.
+        It speaks after ``lik_min_n`` (300) buckets; sd floored at ``lik_min_sd``.
     resolve_rule: "net": an alert resolves once its normal buckets outnumber
         its still-surprising ones by ``resolve_buckets`` (a surprising bucket
         counts one back); "run": ``resolve_buckets`` consecutive normal buckets.
@@ -159,14 +180,15 @@ class DetectorConfig:
     run_rho_frozen: bool = True
     fit_by_od: bool = True
     resolve_rule: str = "net"
-    calib_learn: str = "outside"
-    evidence: str = "cusum"
-    run_sum: str = "all"
+    calib_learn: str = "all"
+    evidence: str = "auto"
+    run_sum: str = "counts"
+    volume_floor: str = "counts"
     lik_cap: float = 10.0
     lik_alpha: float = 0.2
-    lik_window: int = 2000
-    lik_h: float = 5.0
-    lik_min_n: int = 100
+    lik_window: int = 8000
+    lik_h: float = 4.0
+    lik_min_n: int = 300
     lik_min_sd: float = 0.1
 
     def __post_init__(self) -> None:
@@ -352,6 +374,8 @@ class DemandDetector:
         # Anomaly likelihood per direction: [short EWMA of surprise, long mean, long var, n].
         self.lik = [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
         self.lik_s = [0.0, 0.0]
+        self._last_excess = 0.0
+        self._last_mu = 0.0
         self.n = 0
         self.last_ts_ms: int | None = None
 
@@ -595,7 +619,8 @@ class DemandDetector:
             if st[3] >= cfg.lik_min_n:
                 sd = max(math.sqrt(max(st[2], 0.0)), cfg.lik_min_sd)
                 z = (m - st[1]) / sd
-                self.lik_s[i] = -_log10_normal_tail(z) if z > 0 else 0.0
+                ls = -_log10_normal_tail(z) if z > 0 else 0.0
+                self.lik_s[i] = ls
             else:
                 self.lik_s[i] = 0.0
             st[3] += 1.0
@@ -608,14 +633,15 @@ class DemandDetector:
         cfg = self.config
         for d, ev, run in ((1, self.ev_up, self.run_up), (-1, self.ev_dn, self.run_dn)):
             excess = run[0] * d
-            lik = cfg.evidence == "likelihood"
+            lik = cfg.evidence == "likelihood" or (cfg.evidence == "auto" and not self.integral)
+            floor = self.integral or cfg.volume_floor == "all"
             if lik and run[3] == 0.0:
                 excess = self._last_excess * d
-                if excess >= cfg.min_excess and excess >= cfg.min_rel_change * max(self._last_mu, 1e-9) \
-                        and self.lik_s[0 if d > 0 else 1] >= cfg.lik_h:
+                if (not floor or (excess >= cfg.min_excess and excess >= cfg.min_rel_change * max(self._last_mu, 1e-9))) \
+                        and excess > 0 and self.lik_s[0 if d > 0 else 1] >= cfg.lik_h:
                     return d
                 continue
-            if excess < cfg.min_excess or excess < cfg.min_rel_change * max(run[1], 1e-9):
+            if excess <= 0 or (floor and (excess < cfg.min_excess or excess < cfg.min_rel_change * max(run[1], 1e-9))):
                 continue
             if (self.lik_s[0 if d > 0 else 1] >= cfg.lik_h) if lik else (ev >= cfg.h):
                 return d
@@ -751,6 +777,7 @@ class DemandDetector:
             "alert_sums": [self.alert_obs, self.alert_exp],
             "cal": [list(self.cal_up), list(self.cal_dn), self.cal_n],
             "ac": list(self.ac),
+            "lik": [list(self.lik[0]), list(self.lik[1]), list(self.lik_s)],
             "n": self.n,
             "last_ts_ms": self.last_ts_ms,
         }
@@ -795,6 +822,10 @@ class DemandDetector:
             det.cal_up = [float(v) for v in cal[0]]
             det.cal_dn = [float(v) for v in cal[1]]
             det.cal_n = float(cal[2])
+        lik = data.get("lik")
+        if lik is not None:  # older snapshots: the likelihood starts empty
+            det.lik = [[float(v) for v in lik[0]], [float(v) for v in lik[1]]]
+            det.lik_s = [float(v) for v in lik[2]]
         det.n = int(data["n"])
         det.last_ts_ms = None if data["last_ts_ms"] is None else int(data["last_ts_ms"])
         return det
