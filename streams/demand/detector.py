@@ -131,6 +131,14 @@ class DetectorConfig:
     volume_floor: "counts": ``min_excess``/``min_rel_change`` apply to integer
         counts only (they are event volumes; on CPU % or temperatures an
         absolute 5 means nothing); "all": to every series.
+    level_tier / level_margin: "fit_other": for non-count series, the EWMA
+        level replaces the seasonal slot tiers once its learned relative
+        deviation times ``level_margin`` (1.5) is below theirs (a series
+        without seasonality: CPU %, temperatures; its week-old slots would
+        otherwise carry old incidents forward); "fit": for every series (it
+        weakens sparse counts: a 3/h key at 0 is only mildly surprising
+        against a level that follows it down); "fallback": the level speaks
+        only before any slot is ready.
     lik_cap / lik_alpha / lik_window / lik_min_n / lik_min_sd / lik_h: anomaly
         likelihood (Numenta HTM style): the raw surprise per direction, capped
         at ``lik_cap`` (10), is averaged by an EWMA of weight ``lik_alpha``
@@ -184,6 +192,8 @@ class DetectorConfig:
     evidence: str = "auto"
     run_sum: str = "counts"
     volume_floor: str = "counts"
+    level_tier: str = "fit_other"
+    level_margin: float = 1.5
     lik_cap: float = 10.0
     lik_alpha: float = 0.2
     lik_window: int = 8000
@@ -414,6 +424,14 @@ class DemandDetector:
             tiers.append(("week", *self._mean_var("week", self._slot_mu(self.week_mean[ws], self.week_n[ws]))))
         if self.day_n[ds] >= need and self.day_slots > 1:
             tiers.append(("day", *self._mean_var("day", self._slot_mu(self.day_mean[ds], self.day_n[ds]))))
+        if (
+            tiers
+            and (cfg.level_tier == "fit" or (cfg.level_tier == "fit_other" and not self.integral))
+            and self.level_n >= cfg.min_level_obs
+            and self._spread("level") * cfg.level_margin < min(self._spread(t[0]) for t in tiers)
+        ):
+            # The level fits better than every seasonal slot: a series without seasonality.
+            tiers = [("level", *self._mean_var("level", self.level))]
         if not tiers:
             if prior is not None:
                 w = cfg.prior_weight
