@@ -139,6 +139,10 @@ class DetectorConfig:
         weakens sparse counts: a 3/h key at 0 is only mildly surprising
         against a level that follows it down); "fallback": the level speaks
         only before any slot is ready.
+    novelty_half_life_s: the likelihood only speaks when the short-term mean
+        surprise exceeds its own recent peak, a maximum that halves every
+        ``novelty_half_life_s`` seconds of event time (86400: a daily backup
+        spike that surprised yesterday is not news today; 0 = off).
     lik_cap / lik_alpha / lik_window / lik_min_n / lik_min_sd / lik_h: anomaly
         likelihood (Numenta HTM style): the raw surprise per direction, capped
         at ``lik_cap`` (10), is averaged by an EWMA of weight ``lik_alpha``
@@ -194,6 +198,7 @@ class DetectorConfig:
     volume_floor: str = "counts"
     level_tier: str = "fit_other"
     level_margin: float = 1.5
+    novelty_half_life_s: float = 86400.0
     lik_cap: float = 10.0
     lik_alpha: float = 0.2
     lik_window: int = 8000
@@ -382,7 +387,7 @@ class DemandDetector:
         # Lag-1 autocorrelation of standardised residuals: [last z, E[z z-1], E[z^2]].
         self.ac = [0.0, 0.0, 1.0]
         # Anomaly likelihood per direction: [short EWMA of surprise, long mean, long var, n].
-        self.lik = [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+        self.lik = [[0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]]
         self.lik_s = [0.0, 0.0]
         self._last_excess = 0.0
         self._last_mu = 0.0
@@ -638,9 +643,13 @@ class DemandDetector:
                 sd = max(math.sqrt(max(st[2], 0.0)), cfg.lik_min_sd)
                 z = (m - st[1]) / sd
                 ls = -_log10_normal_tail(z) if z > 0 else 0.0
+                if cfg.novelty_half_life_s > 0 and m <= st[4]:
+                    ls = 0.0  # no larger than the recent peak: a recurring pattern, not news
                 self.lik_s[i] = ls
             else:
                 self.lik_s[i] = 0.0
+            if cfg.novelty_half_life_s > 0:
+                st[4] = max(st[4] * 0.5 ** (cfg.bucket_s / cfg.novelty_half_life_s), m)
             st[3] += 1.0
             a = max(1.0 / st[3], 1.0 / cfg.lik_window)
             dm = m - st[1]
@@ -842,7 +851,7 @@ class DemandDetector:
             det.cal_n = float(cal[2])
         lik = data.get("lik")
         if lik is not None:  # older snapshots: the likelihood starts empty
-            det.lik = [[float(v) for v in lik[0]], [float(v) for v in lik[1]]]
+            det.lik = [([float(v) for v in lik[j]] + [0.0])[:5] for j in (0, 1)]
             det.lik_s = [float(v) for v in lik[2]]
         det.n = int(data["n"])
         det.last_ts_ms = None if data["last_ts_ms"] is None else int(data["last_ts_ms"])
