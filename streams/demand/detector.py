@@ -37,10 +37,11 @@ Model, per key (fixed size, see :meth:`DemandDetector.snapshot`):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from .buckets import DAY_S, WEEK_S, local_slot
+from .detector_config import Decision, DetectorConfig, seasonal_slot_s
+from .surprise import CAL_EDGES, calibrated, learn_calibration, likelihood_step, tail_surprise
 
 __all__ = [
     "DetectorConfig",
@@ -50,285 +51,13 @@ __all__ = [
     "seasonal_slot_s",
 ]
 
-_LOG10 = math.log(10.0)
 _TIERS = ("week", "day", "level")
-#: Surprise levels at which the empirical tail frequency is tracked (calibration).
-_CAL_EDGES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0, 20.0, 25.0, 30.0,
-              60.0, 120.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0)
 #: Cap on raw surprise before calibration (so a 20x shock still differs from a routine 8x spike).
 _RAW_CAP = 10000.0
 #: Reference overdispersion of the moment weights (fixed, so the weights do not feed back).
 _OD_REF = 0.0156
 #: Two-sided 95% normal quantile (the expected +- band of a Decision).
 _Z95 = 1.959964
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    """Detector parameters; defaults are the single configuration benchmarked on NAB.
-
-    bucket_s: bucket size in seconds (300).
-    tz: IANA zone whose wall clock defines the seasonal slots ("UTC").
-    max_week_slots: cap on time-of-week slots (336 = 30-min slots); the slot
-        is the smallest divisor of a day >= max(bucket_s, week / max_week_slots).
-    season_alpha: EWMA weight of one season (one week / one day) in slot means (0.25).
-    level_alpha: EWMA weight per bucket of the level tier (0.05).
-    dev_alpha: EWMA weight per bucket of the relative deviation (0.02).
-    init_rdev: relative deviation assumed before any residual is seen (0.1).
-    min_slot_seasons: seasons of history before a slot tier is used (2).
-    min_level_obs: observations before the level tier is used without a prior (4).
-    prior_weight: buckets' worth of weight given to a prior expected value (8).
-    k: CUSUM allowance, in -log10 p units per bucket (1.0).
-    h: CUSUM threshold that opens an alert (5.5).
-    decay: CUSUM forgetting factor per bucket (0.9).
-    stay_surprise: per-bucket surprise that keeps an alert open (1.0, hysteresis).
-    resolve_buckets: consecutive normal buckets that resolve an alert (6).
-    cooldown_buckets: buckets after a resolution with no new alert (12).
-    min_excess: volume floor, absolute excess of the evidence run (5.0 events).
-    min_rel_change: volume floor, excess relative to expected over the run (0.2).
-    clip_sd: inputs are clipped to mu +- clip_sd sd before learning (3.0).
-    guard_surprise: buckets at least this surprising learn at reduced weight (3.0).
-    anomaly_learn_weight: learning weight of ready slots inside or near an alert (0.2).
-    max_surprise: cap on per-bucket surprise after calibration (30.0).
-    calib_window: decay window, in buckets, of the surprise calibration counts (2000).
-    calib_prior: buckets' worth of the theoretical tail 10^-s mixed into the
-        empirical surprise tail (20).
-    calib: use calibrated surprise (True); calib_run: also calibrate the
-        run-sum surprise (False: it lost real windows on NAB).
-    run_min_buckets: buckets an evidence run needs before its summed count is
-        tested on its own (2; a single bucket already went through the CUSUM).
-    run_autocorr: inflate the run-sum variance by the AR(1) factor of the
-        learned lag-1 residual correlation (True).
-    severity_cumulative: severity from observed/expected summed over the
-        alert rather than the current bucket (True).
-    tier_rule: "fit" lets an established weekly slot that fits at least as
-        well as the daily tier speak; "least": the less surprised tier speaks.
-    fit_min_seasons: seasons a weekly slot needs for the "fit" rule (2).
-    dev_guard: learn the deviation at the reduced weight after a surprising
-        bucket outside an alert (False).
-    count_model: "nb" (integer counts: negative binomial, var = mu + a mu^2,
-        with the overdispersion ``a`` learned per tier by moments, so Poisson
-        noise is counted once) or "rdev" (the old max(mu, (1.25 rdev mu)^2)).
-    alert_dev_weight: learning weight of the deviation (relative deviation,
-        overdispersion, residual autocorrelation) for buckets inside an open
-        alert (0.0: an alert's residuals are the shift, not noise).
-    run_rho_frozen: the run-sum test uses the residual autocorrelation learned
-        before the run started (True), so a shift does not inflate its own
-        run variance.
-    fit_by_od: for counts ("nb"), the "fit" rule compares the tiers'
-        overdispersion instead of their relative deviation (True).
-    calib_learn: which buckets teach the surprise calibration: "all" (every
-        bucket, alerts included: a routine spike that opened an alert once is
-        learned as routine), "open" (outside alerts plus the opening bucket),
-        "outside" (outside alerts only, the old rule).
-    evidence: what opens an alert: "cusum" (CUSUM of calibrated surprise, the
-        run-sum test), "likelihood" (anomaly likelihood, below) or "auto"
-        (integer counts: cusum, whose exact count tails are calibrated from
-        the first buckets; other series: likelihood).
-    run_sum: which series may open on the run-sum test: "counts" (integer
-        counts only: on heavy-tailed non-count series it fired on every
-        routine spike), "all" or "off".
-    volume_floor: "counts": ``min_excess``/``min_rel_change`` apply to integer
-        counts only (they are event volumes; on CPU % or temperatures an
-        absolute 5 means nothing); "all": to every series.
-    level_tier / level_margin: "fit_other": for non-count series, the EWMA
-        level replaces the seasonal slot tiers once its learned relative
-        deviation times ``level_margin`` (1.5) is below theirs (a series
-        without seasonality: CPU %, temperatures; its week-old slots would
-        otherwise carry old incidents forward); "fit": for every series (it
-        weakens sparse counts: a 3/h key at 0 is only mildly surprising
-        against a level that follows it down); "fallback": the level speaks
-        only before any slot is ready.
-    novelty_half_life_s: the likelihood only speaks when the short-term mean
-        surprise exceeds its own recent peak, a maximum that halves every
-        ``novelty_half_life_s`` seconds of event time (86400: a daily backup
-        spike that surprised yesterday is not news today; 0 = off).
-    lik_cap / lik_alpha / lik_window / lik_min_n / lik_min_sd / lik_h: anomaly
-        likelihood (Numenta HTM style): the raw surprise per direction, capped
-        at ``lik_cap`` (10), is averaged by an EWMA of weight ``lik_alpha``
-        (0.2, ~10 buckets); the mean and variance of that short-term average
-        over the key's history (EWMA window ``lik_window`` = 8000 buckets)
-        give a normal tail; ``-log10`` of it must reach ``lik_h`` (4) to open.
-        It speaks after ``lik_min_n`` (300) buckets; sd floored at ``lik_min_sd``.
-    resolve_rule: "net": an alert resolves once its normal buckets outnumber
-        its still-surprising ones by ``resolve_buckets`` (a surprising bucket
-        counts one back); "run": ``resolve_buckets`` consecutive normal buckets.
-    """
-
-    bucket_s: int = 300
-    tz: str = "UTC"
-    max_week_slots: int = 336
-    season_alpha: float = 0.25
-    level_alpha: float = 0.05
-    dev_alpha: float = 0.02
-    init_rdev: float = 0.1
-    min_slot_seasons: int = 2
-    min_level_obs: int = 4
-    prior_weight: float = 8.0
-    k: float = 1.0
-    h: float = 5.5
-    decay: float = 0.9
-    stay_surprise: float = 1.0
-    resolve_buckets: int = 6
-    cooldown_buckets: int = 12
-    min_excess: float = 5.0
-    min_rel_change: float = 0.2
-    clip_sd: float = 3.0
-    guard_surprise: float = 3.0
-    anomaly_learn_weight: float = 0.2
-    max_surprise: float = 30.0
-    calib_window: int = 2000
-    calib_prior: float = 20.0
-    calib: bool = True
-    calib_run: bool = False
-    run_min_buckets: int = 2
-    run_autocorr: bool = True
-    severity_cumulative: bool = True
-    tier_rule: str = "fit"
-    fit_min_seasons: int = 2
-    dev_guard: bool = False
-    count_model: str = "nb"
-    alert_dev_weight: float = 0.0
-    run_rho_frozen: bool = True
-    fit_by_od: bool = True
-    resolve_rule: str = "net"
-    calib_learn: str = "all"
-    evidence: str = "auto"
-    run_sum: str = "counts"
-    volume_floor: str = "counts"
-    level_tier: str = "fit_other"
-    level_margin: float = 1.5
-    novelty_half_life_s: float = 86400.0
-    lik_cap: float = 10.0
-    lik_alpha: float = 0.2
-    lik_window: int = 8000
-    lik_h: float = 4.0
-    lik_min_n: int = 300
-    lik_min_sd: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.bucket_s <= 0:
-            raise ValueError("bucket_s must be positive")
-        if not 0.0 < self.season_alpha <= 1.0 or not 0.0 < self.level_alpha <= 1.0:
-            raise ValueError("alphas must be in (0, 1]")
-        if self.h <= 0 or self.resolve_buckets < 1 or self.cooldown_buckets < 0:
-            raise ValueError("h > 0, resolve_buckets >= 1, cooldown_buckets >= 0 required")
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the detector concluded about one bucket.
-
-    expected / sd: the baseline and its predictive standard deviation for this
-        bucket, computed before the bucket is seen (None before any history).
-    lower / upper: the 95% band of the bucket, expected -+ 1.96 sd (counts:
-        never below 0), also computed before the bucket is seen.
-    direction: +1 surge / -1 collapse while an alert is open, else 0.
-    opened / resolved: this bucket opened / resolved an alert.
-    severity: 1-4 from the observed/expected ratio while alerting, else 0.
-    """
-
-    ts_ms: int
-    observed: float
-    expected: float | None
-    sd: float | None
-    surprise_up: float
-    surprise_down: float
-    evidence_up: float
-    evidence_down: float
-    direction: int
-    opened: bool
-    resolved: bool
-    severity: int
-    buckets_in_alert: int
-    tier: str
-    lower: float | None = None
-    upper: float | None = None
-
-    @property
-    def alerting(self) -> bool:
-        """True while an alert is open (including the bucket that opened it)."""
-        return self.direction != 0
-
-
-def seasonal_slot_s(bucket_s: int, max_week_slots: int) -> int:
-    """Seasonal slot length: smallest divisor of a day >= max(bucket, week/max_slots)."""
-    want = max(bucket_s, -(-WEEK_S // max_week_slots))
-    if want >= DAY_S:
-        return DAY_S
-    for s in range(want, DAY_S + 1):
-        if DAY_S % s == 0:
-            return s
-    return DAY_S  # pragma: no cover
-
-
-def _log10_normal_tail(z: float) -> float:
-    """log10 P(Z >= z) for a standard normal, stable for large z."""
-    if z < 5.0:
-        p = 0.5 * math.erfc(z / math.sqrt(2.0))
-        return math.log10(max(p, 1e-300))
-    # Mills-ratio asymptotic expansion.
-    ln = -0.5 * z * z - math.log(z * math.sqrt(2.0 * math.pi)) + math.log1p(-1.0 / (z * z))
-    return ln / _LOG10
-
-
-def _nb_logpmf_fn(mu: float, var: float):
-    """Log pmf of Poisson (var <= mu) or negative binomial with this mean/variance."""
-    if var <= mu * 1.000001:
-        lmu = math.log(mu)
-
-        def pois(n: int) -> float:
-            return n * lmu - mu - math.lgamma(n + 1)
-
-        return pois
-    r = mu * mu / (var - mu)
-    p = r / (r + mu)
-    lp, lq, lgr = math.log(p), math.log1p(-p), math.lgamma(r)
-
-    def nb(n: int) -> float:
-        return math.lgamma(n + r) - lgr - math.lgamma(n + 1) + r * lp + n * lq
-
-    return nb
-
-
-def _log10_sum(logs: list[float]) -> float:
-    m = max(logs)
-    return (m + math.log(sum(math.exp(v - m) for v in logs))) / _LOG10
-
-
-def tail_surprise(x: float, mu: float, var: float, integral: bool) -> tuple[float, float]:
-    """(-log10 P(X >= x), -log10 P(X <= x)) under the predictive distribution.
-
-    Small integer counts (mu < 50) use exact Poisson / negative-binomial tails,
-    so 0, 1, 2 per bucket are judged as counts rather than z-scores; other
-    cases use a normal tail (with continuity correction for counts).
-    """
-    if mu <= 0.0:
-        mu = 1e-3 if integral else 0.0
-    sd = math.sqrt(max(var, 1e-12))
-    if integral and mu < 50.0 and x == int(x) and abs(x - mu) < 60.0 * sd + 60.0:
-        n = int(x)
-        logpmf = _nb_logpmf_fn(mu, max(var, mu))
-        up = dn = 0.0
-        if n > mu:
-            terms, i = [], n
-            while True:
-                t = logpmf(i)
-                terms.append(t)
-                if t < terms[0] - 40.0 or i > n + 10000:
-                    break
-                i += 1
-            up = -_log10_sum(terms)
-        elif n < mu:
-            dn = -_log10_sum([logpmf(i) for i in range(0, n + 1)])
-        return max(up, 0.0), max(dn, 0.0)
-    cc = 0.5 if integral else 0.0
-    up = dn = 0.0
-    if x - cc > mu:
-        up = -_log10_normal_tail((x - cc - mu) / sd)
-    elif x + cc < mu:
-        dn = -_log10_normal_tail((mu - x - cc) / sd)
-    return max(up, 0.0), max(dn, 0.0)
 
 
 def _severity(observed: float, expected: float, direction: int) -> int:
@@ -379,10 +108,10 @@ class DemandDetector:
         self.in_alert = 0
         self.alert_obs = 0.0
         self.alert_exp = 0.0
-        # Decayed counts of buckets whose surprise reached each _CAL_EDGES level,
+        # Decayed counts of buckets whose surprise reached each CAL_EDGES level,
         # per direction, and the decayed bucket count (surprise calibration).
-        self.cal_up = [0.0] * len(_CAL_EDGES)
-        self.cal_dn = [0.0] * len(_CAL_EDGES)
+        self.cal_up = [0.0] * len(CAL_EDGES)
+        self.cal_dn = [0.0] * len(CAL_EDGES)
         self.cal_n = 0.0
         # Lag-1 autocorrelation of standardised residuals: [last z, E[z z-1], E[z^2]].
         self.ac = [0.0, 0.0, 1.0]
@@ -579,42 +308,20 @@ class DemandDetector:
         return decision
 
     def _calibrated(self, s: float, tail: list[float]) -> float:
-        """Surprise re-expressed through this key's own surprise distribution.
-
-        A calibrated model has P(S >= s) = 10^-s. The empirical tail frequency
-        at the tracked levels (mixed with ``calib_prior`` buckets of the
-        theoretical tail) gives p(s); the calibrated surprise is
-        min(s, -log10 p(s)), so heavy-tailed series whose big surprises are
-        routine are damped, and a well-modelled key is left unchanged.
-        """
-        if s <= 0.0:
-            return 0.0
-        m = self.config.calib_prior
-        tot = self.cal_n + m
-
-        ltot = math.log10(tot)
-
-        def lp_at(j: int) -> float:
-            e = _CAL_EDGES[j]
-            if tail[j] > 0.0:
-                return math.log10(tail[j] + m * 10.0 ** -min(e, 300.0)) - ltot
-            return math.log10(m) - e - ltot
-
-        lo_e, lo_lp = 0.0, 0.0
-        for j, e in enumerate(_CAL_EDGES):
-            lp = lp_at(j)
-            if s <= e:
-                lp_s = lo_lp + (lp - lo_lp) * (s - lo_e) / (e - lo_e)
-                return min(s, -lp_s)
-            lo_e, lo_lp = e, lp
-        return min(s, -(lo_lp - (s - lo_e)))
+        return calibrated(s, tail, self.cal_n, self.config.calib_prior)
 
     def _learn_calibration(self, s_up: float, s_dn: float) -> None:
-        decay = 1.0 - 1.0 / self.config.calib_window
-        self.cal_n = self.cal_n * decay + 1.0
-        for s, tail in ((s_up, self.cal_up), (s_dn, self.cal_dn)):
-            for j, e in enumerate(_CAL_EDGES):
-                tail[j] = tail[j] * decay + (1.0 if s >= e else 0.0)
+        self.cal_n = learn_calibration((self.cal_up, self.cal_dn), self.cal_n, s_up, s_dn, self.config.calib_window)
+
+    def _likelihood(self, s_up: float, s_dn: float) -> None:
+        """Anomaly likelihood per direction (see :func:`likelihood_step`)."""
+        cfg = self.config
+        peak = 0.5 ** (cfg.bucket_s / cfg.novelty_half_life_s) if cfg.novelty_half_life_s > 0 else 1.0
+        for i, s in enumerate((s_up, s_dn)):
+            self.lik_s[i] = likelihood_step(
+                self.lik[i], s, cap=cfg.lik_cap, alpha=cfg.lik_alpha, window=cfg.lik_window,
+                min_n=cfg.lik_min_n, min_sd=cfg.lik_min_sd, peak_decay=peak,
+            )
 
     def _accumulate(self, x: float, mu: float, var: float, s_up: float, s_dn: float) -> None:
         cfg = self.config
@@ -630,31 +337,6 @@ class DemandDetector:
                 run[3] += 1.0
             else:
                 run[0] = run[1] = run[2] = run[3] = run[4] = 0.0
-
-    def _likelihood(self, s_up: float, s_dn: float) -> None:
-        """HTM-style anomaly likelihood of the short-term mean surprise, per direction."""
-        cfg = self.config
-        for i, s in enumerate((s_up, s_dn)):
-            st = self.lik[i]
-            u = min(s, cfg.lik_cap)
-            st[0] += cfg.lik_alpha * (u - st[0])
-            m = st[0]
-            if st[3] >= cfg.lik_min_n:
-                sd = max(math.sqrt(max(st[2], 0.0)), cfg.lik_min_sd)
-                z = (m - st[1]) / sd
-                ls = -_log10_normal_tail(z) if z > 0 else 0.0
-                if cfg.novelty_half_life_s > 0 and m <= st[4]:
-                    ls = 0.0  # no larger than the recent peak: a recurring pattern, not news
-                self.lik_s[i] = ls
-            else:
-                self.lik_s[i] = 0.0
-            if cfg.novelty_half_life_s > 0:
-                st[4] = max(st[4] * 0.5 ** (cfg.bucket_s / cfg.novelty_half_life_s), m)
-            st[3] += 1.0
-            a = max(1.0 / st[3], 1.0 / cfg.lik_window)
-            dm = m - st[1]
-            st[1] += a * dm
-            st[2] = (1 - a) * (st[2] + a * dm * dm)
 
     def _should_open(self) -> int:
         cfg = self.config
