@@ -116,7 +116,7 @@ class DemandDetector:
         # Lag-1 autocorrelation of standardised residuals: [last z, E[z z-1], E[z^2]].
         self.ac = [0.0, 0.0, 1.0]
         # Anomaly likelihood per direction: [short EWMA of surprise, long mean, long var, n].
-        self.lik = [[0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]]
+        self.lik = [[0.0] * 6, [0.0] * 6]
         self.lik_s = [0.0, 0.0]
         self._last_excess = 0.0
         self._last_mu = 0.0
@@ -316,11 +316,11 @@ class DemandDetector:
     def _likelihood(self, s_up: float, s_dn: float) -> None:
         """Anomaly likelihood per direction (see :func:`likelihood_step`)."""
         cfg = self.config
-        peak = 0.5 ** (cfg.bucket_s / cfg.novelty_half_life_s) if cfg.novelty_half_life_s > 0 else 1.0
+        block = max(1, round(cfg.novelty_block_s / cfg.bucket_s)) if cfg.novelty_block_s > 0 else 0
         for i, s in enumerate((s_up, s_dn)):
             self.lik_s[i] = likelihood_step(
                 self.lik[i], s, cap=cfg.lik_cap, alpha=cfg.lik_alpha, window=cfg.lik_window,
-                min_n=cfg.lik_min_n, min_sd=cfg.lik_min_sd, peak_decay=peak,
+                min_n=cfg.lik_min_n, min_sd=cfg.lik_min_sd, peak_block=block,
             )
 
     def _accumulate(self, x: float, mu: float, var: float, s_up: float, s_dn: float) -> None:
@@ -533,7 +533,7 @@ class DemandDetector:
             det.cal_n = float(cal[2])
         lik = data.get("lik")
         if lik is not None:  # older snapshots: the likelihood starts empty
-            det.lik = [([float(v) for v in lik[j]] + [0.0])[:5] for j in (0, 1)]
+            det.lik = [([float(v) for v in lik[j]] + [0.0, 0.0])[:6] for j in (0, 1)]
             det.lik_s = [float(v) for v in lik[2]]
         det.n = int(data["n"])
         det.last_ts_ms = None if data["last_ts_ms"] is None else int(data["last_ts_ms"])

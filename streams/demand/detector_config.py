@@ -91,10 +91,11 @@ class DetectorConfig:
         weakens sparse counts: a 3/h key at 0 is only mildly surprising
         against a level that follows it down); "fallback": the level speaks
         only before any slot is ready.
-    novelty_half_life_s: the likelihood only speaks when the short-term mean
-        surprise exceeds its own recent peak, a maximum that halves every
-        ``novelty_half_life_s`` seconds of event time (86400: a daily backup
-        spike that surprised yesterday is not news today; 0 = off).
+    novelty_block_s: the likelihood only speaks when the short-term mean
+        surprise exceeds its own peak over the last one to two blocks of
+        ``novelty_block_s`` seconds of event time (43200: a burst that already
+        happened in the last 12-24 h, such as a cron job every 2 h, is not
+        news; 0 = off).
     lik_cap / lik_alpha / lik_window / lik_min_n / lik_min_sd / lik_h: anomaly
         likelihood (Numenta HTM style): the raw surprise per direction, capped
         at ``lik_cap`` (10), is averaged by an EWMA of weight ``lik_alpha``
@@ -150,7 +151,7 @@ class DetectorConfig:
     volume_floor: str = "counts"
     level_tier: str = "fit_other"
     level_margin: float = 1.5
-    novelty_half_life_s: float = 86400.0
+    novelty_block_s: float = 43200.0
     lik_cap: float = 10.0
     lik_alpha: float = 0.2
     lik_window: int = 8000

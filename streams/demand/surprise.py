@@ -145,18 +145,20 @@ def likelihood_step(
     window: int,
     min_n: int,
     min_sd: float,
-    peak_decay: float,
+    peak_block: int = 0,
 ) -> float:
     """One bucket of the anomaly likelihood (Numenta HTM style) for one direction.
 
     ``st`` = [short-term mean surprise, its long-run mean, its long-run
-    variance, buckets seen, recent peak], updated in place. The raw surprise,
+    variance, buckets seen, this block's peak, the previous block's peak],
+    updated in place. The raw surprise,
     capped at ``cap``, enters an EWMA of weight ``alpha``; that short-term mean
     is compared with its own history (EWMA mean and variance over ``window``
     buckets, sd floored at ``min_sd``): the result is -log10 of the normal
-    tail, 0 before ``min_n`` buckets or when the short-term mean is no larger
-    than its recent peak (which decays by ``peak_decay`` per bucket; 1 = off)
-    -- a recurring pattern is not news. Computed before the bucket is learned.
+    tail, 0 before ``min_n`` buckets, and 0 when the short-term mean is no
+    larger than its peak over the last one to two blocks of ``peak_block``
+    buckets (0 = off): a burst that recurs within that time is not news.
+    Computed before the bucket is learned.
     """
     st[0] += alpha * (min(s, cap) - st[0])
     m = st[0]
@@ -165,10 +167,14 @@ def likelihood_step(
         sd = max(math.sqrt(max(st[2], 0.0)), min_sd)
         z = (m - st[1]) / sd
         out = -log10_normal_tail(z) if z > 0 else 0.0
-        if peak_decay < 1.0 and m <= st[4]:
+        if peak_block > 0 and m <= max(st[4], st[5]):
             out = 0.0
-    if peak_decay < 1.0:
-        st[4] = max(st[4] * peak_decay, m)
+    if peak_block > 0:
+        # Sliding maximum over the last one to two blocks: [this block's max, the previous block's].
+        if st[3] % peak_block == 0:
+            st[5] = st[4]
+            st[4] = 0.0
+        st[4] = max(st[4], m)
     st[3] += 1.0
     a = max(1.0 / st[3], 1.0 / window)
     dm = m - st[1]
