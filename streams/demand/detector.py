@@ -122,6 +122,7 @@ class DemandDetector:
         self._last_mu = 0.0
         self.n = 0
         self.last_ts_ms: int | None = None
+        self.first_ts_ms: int | None = None
 
     # ------------------------------------------------------------------ model
     def _overdispersion(self, tier: str) -> float:
@@ -247,7 +248,7 @@ class DemandDetector:
                     resolved = True
         elif self.cooldown > 0:
             self.cooldown -= 1
-        elif mu_ref is not None:
+        elif mu_ref is not None and (prior is not None or self._warm(ts_ms)):
             self._last_excess, self._last_mu = x - mu_ref, max(mu_ref, 0.0)
             d = self._should_open()
             if d:
@@ -303,9 +304,17 @@ class DemandDetector:
         else:
             dev_weight = 1.0
         self._learn(x, ws, ds, cfg.anomaly_learn_weight if suspicious else 1.0, dev_weight)
+        if self.first_ts_ms is None:
+            self.first_ts_ms = ts_ms
         self.n += 1
         self.last_ts_ms = ts_ms
         return decision
+
+    def _warm(self, ts_ms: int) -> bool:
+        """A key without a prior opens alerts only after ``warmup_s`` of history."""
+        if self.first_ts_ms is None:
+            self.first_ts_ms = ts_ms
+        return ts_ms - self.first_ts_ms >= self.config.warmup_s * 1000
 
     def _calibrated(self, s: float, tail: list[float]) -> float:
         return calibrated(s, tail, self.cal_n, self.config.calib_prior)
@@ -489,6 +498,7 @@ class DemandDetector:
             "lik": [list(self.lik[0]), list(self.lik[1]), list(self.lik_s)],
             "n": self.n,
             "last_ts_ms": self.last_ts_ms,
+            "first_ts_ms": self.first_ts_ms,
         }
 
     @classmethod
@@ -537,4 +547,6 @@ class DemandDetector:
             det.lik_s = [float(v) for v in lik[2]]
         det.n = int(data["n"])
         det.last_ts_ms = None if data["last_ts_ms"] is None else int(data["last_ts_ms"])
+        first = data.get("first_ts_ms")  # older snapshots: warmed up
+        det.first_ts_ms = int(first) if first is not None else (0 if det.n else None)
         return det

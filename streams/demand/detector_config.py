@@ -24,7 +24,7 @@ class DetectorConfig:
     max_week_slots: cap on time-of-week slots (336 = 30-min slots); the slot
         is the smallest divisor of a day >= max(bucket_s, week / max_week_slots).
     season_alpha: EWMA weight of one season (one week / one day) in slot means (0.25).
-    level_alpha: EWMA weight per bucket of the level tier (0.05).
+    level_alpha: EWMA weight per bucket of the level tier (0.1).
     dev_alpha: EWMA weight per bucket of the relative deviation (0.02).
     init_rdev: relative deviation assumed before any residual is seen (0.1).
     min_slot_seasons: seasons of history before a slot tier is used (2).
@@ -96,6 +96,10 @@ class DetectorConfig:
         ``novelty_block_s`` seconds of event time (43200: a burst that already
         happened in the last 12-24 h, such as a cron job every 2 h, is not
         news; 0 = off).
+    warmup_s: a key without a ``prior`` opens no alert before it has this much
+        event time of history (172800 = two days: the daily tier needs two
+        days, and the level alone cannot tell a daily pattern from a shift; a
+        key promoted from the pool with its pooled level as prior is exempt).
     lik_cap / lik_alpha / lik_window / lik_min_n / lik_min_sd / lik_h: anomaly
         likelihood (Numenta HTM style): the raw surprise per direction, capped
         at ``lik_cap`` (10), is averaged by an EWMA of weight ``lik_alpha``
@@ -112,7 +116,7 @@ class DetectorConfig:
     tz: str = "UTC"
     max_week_slots: int = 336
     season_alpha: float = 0.25
-    level_alpha: float = 0.05
+    level_alpha: float = 0.1
     dev_alpha: float = 0.02
     init_rdev: float = 0.1
     min_slot_seasons: int = 2
@@ -152,6 +156,7 @@ class DetectorConfig:
     level_tier: str = "fit_other"
     level_margin: float = 1.5
     novelty_block_s: float = 43200.0
+    warmup_s: float = 172800.0
     lik_cap: float = 10.0
     lik_alpha: float = 0.2
     lik_window: int = 8000

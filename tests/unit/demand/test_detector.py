@@ -116,7 +116,7 @@ def test_causal_decisions_do_not_depend_on_future() -> None:
 def test_routine_spikes_are_calibrated_away() -> None:
     """Heavy-tailed noise: a key whose big surprises are routine stops alerting on them."""
     rng = random.Random(5)
-    cfg = DetectorConfig(bucket_s=3600)
+    cfg = DetectorConfig(bucket_s=3600, warmup_s=0)  # compare with the first days' alerts too
     det = DemandDetector(cfg)
     opened = []
     for i in range(8 * 168):
@@ -230,23 +230,27 @@ def _machine_series(n: int, seed: int) -> list[tuple[int, float]]:
 
 def test_non_count_series_uses_the_level_and_the_likelihood() -> None:
     """Without seasonality the level fits better than week-old slots and speaks; the evidence is
-    the anomaly likelihood, which opens on a sustained +8 degree step."""
+    the anomaly likelihood, which opens on a sustained +8 degree step. Random-walk excursions do
+    open now and then: seeds 1-8 gave 0-6 false opens in three weeks (26 in all; 18 with the
+    previous level_alpha 0.05, which missed the step on 2 of 8 seeds)."""
     cfg = DetectorConfig(bucket_s=300)
-    det = DemandDetector(cfg)
-    points = _machine_series(4 * 2016, 4)
-    step = 4 * 2016 - 200
-    opened, tiers = [], []
-    for i, (t, v) in enumerate(points):
-        d = det.update(t, v + (8.0 if i >= step else 0.0))
-        tiers.append(d.tier)
-        if d.opened:
-            opened.append((i, d.direction))
-    assert not det.integral
-    assert tiers[2016:step].count("level") > 0.6 * (step - 2016)
-    # Random-walk excursions do open now and then (seed 4: once after the first week).
-    assert len([o for o in opened if 2016 <= o[0] < step]) <= 2
-    hit = [i for i, direction in opened if i >= step and direction > 0]
-    assert hit and hit[0] - step <= 6, opened
+    false_opens = 0
+    for seed in range(1, 9):
+        det = DemandDetector(cfg)
+        points = _machine_series(4 * 2016, seed)
+        step = 4 * 2016 - 200
+        opened, tiers = [], []
+        for i, (t, v) in enumerate(points):
+            d = det.update(t, v + (8.0 if i >= step else 0.0))
+            tiers.append(d.tier)
+            if d.opened:
+                opened.append((i, d.direction))
+        assert not det.integral
+        assert tiers[2016:step].count("level") > 0.5 * (step - 2016)
+        false_opens += len([o for o in opened if 2016 <= o[0] < step])
+        hit = [i for i, direction in opened if i >= step and direction > 0]
+        assert hit and hit[0] - step <= 3, (seed, opened)
+    assert false_opens <= 8 * 3 * 1.5  # at most 1.5 per key-week
 
 
 def test_snapshot_roundtrip_of_a_non_count_key() -> None:
@@ -275,3 +279,20 @@ def test_volume_floor_applies_to_counts_only() -> None:
     for i in range(1500):
         count.update(T0 + i * 300_000, 0)
     assert not any(count.update(T0 + (1500 + j) * 300_000, 1 if j % 2 else 0).opened for j in range(8))
+
+
+def test_no_alert_in_the_first_two_days_without_a_prior() -> None:
+    """Before the daily tier exists the level alone cannot tell a daily pattern from a shift: a key
+    without a prior opens nothing in its first two days (a daily square wave 20 -> 80 opened 4
+    alerts there); with a prior (a key promoted from the pool) it can open at once."""
+    det = DemandDetector(DetectorConfig(bucket_s=300))
+    opened = []
+    for i in range(4 * 288):
+        hour = (i % 288) / 12
+        d = det.update(T0 + i * 300_000, 80 if 9 <= hour < 18 else 20)
+        if d.opened:
+            opened.append(i)
+    assert [i for i in opened if i < 2 * 288] == []
+    assert DemandDetector(DetectorConfig(bucket_s=300)).update(T0, 50, prior=5.0).tier == "prior"
+    primed = DemandDetector(DetectorConfig(bucket_s=300))
+    assert any(primed.update(T0 + i * 300_000, 60, prior=5.0).opened for i in range(6))
