@@ -353,6 +353,8 @@ class DemandDetector:
             excess = run[0] * d
             lik = cfg.evidence == "likelihood" or (cfg.evidence == "auto" and not self.integral)
             floor = self.integral or cfg.volume_floor == "all"
+            if cfg.open_on_excess and self._last_excess * d <= 0.0:
+                continue  # an alert opens on a bucket that itself moved in its direction
             if lik and run[3] == 0.0:
                 excess = self._last_excess * d
                 if (not floor or (excess >= cfg.min_excess and excess >= cfg.min_rel_change * max(self._last_mu, 1e-9))) \

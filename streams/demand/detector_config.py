@@ -100,6 +100,9 @@ class DetectorConfig:
         event time of history (172800 = two days: the daily tier needs two
         days, and the level alone cannot tell a daily pattern from a shift; a
         key promoted from the pool with its pooled level as prior is exempt).
+    open_on_excess: an alert opens only on a bucket that itself moved in the
+        alert's direction (True): the run-sum test used to open a "surge" on
+        the 0 that followed a spike of 20.
     lik_cap / lik_alpha / lik_window / lik_min_n / lik_min_sd / lik_h: anomaly
         likelihood (Numenta HTM style): the raw surprise per direction, capped
         at ``lik_cap`` (10), is averaged by an EWMA of weight ``lik_alpha``
@@ -157,6 +160,7 @@ class DetectorConfig:
     level_margin: float = 1.5
     novelty_block_s: float = 43200.0
     warmup_s: float = 172800.0
+    open_on_excess: bool = True
     lik_cap: float = 10.0
     lik_alpha: float = 0.2
     lik_window: int = 8000

@@ -296,3 +296,15 @@ def test_no_alert_in_the_first_two_days_without_a_prior() -> None:
     assert DemandDetector(DetectorConfig(bucket_s=300)).update(T0, 50, prior=5.0).tier == "prior"
     primed = DemandDetector(DetectorConfig(bucket_s=300))
     assert any(primed.update(T0 + i * 300_000, 60, prior=5.0).opened for i in range(6))
+
+
+def test_an_alert_opens_on_a_bucket_that_moved_its_way() -> None:
+    """A sparse 0/20 spike series: the run-sum test once opened a surge on the 0 after a 20
+    (art_increase_spike_density: 28 false rows). Every OPEN now sits on a bucket whose own
+    excess has the alert's sign."""
+    rng = random.Random(8)
+    det = DemandDetector(DetectorConfig(bucket_s=300))
+    for i in range(4032):
+        d = det.update(T0 + i * 300_000, 20 if rng.random() < 0.02 else 0)
+        if d.opened:
+            assert d.expected is not None and (d.observed - d.expected) * d.direction > 0, (i, d)
