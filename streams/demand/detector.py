@@ -1,35 +1,31 @@
-"""Streaming per-key demand-shift detector: seasonal baseline, count-aware surprise, CUSUM.
+"""Streaming per-key demand-shift detector: seasonal baseline, count-aware surprise, evidence.
 
 One :class:`DemandDetector` per key. Each closed bucket goes through
 :meth:`DemandDetector.update` once, in time order; the decision for bucket t
-uses only data up to t (causal), then the bucket is learned.
+(including its ``expected`` value and 95% band) uses only data up to t
+(causal), then the bucket is learned. Parameters: :class:`DetectorConfig`
+(``detector_config.py``); tails, calibration and likelihood: ``surprise.py``.
 
 Model, per key (fixed size, see :meth:`DemandDetector.snapshot`):
 
-* three baseline tiers: a local time-of-week slot mean (``week``), a local
+* baseline tiers: a local time-of-week slot mean (``week``), a local
   time-of-day slot mean (``day``) and an EWMA ``level``; a slot tier is used
-  once it has ``min_slot_seasons`` seasons of history. Until then the level
-  (shrunk towards a caller-supplied ``prior``, e.g. from the parent dimension)
-  is the baseline;
-* integer counts: negative binomial, ``var = mu + a mu^2``, Poisson noise once
-  plus a per-tier overdispersion ``a`` learned by weighted moments (so a
-  sparse key is judged as counts and a large one by its relative spread);
-  other series: a robust relative deviation per tier (EWMA of clipped
-  ``|x - mu| / mu``) gives ``var = (1.25 rdev mu)^2``;
-* surprise = -log10 tail probability, from an exact Poisson / negative
-  binomial tail for small integer counts and a normal tail otherwise; when
-  both seasonal tiers are ready a bucket is only as surprising as the *less*
-  surprised tier (weekday vs weekend is not a surprise to the weekly tier);
-* evidence per direction is a CUSUM of surprise (``E = max(0, decay E + s - k)``);
-  an alert opens at ``E >= h`` when the run's excess volume passes the volume
-  floor (absolute and relative); it stays open while buckets remain
-  surprising (hysteresis) and resolves once normal buckets outnumber
-  surprising ones by ``resolve_buckets``, followed by a ``cooldown_buckets``
-  refractory period;
-* learning is robust: inputs are clipped to ``mu +- clip_sd sd`` and buckets
-  in (or close to) an alert are learned with weight ``anomaly_learn_weight``;
-  the noise model (deviation, overdispersion, autocorrelation) is not learned
-  from buckets inside an alert: a shift is not noise;
+  once it has ``min_slot_seasons`` seasons of history; before that the level
+  (shrunk towards a caller-supplied ``prior``) is the baseline. For series
+  that are not integer counts the level replaces the slots when it fits
+  clearly better (no seasonality);
+* integer counts: negative binomial, ``var = mu + a mu^2``; other series: a
+  robust relative deviation per tier gives ``var = (1.25 rdev mu)^2``;
+* surprise = -log10 tail probability, calibrated by the key's own history;
+* evidence: counts use a CUSUM of calibrated surprise plus a run-sum test
+  (sparse keys going to 0); other series use an anomaly likelihood of the
+  short-term mean surprise (Numenta HTM style) that speaks only above its
+  recent peak. An alert opens on a bucket that moved in its direction, past
+  the volume floor (counts), after a two-day warm-up (without a prior); it
+  stays open while buckets remain surprising and resolves once normal
+  buckets outnumber surprising ones by ``resolve_buckets``, then cools down;
+* learning is robust: inputs are clipped, buckets in an alert are learned at
+  a reduced weight and do not teach the noise model;
   :meth:`DemandDetector.rebaseline` re-learns the level after a persistent
   shift (the lifecycle's NEW_NORMAL).
 """
