@@ -9,23 +9,41 @@ from streams.settings import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("detect", help="run the demand-shift detector on a timestamp,value CSV; prints timestamp,value,alert")
+    p = sub.add_parser(
+        "detect",
+        help="run the demand-shift detector on a timestamp,value CSV; "
+        "prints timestamp,value,alert,event,direction,expected,lower,upper",
+    )
     p.add_argument("--csv", required=True, help="a timestamp,value CSV (header allowed), or - for stdin")
+    p.add_argument("--measure", default=None, help="value column of a multi-column CSV (named in its header)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from streams.cli.errors import UsageError
-    from streams.demand.offline import detect_csv
+    from streams.demand.offline import SeriesStats, detect_csv
 
+    stats = SeriesStats()
     try:
         if args.csv == "-":
-            detect_csv(sys.stdin, sys.stdout)
+            detect_csv(sys.stdin, sys.stdout, measure=args.measure, stats=stats)
         else:
             with open(args.csv, encoding="utf-8") as handle:
-                detect_csv(handle, sys.stdout)
+                detect_csv(handle, sys.stdout, measure=args.measure, stats=stats)
     except FileNotFoundError:
         raise UsageError(f"{args.csv}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{args.csv}: is a directory, not a CSV file") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{args.csv}: not a UTF-8 text file") from None
+    except OSError as exc:
+        raise UsageError(f"{args.csv}: {exc.strerror or exc}") from None
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(f"{args.csv}: {exc}") from None
+    if stats.back_in_time:
+        print(
+            f"touchpoint detect: {stats.back_in_time} row(s) not later than the previous row skipped "
+            f"(first at line {stats.first_back_line}); output with alert 0",
+            file=sys.stderr,
+        )
     return 0

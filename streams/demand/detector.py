@@ -1,35 +1,31 @@
-"""Streaming per-key demand-shift detector: seasonal baseline, count-aware surprise, CUSUM.
+"""Streaming per-key demand-shift detector: seasonal baseline, count-aware surprise, evidence.
 
 One :class:`DemandDetector` per key. Each closed bucket goes through
 :meth:`DemandDetector.update` once, in time order; the decision for bucket t
-uses only data up to t (causal), then the bucket is learned.
+(including its ``expected`` value and 95% band) uses only data up to t
+(causal), then the bucket is learned. Parameters: :class:`DetectorConfig`
+(``detector_config.py``); tails, calibration and likelihood: ``surprise.py``.
 
 Model, per key (fixed size, see :meth:`DemandDetector.snapshot`):
 
-* three baseline tiers: a local time-of-week slot mean (``week``), a local
+* baseline tiers: a local time-of-week slot mean (``week``), a local
   time-of-day slot mean (``day``) and an EWMA ``level``; a slot tier is used
-  once it has ``min_slot_seasons`` seasons of history. Until then the level
-  (shrunk towards a caller-supplied ``prior``, e.g. from the parent dimension)
-  is the baseline;
-* integer counts: negative binomial, ``var = mu + a mu^2``, Poisson noise once
-  plus a per-tier overdispersion ``a`` learned by weighted moments (so a
-  sparse key is judged as counts and a large one by its relative spread);
-  other series: a robust relative deviation per tier (EWMA of clipped
-  ``|x - mu| / mu``) gives ``var = (1.25 rdev mu)^2``;
-* surprise = -log10 tail probability, from an exact Poisson / negative
-  binomial tail for small integer counts and a normal tail otherwise; when
-  both seasonal tiers are ready a bucket is only as surprising as the *less*
-  surprised tier (weekday vs weekend is not a surprise to the weekly tier);
-* evidence per direction is a CUSUM of surprise (``E = max(0, decay E + s - k)``);
-  an alert opens at ``E >= h`` when the run's excess volume passes the volume
-  floor (absolute and relative); it stays open while buckets remain
-  surprising (hysteresis) and resolves once normal buckets outnumber
-  surprising ones by ``resolve_buckets``, followed by a ``cooldown_buckets``
-  refractory period;
-* learning is robust: inputs are clipped to ``mu +- clip_sd sd`` and buckets
-  in (or close to) an alert are learned with weight ``anomaly_learn_weight``;
-  the noise model (deviation, overdispersion, autocorrelation) is not learned
-  from buckets inside an alert: a shift is not noise;
+  once it has ``min_slot_seasons`` seasons of history; before that the level
+  (shrunk towards a caller-supplied ``prior``) is the baseline. For series
+  that are not integer counts the level replaces the slots when it fits
+  clearly better (no seasonality);
+* integer counts: negative binomial, ``var = mu + a mu^2``; other series: a
+  robust relative deviation per tier gives ``var = (1.25 rdev mu)^2``;
+* surprise = -log10 tail probability, calibrated by the key's own history;
+* evidence: counts use a CUSUM of calibrated surprise plus a run-sum test
+  (sparse keys going to 0); other series use an anomaly likelihood of the
+  short-term mean surprise (Numenta HTM style) that speaks only above its
+  recent peak. An alert opens on a bucket that moved in its direction, past
+  the volume floor (counts), after a two-day warm-up (without a prior); it
+  stays open while buckets remain surprising and resolves once normal
+  buckets outnumber surprising ones by ``resolve_buckets``, then cools down;
+* learning is robust: inputs are clipped, buckets in an alert are learned at
+  a reduced weight and do not teach the noise model;
   :meth:`DemandDetector.rebaseline` re-learns the level after a persistent
   shift (the lifecycle's NEW_NORMAL).
 """
@@ -37,10 +33,11 @@ Model, per key (fixed size, see :meth:`DemandDetector.snapshot`):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from .buckets import DAY_S, WEEK_S, local_slot
+from .detector_config import Decision, DetectorConfig, seasonal_slot_s
+from .surprise import CAL_EDGES, calibrated, learn_calibration, likelihood_step, tail_surprise
 
 __all__ = [
     "DetectorConfig",
@@ -50,231 +47,13 @@ __all__ = [
     "seasonal_slot_s",
 ]
 
-_LOG10 = math.log(10.0)
 _TIERS = ("week", "day", "level")
-#: Surprise levels at which the empirical tail frequency is tracked (calibration).
-_CAL_EDGES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0, 20.0, 25.0, 30.0,
-              60.0, 120.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0)
 #: Cap on raw surprise before calibration (so a 20x shock still differs from a routine 8x spike).
 _RAW_CAP = 10000.0
 #: Reference overdispersion of the moment weights (fixed, so the weights do not feed back).
 _OD_REF = 0.0156
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    """Detector parameters; defaults are the single configuration benchmarked on NAB.
-
-    bucket_s: bucket size in seconds (300).
-    tz: IANA zone whose wall clock defines the seasonal slots ("UTC").
-    max_week_slots: cap on time-of-week slots (336 = 30-min slots); the slot
-        is the smallest divisor of a day >= max(bucket_s, week / max_week_slots).
-    season_alpha: EWMA weight of one season (one week / one day) in slot means (0.25).
-    level_alpha: EWMA weight per bucket of the level tier (0.05).
-    dev_alpha: EWMA weight per bucket of the relative deviation (0.02).
-    init_rdev: relative deviation assumed before any residual is seen (0.1).
-    min_slot_seasons: seasons of history before a slot tier is used (2).
-    min_level_obs: observations before the level tier is used without a prior (4).
-    prior_weight: buckets' worth of weight given to a prior expected value (8).
-    k: CUSUM allowance, in -log10 p units per bucket (1.0).
-    h: CUSUM threshold that opens an alert (5.5).
-    decay: CUSUM forgetting factor per bucket (0.9).
-    stay_surprise: per-bucket surprise that keeps an alert open (1.0, hysteresis).
-    resolve_buckets: consecutive normal buckets that resolve an alert (6).
-    cooldown_buckets: buckets after a resolution with no new alert (12).
-    min_excess: volume floor, absolute excess of the evidence run (5.0 events).
-    min_rel_change: volume floor, excess relative to expected over the run (0.2).
-    clip_sd: inputs are clipped to mu +- clip_sd sd before learning (3.0).
-    guard_surprise: buckets at least this surprising learn at reduced weight (3.0).
-    anomaly_learn_weight: learning weight of ready slots inside or near an alert (0.2).
-    max_surprise: cap on per-bucket surprise after calibration (30.0).
-    calib_window: decay window, in buckets, of the surprise calibration counts (2000).
-    calib_prior: buckets' worth of the theoretical tail 10^-s mixed into the
-        empirical surprise tail (20).
-    calib: use calibrated surprise (True); calib_run: also calibrate the
-        run-sum surprise (False: it lost real windows on NAB).
-    run_min_buckets: buckets an evidence run needs before its summed count is
-        tested on its own (2; a single bucket already went through the CUSUM).
-    run_autocorr: inflate the run-sum variance by the AR(1) factor of the
-        learned lag-1 residual correlation (True).
-    severity_cumulative: severity from observed/expected summed over the
-        alert rather than the current bucket (True).
-    tier_rule: "fit" lets an established weekly slot that fits at least as
-        well as the daily tier speak; "least": the less surprised tier speaks.
-    fit_min_seasons: seasons a weekly slot needs for the "fit" rule (2).
-    dev_guard: learn the deviation at the reduced weight after a surprising
-        bucket outside an alert (False).
-    count_model: "nb" (integer counts: negative binomial, var = mu + a mu^2,
-        with the overdispersion ``a`` learned per tier by moments, so Poisson
-        noise is counted once) or "rdev" (the old max(mu, (1.25 rdev mu)^2)).
-    alert_dev_weight: learning weight of the deviation (relative deviation,
-        overdispersion, residual autocorrelation) for buckets inside an open
-        alert (0.0: an alert's residuals are the shift, not noise).
-    run_rho_frozen: the run-sum test uses the residual autocorrelation learned
-        before the run started (True), so a shift does not inflate its own
-        run variance.
-    fit_by_od: for counts ("nb"), the "fit" rule compares the tiers'
-        overdispersion instead of their relative deviation (True).
-    resolve_rule: "net": an alert resolves once its normal buckets outnumber
-        its still-surprising ones by ``resolve_buckets`` (a surprising bucket
-        counts one back); "run": ``resolve_buckets`` consecutive normal buckets.
-    """
-
-    bucket_s: int = 300
-    tz: str = "UTC"
-    max_week_slots: int = 336
-    season_alpha: float = 0.25
-    level_alpha: float = 0.05
-    dev_alpha: float = 0.02
-    init_rdev: float = 0.1
-    min_slot_seasons: int = 2
-    min_level_obs: int = 4
-    prior_weight: float = 8.0
-    k: float = 1.0
-    h: float = 5.5
-    decay: float = 0.9
-    stay_surprise: float = 1.0
-    resolve_buckets: int = 6
-    cooldown_buckets: int = 12
-    min_excess: float = 5.0
-    min_rel_change: float = 0.2
-    clip_sd: float = 3.0
-    guard_surprise: float = 3.0
-    anomaly_learn_weight: float = 0.2
-    max_surprise: float = 30.0
-    calib_window: int = 2000
-    calib_prior: float = 20.0
-    calib: bool = True
-    calib_run: bool = False
-    run_min_buckets: int = 2
-    run_autocorr: bool = True
-    severity_cumulative: bool = True
-    tier_rule: str = "fit"
-    fit_min_seasons: int = 2
-    dev_guard: bool = False
-    count_model: str = "nb"
-    alert_dev_weight: float = 0.0
-    run_rho_frozen: bool = True
-    fit_by_od: bool = True
-    resolve_rule: str = "net"
-
-    def __post_init__(self) -> None:
-        if self.bucket_s <= 0:
-            raise ValueError("bucket_s must be positive")
-        if not 0.0 < self.season_alpha <= 1.0 or not 0.0 < self.level_alpha <= 1.0:
-            raise ValueError("alphas must be in (0, 1]")
-        if self.h <= 0 or self.resolve_buckets < 1 or self.cooldown_buckets < 0:
-            raise ValueError("h > 0, resolve_buckets >= 1, cooldown_buckets >= 0 required")
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the detector concluded about one bucket.
-
-    direction: +1 surge / -1 collapse while an alert is open, else 0.
-    opened / resolved: this bucket opened / resolved an alert.
-    severity: 1-4 from the observed/expected ratio while alerting, else 0.
-    """
-
-    ts_ms: int
-    observed: float
-    expected: float | None
-    sd: float | None
-    surprise_up: float
-    surprise_down: float
-    evidence_up: float
-    evidence_down: float
-    direction: int
-    opened: bool
-    resolved: bool
-    severity: int
-    buckets_in_alert: int
-    tier: str
-
-    @property
-    def alerting(self) -> bool:
-        """True while an alert is open (including the bucket that opened it)."""
-        return self.direction != 0
-
-
-def seasonal_slot_s(bucket_s: int, max_week_slots: int) -> int:
-    """Seasonal slot length: smallest divisor of a day >= max(bucket, week/max_slots)."""
-    want = max(bucket_s, -(-WEEK_S // max_week_slots))
-    if want >= DAY_S:
-        return DAY_S
-    for s in range(want, DAY_S + 1):
-        if DAY_S % s == 0:
-            return s
-    return DAY_S  # pragma: no cover
-
-
-def _log10_normal_tail(z: float) -> float:
-    """log10 P(Z >= z) for a standard normal, stable for large z."""
-    if z < 5.0:
-        p = 0.5 * math.erfc(z / math.sqrt(2.0))
-        return math.log10(max(p, 1e-300))
-    # Mills-ratio asymptotic expansion.
-    ln = -0.5 * z * z - math.log(z * math.sqrt(2.0 * math.pi)) + math.log1p(-1.0 / (z * z))
-    return ln / _LOG10
-
-
-def _nb_logpmf_fn(mu: float, var: float):
-    """Log pmf of Poisson (var <= mu) or negative binomial with this mean/variance."""
-    if var <= mu * 1.000001:
-        lmu = math.log(mu)
-
-        def pois(n: int) -> float:
-            return n * lmu - mu - math.lgamma(n + 1)
-
-        return pois
-    r = mu * mu / (var - mu)
-    p = r / (r + mu)
-    lp, lq, lgr = math.log(p), math.log1p(-p), math.lgamma(r)
-
-    def nb(n: int) -> float:
-        return math.lgamma(n + r) - lgr - math.lgamma(n + 1) + r * lp + n * lq
-
-    return nb
-
-
-def _log10_sum(logs: list[float]) -> float:
-    m = max(logs)
-    return (m + math.log(sum(math.exp(v - m) for v in logs))) / _LOG10
-
-
-def tail_surprise(x: float, mu: float, var: float, integral: bool) -> tuple[float, float]:
-    """(-log10 P(X >= x), -log10 P(X <= x)) under the predictive distribution.
-
-    Small integer counts (mu < 50) use exact Poisson / negative-binomial tails,
-    so 0, 1, 2 per bucket are judged as counts rather than z-scores; other
-    cases use a normal tail (with continuity correction for counts).
-    """
-    if mu <= 0.0:
-        mu = 1e-3 if integral else 0.0
-    sd = math.sqrt(max(var, 1e-12))
-    if integral and mu < 50.0 and x == int(x) and abs(x - mu) < 60.0 * sd + 60.0:
-        n = int(x)
-        logpmf = _nb_logpmf_fn(mu, max(var, mu))
-        up = dn = 0.0
-        if n > mu:
-            terms, i = [], n
-            while True:
-                t = logpmf(i)
-                terms.append(t)
-                if t < terms[0] - 40.0 or i > n + 10000:
-                    break
-                i += 1
-            up = -_log10_sum(terms)
-        elif n < mu:
-            dn = -_log10_sum([logpmf(i) for i in range(0, n + 1)])
-        return max(up, 0.0), max(dn, 0.0)
-    cc = 0.5 if integral else 0.0
-    up = dn = 0.0
-    if x - cc > mu:
-        up = -_log10_normal_tail((x - cc - mu) / sd)
-    elif x + cc < mu:
-        dn = -_log10_normal_tail((mu - x - cc) / sd)
-    return max(up, 0.0), max(dn, 0.0)
+#: Two-sided 95% normal quantile (the expected +- band of a Decision).
+_Z95 = 1.959964
 
 
 def _severity(observed: float, expected: float, direction: int) -> int:
@@ -325,15 +104,21 @@ class DemandDetector:
         self.in_alert = 0
         self.alert_obs = 0.0
         self.alert_exp = 0.0
-        # Decayed counts of buckets whose surprise reached each _CAL_EDGES level,
+        # Decayed counts of buckets whose surprise reached each CAL_EDGES level,
         # per direction, and the decayed bucket count (surprise calibration).
-        self.cal_up = [0.0] * len(_CAL_EDGES)
-        self.cal_dn = [0.0] * len(_CAL_EDGES)
+        self.cal_up = [0.0] * len(CAL_EDGES)
+        self.cal_dn = [0.0] * len(CAL_EDGES)
         self.cal_n = 0.0
         # Lag-1 autocorrelation of standardised residuals: [last z, E[z z-1], E[z^2]].
         self.ac = [0.0, 0.0, 1.0]
+        # Anomaly likelihood per direction: [short EWMA of surprise, long mean, long var, n].
+        self.lik = [[0.0] * 6, [0.0] * 6]
+        self.lik_s = [0.0, 0.0]
+        self._last_excess = 0.0
+        self._last_mu = 0.0
         self.n = 0
         self.last_ts_ms: int | None = None
+        self.first_ts_ms: int | None = None
 
     # ------------------------------------------------------------------ model
     def _overdispersion(self, tier: str) -> float:
@@ -370,6 +155,14 @@ class DemandDetector:
             tiers.append(("week", *self._mean_var("week", self._slot_mu(self.week_mean[ws], self.week_n[ws]))))
         if self.day_n[ds] >= need and self.day_slots > 1:
             tiers.append(("day", *self._mean_var("day", self._slot_mu(self.day_mean[ds], self.day_n[ds]))))
+        if (
+            tiers
+            and (cfg.level_tier == "fit" or (cfg.level_tier == "fit_other" and not self.integral))
+            and self.level_n >= cfg.min_level_obs
+            and self._spread("level") * cfg.level_margin < min(self._spread(t[0]) for t in tiers)
+        ):
+            # The level fits better than every seasonal slot: a series without seasonality.
+            tiers = [("level", *self._mean_var("level", self.level))]
         if not tiers:
             if prior is not None:
                 w = cfg.prior_weight
@@ -435,6 +228,7 @@ class DemandDetector:
         var_ref = sd_ref * sd_ref if sd_ref is not None else 0.0
         if mu_ref is not None:
             self._accumulate(x, mu_ref, var_ref, s_up, s_dn)
+            self._likelihood(raw_up, raw_dn)
         if self.direction != 0:
             self.in_alert += 1
             self.alert_obs += x
@@ -450,7 +244,8 @@ class DemandDetector:
                     resolved = True
         elif self.cooldown > 0:
             self.cooldown -= 1
-        elif mu_ref is not None:
+        elif mu_ref is not None and (prior is not None or self._warm(ts_ms)):
+            self._last_excess, self._last_mu = x - mu_ref, max(mu_ref, 0.0)
             d = self._should_open()
             if d:
                 opened = True
@@ -466,6 +261,7 @@ class DemandDetector:
             severity = _severity(x, mu_ref, self.direction)
         elif self.direction != 0:
             severity = 1
+        lo = mu_ref - _Z95 * (sd_ref or 0.0) if mu_ref is not None else 0.0
         decision = Decision(
             ts_ms=ts_ms,
             observed=x,
@@ -481,6 +277,8 @@ class DemandDetector:
             severity=severity,
             buckets_in_alert=self.in_alert if self.direction else 0,
             tier=tier_name,
+            lower=None if mu_ref is None else (max(lo, 0.0) if self.integral else lo),
+            upper=None if mu_ref is None else mu_ref + _Z95 * (sd_ref or 0.0),
         )
         if mu_ref is not None and sd_ref is not None and (self.direction == 0 or cfg.alert_dev_weight > 0.0):
             # Residual autocorrelation, like the deviation, is not learned from an alert:
@@ -490,7 +288,9 @@ class DemandDetector:
             self.ac[1] += a * (z * self.ac[0] - self.ac[1])
             self.ac[2] += a * (z * z - self.ac[2])
             self.ac[0] = z
-        if mu_ref is not None and self.direction == 0:
+        if mu_ref is not None and (
+            self.direction == 0 or cfg.calib_learn == "all" or (opened and cfg.calib_learn == "open")
+        ):
             self._learn_calibration(raw_up, raw_dn)
         suspicious = self.direction != 0 or max(s_up, s_dn) >= cfg.guard_surprise
         if self.direction != 0:
@@ -500,47 +300,33 @@ class DemandDetector:
         else:
             dev_weight = 1.0
         self._learn(x, ws, ds, cfg.anomaly_learn_weight if suspicious else 1.0, dev_weight)
+        if self.first_ts_ms is None:
+            self.first_ts_ms = ts_ms
         self.n += 1
         self.last_ts_ms = ts_ms
         return decision
 
+    def _warm(self, ts_ms: int) -> bool:
+        """A key without a prior opens alerts only after ``warmup_s`` of history."""
+        if self.first_ts_ms is None:
+            self.first_ts_ms = ts_ms
+        return ts_ms - self.first_ts_ms >= self.config.warmup_s * 1000
+
     def _calibrated(self, s: float, tail: list[float]) -> float:
-        """Surprise re-expressed through this key's own surprise distribution.
-
-        A calibrated model has P(S >= s) = 10^-s. The empirical tail frequency
-        at the tracked levels (mixed with ``calib_prior`` buckets of the
-        theoretical tail) gives p(s); the calibrated surprise is
-        min(s, -log10 p(s)), so heavy-tailed series whose big surprises are
-        routine are damped, and a well-modelled key is left unchanged.
-        """
-        if s <= 0.0:
-            return 0.0
-        m = self.config.calib_prior
-        tot = self.cal_n + m
-
-        ltot = math.log10(tot)
-
-        def lp_at(j: int) -> float:
-            e = _CAL_EDGES[j]
-            if tail[j] > 0.0:
-                return math.log10(tail[j] + m * 10.0 ** -min(e, 300.0)) - ltot
-            return math.log10(m) - e - ltot
-
-        lo_e, lo_lp = 0.0, 0.0
-        for j, e in enumerate(_CAL_EDGES):
-            lp = lp_at(j)
-            if s <= e:
-                lp_s = lo_lp + (lp - lo_lp) * (s - lo_e) / (e - lo_e)
-                return min(s, -lp_s)
-            lo_e, lo_lp = e, lp
-        return min(s, -(lo_lp - (s - lo_e)))
+        return calibrated(s, tail, self.cal_n, self.config.calib_prior)
 
     def _learn_calibration(self, s_up: float, s_dn: float) -> None:
-        decay = 1.0 - 1.0 / self.config.calib_window
-        self.cal_n = self.cal_n * decay + 1.0
-        for s, tail in ((s_up, self.cal_up), (s_dn, self.cal_dn)):
-            for j, e in enumerate(_CAL_EDGES):
-                tail[j] = tail[j] * decay + (1.0 if s >= e else 0.0)
+        self.cal_n = learn_calibration((self.cal_up, self.cal_dn), self.cal_n, s_up, s_dn, self.config.calib_window)
+
+    def _likelihood(self, s_up: float, s_dn: float) -> None:
+        """Anomaly likelihood per direction (see :func:`likelihood_step`)."""
+        cfg = self.config
+        block = max(1, round(cfg.novelty_block_s / cfg.bucket_s)) if cfg.novelty_block_s > 0 else 0
+        for i, s in enumerate((s_up, s_dn)):
+            self.lik_s[i] = likelihood_step(
+                self.lik[i], s, cap=cfg.lik_cap, alpha=cfg.lik_alpha, window=cfg.lik_window,
+                min_n=cfg.lik_min_n, min_sd=cfg.lik_min_sd, peak_block=block,
+            )
 
     def _accumulate(self, x: float, mu: float, var: float, s_up: float, s_dn: float) -> None:
         cfg = self.config
@@ -561,13 +347,23 @@ class DemandDetector:
         cfg = self.config
         for d, ev, run in ((1, self.ev_up, self.run_up), (-1, self.ev_dn, self.run_dn)):
             excess = run[0] * d
-            if excess < cfg.min_excess or excess < cfg.min_rel_change * max(run[1], 1e-9):
+            lik = cfg.evidence == "likelihood" or (cfg.evidence == "auto" and not self.integral)
+            floor = self.integral or cfg.volume_floor == "all"
+            if cfg.open_on_excess and self._last_excess * d <= 0.0:
+                continue  # an alert opens on a bucket that itself moved in its direction
+            if lik and run[3] == 0.0:
+                excess = self._last_excess * d
+                if (not floor or (excess >= cfg.min_excess and excess >= cfg.min_rel_change * max(self._last_mu, 1e-9))) \
+                        and excess > 0 and self.lik_s[0 if d > 0 else 1] >= cfg.lik_h:
+                    return d
                 continue
-            if ev >= cfg.h:
+            if excess <= 0 or (floor and (excess < cfg.min_excess or excess < cfg.min_rel_change * max(run[1], 1e-9))):
+                continue
+            if (self.lik_s[0 if d > 0 else 1] >= cfg.lik_h) if lik else (ev >= cfg.h):
                 return d
             # Sparse keys: many mildly surprising buckets can add up to a clear
             # shift of the run's total count (e.g. 4/h falling to 0 for hours).
-            if run[3] < cfg.run_min_buckets:
+            if run[3] < cfg.run_min_buckets or cfg.run_sum == "off" or (cfg.run_sum == "counts" and not self.integral):
                 continue
             total = max(run[1] + run[0], 0.0)
             rho = run[4] if cfg.run_rho_frozen else self._rho()
@@ -697,8 +493,10 @@ class DemandDetector:
             "alert_sums": [self.alert_obs, self.alert_exp],
             "cal": [list(self.cal_up), list(self.cal_dn), self.cal_n],
             "ac": list(self.ac),
+            "lik": [list(self.lik[0]), list(self.lik[1]), list(self.lik_s)],
             "n": self.n,
             "last_ts_ms": self.last_ts_ms,
+            "first_ts_ms": self.first_ts_ms,
         }
 
     @classmethod
@@ -741,6 +539,12 @@ class DemandDetector:
             det.cal_up = [float(v) for v in cal[0]]
             det.cal_dn = [float(v) for v in cal[1]]
             det.cal_n = float(cal[2])
+        lik = data.get("lik")
+        if lik is not None:  # older snapshots: the likelihood starts empty
+            det.lik = [([float(v) for v in lik[j]] + [0.0, 0.0])[:6] for j in (0, 1)]
+            det.lik_s = [float(v) for v in lik[2]]
         det.n = int(data["n"])
         det.last_ts_ms = None if data["last_ts_ms"] is None else int(data["last_ts_ms"])
+        first = data.get("first_ts_ms")  # older snapshots: warmed up
+        det.first_ts_ms = int(first) if first is not None else (0 if det.n else None)
         return det

@@ -34,6 +34,7 @@ __all__ = [
     "score_file",
     "normalise",
     "normalise_many",
+    "category_of",
 ]
 
 
@@ -171,3 +172,8 @@ def normalise_many(scores: Mapping[str, FileScore], profile: Profile) -> float:
     raw = sum(s.raw for s in scores.values())
     n = sum(s.windows for s in scores.values())
     return normalise(raw, n, profile)
+
+
+def category_of(rel: str) -> str:
+    """NAB category of a data path such as ``realTraffic/speed_6005.csv``."""
+    return rel.replace("\\", "/").split("/", 1)[0] if "/" in rel.replace("\\", "/") else ""

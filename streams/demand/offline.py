@@ -12,16 +12,16 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 from zoneinfo import ZoneInfo
 
-from .detector import DetectorConfig
+from .detector import Decision, DetectorConfig
 from .lifecycle import ESCALATE, OPEN, DemandMonitor, LifecycleConfig
 
-__all__ = ["WARMUP_ROWS", "parse_timestamp", "read_series", "infer_bucket_s", "detect_csv"]
+__all__ = ["WARMUP_ROWS", "HEADER", "SeriesStats", "Row", "parse_timestamp", "read_series", "infer_bucket_s", "detect_csv"]
 
 #: Rows used to infer the bucket size; they always output alert=0.
 WARMUP_ROWS = 25
@@ -57,39 +57,99 @@ def _lines(path_or_lines: str | Path | Iterable[str]) -> Iterator[str]:
         yield from path_or_lines
 
 
-def read_series(path_or_lines: str | Path | Iterable[str], tz: str = "UTC") -> Iterator[tuple[int, str, str, float]]:
-    """Yield ``(ts_ms, timestamp_text, value_text, value)`` rows of a CSV.
+_HEADER_NAMES = ("timestamp", "time", "ts", "date", "datetime")
 
-    A header line is allowed as the first non-blank line. Raises ValueError
-    naming the line number on malformed rows or timestamps going backwards.
+
+@dataclass
+class SeriesStats:
+    """What :func:`read_series` / :func:`detect_csv` saw besides the rows they used.
+
+    back_in_time: rows whose timestamp was not later than the previous used row
+    (skipped: output with alert 0 and no baseline, the detector goes on).
     """
+
+    rows: int = 0
+    back_in_time: int = 0
+    first_back_line: int = 0
+
+
+@dataclass(frozen=True)
+class Row:
+    """One data row: epoch ms, the timestamp and value as written, the value, whether it is used."""
+
+    ts_ms: int
+    text_ts: str
+    text_value: str
+    value: float
+    skipped: bool = False
+
+
+def _value_column(header: list[str] | None, measure: str | None, lineno: int) -> int:
+    if measure is None:
+        if header is not None and len(header) != 2:
+            raise ValueError(
+                f"line {lineno}: {len(header)} columns ({','.join(header)}); choose the value column with --measure"
+            )
+        return 1
+    if header is None:
+        raise ValueError(f"line {lineno}: --measure {measure!r} needs a header line naming the columns")
+    if measure not in header[1:]:
+        raise ValueError(f"line {lineno}: no column {measure!r} in the header ({','.join(header)})")
+    return header.index(measure)
+
+
+def read_series(
+    path_or_lines: str | Path | Iterable[str],
+    tz: str = "UTC",
+    measure: str | None = None,
+    stats: SeriesStats | None = None,
+) -> Iterator[Row]:
+    """Yield the data rows of a ``timestamp,value`` CSV (or ``timestamp,...`` with ``measure``).
+
+    A header line is allowed as the first non-blank line (its first field
+    ``timestamp``/``time``/``ts``/``date``/``datetime``); it is required with
+    ``measure``, which names the value column. Raises ValueError naming the
+    line on malformed rows, timestamps or values. A row whose timestamp is not
+    later than the last used row's is yielded with ``skipped=True`` and
+    counted in ``stats`` (real feeds have such rows; they never stop the run).
+    """
+    stats = stats if stats is not None else SeriesStats()
     prev: int | None = None
-    seen_data = False
+    header: list[str] | None = None
+    col: int | None = None
     for lineno, raw in enumerate(_lines(path_or_lines), start=1):
         line = raw.strip()
         if not line:
             continue
         parts = [p.strip() for p in line.split(",")]
-        if not seen_data and prev is None and parts and parts[0].lower() in ("timestamp", "time", "ts", "date"):
-            seen_data = True  # header
-            continue
-        seen_data = True
-        if len(parts) != 2:
-            raise ValueError(f"line {lineno}: expected 2 fields 'timestamp,value', got {len(parts)}")
+        if col is None:
+            if parts[0].lower() in _HEADER_NAMES:
+                header = parts
+                col = _value_column(header, measure, lineno)
+                continue
+            col = _value_column(None, measure, lineno)
+        width = len(header) if header is not None else 2
+        if len(parts) != width:
+            raise ValueError(f"line {lineno}: expected {width} fields, got {len(parts)}")
         try:
             ts = parse_timestamp(parts[0], tz)
         except ValueError as exc:
             raise ValueError(f"line {lineno}: {exc}") from None
+        text = parts[col]
         try:
-            value = float(parts[1])
+            value = float(text)
         except ValueError:
-            raise ValueError(f"line {lineno}: value {parts[1]!r} is not a number") from None
+            raise ValueError(f"line {lineno}: value {text!r} is not a number") from None
         if not math.isfinite(value):
-            raise ValueError(f"line {lineno}: value {parts[1]!r} is not finite")
-        if prev is not None and ts < prev:
-            raise ValueError(f"line {lineno}: timestamp {parts[0]!r} goes back in time")
+            raise ValueError(f"line {lineno}: value {text!r} is not finite")
+        stats.rows += 1
+        if prev is not None and ts <= prev:
+            stats.back_in_time += 1
+            stats.first_back_line = stats.first_back_line or lineno
+            yield Row(ts, parts[0], text, value, True)
+            continue
         prev = ts
-        yield ts, parts[0], parts[1], value
+        yield Row(ts, parts[0], text, value)
 
 
 def infer_bucket_s(ts_ms: list[int]) -> int:
@@ -100,6 +160,13 @@ def infer_bucket_s(ts_ms: list[int]) -> int:
     return max(1, int(round(statistics.median(deltas) / 1000.0)))
 
 
+HEADER = "timestamp,value,alert,event,direction,expected,lower,upper"
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:.6g}"
+
+
 def detect_csv(
     path_or_lines: str | Path | Iterable[str],
     out: IO[str] | None = None,
@@ -107,44 +174,63 @@ def detect_csv(
     lifecycle: LifecycleConfig | None = None,
     key: str = "series",
     bucket_s: int | None = None,
+    measure: str | None = None,
+    stats: SeriesStats | None = None,
 ) -> list[int]:
-    """Run detector + lifecycle over a CSV; write ``timestamp,value,alert`` rows to ``out``.
+    """Run detector + lifecycle over a CSV; write one output row per input row to ``out``.
 
-    alert=1 where an alert opens or escalates. ``bucket_s`` (default: inferred
-    from the first rows) overrides ``config.bucket_s``; the lifecycle's
-    NEW_NORMAL horizon defaults to one day of buckets. Returns the alert column.
+    Columns: ``timestamp,value,alert,event,direction,expected,lower,upper``.
+    alert=1 where an alert opens or escalates; event = the lifecycle records
+    of that row joined with ``+``; direction = surge/collapse on those rows;
+    expected and its 95% band ``lower``/``upper`` as the detector saw them
+    before the row (empty while it has no baseline). ``bucket_s`` (default:
+    inferred from the first rows) overrides ``config.bucket_s``; the
+    lifecycle's NEW_NORMAL horizon defaults to one day of buckets. Returns the
+    alert column; ``stats`` receives the row counts (rows going back in time).
+    Raises ValueError on bad input and when there is no data row.
     """
     base = config or DetectorConfig()
-    rows = read_series(path_or_lines, base.tz)
-    if out is not None:
-        out.write("timestamp,value,alert\n")
+    stats = stats if stats is not None else SeriesStats()
+    rows = read_series(path_or_lines, base.tz, measure, stats)
     alerts: list[int] = []
-    warm: list[tuple[int, str, str, float]] = []
+    warm: list[Row] = []
     monitor: DemandMonitor | None = None
 
-    def emit(text_ts: str, text_v: str, flag: int) -> None:
+    def emit(row: Row, flag: int, event: str = "", direction: str = "", d: Decision | None = None) -> None:
         alerts.append(flag)
         if out is not None:
-            out.write(f"{text_ts},{text_v},{flag}\n")
+            if len(alerts) == 1:
+                out.write(HEADER + "\n")
+            band = (d.expected, d.lower, d.upper) if d is not None else (None, None, None)
+            out.write(
+                f"{row.text_ts},{row.text_value},{flag},{event},{direction},"
+                f"{_num(band[0])},{_num(band[1])},{_num(band[2])}\n"
+            )
 
     def start() -> DemandMonitor:
-        size = bucket_s if bucket_s is not None else infer_bucket_s([r[0] for r in warm])
+        size = bucket_s if bucket_s is not None else infer_bucket_s([r.ts_ms for r in warm])
         cfg = replace(base, bucket_s=size)
         lc = lifecycle or LifecycleConfig(new_normal_buckets=max(2, 86400 // size))
         mon = DemandMonitor(key, "", cfg, lc)
-        for ts, _, _, v in warm:
-            mon.update(ts, v)
+        for r in warm:
+            mon.update(r.ts_ms, r.value)
         return mon
 
     for row in rows:
+        if row.skipped:
+            emit(row, 0)
+            continue
         if monitor is None:
             warm.append(row)
-            emit(row[1], row[2], 0)
+            emit(row, 0)
             if len(warm) > WARMUP_ROWS:
                 monitor = start()
             continue
-        ts, text_ts, text_v, value = row
-        _, records = monitor.update(ts, value)
+        decision, records = monitor.update(row.ts_ms, row.value)
         flag = int(any(r.state in (OPEN, ESCALATE) for r in records))
-        emit(text_ts, text_v, flag)
+        event = "+".join(r.state for r in records)
+        direction = "+".join(dict.fromkeys(r.direction for r in records))
+        emit(row, flag, event, direction, decision)
+    if stats.rows == 0:
+        raise ValueError("no data rows")
     return alerts

@@ -40,7 +40,10 @@ def test_pinned_alerts_on_seed_1() -> None:
     # of 22.7) is gone, and 294 is new: the first Saturday 06:00 at 0.6x of a
     # weekday, judged by the daily tier alone because the weekly tier is not
     # ready before two weeks (the old, inflated relative deviation hid it).
-    assert after_week_one == [(294, -1), (880, 1), (1109, -1)]
+    # Re-pinned for the issue-15 defaults: 294 (a cold-start false collapse) is
+    # gone because the surprise calibration now learns from every bucket
+    # (calib_learn="all"; with "outside" it is back, nothing else differs).
+    assert after_week_one == [(880, 1), (1109, -1)]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
@@ -113,7 +116,7 @@ def test_causal_decisions_do_not_depend_on_future() -> None:
 def test_routine_spikes_are_calibrated_away() -> None:
     """Heavy-tailed noise: a key whose big surprises are routine stops alerting on them."""
     rng = random.Random(5)
-    cfg = DetectorConfig(bucket_s=3600)
+    cfg = DetectorConfig(bucket_s=3600, warmup_s=0)  # compare with the first days' alerts too
     det = DemandDetector(cfg)
     opened = []
     for i in range(8 * 168):
@@ -213,3 +216,95 @@ def test_snapshots_of_the_previous_version_still_load() -> None:
     assert all(clone._overdispersion(t) == pytest.approx((1.25 * det.rdev[t]) ** 2) for t in det.od)
     decisions = [clone.update(t, c) for t, c in points[900:]]
     assert any(d.opened and d.direction < 0 for d in decisions)  # the week-6 collapse
+
+
+def _machine_series(n: int, seed: int) -> list[tuple[int, float]]:
+    """A non-count, non-seasonal series (a temperature around 70 with slow wander), 5-min buckets."""
+    rng = random.Random(seed)
+    out, level = [], 70.0
+    for i in range(n):
+        level += rng.gauss(0.0, 0.3) - 0.01 * (level - 70.0)
+        out.append((T0 + i * 300_000, round(level + rng.gauss(0.0, 0.1), 3)))
+    return out
+
+
+def test_non_count_series_uses_the_level_and_the_likelihood() -> None:
+    """Without seasonality the level fits better than week-old slots and speaks; the evidence is
+    the anomaly likelihood, which opens on a sustained +8 degree step. Random-walk excursions do
+    open now and then: seeds 1-8 gave 0-6 false opens in three weeks (26 in all; 18 with the
+    previous level_alpha 0.05, which missed the step on 2 of 8 seeds)."""
+    cfg = DetectorConfig(bucket_s=300)
+    false_opens = 0
+    for seed in range(1, 9):
+        det = DemandDetector(cfg)
+        points = _machine_series(4 * 2016, seed)
+        step = 4 * 2016 - 200
+        opened, tiers = [], []
+        for i, (t, v) in enumerate(points):
+            d = det.update(t, v + (8.0 if i >= step else 0.0))
+            tiers.append(d.tier)
+            if d.opened:
+                opened.append((i, d.direction))
+        assert not det.integral
+        assert tiers[2016:step].count("level") > 0.5 * (step - 2016)
+        false_opens += len([o for o in opened if 2016 <= o[0] < step])
+        hit = [i for i, direction in opened if i >= step and direction > 0]
+        assert hit and hit[0] - step <= 3, (seed, opened)
+    assert false_opens <= 8 * 3 * 1.5  # at most 1.5 per key-week
+
+
+def test_snapshot_roundtrip_of_a_non_count_key() -> None:
+    cfg = DetectorConfig(bucket_s=300)
+    points = _machine_series(3000, 5)
+    det = DemandDetector(cfg)
+    for t, v in points[:2500]:
+        det.update(t, v)
+    clone = DemandDetector.from_snapshot(json.loads(json.dumps(det.snapshot())), cfg)
+    assert clone.snapshot() == det.snapshot() and clone.lik == det.lik
+    for t, v in points[2500:]:
+        assert det.update(t, v) == clone.update(t, v)
+
+
+def test_volume_floor_applies_to_counts_only() -> None:
+    """CPU % around 0.13 cannot move by 5 units; a count key that moves by 4 events is no shift
+    a planner acts on."""
+    cfg = DetectorConfig(bucket_s=300)
+    det = DemandDetector(cfg)
+    rng = random.Random(6)
+    for i in range(1500):
+        det.update(T0 + i * 300_000, round(0.13 + rng.gauss(0.0, 0.002), 4))
+    ds = [det.update(T0 + (1500 + j) * 300_000, 0.6) for j in range(6)]
+    assert any(d.opened and d.direction > 0 for d in ds)
+    count = DemandDetector(cfg)
+    for i in range(1500):
+        count.update(T0 + i * 300_000, 0)
+    assert not any(count.update(T0 + (1500 + j) * 300_000, 1 if j % 2 else 0).opened for j in range(8))
+
+
+def test_no_alert_in_the_first_two_days_without_a_prior() -> None:
+    """Before the daily tier exists the level alone cannot tell a daily pattern from a shift: a key
+    without a prior opens nothing in its first two days (a daily square wave 20 -> 80 opened 4
+    alerts there); with a prior (a key promoted from the pool) it can open at once."""
+    det = DemandDetector(DetectorConfig(bucket_s=300))
+    opened = []
+    for i in range(4 * 288):
+        hour = (i % 288) / 12
+        d = det.update(T0 + i * 300_000, 80 if 9 <= hour < 18 else 20)
+        if d.opened:
+            opened.append(i)
+    assert [i for i in opened if i < 2 * 288] == []
+    assert DemandDetector(DetectorConfig(bucket_s=300)).update(T0, 50, prior=5.0).tier == "prior"
+    primed = DemandDetector(DetectorConfig(bucket_s=300))
+    assert any(primed.update(T0 + i * 300_000, 60, prior=5.0).opened for i in range(6))
+
+
+def test_an_alert_opens_on_a_bucket_that_moved_its_way() -> None:
+    """A sparse 0/20 spike series: the run-sum test once opened a surge on the 0 after a 20
+    (art_increase_spike_density: 28 false rows). Every OPEN now sits on a bucket whose own
+    excess has the alert's sign."""
+    rng = random.Random(8)
+    det = DemandDetector(DetectorConfig(bucket_s=300))
+    for i in range(4032):
+        d = det.update(T0 + i * 300_000, 20 if rng.random() < 0.02 else 0)
+        if d.opened:
+            assert d.expected is not None and (d.observed - d.expected) * d.direction > 0, (i, d)

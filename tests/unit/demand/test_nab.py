@@ -75,3 +75,49 @@ def test_null_and_perfect_and_probation() -> None:
 def test_window_indices_from_timestamps() -> None:
     ts = [f"2015-01-01 00:0{i}:00" for i in range(8)]
     assert window_indices(ts, [["2015-01-01 00:02:00.000000", "2015-01-01 00:04:00.000000"]]) == [(2, 4)]
+
+
+def test_category_of() -> None:
+    from streams.demand.nab import category_of
+
+    assert category_of("realTraffic/speed_6005.csv") == "realTraffic"
+    assert category_of("nyc_taxi.csv") == ""
+
+
+def test_protocol_script_on_a_tiny_nab_folder(tmp_path, capsys) -> None:
+    """bench/nab_score.py: per category, all files, noAnomaly alert rows, candidates and LOCO."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from .synth import series
+    from .test_offline import csv_lines
+
+    surge = [(t, c * 6 if 4 * 168 + 30 <= i < 4 * 168 + 36 else c) for i, (t, c) in enumerate(series(6, 2))]
+    files = {"catA/surge.csv": surge, "catB/quiet.csv": series(6, 3), "artificialNoAnomaly/flat.csv": series(6, 4)}
+    labels = {}
+    for rel, points in files.items():
+        path = tmp_path / "data" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = csv_lines(points)
+        path.write_text("".join(lines))
+        labels[rel] = []
+    stamps = [line.split(",")[0] for line in csv_lines(surge)[1:]]
+    labels["catA/surge.csv"] = [[stamps[4 * 168 + 20] + ".000000", stamps[4 * 168 + 60] + ".000000"]]
+    labels["catB/quiet.csv"] = [[stamps[5 * 168] + ".000000", stamps[5 * 168 + 20] + ".000000"]]
+    labels["heldOut/absent.csv"] = [[stamps[10], stamps[20]]]
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels/combined_windows.json").write_text(json.dumps(labels))
+    spec = importlib.util.spec_from_file_location("nab_score", Path(__file__).parents[3] / "bench/nab_score.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main([str(tmp_path), "--jobs", "1", "--candidate", "strict:min_excess=1e9"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("catA", "catB", "ALL"))}
+    assert rows["catA"][1:4] == ["1", "1", "1"]  # files, windows, hit
+    assert rows["catB"][3] == "0"  # its window holds no shift: missed
+    assert "alert rows on artificialNoAnomaly" in out and "heldOut" not in out
+    assert "held out catA" in out and "held out catB" in out
+    strict = next(line for line in out.splitlines() if line.startswith("strict"))
+    assert "(-" in strict  # a detector that never opens loses the catA window: a negative delta
