@@ -58,6 +58,7 @@ LAYERS: list[tuple[str, str]] = [
     # core: pure logic, typed values, settings; tested without services
     ("streams", "core"),
     ("streams.settings", "core"),
+    ("streams.backoff", "core"),
     ("streams.events", "core"),
     ("streams.events.*", "core"),
     ("streams.demand", "core"),
