@@ -1,11 +1,12 @@
 # Two commands do all the set-up on a fresh machine (Debian, Python >= 3.11, root or sudo):
 #   make demo   installs what is missing, then runs `touchpoint demo` on the embedded stack
-#   make test   installs what is missing, then runs the whole test suite (what CI runs)
+#   make test   installs what is missing, then lints, type-checks the core and runs every test and
+#               doctest (what CI runs)
 VENV  := .venv
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: setup demo test test-unit stack-down clean
+.PHONY: setup demo test check test-unit stack-down clean
 
 $(STAMP): pyproject.toml requirements.lock scripts/install-system-deps.sh
 	bash scripts/install-system-deps.sh
@@ -19,8 +20,13 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/touchpoint demo
 
-test: setup
+test: check
 	$(VENV)/bin/python -m pytest
+
+# Lint and type check: fast, so they run first and a style or type error fails before the suite.
+check: setup
+	$(VENV)/bin/ruff check streams tests bench
+	$(VENV)/bin/python -m mypy
 
 test-unit: setup
 	$(VENV)/bin/python -m pytest -m "not integration"
