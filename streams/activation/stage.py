@@ -1,0 +1,148 @@
+"""The activation stage: computed traits folded with the profile, audiences and profile updates
+decided when a changed profile value is about to be written. Faust-free (unit-tested with bytes).
+
+Two entry points, used by the profiles agent (streams/profiles/agent.py):
+
+- :meth:`ActivationStage.decide` wraps :meth:`ProfileStage.decide`: an applied event is folded
+  into the computed-trait state ``ax`` of the new value, an absorbed profile's ``ax`` is merged
+  (exactly once, because the profile stage folds an absorb once), and the control record
+  ``{"control": "activate"}`` (sent by the re-evaluation timer for profiles whose traits depend
+  on time) passes the current value on unchanged so it is settled again.
+- :meth:`ActivationStage.settle` is called once per record for every key whose value changed,
+  with the value stored before the record and the value about to be written. It evaluates the
+  computed traits and audiences at ``now``, and returns the value to write (``ax.m`` and ``ax.h``
+  updated) with the records to produce first: audience changes on ``<ns>.audiences`` and the
+  profile update on ``<ns>.profile-updates`` (a redirect when merged away, Kafka tombstones for
+  the profile and every id merged into it when erased).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from streams.activation import audiences as A
+from streams.activation import traits as TR
+from streams.activation.definitions import Definitions
+from streams.profiles.profile import decode, encode, render
+from streams.profiles.stage import Decision, ProfileStage
+
+__all__ = ["ActivationStage", "Out", "AUDIENCES", "PROFILE_UPDATES", "UPDATE_SCHEMA"]
+
+AUDIENCES = "audiences"
+PROFILE_UPDATES = "profile-updates"
+UPDATE_SCHEMA = "touchpoint.profile-update/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """A record to produce on one of the activation topics (logical name), keyed by profile id."""
+
+    topic: str
+    key: str
+    value: bytes | None  # None = a Kafka tombstone (erasure on the compacted profile-updates)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ActivationStage:
+    """Wraps the profile stage; holds only configuration (definitions and a clock)."""
+
+    def __init__(self, inner: ProfileStage, defs: Definitions, clock: Callable[[], int] = _now_ms) -> None:
+        self.inner = inner
+        self.defs = defs
+        self.clock = clock
+
+    def decide(self, key: str, current: bytes | None, raw: bytes | dict[str, Any] | None, offset: int) -> Decision:
+        msg: Any = raw
+        if not isinstance(raw, dict):
+            try:
+                msg = orjson.loads(raw) if raw else None
+            except orjson.JSONDecodeError:
+                msg = None
+        if isinstance(msg, dict) and msg.get("control") == "activate":
+            if current is None or current.startswith(b'{"tomb"'):
+                return Decision("reevaluated")
+            return Decision("reevaluated", current)
+        d = self.inner.decide(key, current, msg if isinstance(msg, dict) else raw, offset)
+        if not self.defs.traits or d.value is None:
+            return d
+        if d.outcome == "applied":
+            state = decode(d.value)
+            TR.fold(state.setdefault("ax", {}), msg, self.defs)
+            return replace(d, value=encode(state))
+        if d.outcome == "absorbed":
+            other = (msg.get("state") or {}).get("ax")
+            if other:
+                state = decode(d.value)
+                TR.merge(state.setdefault("ax", {}), other, self.defs)
+                return replace(d, value=encode(state))
+        return d
+
+    # -- settling a written value ----------------------------------------------------------------
+
+    def settle(self, key: str, before: bytes | None, after: bytes) -> tuple[bytes, list[Out]]:
+        """The value to write for ``key`` and the records to produce (and land) before it."""
+        now = self.clock()
+        state = decode(after)
+        tomb = state.get("tomb")
+        if tomb is None:
+            return self._live(key, state, now)
+        prior = decode(before) if before else None
+        if prior is None or "tomb" in prior:
+            # Nothing was published for a live profile under this key since it stopped being live.
+            outs = [Out(PROFILE_UPDATES, key, None)] if tomb == "erased" else []
+            return after, outs
+        published = (prior.get("ax") or {}).get("m") or {}
+        outs = [Out(AUDIENCES, key, orjson.dumps(A.change_record(key, name, entered, k, now, self._purpose(name), tomb)))
+                for name, entered, k in A.diff(dict(published), set())]
+        if tomb == "merged":
+            outs.append(Out(PROFILE_UPDATES, key, orjson.dumps(
+                {"schema": UPDATE_SCHEMA, "type": "redirect", "profile_id": key, "redirect_to": state["into"], "ts_ms": now})))
+        else:  # erased: this id and every id folded into it (their redirects) leave the compacted topic
+            outs.extend(Out(PROFILE_UPDATES, pid, None) for pid in [key, *prior.get("ab", [])])
+        return after, outs
+
+    def _purpose(self, audience: str) -> str | None:
+        try:
+            return self.defs.audience(audience).purpose
+        except KeyError:
+            return None
+
+    def _live(self, key: str, state: dict[str, Any], now: int) -> tuple[bytes, list[Out]]:
+        ax = state.setdefault("ax", {})
+        computed = TR.evaluate(ax, self.defs, now)
+        inside = A.members(self.defs, state, computed)
+        published = ax.setdefault("m", {})
+        outs = [Out(AUDIENCES, key, orjson.dumps(A.change_record(key, name, entered, k, now, self._purpose(name), "evaluated")))
+                for name, entered, k in A.diff(published, inside)]
+        body = public_profile(key, state, computed, inside)
+        digest = hashlib.blake2b(orjson.dumps(body, option=orjson.OPT_SORT_KEYS), digest_size=6).hexdigest()
+        if ax.get("h") != digest:
+            ax["h"] = digest
+            outs.append(Out(PROFILE_UPDATES, key, orjson.dumps({"schema": UPDATE_SCHEMA, "type": "profile", "profile_id": key,
+                                                                "ts_ms": now, "profile": body})))
+        due = TR.due(ax, self.defs, now)
+        if due is None:
+            ax.pop("due", None)
+        else:
+            ax["due"] = due
+        return encode(state), outs
+
+
+def public_profile(key: str, state: dict[str, Any], computed: dict[str, Any], inside: set[str]) -> dict[str, Any]:
+    """The profile as downstream apps see it (profile-updates, customer page): the rendered
+    profile without its timeline, plus computed traits and audiences."""
+    body = render(key, state)
+    body.pop("timeline", None)
+    body.pop("profile_id", None)
+    body["computed_traits"] = computed
+    body["audiences"] = sorted(inside)
+    return body
