@@ -22,7 +22,7 @@ from streams.profiles.profile import funnel_stage, iso
 
 __all__ = ["members", "diff", "change_record", "idempotency_key", "lookup_for", "SCHEMA"]
 
-SCHEMA = "touchpoint.audience-change/1"
+SCHEMA = "touchpoint.audience-change.v1"
 
 
 def lookup_for(state: dict[str, Any], computed: dict[str, Any]) -> Callable[[str], Any]:

@@ -36,7 +36,7 @@ __all__ = ["ActivationStage", "Out", "AUDIENCES", "PROFILE_UPDATES", "UPDATE_SCH
 
 AUDIENCES = "audiences"
 PROFILE_UPDATES = "profile-updates"
-UPDATE_SCHEMA = "touchpoint.profile-update/1"
+UPDATE_SCHEMA = "touchpoint.profile-update.v1"
 
 
 @dataclass(frozen=True, slots=True)
