@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.activation.expr import BUILTINS, ExprError, compile_expr
+from streams.settings import SettingsError
 
 __all__ = ["TraitDef", "AudienceDef", "Definitions", "DefinitionsError", "load", "parse", "KINDS", "OF", "WHERE_FIELDS", "MAX_WINDOW_DAYS"]
 
@@ -42,7 +43,7 @@ WHERE_FIELDS = ("category", "channel", "region", "event", "type", "store")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
-class DefinitionsError(ValueError):
+class DefinitionsError(SettingsError):
     """The definitions file cannot be used; the message is one line."""
 
 

@@ -51,6 +51,9 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
     rules = getattr(ctx.identity, "rules", None)
     keep = (lambda f: not rules.is_blocked(parse(f))) if rules is not None else None
     stage = ProfileStage(Limits(), keep_identifier=keep)
+    activation = ctx.extras.get("activation")  # streams/activation/wiring.py: traits, audiences, profile-updates
+    if activation is not None:
+        stage = activation.wrap(stage)
     ctx.extras["profiles_table"] = table
     m = ctx.metrics
     counted = {o: m.profile_records.labels(o) for o in (*OUTCOMES, "error")}
@@ -77,6 +80,10 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
         # item. (table.data is only touched here, at run time: it builds the store and resolves
         # the event loop, which must not happen before the worker picks uvloop.)
         return table.data.get(key) if direct else table.get(key)
+
+    async def send_public(logical: str, key: bytes, value: bytes | None) -> Awaitable[Any]:
+        """A record on one of the activation topics (awaited with the record's must-land sends)."""
+        return await app.producer.send(s.topic(logical), key, value, partition=None, timestamp=None, headers=None)
 
     async def apply(key: bytes | None, record: Any, pos: int, message: Any, staged: dict[bytes, tuple[bytes, int | None]],
                     landing: list[Awaitable[Any]], outcomes: dict[str, int]) -> None:
@@ -118,6 +125,8 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                     except Exception:
                         outcomes["error"] += 1
                         log.exception("profiles: could not process %s/%s/%s item %d", message.topic, message.partition, message.offset, index)
+                if activation is not None and staged:
+                    await activation.settle(staged, stored, send_public, landing)
                 if landing:
                     # The writes make a replay skip this record, so the absorbs (and forwarded
                     # erasures) they depend on must be in Kafka first: one wait per record, not

@@ -1,0 +1,126 @@
+"""Thin Faust wiring of the activation stage (the pure parts are definitions, traits, audiences,
+stage). Three hooks, all called from streams/profiles/agent.py and streams/app.py:
+
+- :func:`prepare` (app.py, before the profiles agent is declared): load and validate the
+  definitions file, put an :class:`Activation` into ``ctx.extras["activation"]``.
+- :meth:`Activation.wrap` (profiles agent): the profile stage wrapped by the activation stage.
+- :meth:`Activation.settle` (profiles agent, per record, before the sends are awaited and the
+  writes made): every changed key is settled; its audience changes and profile update go through
+  the agent's producer and are awaited with the record's other must-land sends, so a value is
+  never in the changelog (which makes a replay skip its record) before its changes are in Kafka.
+- :func:`register` (app.py): the re-evaluation timer (``activate`` controls for profiles whose
+  traits depend on time, at most ``TOUCHPOINT_REEVALUATE_PER_TICK`` per tick) and the gauge of
+  members per audience.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+import orjson
+from prometheus_client import Counter, Gauge
+
+from streams.activation.definitions import Definitions, load
+from streams.activation.stage import ActivationStage
+from streams.kafka import topics as T
+from streams.profiles.bundle import key_partition
+from streams.profiles.profile import decode
+from streams.profiles.stage import ProfileStage
+
+__all__ = ["Activation", "prepare", "register", "TICK_S", "SCAN_PER_TICK"]
+
+log = logging.getLogger(__name__)
+
+TICK_S = 5.0
+SCAN_PER_TICK = 5000  # table values looked at per tick (a full pass feeds the gauge)
+_ACTIVATE = orjson.dumps({"control": "activate"})
+
+
+class Activation:
+    """One worker's activation layer: definitions, metrics, the wrapped stage."""
+
+    def __init__(self, defs: Definitions, registry: Any) -> None:
+        self.defs = defs
+        self.stage: ActivationStage | None = None
+        self.members = Gauge("touchpoint_audience_members", "Members per audience in the partitions this worker owns (updated once per scan of its table).",
+                             ["audience"], registry=registry)
+        self.changes = Counter("touchpoint_audience_changes", "Audience entries and exits published.", ["change"], registry=registry)
+        self.updates = Counter("touchpoint_profile_updates", "Records published on profile-updates, by type.", ["type"], registry=registry)
+        self.reevaluations = Counter("touchpoint_activation_reevaluations", "activate controls sent for profiles whose traits depend on time.", registry=registry)
+        for a in defs.audiences:
+            self.members.labels(a.name).set(0)
+        self._changed = {"entered": self.changes.labels("entered"), "exited": self.changes.labels("exited")}
+        self._updated = {k: self.updates.labels(k) for k in ("profile", "redirect", "tombstone")}
+
+    def wrap(self, inner: ProfileStage) -> ActivationStage:
+        self.stage = ActivationStage(inner, self.defs)
+        return self.stage
+
+    async def settle(self, staged: dict[bytes, tuple[bytes, Any]], stored: Callable[[bytes], bytes | None],
+                     send: Callable[[str, bytes, bytes | None], Awaitable[Any]], landing: list[Any]) -> None:
+        """Settle every staged key in place (its value gains the published state) and send its records."""
+        assert self.stage is not None
+        for key, (value, extra) in list(staged.items()):
+            new, outs = self.stage.settle(key.decode(), stored(key), value)
+            for out in outs:
+                landing.append(await send(out.topic, out.key.encode(), out.value))
+                if out.topic == T.AUDIENCES:
+                    self._changed["entered" if b'"change":"entered"' in (out.value or b"") else "exited"].inc()
+                else:
+                    self._updated["tombstone" if out.value is None else "redirect" if b'"type":"redirect"' in out.value else "profile"].inc()
+            staged[key] = (new, extra)
+
+
+def prepare(ctx: Any) -> Activation:
+    """Load the definitions (TOUCHPOINT_TRAITS; a bad file raises DefinitionsError, one line)."""
+    activation = Activation(load(ctx.settings.traits), ctx.metrics.registry)
+    ctx.extras["activation"] = activation
+    return activation
+
+
+def register(app: faust.App, ctx: Any) -> None:
+    """The re-evaluation timer and the members gauge (needs the profiles table)."""
+    activation: Activation = ctx.extras["activation"]
+    table = ctx.extras["profiles_table"]
+    s = ctx.settings
+    topic = s.topic(T.PROFILE_EVENTS)
+    direct = s.store.startswith("memory")
+    scan: dict[str, Any] = {"keys": [], "i": 0, "counts": {}}
+
+    @app.timer(TICK_S)
+    async def reevaluate() -> None:
+        try:
+            if app.rebalancing or not app.tables.recovery.completed.is_set():
+                return
+            if scan["i"] >= len(scan["keys"]):
+                if scan["keys"]:
+                    for a in activation.defs.audiences:
+                        activation.members.labels(a.name).set(scan["counts"].get(a.name, 0))
+                active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+                data = table.data if direct else table
+                scan["keys"] = [k for k in list(data.keys()) if key_partition(k, s.partitions) in active]
+                scan["i"], scan["counts"] = 0, {}
+            now = time.time_ns() // 1_000_000
+            sent = 0
+            chunk = scan["keys"][scan["i"]: scan["i"] + SCAN_PER_TICK]
+            scan["i"] += SCAN_PER_TICK
+            for key in chunk:
+                raw = table.data.get(key) if direct else table.get(key)
+                if not raw or raw.startswith(b'{"tomb"') or b'"ax"' not in raw:
+                    continue
+                ax = decode(raw).get("ax") or {}
+                for name, k in (ax.get("m") or {}).items():
+                    if k % 2:
+                        scan["counts"][name] = scan["counts"].get(name, 0) + 1
+                due = ax.get("due")
+                if due is not None and due <= now and sent < s.reevaluate_per_tick:
+                    await app.producer.send(topic, key, _ACTIVATE, partition=None, timestamp=None, headers=None)
+                    sent += 1
+            if sent:
+                activation.reevaluations.inc(sent)
+        except Exception:
+            log.exception("activation: re-evaluation tick failed")
