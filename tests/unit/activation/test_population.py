@@ -31,7 +31,7 @@ DAY = 86_400_000
 T0 = 1_767_225_600_000
 NOW = T0 + 130 * DAY + 15 * 3_600_000
 
-DEFS = parse("""
+DEFS_TEXT = """
 [traits.mask_orders_90d]
 kind = "count"
 of = "orders"
@@ -77,7 +77,8 @@ purpose = "none"
 [audiences.curious]
 when = "categories_30d >= 3 or (channel.pos >= 4 and units_7d > 0)"
 purpose = "marketing"
-""")
+"""
+DEFS = parse(DEFS_TEXT)
 
 # The same audiences written by hand over the oracle's values (v traits, c consent, ch channels).
 ORACLE_AUDIENCES = {
