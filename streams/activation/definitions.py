@@ -94,6 +94,7 @@ class Definitions:
     traits: tuple[TraitDef, ...] = ()
     audiences: tuple[AudienceDef, ...] = ()
     path: str = ""
+    destinations: tuple[Any, ...] = ()    # streams.activation.destinations.DestinationDef
 
     def trait(self, name: str) -> TraitDef:
         for t in self.traits:
@@ -139,9 +140,9 @@ def parse(text: str, path: str = "<definitions>") -> Definitions:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DefinitionsError(f"{path}: not valid TOML: {exc}") from None
-    unknown = set(doc) - {"traits", "audiences"}
+    unknown = set(doc) - {"traits", "audiences", "destinations"}
     if unknown:
-        raise DefinitionsError(f"{path}: unknown top-level table(s) {', '.join(sorted(unknown))}; expected [traits.NAME] and [audiences.NAME]")
+        raise DefinitionsError(f"{path}: unknown top-level table(s) {', '.join(sorted(unknown))}; expected [traits.NAME], [audiences.NAME], [destinations.NAME]")
     traits_doc = _table(doc.get("traits", {}), path, "traits")
     traits: list[TraitDef] = []
     for name, body in traits_doc.items():
@@ -157,7 +158,10 @@ def parse(text: str, path: str = "<definitions>") -> Definitions:
     audiences: list[AudienceDef] = []
     for name, body in _table(doc.get("audiences", {}), path, "audiences").items():
         audiences.append(_audience(path, name, body, known))
-    return Definitions(tuple(traits), tuple(audiences), path)
+    from streams.activation.destinations import parse_destinations
+
+    destinations = parse_destinations(doc.get("destinations", {}), path, {a.name for a in audiences}, DefinitionsError)
+    return Definitions(tuple(traits), tuple(audiences), path, destinations)
 
 
 def traits_by(traits: list[TraitDef], name: str) -> TraitDef:

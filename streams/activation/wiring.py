@@ -15,6 +15,7 @@ stage). Three hooks, all called from streams/profiles/agent.py and streams/app.p
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,7 @@ import faust
 import orjson
 from prometheus_client import Counter, Gauge
 
-from streams.activation.definitions import Definitions, load
+from streams.activation.definitions import Definitions, DefinitionsError, load
 from streams.activation.stage import ActivationStage
 from streams.kafka import topics as T
 from streams.profiles.bundle import key_partition
@@ -77,7 +78,10 @@ class Activation:
 
 def prepare(ctx: Any) -> Activation:
     """Load the definitions (TOUCHPOINT_TRAITS; a bad file raises DefinitionsError, one line)."""
-    activation = Activation(load(ctx.settings.traits), ctx.metrics.registry)
+    defs = load(ctx.settings.traits)
+    if any(d.kind == "webhook" for d in defs.destinations) and not ctx.settings.webhook_secret:
+        raise DefinitionsError(f"{defs.path}: webhook destinations need TOUCHPOINT_WEBHOOK_SECRET (the key their requests are signed with)")
+    activation = Activation(defs, ctx.metrics.registry)
     ctx.extras["activation"] = activation
     return activation
 
@@ -90,6 +94,8 @@ def register(app: faust.App, ctx: Any) -> None:
     topic = s.topic(T.PROFILE_EVENTS)
     direct = s.store.startswith("memory")
     scan: dict[str, Any] = {"keys": [], "i": 0, "counts": {}}
+    if activation.defs.destinations:
+        _forward(app, ctx, activation)
 
     @app.timer(TICK_S)
     async def reevaluate() -> None:
@@ -124,3 +130,32 @@ def register(app: faust.App, ctx: Any) -> None:
                 activation.reevaluations.inc(sent)
         except Exception:
             log.exception("activation: re-evaluation tick failed")
+
+
+def _forward(app: faust.App, ctx: Any, activation: Activation) -> None:
+    """One forwarder per destination, in every worker (the destination's consumer group shares the
+    partitions of the public streams among the workers)."""
+    from streams.activation.forwarder import Forwarder
+
+    counter = Counter("touchpoint_destination_deliveries", "Deliveries to destinations by outcome (delivered, dead_lettered).",
+                      ["destination", "outcome"], registry=ctx.metrics.registry)
+    forwarders = [Forwarder(ctx.settings, d, counter) for d in activation.defs.destinations]
+
+    async def keep_running(f: Forwarder) -> None:
+        while not f.stopped:
+            try:
+                await f.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("destination %s: forwarder failed; restarting in 2 s (uncommitted records are re-delivered)", f.dest.name)
+                await asyncio.sleep(2.0)
+
+    @app.task
+    async def forward() -> None:
+        await asyncio.gather(*(keep_running(f) for f in forwarders))
+
+    @app.on_before_shutdown.connect
+    async def _stop(sender: Any, *args: Any, **kwargs: Any) -> None:
+        for f in forwarders:
+            f.stop()
