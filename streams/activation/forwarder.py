@@ -30,6 +30,8 @@ __all__ = ["Forwarder", "redrive", "group_of"]
 
 log = logging.getLogger(__name__)
 
+COMMIT_EVERY_S = 1.0
+
 
 def group_of(settings: Settings, dest: DestinationDef) -> str:
     return f"{settings.namespace}.destinations.{dest.name}"
@@ -63,8 +65,26 @@ class Forwarder:
             self._session = aiohttp.ClientSession()
             send = webhook_sender(self.dest, self.settings.webhook_secret, self._session, time.time)
         else:
+            await self._ensure_topic()
             send = self._kafka_send
         self.deliverer = Deliverer(self.dest, send)
+
+    async def _ensure_topic(self) -> None:
+        """The Kafka destination's topic, created like the project's own (brokers may not auto-create)."""
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.errors import TopicAlreadyExistsError
+
+        s = self.settings
+        admin = AIOKafkaAdminClient(**client_options(s))
+        await admin.start()
+        try:
+            if s.topic(self.dest.topic) not in set(await admin.list_topics()):
+                try:
+                    await admin.create_topics([NewTopic(s.topic(self.dest.topic), num_partitions=s.partitions, replication_factor=s.replication_factor)])
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            await admin.close()
 
     async def close_clients(self) -> None:
         if self._session is not None:
@@ -94,14 +114,40 @@ class Forwarder:
             self.counter.labels(self.dest.name, "delivered" if outcome.delivered else "dead_lettered").inc()
         return outcome
 
-    async def _partition(self, stream: str, records: list[Any]) -> None:
+    async def _partition(self, tp: Any, stream: str, records: list[Any], done: dict[Any, int]) -> None:
         for r in records:  # in order: the next record of this partition waits for this one
             record = None if r.value is None else orjson.loads(r.value)
-            if not self.dest.wants(stream, record):
-                continue
-            source = f"{r.topic}/{r.partition}/{r.offset}"
-            key = r.key.decode() if r.key else ""
-            await self.handle(Delivery(stream, key, record, idempotency_key_for(stream, record, source), source))
+            if self.dest.wants(stream, record):
+                source = f"{r.topic}/{r.partition}/{r.offset}"
+                key = r.key.decode() if r.key else ""
+                await self.handle(Delivery(stream, key, record, idempotency_key_for(stream, record, source), source))
+            done[tp] = r.offset + 1  # delivered or dead-lettered (acknowledged): safe to commit
+
+    async def _commit(self, consumer: AIOKafkaConsumer, done: dict[Any, int]) -> None:
+        if not done:
+            return
+        try:
+            await consumer.commit(dict(done))
+        except CommitFailedError:
+            log.info("destination %s: partitions moved before the commit; the new owner re-delivers (same keys)", self.dest.name)
+        done.clear()
+
+    async def _process(self, consumer: AIOKafkaConsumer, topics: dict[str, str], batches: dict[Any, list[Any]]) -> None:
+        """Deliver a fetched batch, committing progress every COMMIT_EVERY_S while it takes long
+        (a slow or failing receiver): a crash then re-delivers at most that much."""
+        done: dict[Any, int] = {}
+        work = asyncio.ensure_future(asyncio.gather(*(self._partition(tp, topics[tp.topic], records, done) for tp, records in batches.items())))
+        try:
+            while True:
+                finished, _ = await asyncio.wait({work}, timeout=COMMIT_EVERY_S)
+                if finished:
+                    work.result()
+                    break
+                await self._commit(consumer, done)
+        finally:
+            if not work.done():
+                work.cancel()
+        await self._commit(consumer, done)
 
     async def run(self) -> None:
         s = self.settings
@@ -112,14 +158,10 @@ class Forwarder:
         await consumer.start()
         try:
             while not self._stop.is_set():
-                batches = await consumer.getmany(timeout_ms=500, max_records=500)
+                batches = await consumer.getmany(timeout_ms=500, max_records=200)
                 if not batches:
                     continue
-                await asyncio.gather(*(self._partition(topics[tp.topic], records) for tp, records in batches.items()))
-                try:
-                    await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
-                except CommitFailedError:
-                    log.info("destination %s: partitions moved before the commit; the new owner re-delivers (same keys)", self.dest.name)
+                await self._process(consumer, topics, batches)
         finally:
             await consumer.stop()
             await self.close_clients()
