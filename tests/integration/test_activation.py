@@ -52,7 +52,8 @@ def seeded_traffic(now_ms: int, n: int = 1500) -> list[dict]:
     return events
 
 
-def expected(settings, events: list[dict], now_ms: int, erased: set[str] = frozenset()) -> dict[str, set[str]]:
+def groups_of(settings, events: list[dict], now_ms: int) -> dict[str, list[dict]]:
+    """The normalised events of each final profile (the identity graph's components)."""
     normalizer = Normalizer(PiiHasher(settings.pii_key), settings.default_phone_region)
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     groups: dict[str, list[dict]] = defaultdict(list)
@@ -64,8 +65,12 @@ def expected(settings, events: list[dict], now_ms: int, erased: set[str] = froze
             continue
         assert len(pids) == 1
         groups[pids.pop()].append(t.to_dict())
+    return groups
+
+
+def expected(settings, events: list[dict], now_ms: int, erased: set[str] = frozenset()) -> dict[str, set[str]]:
     out = {name: set() for name in ORACLE_AUDIENCES}
-    for pid, evs in groups.items():
+    for pid, evs in groups_of(settings, events, now_ms).items():
         if pid in erased:
             continue
         values = oracle.traits(DEFS, evs, now_ms)
@@ -121,6 +126,8 @@ def test_audiences_exact_after_traffic_restart_and_erasure(settings, start_worke
     assert metric_sum(metrics, "touchpoint_profile_records_total", outcome="absorbed") > 0  # merges happened
     assert metric_sum(metrics, "touchpoint_audience_changes_total", change="entered") >= sum(len(v) for v in want.values())
 
+    customer_page_in_chromium(settings, w1, events, want, now_ms, tmp_path)
+
     # Restart: every worker replaced; the recovered tables publish no change, members stay exact.
     w1.stop()
     w2.stop()
@@ -156,3 +163,46 @@ def test_audiences_exact_after_traffic_restart_and_erasure(settings, start_worke
     for pid in victims:
         assert latest.get(pid, "absent") is None, pid
     print(f"\n[activation] {len(events)} events, members {({k: len(v) for k, v in want.items()})}, {time.monotonic() - started:.1f}s")
+
+
+def customer_page_in_chromium(settings, worker, events, want, now_ms, tmp_path) -> None:
+    """The customer page of an audience member, rendered by headless Chromium: audiences and
+    computed traits as the oracle says, identifiers with emails and phones never shown raw."""
+    from tests.integration.test_observability import render
+
+    profiles = {r.key.decode(): orjson.loads(r.value)["profile"] for r in read_all(settings, "profile-updates")
+                if r.value and orjson.loads(r.value)["type"] == "profile"}
+    members_of = defaultdict(set)
+    for name, pids in want.items():
+        for pid in pids:
+            members_of[pid].add(name)
+
+    def ids(pid: str) -> set[str]:
+        return {i["type"] for i in profiles[pid]["identifiers"]}
+
+    pid = max((p for p in members_of if p in profiles and {"user_id", "email"} <= ids(p)), key=lambda p: (len(members_of[p]), p))
+    user = next(i["value"] for i in profiles[pid]["identifiers"] if i["type"] == "user_id")
+    person = next(p for p in Population(80, seed=18).people if p.user_id == user)
+    dom = render(f"{worker.url}/customers?id=user_id:{user}", tmp_path / "chromium", tmp_path / "customer.png")
+    text = " ".join(dom.text)
+    assert dom.find("div", id="status")[0]["data-state"] == "ok", text
+    assert dom.find("body", data_loaded="true")
+    assert {a["data-audience"] for a in dom.find("li", **{"class": "audience"})} == members_of[pid]
+    shown = {r["data-trait"]: r["data-value"] for r in dom.find("tr", **{"class": "trait"})}
+    assert set(shown) == {t.name for t in DEFS.traits}
+    for name, value in oracle.traits(DEFS, groups_of(settings, events, now_ms)[pid], now_ms).items():
+        if value is None:
+            assert shown[name] == "", name
+        elif isinstance(value, str):
+            assert shown[name] == value, name
+        else:
+            assert float(shown[name]) == value, name
+    for email_like in (person.email, person.email.lower(), person.phone):
+        assert email_like not in text and email_like not in str(dom.elements)
+    masked = dom.find("tr", **{"class": "identifier", "data_type": "email"})
+    assert masked and all(r["data-masked"] == "true" for r in masked)
+    hashed = next(i["value"] for i in profiles[pid]["identifiers"] if i["type"] == "email")
+    assert hashed not in text  # not even the keyed hash is shown whole
+    assert (tmp_path / "customer.png").stat().st_size > 10_000
+    print(f"\n[customer page] {pid}: audiences {sorted(members_of[pid])}, screenshot {tmp_path / 'customer.png'}")
+
