@@ -30,7 +30,7 @@ from streams.activation import audiences as A
 from streams.activation import traits as TR
 from streams.activation.definitions import Definitions
 from streams.profiles.profile import decode, encode, render
-from streams.profiles.stage import Decision, ProfileStage
+from streams.profiles.stage import Decision, ProfileStage, Send
 
 __all__ = ["ActivationStage", "Out", "AUDIENCES", "PROFILE_UPDATES", "UPDATE_SCHEMA"]
 
@@ -59,6 +59,8 @@ class ActivationStage:
         self.inner = inner
         self.defs = defs
         self.clock = clock
+        # key -> events / absorbed trait states decided since the key was last settled
+        self._pending: dict[str, list[dict[str, Any]]] = {}
 
     def decide(self, key: str, current: bytes | None, raw: bytes | dict[str, Any] | None, offset: int) -> Decision:
         msg: Any = raw
@@ -72,19 +74,39 @@ class ActivationStage:
                 return Decision("reevaluated")
             return Decision("reevaluated", current)
         d = self.inner.decide(key, current, msg if isinstance(msg, dict) else raw, offset)
-        if not self.defs.traits or d.value is None:
+        if not self.defs.traits:
             return d
-        if d.outcome == "applied":
-            state = decode(d.value)
-            TR.fold(state.setdefault("ax", {}), msg, self.defs)
-            return replace(d, value=encode(state))
-        if d.outcome == "absorbed":
+        outcome = d.outcome
+        if outcome == "applied":
+            # Folded into the computed-trait state when the key is settled (one decode and encode
+            # per key and record instead of one per event); folds commute, so the order is free.
+            self._pending.setdefault(key, []).append(msg)
+        elif outcome == "absorbed":
             other = (msg.get("state") or {}).get("ax")
             if other:
-                state = decode(d.value)
-                TR.merge(state.setdefault("ax", {}), other, self.defs)
-                return replace(d, value=encode(state))
+                self._pending.setdefault(key, []).append({"ax": other})
+        elif outcome == "merged" and key in self._pending and d.sends:
+            d = replace(d, sends=tuple(self._with_pending(key, send) for send in d.sends))
+        elif outcome == "erased":
+            self._pending.pop(key, None)
         return d
+
+    def _with_pending(self, key: str, send: Send) -> Send:
+        """The absorb of a profile merged away in the record that also changed it: its state must
+        carry the computed-trait folds still pending for it."""
+        msg = orjson.loads(send.value)
+        state = msg.get("state")
+        if msg.get("control") != "absorb" or not isinstance(state, dict):
+            return send
+        self._apply_pending(key, state.setdefault("ax", {}))
+        return replace(send, value=orjson.dumps(msg))
+
+    def _apply_pending(self, key: str, ax: dict[str, Any]) -> None:
+        for item in self._pending.pop(key, ()):
+            if "ax" in item and "ts_ms" not in item:
+                TR.merge(ax, item["ax"], self.defs)
+            else:
+                TR.fold(ax, item, self.defs)
 
     # -- settling a written value ----------------------------------------------------------------
 
@@ -94,7 +116,9 @@ class ActivationStage:
         state = decode(after)
         tomb = state.get("tomb")
         if tomb is None:
+            self._apply_pending(key, state.setdefault("ax", {}))
             return self._live(key, state, now)
+        self._pending.pop(key, None)
         prior = decode(before) if before else None
         if prior is None or "tomb" in prior:
             # Nothing was published for a live profile under this key since it stopped being live.
@@ -123,10 +147,13 @@ class ActivationStage:
         published = ax.setdefault("m", {})
         outs = [Out(AUDIENCES, key, orjson.dumps(A.change_record(key, name, entered, k, now, self._purpose(name), "evaluated")))
                 for name, entered, k in A.diff(published, inside)]
-        body = public_profile(key, state, computed, inside)
-        digest = hashlib.blake2b(orjson.dumps(body, option=orjson.OPT_SORT_KEYS), digest_size=6).hexdigest()
+        # The public profile is a function of the records folded (the event count and the ids
+        # absorbed change with every one) and of the computed traits and audiences (which change
+        # with time too): a digest of those says whether an update is due without rendering it.
+        digest = hashlib.blake2b(orjson.dumps([state["n"], state["ab"], computed, sorted(inside)]), digest_size=6).hexdigest()
         if ax.get("h") != digest:
             ax["h"] = digest
+            body = public_profile(key, state, computed, inside)
             outs.append(Out(PROFILE_UPDATES, key, orjson.dumps({"schema": UPDATE_SCHEMA, "type": "profile", "profile_id": key,
                                                                 "ts_ms": now, "profile": body})))
         due = TR.due(ax, self.defs, now)
@@ -138,11 +165,15 @@ class ActivationStage:
 
 
 def public_profile(key: str, state: dict[str, Any], computed: dict[str, Any], inside: set[str]) -> dict[str, Any]:
-    """The profile as downstream apps see it (profile-updates, customer page): the rendered
-    profile without its timeline, plus computed traits and audiences."""
-    body = render(key, state)
-    body.pop("timeline", None)
-    body.pop("profile_id", None)
+    """The profile as downstream apps see it (profile-updates): what ``render`` gives without
+    the timeline (rendering its 50 timestamps was most of the cost), plus computed traits and audiences."""
+    tl = state["tl"]
+    state["tl"] = []
+    try:
+        body = render(key, state)
+    finally:
+        state["tl"] = tl
+    del body["timeline"], body["profile_id"]
     body["computed_traits"] = computed
     body["audiences"] = sorted(inside)
     return body

@@ -11,6 +11,7 @@ from pathlib import Path
 import jsonschema
 import orjson
 
+from streams.activation import traits as TR
 from streams.activation.definitions import parse
 from streams.activation.stage import AUDIENCES, PROFILE_UPDATES, ActivationStage
 from streams.events.model import Touchpoint
@@ -119,17 +120,25 @@ class Bus:
     def send(self, key, value):
         self.logs[self.part(key)].append((key, value))
 
-    def step(self, p):
-        if self.pos[p] >= len(self.logs[p]):
-            return False
-        key, value = self.logs[p][self.pos[p]]
-        before = self.table.get(key)
-        d = self.stage.decide(key, before, value, self.pos[p])
-        self.outcomes[d.outcome] = self.outcomes.get(d.outcome, 0) + 1
-        for s in d.sends:
-            self.send(s.key, s.value)
-        if d.value is not None:
-            new, outs = self.stage.settle(key, before, d.value)
+    def step(self, p, items=1):
+        """Process up to ``items`` records of partition p as one agent record (a bundle): decide
+        each against the staged value, then settle every changed key once, produce, write."""
+        staged = {}
+        for _ in range(items):
+            if self.pos[p] >= len(self.logs[p]):
+                break
+            key, value = self.logs[p][self.pos[p]]
+            current = staged[key] if key in staged else self.table.get(key)
+            d = self.stage.decide(key, current, value, self.pos[p])
+            self.outcomes[d.outcome] = self.outcomes.get(d.outcome, 0) + 1
+            for s in d.sends:
+                self.send(s.key, s.value)
+            if d.value is not None:
+                staged[key] = d.value
+            self.pos[p] += 1
+        for key, value in staged.items():
+            before = self.table.get(key)
+            new, outs = self.stage.settle(key, before, value)
             for o in outs:
                 record = None if o.value is None else orjson.loads(o.value)
                 if o.topic == AUDIENCES:
@@ -145,8 +154,7 @@ class Bus:
                     self.updates[o.key] = record
             self.history[p].append((self.pos[p], key, before))
             self.table[key] = new
-        self.pos[p] += 1
-        return True
+        return bool(staged) or self.pos[p] < len(self.logs[p])
 
     def commit(self, p):
         self.committed[p] = self.pos[p]
@@ -168,8 +176,8 @@ class Bus:
             if not ready:
                 return
             p = rng.choice(ready)
-            for _ in range(rng.randint(1, 5)):
-                self.step(p)
+            for _ in range(rng.randint(1, 3)):
+                self.step(p, items=rng.randint(1, 8))
             r = rng.random()
             if r < crash_rate:
                 self.crash(p, rng)
@@ -225,7 +233,7 @@ def generate(seed, n, bus, rng):
         if rng.random() < 0.1:  # ingest re-emits (redelivery): a duplicate the stage must drop
             bus.send(res.profile_id, t.to_bytes())
         for _ in range(rng.randint(0, 4)):
-            bus.step(rng.randrange(len(bus.logs)))
+            bus.step(rng.randrange(len(bus.logs)), items=rng.randint(1, 6))
     return graph, touchpoints
 
 
@@ -301,3 +309,28 @@ def test_members_are_exact_after_traffic_restart_slide_and_erasure():
         assert all(bus.kinds.get(k, 0) > 0 for k in ("profile", "redirect", "tombstone")), bus.kinds  # all validated
         assert {r["reason"] for r in bus.audiences} == {"evaluated", "merged", "erased"}
     assert all(n > 0 for n in sizes.values()), sizes  # every audience had members to get right
+
+
+def test_a_profile_changed_and_merged_away_in_one_record_carries_its_pending_traits():
+    """B gets an event and is merged into A within one agent record (one bundle): the absorb sent
+    to A must hold B's computed-trait state including that event, settled or not."""
+    stage = ActivationStage(ProfileStage(), DEFS, lambda: NOW)
+
+    def order(i, pid):
+        return orjson.dumps({"message_id": f"m{i}", "type": "track", "ts_ms": NOW - i * DAY, "identifiers": [f"user_id:{pid}"],
+                             "event": "Order Completed", "order_id": f"o{i}", "revenue": 100.0, "currency": "CNY",
+                             "category": "masks", "region": "hubei", "profile_id": pid, "source": f"t/0/{i}"})
+
+    b1 = stage.decide("B", None, order(1, "B"), 0).value
+    b1, _ = stage.settle("B", None, b1)
+    # one record: another event for B, then B's merge into A (nothing settled in between)
+    staged = stage.decide("B", b1, order(2, "B"), 1).value
+    merged = stage.decide("B", staged, orjson.dumps({"control": "merge", "from": "B", "into": "A", "message_id": "x", "ts_ms": NOW}), 2)
+    assert merged.outcome == "merged"
+    _, outs = stage.settle("B", b1, merged.value)
+    assert {orjson.loads(o.value)["change"] for o in outs if o.topic == AUDIENCES} <= {"exited"}
+    a = stage.decide("A", None, order(3, "A"), 0).value
+    absorbed = stage.decide("A", a, merged.sends[0].value, 1)
+    value, _ = stage.settle("A", None, absorbed.value)
+    computed = TR.evaluate(decode(value)["ax"], DEFS, NOW)
+    assert computed["mask_orders_90d"] == 3 and computed["revenue_30d"] == 300.0
