@@ -59,8 +59,11 @@ class ActivationStage:
         self.inner = inner
         self.defs = defs
         self.clock = clock
-        # key -> events / absorbed trait states decided since the key was last settled
-        self._pending: dict[str, list[dict[str, Any]]] = {}
+        # key -> (the value bytes the last decision staged, events / absorbed trait states decided
+        # on the way to it since the key was last settled). Tied to those bytes by identity: a
+        # record interrupted between decide and settle (cancelled, failed) leaves an entry whose
+        # bytes are not what the key is decided or settled against next, so it is dropped.
+        self._pending: dict[str, tuple[bytes | None, list[dict[str, Any]]]] = {}
 
     def decide(self, key: str, current: bytes | None, raw: bytes | dict[str, Any] | None, offset: int) -> Decision:
         msg: Any = raw
@@ -76,33 +79,37 @@ class ActivationStage:
         d = self.inner.decide(key, current, msg if isinstance(msg, dict) else raw, offset)
         if not self.defs.traits:
             return d
+        held = self._pending.get(key)
+        if held is not None and held[0] is not current:
+            del self._pending[key]  # left by an interrupted record: its events are decided again
+            held = None
         outcome = d.outcome
-        if outcome == "applied":
+        if outcome == "applied" or (outcome == "absorbed" and (msg.get("state") or {}).get("ax")):
             # Folded into the computed-trait state when the key is settled (one decode and encode
             # per key and record instead of one per event); folds commute, so the order is free.
-            self._pending.setdefault(key, []).append(msg)
-        elif outcome == "absorbed":
-            other = (msg.get("state") or {}).get("ax")
-            if other:
-                self._pending.setdefault(key, []).append({"ax": other})
-        elif outcome == "merged" and key in self._pending and d.sends:
-            d = replace(d, sends=tuple(self._with_pending(key, send) for send in d.sends))
+            item = msg if outcome == "applied" else {"ax": msg["state"]["ax"]}
+            self._pending[key] = (d.value, [*(held[1] if held else ()), item])
+        elif held is not None and d.value is not None:
+            self._pending[key] = (d.value, held[1])  # e.g. absorbed without traits: still pending
+        if outcome == "merged" and held is not None and d.sends:
+            d = replace(d, sends=tuple(self._with_pending(key, send, held[1]) for send in d.sends))
+            self._pending.pop(key, None)
         elif outcome == "erased":
             self._pending.pop(key, None)
         return d
 
-    def _with_pending(self, key: str, send: Send) -> Send:
+    def _with_pending(self, key: str, send: Send, items: list[dict[str, Any]]) -> Send:
         """The absorb of a profile merged away in the record that also changed it: its state must
         carry the computed-trait folds still pending for it."""
         msg = orjson.loads(send.value)
         state = msg.get("state")
         if msg.get("control") != "absorb" or not isinstance(state, dict):
             return send
-        self._apply_pending(key, state.setdefault("ax", {}))
+        self._apply(items, state.setdefault("ax", {}))
         return replace(send, value=orjson.dumps(msg))
 
-    def _apply_pending(self, key: str, ax: dict[str, Any]) -> None:
-        for item in self._pending.pop(key, ()):
+    def _apply(self, items: list[dict[str, Any]], ax: dict[str, Any]) -> None:
+        for item in items:
             if "ax" in item and "ts_ms" not in item:
                 TR.merge(ax, item["ax"], self.defs)
             else:
@@ -114,11 +121,12 @@ class ActivationStage:
         """The value to write for ``key`` and the records to produce (and land) before it."""
         now = self.clock()
         state = decode(after)
+        held = self._pending.pop(key, None)
         tomb = state.get("tomb")
         if tomb is None:
-            self._apply_pending(key, state.setdefault("ax", {}))
+            if held is not None and held[0] is after:
+                self._apply(held[1], state.setdefault("ax", {}))
             return self._live(key, state, now)
-        self._pending.pop(key, None)
         prior = decode(before) if before else None
         if prior is None or "tomb" in prior:
             # Nothing was published for a live profile under this key since it stopped being live.

@@ -40,7 +40,9 @@ def seeded_traffic(now_ms: int, n: int = 1500) -> list[dict]:
     rng = random.Random(18)
     events = list(Population(80, seed=18).events(n, now_ms - 110 * DAY, 3000))
     for e in events:
-        ts = now_ms - rng.randint(0, 110) * DAY - rng.randint(3_600_000, DAY - 1)
+        # at least an hour from a whole number of days before now: the worker evaluates minutes
+        # after the oracle, and days_since must not tick over in between
+        ts = now_ms - rng.randint(0, 110) * DAY - rng.randint(3_600_000, DAY - 3_600_000)
         e["timestamp"] = datetime.fromtimestamp(ts / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         props = e.get("properties") or {}
         if e.get("event") == "Order Completed" and rng.random() < 0.4:  # known mask purchases

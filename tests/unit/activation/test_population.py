@@ -334,3 +334,16 @@ def test_a_profile_changed_and_merged_away_in_one_record_carries_its_pending_tra
     value, _ = stage.settle("A", None, absorbed.value)
     computed = TR.evaluate(decode(value)["ax"], DEFS, NOW)
     assert computed["mask_orders_90d"] == 3 and computed["revenue_30d"] == 300.0
+
+
+def test_a_record_interrupted_between_decide_and_settle_leaves_nothing_behind():
+    """The agent may stop a record after deciding its items (cancelled, sends not delivered): the
+    replay decides the same events again and they must be folded once, not twice."""
+    stage = ActivationStage(ProfileStage(), DEFS, lambda: NOW)
+    e = orjson.dumps({"message_id": "m1", "type": "track", "ts_ms": NOW - DAY, "identifiers": ["user_id:k"], "event": "Order Completed",
+                      "order_id": "o1", "revenue": 120.0, "currency": "CNY", "category": "masks", "profile_id": "K", "source": "t/0/1"})
+    stored = None
+    stage.decide("K", stored, e, 0)                 # interrupted: never settled, never written
+    replay = stage.decide("K", stored, e, 0).value  # the replay, against the same stored value
+    value, _ = stage.settle("K", stored, replay)
+    assert TR.evaluate(decode(value)["ax"], DEFS, NOW)["orders_90d"] == 1
