@@ -130,6 +130,15 @@ def test_audiences_exact_after_traffic_restart_and_erasure(settings, start_worke
 
     customer_page_in_chromium(settings, w1, events, want, now_ms, tmp_path)
 
+    # The members gauge (per worker, over the partitions it owns) adds up to the members.
+    def gauge() -> dict[str, float]:
+        text = "".join(w.get("/metrics")[1].decode() for w in (w1, w2))
+        return {name: metric_sum(text, "touchpoint_audience_members", audience=name) for name in want}
+    deadline = time.monotonic() + 30
+    while gauge() != {name: len(pids) for name, pids in want.items()} and time.monotonic() < deadline:
+        time.sleep(1)
+    assert gauge() == {name: len(pids) for name, pids in want.items()}
+
     # Restart: every worker replaced; the recovered tables publish no change, members stay exact.
     w1.stop()
     w2.stop()

@@ -20,7 +20,8 @@ from streams.activation.destinations import idempotency_key_for, verify
 from streams.cli.send import publish
 from streams.kafka.reading import read_to_end
 from tests.fixtures.stack import free_port, run_cli
-from tests.integration.test_activation import seeded_traffic
+from tests.integration.test_activation import expected as expected_members
+from tests.integration.test_activation import members, seeded_traffic
 from tests.unit.activation.test_population import DEFS_TEXT
 
 pytestmark = pytest.mark.integration
@@ -114,7 +115,8 @@ kind = "kafka"
 topic = "crm-inbox"
 ''')
         settings = settings.with_(traits=str(defs), webhook_secret=SECRET)
-        events = seeded_traffic(time.time_ns() // 1_000_000, n=900)
+        now_ms = time.time_ns() // 1_000_000
+        events = seeded_traffic(now_ms, n=900)
         w1 = start_worker(settings)
         asyncio.run(publish(settings, settings.topic("touchpoints"), [orjson.dumps(e) for e in events[:300]]))
         wait_for(lambda: dead_letters(settings) >= 30, 90, "the outage dead-lettered nothing")
@@ -128,6 +130,9 @@ topic = "crm-inbox"
         idle = run_cli(settings, "wait-idle", "--timeout", "120", "--settle", "2")
         assert idle.returncode == 0, idle.stderr.decode() + w2.log_tail()
 
+        # The kill -9 lost no audience change: members exact against the raw-event oracle.
+        want = expected_members(settings, events, now_ms)
+        assert members(settings) == want and any(want.values())
         expected = public_keys(settings)
         wait_for(lambda: destination_lag(settings, "crm") == 0, 120, "the forwarder did not catch up")
         missing_before = len(expected.keys() - receiver.accepted.keys())
