@@ -93,43 +93,68 @@ def register(app: faust.App, ctx: Any) -> None:
     s = ctx.settings
     topic = s.topic(T.PROFILE_EVENTS)
     direct = s.store.startswith("memory")
-    scan: dict[str, Any] = {"keys": [], "i": 0, "counts": {}}
+    scanner = Rescan(SCAN_PER_TICK, s.reevaluate_per_tick)
     if activation.defs.destinations:
         _forward(app, ctx, activation)
+
+    def active_keys() -> list[bytes]:
+        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+        data = table.data if direct else table
+        return [k for k in list(data.keys()) if key_partition(k, s.partitions) in active]
 
     @app.timer(TICK_S)
     async def reevaluate() -> None:
         try:
             if app.rebalancing or not app.tables.recovery.completed.is_set():
                 return
-            if scan["i"] >= len(scan["keys"]):
-                if scan["keys"]:
-                    for a in activation.defs.audiences:
-                        activation.members.labels(a.name).set(scan["counts"].get(a.name, 0))
-                active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
-                data = table.data if direct else table
-                scan["keys"] = [k for k in list(data.keys()) if key_partition(k, s.partitions) in active]
-                scan["i"], scan["counts"] = 0, {}
-            now = time.time_ns() // 1_000_000
-            sent = 0
-            chunk = scan["keys"][scan["i"]: scan["i"] + SCAN_PER_TICK]
-            scan["i"] += SCAN_PER_TICK
-            for key in chunk:
-                raw = table.data.get(key) if direct else table.get(key)
-                if not raw or raw.startswith(b'{"tomb"') or b'"ax"' not in raw:
-                    continue
-                ax = decode(raw).get("ax") or {}
-                for name, k in (ax.get("m") or {}).items():
-                    if k % 2:
-                        scan["counts"][name] = scan["counts"].get(name, 0) + 1
-                due = ax.get("due")
-                if due is not None and due <= now and sent < s.reevaluate_per_tick:
-                    await app.producer.send(topic, key, _ACTIVATE, partition=None, timestamp=None, headers=None)
-                    sent += 1
-            if sent:
-                activation.reevaluations.inc(sent)
+            get = table.data.get if direct else table.get
+            due, counts = scanner.tick(active_keys, get, time.time_ns() // 1_000_000)
+            if counts is not None:
+                for a in activation.defs.audiences:
+                    activation.members.labels(a.name).set(counts.get(a.name, 0))
+            for key in due:
+                await app.producer.send(topic, key, _ACTIVATE, partition=None, timestamp=None, headers=None)
+            if due:
+                activation.reevaluations.inc(len(due))
         except Exception:
             log.exception("activation: re-evaluation tick failed")
+
+
+class Rescan:
+    """The timer's bounded walk over the worker's profiles (pure: keys and values are passed in).
+
+    Each :meth:`tick` looks at the next ``per_tick`` keys of the current pass and returns the keys
+    whose traits are due for re-evaluation (``ax.due`` passed; at most ``max_due`` a tick; the
+    rest are found again next pass) and, when a pass ends, the members per audience it counted."""
+
+    def __init__(self, per_tick: int, max_due: int) -> None:
+        self.per_tick = per_tick
+        self.max_due = max_due
+        self.keys: list[bytes] = []
+        self.i = 0
+        self.counts: dict[str, int] = {}
+        self.fresh = True
+
+    def tick(self, keys: Callable[[], list[bytes]], get: Callable[[bytes], bytes | None], now_ms: int) -> tuple[list[bytes], dict[str, int] | None]:
+        finished = None
+        if self.i >= len(self.keys):
+            if not self.fresh:
+                finished = self.counts
+            self.keys, self.i, self.counts, self.fresh = keys(), 0, {}, False
+        due: list[bytes] = []
+        for key in self.keys[self.i: self.i + self.per_tick]:
+            raw = get(key)
+            if not raw or raw.startswith(b'{"tomb"') or b'"ax"' not in raw:
+                continue
+            ax = decode(raw).get("ax") or {}
+            for name, k in (ax.get("m") or {}).items():
+                if k % 2:
+                    self.counts[name] = self.counts.get(name, 0) + 1
+            when = ax.get("due")
+            if when is not None and when <= now_ms and len(due) < self.max_due:
+                due.append(key)
+        self.i += self.per_tick
+        return due, finished
 
 
 def _forward(app: faust.App, ctx: Any, activation: Activation) -> None:

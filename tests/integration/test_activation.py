@@ -148,6 +148,13 @@ def test_audiences_exact_after_traffic_restart_and_erasure(settings, start_worke
     wait_idle(settings, w3)
     assert len(read_all(settings, "audiences")) == before
     assert members(settings) == want
+    # What the re-evaluation timer sends when a window slides: an activate control per profile,
+    # processed in order by the profiles agent; nothing changed, so nothing is republished.
+    live = sorted({pid for pids in want.values() for pid in pids})
+    asyncio.run(publish(settings, settings.topic("profile-events"), [b'{"control":"activate"}'] * len(live), [p.encode() for p in live]))
+    wait_idle(settings, w3)
+    assert metric_sum(w3.get("/metrics")[1].decode(), "touchpoint_profile_records_total", outcome="reevaluated") == len(live)
+    assert len(read_all(settings, "audiences")) == before and members(settings) == want
 
     # Erasure: erased people leave every audience at once; their updates become tombstones.
     profiles = {r.key.decode(): orjson.loads(r.value) for r in read_all(settings, "profile-updates") if r.value}

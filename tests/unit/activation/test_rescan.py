@@ -1,0 +1,36 @@
+"""The re-evaluation timer's walk: bounded per tick, due profiles found, members counted per pass."""
+
+import orjson
+
+from streams.activation.wiring import Rescan
+
+
+def value(members=(), due=None, tomb=False):
+    if tomb:
+        return b'{"tomb":"erased","at":1,"po":1}'
+    ax = {"m": {name: k for name, k in members}}
+    if due is not None:
+        ax["due"] = due
+    return orjson.dumps({"v": 1, "n": 1, "ax": ax})
+
+
+def test_bounded_ticks_find_due_profiles_and_count_members_per_pass():
+    table = {b"a": value([("x", 1), ("y", 2)], due=100), b"b": value([("x", 3)], due=500), b"c": value(tomb=True),
+             b"d": value([("y", 1)], due=50), b"e": b'{"v":1,"n":3}'}
+    scan = Rescan(per_tick=2, max_due=1)
+    keys = lambda: sorted(table)  # noqa: E731
+    due1, counts = scan.tick(keys, table.get, now_ms=200)   # a, b: a due
+    assert due1 == [b"a"] and counts is None
+    due2, counts = scan.tick(keys, table.get, now_ms=200)   # c (tomb), d: d due
+    assert due2 == [b"d"] and counts is None
+    due3, counts = scan.tick(keys, table.get, now_ms=200)   # e (no activation state)
+    assert due3 == [] and counts is None
+    due4, counts = scan.tick(keys, table.get, now_ms=600)   # pass ended: counts; new pass starts with a, b
+    assert counts == {"x": 2, "y": 1}                       # x: a (k=1), b (k=3); y: d (k=1); a's y (k=2) exited
+    assert due4 == [b"a"]                                   # b is due too, but one a tick: found next pass
+
+
+def test_an_empty_table_still_reports_zero_members():
+    scan = Rescan(per_tick=10, max_due=10)
+    assert scan.tick(lambda: [], {}.get, 0) == ([], None)
+    assert scan.tick(lambda: [], {}.get, 0) == ([], {})
