@@ -51,6 +51,7 @@ class Activation:
                              ["audience"], registry=registry)
         self.changes = Counter("touchpoint_audience_changes", "Audience entries and exits published.", ["change"], registry=registry)
         self.updates = Counter("touchpoint_profile_updates", "Records published on profile-updates, by type.", ["type"], registry=registry)
+        self.errors = Counter("touchpoint_activation_errors", "Profiles written without settling their traits and audiences because settling raised (a bug: see the log).", registry=registry)
         self.reevaluations = Counter("touchpoint_activation_reevaluations", "activate controls sent for profiles whose traits depend on time.", registry=registry)
         for a in defs.audiences:
             self.members.labels(a.name).set(0)
@@ -66,7 +67,14 @@ class Activation:
         """Settle every staged key in place (its value gains the published state) and send its records."""
         assert self.stage is not None
         for key, (value, extra) in list(staged.items()):
-            new, outs = self.stage.settle(key.decode(), stored(key), value)
+            try:
+                new, outs = self.stage.settle(key.decode(), stored(key), value)
+            except Exception:
+                # A bug here must not stop the partition (the record would be replayed forever):
+                # the profile is written unsettled, counted and logged; its next change settles it.
+                self.errors.inc()
+                log.exception("activation: could not settle profile %s; written without its traits/audiences update", key[:64])
+                continue
             for out in outs:
                 landing.append(await send(out.topic, out.key.encode(), out.value))
                 if out.topic == T.AUDIENCES:

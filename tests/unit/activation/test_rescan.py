@@ -34,3 +34,34 @@ def test_an_empty_table_still_reports_zero_members():
     scan = Rescan(per_tick=10, max_due=10)
     assert scan.tick(lambda: [], {}.get, 0) == ([], None)
     assert scan.tick(lambda: [], {}.get, 0) == ([], {})
+
+
+def test_a_key_that_cannot_be_settled_is_written_unsettled_and_counted_not_replayed_forever():
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from streams.activation.definitions import Definitions
+    from streams.activation.stage import Out
+    from streams.activation.wiring import Activation
+
+    activation = Activation(Definitions(), CollectorRegistry())
+
+    class Stage:
+        def settle(self, key, before, after):
+            if key == "bad":
+                raise RuntimeError("boom")
+            return after + b"!", [Out("audiences", key, b"{}")]
+
+    activation.stage = Stage()
+    staged = {b"bad": (b"v1", None), b"good": (b"v2", None)}
+    sent, landing = [], []
+
+    async def send(topic, key, value):
+        sent.append((topic, key))
+        return "fut"
+
+    asyncio.run(activation.settle(staged, lambda k: None, send, landing))
+    assert staged == {b"bad": (b"v1", None), b"good": (b"v2!", None)}
+    assert sent == [("audiences", b"good")] and landing == ["fut"]
+    assert activation.errors._value.get() == 1
