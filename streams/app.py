@@ -113,7 +113,14 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
     ctx.extras["ordered"] = OrderedSources(app, settings, ctx.metrics)
     ingest_agent.register(app, ctx)
     demand_agent.register(app, ctx)
+    from streams.activation import wiring as activation
+
+    activation.prepare(ctx)  # the definitions file (TOUCHPOINT_TRAITS), validated before anything starts
     profiles.register(app, ctx)
+    activation.register(app, ctx)  # re-evaluation timer (window slides), members gauge
+    from streams.activation import customers
+
+    customers.register(app, ctx)  # /customers?id=TYPE:VALUE page for marketing staff
     views.register(app, ctx)
     identity_views.register(app, ctx)
     oncall.register(app, ctx)  # /oncall page and data, consumer-lag sampler

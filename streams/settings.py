@@ -145,6 +145,11 @@ class Settings:
     demand_dimensions: str = _setting("product,category,region,channel,category_region", "Dimensions the demand detector watches, comma-separated.")
     alertmanager_url: str = _setting("", "Alertmanager base URL (e.g. http://127.0.0.1:9093); when set, demand alerts are also posted to its API v2. Empty = off.", url=True)
 
+    # -- activation ------------------------------------------------------------------------
+    traits: str = _setting("", "Activation definitions file (TOML): computed traits, audiences and destinations (docs/activation.md). Empty = none.")
+    reevaluate_per_tick: int = _setting(500, "Most profiles whose computed traits depend on time a worker re-evaluates per 10 s tick (window slides).")
+    webhook_secret: str = _setting("", "Key of the HMAC-SHA256 signature (X-Touchpoint-Signature) on webhook destination requests; required when a webhook destination is defined.", secret=True)
+
     # -- embedded stack ---------------------------------------------------------------------
     stack_dir: str = _setting(_home(".local", "share", "touchpoint", "stack"), "Data, logs and pid files of the embedded Kafka and Redis.")
     cache_dir: str = _setting(_home(".cache", "touchpoint"), "Cache of the Kafka jars fetched from Maven Central.")

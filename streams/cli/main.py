@@ -17,7 +17,7 @@ __all__ = ["main"]
 # Development tools that run workers in throwaway namespaces: the public PII key is fine there.
 _DEV_COMMANDS = ("demo", "bench")
 _COMMANDS = ("stack", "worker", "send", "idle", "dlq", "simulate", "demo", "detect", "erase", "alerts", "profile", "collect", "bench", "identity",
-             "export")
+             "export", "audience", "destinations")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,8 @@ from aiokafka.errors import TopicAlreadyExistsError
 from streams.kafka.client import client_options
 from streams.settings import Settings, SettingsError
 
-__all__ = ["TopicSpec", "TOPICS", "ensure_topics", "INPUT", "DLQ", "IDENTITY_CHANGES", "PROFILE_EVENTS", "DEMAND_COUNTS", "ALERTS"]
+__all__ = ["TopicSpec", "TOPICS", "ensure_topics", "INPUT", "DLQ", "IDENTITY_CHANGES", "PROFILE_EVENTS", "DEMAND_COUNTS", "ALERTS",
+           "PROFILE_UPDATES", "AUDIENCES", "DESTINATIONS_DLQ"]
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,9 @@ IDENTITY_CHANGES = "identity.changes"
 PROFILE_EVENTS = "profile-events"
 DEMAND_COUNTS = "demand-counts"
 ALERTS = "alerts"
+PROFILE_UPDATES = "profile-updates"    # streams/activation (public, schemas/profile-update.v1.json)
+AUDIENCES = "audiences"                # streams/activation (public, schemas/audience-change.v1.json)
+DESTINATIONS_DLQ = "destinations.dlq"  # streams/activation/destinations.py: deliveries that failed after retries
 
 _DAY_MS = 86_400_000
 
@@ -43,6 +47,11 @@ TOPICS = (
     TopicSpec(PROFILE_EVENTS, "normalised, resolved events and merge/absorb/erase controls keyed by profile id", {"retention.ms": str(7 * _DAY_MS)}, consumed=True),
     TopicSpec(DEMAND_COUNTS, "partial demand counts per dimension key and event-time bucket", {"retention.ms": str(7 * _DAY_MS)}, consumed=True),
     TopicSpec(ALERTS, "demand-shift alert lifecycle records", {"retention.ms": str(90 * _DAY_MS)}),
+    TopicSpec(PROFILE_UPDATES, "public: the current profile per profile id, redirects of merged ids, tombstones of erased ones",
+              {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000", "delete.retention.ms": str(_DAY_MS)}),
+    # Consumed by the destinations forwarder (its own group, not the worker group: not "consumed" here).
+    TopicSpec(AUDIENCES, "public: audience entries and exits keyed by profile id", {"retention.ms": "-1"}),
+    TopicSpec(DESTINATIONS_DLQ, "destination deliveries that failed after retries (touchpoint destinations redrive)", {"retention.ms": str(30 * _DAY_MS)}),
 )
 
 

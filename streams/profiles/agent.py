@@ -55,7 +55,11 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                       partitions=s.partitions, help="live profile per profile id (tombstones for merged/erased)")
     rules = getattr(ctx.identity, "rules", None)
     keep = (lambda f: not rules.is_blocked(parse(f))) if rules is not None else None
-    stage = ProfileStage(Limits(max_bytes=s.profile_max_bytes), keep_identifier=keep)
+    profile_stage = ProfileStage(Limits(max_bytes=s.profile_max_bytes), keep_identifier=keep)
+    stage: Any = profile_stage
+    activation = ctx.extras.get("activation")  # streams/activation/wiring.py: traits, audiences, profile-updates
+    if activation is not None:
+        stage = activation.wrap(profile_stage)
     ctx.extras["profiles_table"] = table
     m = ctx.metrics
     counted = {o: m.profile_records.labels(o) for o in (*OUTCOMES, "error")}
@@ -73,6 +77,10 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
 
     sends = ProfileSends(app, table, s.topic(T.PROFILE_EVENTS), s.topic(T.DLQ), ctx, stored)
     ctx.extras["ordered"].before_commit.append(sends.repair)
+
+    async def send_public(logical: str, key: bytes, value: bytes | None) -> Awaitable[Any]:
+        """A record on one of the activation topics (awaited with the record's must-land sends)."""
+        return await app.producer.send(s.topic(logical), key, value, partition=None, timestamp=None, headers=None)
 
     async def apply(key: bytes | None, record: Any, pos: int, message: Any, staged: dict[bytes, tuple[bytes, int | None]],
                     landing: list[tuple[Awaitable[Any], int]], outcomes: dict[str, int], index: int) -> None:
@@ -124,6 +132,12 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                     skip.add(index)
                     await sends.dead_letter(_item_bytes(key, record), f"item {index}: {type(exc).__name__}: {exc}", message,
                                             Reason.REFUSED_BY_BROKER if isinstance(exc, KafkaError) else Reason.PROCESSING_ERROR)
+            if activation is not None and staged:
+                # Profile-updates and audience changes land with the record's must-land sends
+                # (index -1: they belong to no single item).
+                public: list[Awaitable[Any]] = []
+                await activation.settle(staged, stored, send_public, public)
+                landing.extend((fut, -1) for fut in public)
             # The writes make a replay skip this record, so the absorbs (and forwarded erasures)
             # they depend on must be in Kafka first: one wait per record, not one per merge.
             results = await asyncio.gather(*(fut for fut, _ in landing), return_exceptions=True)
@@ -131,6 +145,18 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
             for r in results:
                 if isinstance(r, BaseException) and not (isinstance(r, KafkaError) and not r.retriable):
                     raise r
+            if not refused:
+                outcomes["error"] += errors
+                return staged, outcomes
+            public_refused = [exc for index, exc in refused if index < 0]
+            refused = [(index, exc) for index, exc in refused if index >= 0]
+            for exc in public_refused:
+                # A public record refused for good (profiles are bounded well under the record
+                # limit, so this means a misconfigured topic): counted and logged; the profile's
+                # next change publishes it again. Never a reason to stop the partition.
+                sends.events_failed.inc()
+                log.error("profiles: a profile-update/audience record of %s/%s/%s was refused: %s",
+                          message.topic, message.partition, message.offset, type(exc).__name__)
             if not refused:
                 outcomes["error"] += errors
                 return staged, outcomes
@@ -174,10 +200,10 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
                 ordered.complete(last)
                 for outcome, n in outcomes.items():
                     counted[outcome].inc(n)
-                if stage.trimmed:
-                    for part, n in stage.trimmed.items():
+                if profile_stage.trimmed:
+                    for part, n in profile_stage.trimmed.items():
                         m.profile_trimmed.labels(part).inc(n)
-                    stage.trimmed.clear()
+                    profile_stage.trimmed.clear()
                 seconds.observe(time.perf_counter() - started)
 
     partition_cache: dict[bytes, int] = {}

@@ -68,6 +68,7 @@ MAX_HOPS = 16  # forwarding chains are short (merge chains); a longer one means 
 OUTCOMES = (
     "applied", "duplicate", "replayed", "forwarded", "merged", "merge_duplicate", "absorbed",
     "absorb_duplicate", "erased", "erase_duplicate", "erased_dropped", "invalid",
+    "reevaluated",  # streams/activation/stage.py: a time-dependent profile settled again (window slide)
 )
 
 

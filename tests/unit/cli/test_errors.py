@@ -33,7 +33,7 @@ def busy():
 
 ROWS = [
     # (name, argv, environment, what the line must say)
-    ("detect on a directory", ["detect", "--csv", "{tmp}"], {}, "{tmp}: Is a directory"),
+    ("detect on a directory", ["detect", "--csv", "{tmp}"], {}, "{tmp}: is a directory"),
     ("collect port out of range", ["collect", "--allow-no-auth", "--port", "70000"], {}, "--port 70000: a port is between 1 and 65535"),
     ("collect port busy", ["collect", "--allow-no-auth", "--port", "{busy}"], {}, "cannot listen on 127.0.0.1:{busy}"),
     ("worker web port 0", ["worker", "--web-port", "0"], {"TOUCHPOINT_DEV_MODE": "1"}, "--web-port 0: a port is between 1 and 65535"),

@@ -1,0 +1,161 @@
+"""The customer page: ``/customers?id=TYPE:VALUE`` on the worker, for marketing staff.
+
+``/customers`` is a static shell (streams/web/static/customers.*, no data, no CDN) served without
+the token; its script reads the identifier from the query and the bearer token from the URL
+fragment (``#token=...``, never sent to a server) and calls ``/customers/data?id=TYPE:VALUE``,
+guarded like every data endpoint. The data view resolves the identifier (normalised and
+keyed-hashed like ingest, resolved in the identity graph) and asks the worker owning the profile
+(``/customers/profile/{id}``, one proxied hop, like streams/profiles/views.py) for
+:func:`customer_view`: identifiers (email and phone values masked: they are keyed hashes and are
+shown only as a short fingerprint), channels, timeline, orders, computed traits, audiences, consent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from importlib import resources
+from typing import Any
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from streams.activation import traits as TR
+from streams.activation.definitions import Definitions
+from streams.profiles.profile import render
+
+__all__ = ["customer_view", "mask_identifier", "register"]
+
+log = logging.getLogger(__name__)
+
+MASKED = ("email", "phone")
+HOPS = "X-Touchpoint-Hops"
+
+
+def mask_identifier(kind: str, value: str) -> str:
+    """How an identifier is shown: email/phone never as a value (a fingerprint of the hash only)."""
+    if kind in MASKED:
+        digest = value.rsplit(":", 1)[-1]
+        return f"hidden ({kind} #{digest[:6]})"
+    return value
+
+
+def customer_view(profile_id: str, state: dict[str, Any], defs: Definitions, now_ms: int) -> dict[str, Any]:
+    """Everything the page shows about one live profile (JSON-safe)."""
+    body = render(profile_id, state)
+    ax = state.get("ax") or {}
+    computed = TR.evaluate(ax, defs, now_ms)
+    published = ax.get("m") or {}
+    by_name = {a.name: a for a in defs.audiences}
+    body["identifiers"] = [{**i, "value": mask_identifier(i["type"], i["value"]), "masked": i["type"] in MASKED}
+                           for i in body["identifiers"]]
+    body["computed_traits"] = [{"name": t.name, "kind": t.kind, "value": computed.get(t.name), "description": t.description}
+                               for t in defs.traits]
+    body["audiences"] = [{"name": name, "purpose": by_name[name].purpose if name in by_name else None,
+                          "description": by_name[name].description if name in by_name else ""}
+                         for name, k in sorted(published.items()) if k % 2 == 1]
+    body["generated_at"] = now_ms
+    return body
+
+
+def _static(name: str) -> bytes:
+    return (resources.files("streams.web") / "static" / name).read_bytes()
+
+
+def register(app: Any, ctx: Any) -> None:
+    """Declare ``/customers`` (shell and assets), ``/customers/data`` and ``/customers/profile/{id}``."""
+    from faust.web import Request, Response, View
+
+    from streams.identity.identifiers import stored_identifier
+    from streams.profiles.bundle import key_partition
+    from streams.profiles.profile import decode
+    from streams.web.views import authorized
+
+    s = ctx.settings
+    activation = ctx.extras["activation"]
+    table = ctx.extras["profiles_table"]
+    me = URL(str(app.conf.canonical_url))
+    assets = {"customers.js": ("application/javascript", _static("customers.js")), "customers.css": ("text/css", _static("customers.css"))}
+    page = _static("customers.html")
+    session: dict[str, aiohttp.ClientSession] = {}
+
+    def reply(view: View, body: Any, status: int = 200) -> Response:
+        return view.bytes(orjson.dumps(body), content_type="application/json", status=status, headers={"Cache-Control": "no-store"})
+
+    def owner(pid: str) -> URL | None:
+        partition = key_partition(pid.encode(), s.partitions)
+        changelog = table.changelog_topic.get_topic_name()
+        for url, topics in app.router.table_metadata("profiles").items():
+            if partition in topics.get(changelog, ()):
+                return URL(url)
+        return None
+
+    async def fetch(view: View, request: Request, pid: str, hops: int) -> Response:
+        if hops > 4 or app.rebalancing or not app.tables.recovery.completed.is_set():
+            return reply(view, {"error": "the worker is rebalancing; retry"}, 503)
+        url = owner(pid)
+        if url is None:
+            return reply(view, {"error": "no worker owns this profile right now; retry"}, 503)
+        if (url.host, url.port) != (me.host, me.port):
+            client = session.get("c")
+            if client is None or client.closed:
+                client = session["c"] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+            headers = {HOPS: str(hops + 1)}
+            if "Authorization" in request.headers:
+                headers["Authorization"] = request.headers["Authorization"]
+            try:
+                async with client.get(url.with_path(f"/customers/profile/{pid}"), headers=headers) as resp:
+                    return view.bytes(await resp.read(), content_type="application/json", status=resp.status)
+            except (aiohttp.ClientError, TimeoutError):
+                return reply(view, {"error": "the worker owning this profile is unreachable; retry"}, 503)
+        raw = table.get(pid.encode())
+        state = decode(raw) if raw else None
+        if state is None or state.get("tomb") == "erased":
+            return reply(view, {"error": "no such customer"}, 404)
+        if state.get("tomb") == "merged":
+            return await fetch(view, request, state["into"], hops + 1)
+        return reply(view, customer_view(pid, state, activation.defs, time.time_ns() // 1_000_000))
+
+    @app.page("/customers")
+    async def customers_page(self: View, request: Request) -> Response:
+        return self.bytes(page, content_type="text/html")
+
+    @app.page("/customers/{asset}")
+    async def customers_asset(self: View, request: Request, asset: str) -> Response:
+        if asset == "data":
+            if not authorized(s.web_token, request):
+                return reply(self, {"error": "missing or wrong bearer token"}, 401)
+            text = request.query.get("id", "")
+            if not text:
+                return reply(self, {"error": "missing id=TYPE:VALUE, e.g. id=user_id:u000042"}, 400)
+            try:
+                ident = stored_identifier(text, ctx.normalizer.hasher, s.default_phone_region)
+            except ValueError as exc:
+                return reply(self, {"error": str(exc)}, 400)
+            pid = await ctx.identity.lookup(ident)
+            if pid is None:
+                return reply(self, {"error": f"no customer has this {ident[0]}"}, 404)
+            return await fetch(self, request, pid, 0)
+        found = assets.get(asset)
+        if found is None:
+            return reply(self, {"error": "not found"}, 404)
+        return self.bytes(found[1], content_type=found[0])
+
+    @app.page("/customers/profile/{profile_id}")
+    async def customers_profile(self: View, request: Request, profile_id: str) -> Response:
+        if not authorized(s.web_token, request):
+            return reply(self, {"error": "missing or wrong bearer token"}, 401)
+        if not profile_id or len(profile_id) > 64 or not all(c.isalnum() or c in "-_." for c in profile_id):
+            return reply(self, {"error": "bad profile id"}, 400)
+        try:
+            hops = int(request.headers.get(HOPS, "0"))
+        except ValueError:
+            hops = 0
+        return await fetch(self, request, profile_id, hops)
+
+    @app.on_before_shutdown.connect
+    async def _close(sender: Any, *args: Any, **kwargs: Any) -> None:
+        client = session.pop("c", None)
+        if client is not None:
+            await client.close()

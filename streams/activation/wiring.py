@@ -1,0 +1,194 @@
+"""Thin Faust wiring of the activation stage (the pure parts are definitions, traits, audiences,
+stage). Three hooks, all called from streams/profiles/agent.py and streams/app.py:
+
+- :func:`prepare` (app.py, before the profiles agent is declared): load and validate the
+  definitions file, put an :class:`Activation` into ``ctx.extras["activation"]``.
+- :meth:`Activation.wrap` (profiles agent): the profile stage wrapped by the activation stage.
+- :meth:`Activation.settle` (profiles agent, per record, before the sends are awaited and the
+  writes made): every changed key is settled; its audience changes and profile update go through
+  the agent's producer and are awaited with the record's other must-land sends, so a value is
+  never in the changelog (which makes a replay skip its record) before its changes are in Kafka.
+- :func:`register` (app.py): the re-evaluation timer (``activate`` controls for profiles whose
+  traits depend on time, at most ``TOUCHPOINT_REEVALUATE_PER_TICK`` per tick) and the gauge of
+  members per audience.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+import orjson
+from prometheus_client import Counter, Gauge
+
+from streams.activation.definitions import Definitions, DefinitionsError, load
+from streams.activation.stage import ActivationStage
+from streams.kafka import topics as T
+from streams.profiles.bundle import key_partition
+from streams.profiles.profile import decode
+from streams.profiles.stage import ProfileStage
+
+__all__ = ["Activation", "prepare", "register", "TICK_S", "SCAN_PER_TICK"]
+
+log = logging.getLogger(__name__)
+
+TICK_S = 5.0
+SCAN_PER_TICK = 5000  # table values looked at per tick (a full pass feeds the gauge)
+_ACTIVATE = orjson.dumps({"control": "activate"})
+
+
+class Activation:
+    """One worker's activation layer: definitions, metrics, the wrapped stage."""
+
+    def __init__(self, defs: Definitions, registry: Any) -> None:
+        self.defs = defs
+        self.stage: ActivationStage | None = None
+        self.members = Gauge("touchpoint_audience_members", "Members per audience in the partitions this worker owns (updated once per scan of its table).",
+                             ["audience"], registry=registry)
+        self.changes = Counter("touchpoint_audience_changes", "Audience entries and exits published.", ["change"], registry=registry)
+        self.updates = Counter("touchpoint_profile_updates", "Records published on profile-updates, by type.", ["type"], registry=registry)
+        self.errors = Counter("touchpoint_activation_errors", "Profiles written without settling their traits and audiences because settling raised (a bug: see the log).", registry=registry)
+        self.reevaluations = Counter("touchpoint_activation_reevaluations", "activate controls sent for profiles whose traits depend on time.", registry=registry)
+        for a in defs.audiences:
+            self.members.labels(a.name).set(0)
+        self._changed = {"entered": self.changes.labels("entered"), "exited": self.changes.labels("exited")}
+        self._updated = {k: self.updates.labels(k) for k in ("profile", "redirect", "tombstone")}
+
+    def wrap(self, inner: ProfileStage) -> ActivationStage:
+        self.stage = ActivationStage(inner, self.defs)
+        return self.stage
+
+    async def settle(self, staged: dict[bytes, tuple[bytes, Any]], stored: Callable[[bytes], bytes | None],
+                     send: Callable[[str, bytes, bytes | None], Awaitable[Any]], landing: list[Any]) -> None:
+        """Settle every staged key in place (its value gains the published state) and send its records."""
+        assert self.stage is not None
+        for key, (value, extra) in list(staged.items()):
+            try:
+                new, outs = self.stage.settle(key.decode(), stored(key), value)
+            except Exception:
+                # A bug here must not stop the partition (the record would be replayed forever):
+                # the profile is written unsettled, counted and logged; its next change settles it.
+                self.errors.inc()
+                log.exception("activation: could not settle profile %s; written without its traits/audiences update", key[:64])
+                continue
+            for out in outs:
+                landing.append(await send(out.topic, out.key.encode(), out.value))
+                if out.topic == T.AUDIENCES:
+                    self._changed["entered" if b'"change":"entered"' in (out.value or b"") else "exited"].inc()
+                else:
+                    self._updated["tombstone" if out.value is None else "redirect" if b'"type":"redirect"' in out.value else "profile"].inc()
+            staged[key] = (new, extra)
+
+
+def prepare(ctx: Any) -> Activation:
+    """Load the definitions (TOUCHPOINT_TRAITS; a bad file raises DefinitionsError, one line)."""
+    defs = load(ctx.settings.traits)
+    if any(d.kind == "webhook" for d in defs.destinations) and not ctx.settings.webhook_secret:
+        raise DefinitionsError(f"{defs.path}: webhook destinations need TOUCHPOINT_WEBHOOK_SECRET (the key their requests are signed with)")
+    activation = Activation(defs, ctx.metrics.registry)
+    ctx.extras["activation"] = activation
+    return activation
+
+
+def register(app: faust.App, ctx: Any) -> None:
+    """The re-evaluation timer and the members gauge (needs the profiles table)."""
+    activation: Activation = ctx.extras["activation"]
+    table = ctx.extras["profiles_table"]
+    s = ctx.settings
+    topic = s.topic(T.PROFILE_EVENTS)
+    direct = s.store.startswith("memory")
+    scanner = Rescan(SCAN_PER_TICK, s.reevaluate_per_tick)
+    if activation.defs.destinations:
+        _forward(app, ctx, activation)
+
+    def active_keys() -> list[bytes]:
+        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+        data = table.data if direct else table
+        return [k for k in list(data.keys()) if key_partition(k, s.partitions) in active]
+
+    @app.timer(TICK_S)
+    async def reevaluate() -> None:
+        try:
+            if app.rebalancing or not app.tables.recovery.completed.is_set():
+                return
+            get = table.data.get if direct else table.get
+            due, counts = scanner.tick(active_keys, get, time.time_ns() // 1_000_000)
+            if counts is not None:
+                for a in activation.defs.audiences:
+                    activation.members.labels(a.name).set(counts.get(a.name, 0))
+            for key in due:
+                await app.producer.send(topic, key, _ACTIVATE, partition=None, timestamp=None, headers=None)
+            if due:
+                activation.reevaluations.inc(len(due))
+        except Exception:
+            log.exception("activation: re-evaluation tick failed")
+
+
+class Rescan:
+    """The timer's bounded walk over the worker's profiles (pure: keys and values are passed in).
+
+    Each :meth:`tick` looks at the next ``per_tick`` keys of the current pass and returns the keys
+    whose traits are due for re-evaluation (``ax.due`` passed; at most ``max_due`` a tick; the
+    rest are found again next pass) and, when a pass ends, the members per audience it counted."""
+
+    def __init__(self, per_tick: int, max_due: int) -> None:
+        self.per_tick = per_tick
+        self.max_due = max_due
+        self.keys: list[bytes] = []
+        self.i = 0
+        self.counts: dict[str, int] = {}
+        self.fresh = True
+
+    def tick(self, keys: Callable[[], list[bytes]], get: Callable[[bytes], bytes | None], now_ms: int) -> tuple[list[bytes], dict[str, int] | None]:
+        finished = None
+        if self.i >= len(self.keys):
+            if not self.fresh:
+                finished = self.counts
+            self.keys, self.i, self.counts, self.fresh = keys(), 0, {}, False
+        due: list[bytes] = []
+        for key in self.keys[self.i: self.i + self.per_tick]:
+            raw = get(key)
+            if not raw or raw.startswith(b'{"tomb"') or b'"ax"' not in raw:
+                continue
+            ax = decode(raw).get("ax") or {}
+            for name, k in (ax.get("m") or {}).items():
+                if k % 2:
+                    self.counts[name] = self.counts.get(name, 0) + 1
+            when = ax.get("due")
+            if when is not None and when <= now_ms and len(due) < self.max_due:
+                due.append(key)
+        self.i += self.per_tick
+        return due, finished
+
+
+def _forward(app: faust.App, ctx: Any, activation: Activation) -> None:
+    """One forwarder per destination, in every worker (the destination's consumer group shares the
+    partitions of the public streams among the workers)."""
+    from streams.activation.forwarder import Forwarder
+
+    counter = Counter("touchpoint_destination_deliveries", "Deliveries to destinations by outcome (delivered, dead_lettered).",
+                      ["destination", "outcome"], registry=ctx.metrics.registry)
+    forwarders = [Forwarder(ctx.settings, d, counter) for d in activation.defs.destinations]
+
+    async def keep_running(f: Forwarder) -> None:
+        while not f.stopped:
+            try:
+                await f.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("destination %s: forwarder failed; restarting in 2 s (uncommitted records are re-delivered)", f.dest.name)
+                await asyncio.sleep(2.0)
+
+    @app.task
+    async def forward() -> None:
+        await asyncio.gather(*(keep_running(f) for f in forwarders))
+
+    @app.on_before_shutdown.connect
+    async def _stop(sender: Any, *args: Any, **kwargs: Any) -> None:
+        for f in forwarders:
+            f.stop()

@@ -1,0 +1,67 @@
+"""The re-evaluation timer's walk: bounded per tick, due profiles found, members counted per pass."""
+
+import orjson
+
+from streams.activation.wiring import Rescan
+
+
+def value(members=(), due=None, tomb=False):
+    if tomb:
+        return b'{"tomb":"erased","at":1,"po":1}'
+    ax = {"m": {name: k for name, k in members}}
+    if due is not None:
+        ax["due"] = due
+    return orjson.dumps({"v": 1, "n": 1, "ax": ax})
+
+
+def test_bounded_ticks_find_due_profiles_and_count_members_per_pass():
+    table = {b"a": value([("x", 1), ("y", 2)], due=100), b"b": value([("x", 3)], due=500), b"c": value(tomb=True),
+             b"d": value([("y", 1)], due=50), b"e": b'{"v":1,"n":3}'}
+    scan = Rescan(per_tick=2, max_due=1)
+    keys = lambda: sorted(table)  # noqa: E731
+    due1, counts = scan.tick(keys, table.get, now_ms=200)   # a, b: a due
+    assert due1 == [b"a"] and counts is None
+    due2, counts = scan.tick(keys, table.get, now_ms=200)   # c (tomb), d: d due
+    assert due2 == [b"d"] and counts is None
+    due3, counts = scan.tick(keys, table.get, now_ms=200)   # e (no activation state)
+    assert due3 == [] and counts is None
+    due4, counts = scan.tick(keys, table.get, now_ms=600)   # pass ended: counts; new pass starts with a, b
+    assert counts == {"x": 2, "y": 1}                       # x: a (k=1), b (k=3); y: d (k=1); a's y (k=2) exited
+    assert due4 == [b"a"]                                   # b is due too, but one a tick: found next pass
+
+
+def test_an_empty_table_still_reports_zero_members():
+    scan = Rescan(per_tick=10, max_due=10)
+    assert scan.tick(lambda: [], {}.get, 0) == ([], None)
+    assert scan.tick(lambda: [], {}.get, 0) == ([], {})
+
+
+def test_a_key_that_cannot_be_settled_is_written_unsettled_and_counted_not_replayed_forever():
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from streams.activation.definitions import Definitions
+    from streams.activation.stage import Out
+    from streams.activation.wiring import Activation
+
+    activation = Activation(Definitions(), CollectorRegistry())
+
+    class Stage:
+        def settle(self, key, before, after):
+            if key == "bad":
+                raise RuntimeError("boom")
+            return after + b"!", [Out("audiences", key, b"{}")]
+
+    activation.stage = Stage()
+    staged = {b"bad": (b"v1", None), b"good": (b"v2", None)}
+    sent, landing = [], []
+
+    async def send(topic, key, value):
+        sent.append((topic, key))
+        return "fut"
+
+    asyncio.run(activation.settle(staged, lambda k: None, send, landing))
+    assert staged == {b"bad": (b"v1", None), b"good": (b"v2!", None)}
+    assert sent == [("audiences", b"good")] and landing == ["fut"]
+    assert activation.errors._value.get() == 1

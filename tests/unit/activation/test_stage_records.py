@@ -1,0 +1,27 @@
+"""The public profile of profile-updates is render() without profile_id and timeline, plus the
+computed traits and audiences (it is written out separately for speed: this keeps them equal)."""
+
+import random
+
+from streams.activation.stage import public_profile
+from streams.profiles.profile import fold, merge, new_profile, render
+from tests.unit.activation.test_traits import make_event
+
+
+def test_public_profile_equals_render_minus_timeline():
+    rng = random.Random(5)
+    for n in range(30):
+        a, b = new_profile(), new_profile()
+        for i in range(rng.randint(0, 30)):
+            e = make_event(i, rng)
+            e["identifiers"] = [f"user_id:u{rng.randint(0, 3)}", f"email:k1:{rng.randint(0, 9):032x}"]
+            e["traits"] = {"region": e["region"]} if rng.random() < 0.3 else {}
+            e["consent"] = {"marketing": rng.random() < 0.5} if rng.random() < 0.3 else None
+            fold(a if rng.random() < 0.5 else b, e)
+        b["ab"] = ["pb"]
+        merge(a, b)
+        want = render("p1", a)
+        del want["profile_id"], want["timeline"]
+        got = public_profile("p1", a, {"t": n}, {"x"})
+        assert got.pop("computed_traits") == {"t": n} and got.pop("audiences") == ["x"]
+        assert got == want and list(got) == list(want)
