@@ -32,6 +32,9 @@ LAYERS: list[tuple[str, str]] = [
     ("streams.identity.rebuild", "adapter"),
     ("streams.identity.keys", "adapter"),
     ("streams.demand.alerting", "adapter"),
+    ("streams.profiles.sends", "adapter"),
+    ("streams.activation.destinations", "adapter"),
+    ("streams.activation.forwarder", "adapter"),
     ("streams.collector.publisher", "adapter"),
     ("streams.collector.ratelimit", "core"),
     ("streams.kafka.ordered", "core"),
@@ -48,6 +51,9 @@ LAYERS: list[tuple[str, str]] = [
     ("streams.web.*", "wiring"),
     ("streams.collector", "wiring"),
     ("streams.collector.app", "wiring"),
+    ("streams.collector.server", "wiring"),
+    ("streams.activation.wiring", "wiring"),
+    ("streams.activation.customers", "wiring"),
     # tooling: local stack, benchmark harness; the CLI fronts runtime and tooling alike
     ("streams.devstack", "tooling"),
     ("streams.devstack.*", "tooling"),
@@ -69,6 +75,8 @@ LAYERS: list[tuple[str, str]] = [
     ("streams.ingest.*", "core"),
     ("streams.profiles", "core"),
     ("streams.profiles.*", "core"),
+    ("streams.activation", "core"),
+    ("streams.activation.*", "core"),
     ("streams.simulate", "core"),
     ("streams.simulate.*", "core"),
 ]

@@ -118,7 +118,7 @@ class Touchpoint:
         idents = tuple(tuple(s.split(":", 1)) for s in d["identifiers"])
         return cls(
             message_id=d["message_id"], type=d["type"], ts_ms=d["ts_ms"],
-            received_at_ms=d["received_at_ms"], identifiers=idents,  # type: ignore[arg-type]
+            received_at_ms=d["received_at_ms"], identifiers=idents,
             channel=d.get("channel"), event=d.get("event"), category=d.get("category"),
             region=d.get("region"), store=d.get("store"), traits=d.get("traits") or {},
             products=d.get("products") or [], order_id=d.get("order_id"), revenue=d.get("revenue"),

@@ -10,12 +10,15 @@ before the erasure still name them (see docs/identity.md, "Not done").
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import orjson
 
 from streams.identity.memory_graph import suppression_digest
 from streams.identity.model import ErasureResult, Identifier, fmt
-from streams.identity.redis_graph import RedisIdentityGraph
+
+if TYPE_CHECKING:  # the adapter is passed in; importing it here would load redis (tests/test_architecture.py)
+    from streams.identity.redis_graph import RedisIdentityGraph
 
 __all__ = ["erase_person"]
 

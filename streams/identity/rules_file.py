@@ -102,7 +102,7 @@ def parse_rules(data: Mapping[str, Any], source: str = "rules") -> IdentityRules
     if "default_limit" in doc:
         kw["default_limit"] = _count(f"{source}: default_limit", doc["default_limit"])
     if "limits" in doc:
-        limits = dict(base.limits)
+        limits: dict[str, int | None] = dict(base.limits)
         for t, n in _table(f"{source}: limits", doc["limits"]).items():
             limits[t] = _count(f"{source}: limits.{t}", n)
         kw["limits"] = limits

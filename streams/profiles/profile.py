@@ -239,7 +239,7 @@ def _summary(event: dict[str, Any], kind: Any, name: Any, traits: Any, products:
         text = f"{kind} {name or ''}".strip()
     else:
         text = name or kind or "event"
-        parts = []
+        parts: list[str] = []
         if products:
             for p in products:
                 if isinstance(p, dict):
