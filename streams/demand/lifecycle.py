@@ -66,6 +66,15 @@ class LifecycleConfig:
         resolved by noise before it becomes the new normal).
     min_excess: volume rule, in the measure's units: an alert is published once
         ``|sum(observed - expected)|`` since it opened reaches this (0 = at once).
+    slow_buckets, slow_threshold, slow_min_rel, slow_warmup: the sustained-shift test, which
+        opens an alert the detector's per-bucket CUSUM misses (a -40 % drop on a key whose
+        buckets scatter by 20 %, a ramp): an EWMA (time constant ``slow_buckets``, a day) of
+        the detector's standardised residuals, alerting beyond ``slow_threshold`` of
+        its own standard deviation (learned: the residuals' variance and lag-1 correlation
+        outside alerts) when the level moved by at least ``slow_min_rel`` and after
+        ``slow_warmup`` buckets of learning (two weeks). 0 buckets = off. A second EWMA of
+        ``fast_buckets`` (six hours) alerts beyond ``fast_threshold`` (3.5) sd: quicker on
+        clear drops the per-bucket test sees too weakly.
     """
 
     new_normal_buckets: int = 864
@@ -73,6 +82,12 @@ class LifecycleConfig:
     settle_buckets: int = 2
     back_evidence: float | None = None
     min_excess: float = 0.0
+    slow_buckets: int = 288
+    slow_threshold: float = 3.0
+    slow_min_rel: float = 0.2
+    slow_warmup: int = 4032
+    fast_buckets: int = 72
+    fast_threshold: float = 3.5
 
     def __post_init__(self) -> None:
         if self.new_normal_buckets < 2 or self.recent_buckets < 1:
@@ -149,6 +164,9 @@ class AlertLifecycle:
         self.measure = measure
         self.config = config or LifecycleConfig()
         self._reset()
+        # Sustained-shift test: [EWMA of residuals z, last residual, E[r r-1], E[r^2], buckets
+        # learned, EWMA observed, EWMA expected].
+        self.slow = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
 
     @property
     def active(self) -> bool:
@@ -178,10 +196,11 @@ class AlertLifecycle:
         seasonal slot (``step_ms`` long) of the week that starts at the alert's slot.
         """
         self.rescale = None
+        slow = self._slow_test(d)
         if not self.active:
-            if not d.opened or d.expected is None:
+            if d.expected is None or not (d.opened or slow):
                 return []
-            self._open(d, reference, step_ms)
+            self._open(d, reference, step_ms, slow)
         # While an alert is open, the detector's own OPEN/RESOLVED (either direction) is absorbed.
         self.buckets += 1
         e = self._expected(d)
@@ -219,8 +238,43 @@ class AlertLifecycle:
                 out.append(self._record(ESCALATE, d, e))
         return out
 
-    def _open(self, d: Decision, reference: Callable[[int], list[float] | None] | None, step_ms: int) -> None:
-        direction = d.direction or (1 if d.evidence_up >= d.evidence_down else -1)
+    def _slow_test(self, d: Decision) -> int:
+        """Update the sustained-shift EWMA with this bucket; its direction when it fires, else 0."""
+        cfg, sl = self.config, self.slow
+        if cfg.slow_buckets <= 0 or d.expected is None or d.sd is None or d.sd <= 0:
+            return 0
+        r = max(-4.0, min(4.0, (d.observed - d.expected) / d.sd))
+        lam = 1.0 / cfg.slow_buckets
+        sl[0] += lam * (r - sl[0])
+        if cfg.fast_buckets > 0:
+            sl[7] += (r - sl[7]) / cfg.fast_buckets
+        sl[5] += lam * (d.observed - sl[5])
+        sl[6] += lam * (max(d.expected, 0.0) - sl[6])
+        if not self.active and d.direction == 0:
+            # The noise of the residuals, learned outside alerts only (an alert is not noise).
+            a = 1.0 / 500.0 if sl[4] > 50 else 1.0 / (sl[4] + 1.0)
+            sl[2] += a * (r * sl[1] - sl[2])
+            sl[3] += a * (r * r - sl[3])
+            sl[4] = min(sl[4] + 1.0, 1e6)
+        sl[1] = r
+        if self.active or sl[4] < cfg.slow_warmup:
+            return 0
+        rel = sl[5] / sl[6] - 1.0 if sl[6] > 0 else 0.0
+        scales = [(sl[0], lam, cfg.slow_threshold)]
+        if cfg.fast_buckets > 0:
+            scales.append((sl[7], 1.0 / cfg.fast_buckets, cfg.fast_threshold))
+        for z, lm, threshold in scales:
+            rho = min(max(sl[2] / max(sl[3], 1e-9), 0.0), 0.9) * (1.0 - lm)
+            sd = math.sqrt(max(sl[3], 0.25) * lm / (2.0 - lm) * (1.0 + rho) / (1.0 - rho))
+            if z >= threshold * sd and rel >= cfg.slow_min_rel:
+                return 1
+            if z <= -threshold * sd and rel <= -cfg.slow_min_rel / (1.0 + cfg.slow_min_rel):
+                return -1
+        return 0
+
+    def _open(self, d: Decision, reference: Callable[[int], list[float] | None] | None, step_ms: int,
+              slow: int = 0) -> None:
+        direction = d.direction if d.opened else slow
         self.alert_id = f"{self.key}:{d.ts_ms}:{'up' if direction > 0 else 'down'}"
         if self.measure:
             self.alert_id = f"{self.measure}/{self.alert_id}"
@@ -251,6 +305,8 @@ class AlertLifecycle:
         rescale = self.rescale
         self._reset()
         self.rescale = rescale
+        self.slow[0] = self.slow[7] = 0.0  # the sustained-shift test starts afresh on the (re-learned) baseline
+        self.slow[5] = self.slow[6] = 0.0
         return out
 
     def _record(self, state: str, d: Decision, e: float) -> AlertRecord:
@@ -276,7 +332,7 @@ class AlertLifecycle:
     # ------------------------------------------------------------------ persist
     def snapshot(self) -> dict[str, Any]:
         """JSON-safe state (``ref`` only while an alert is open)."""
-        out: dict[str, Any] = {"alert_id": self.alert_id}
+        out: dict[str, Any] = {"alert_id": self.alert_id, "slow": list(self.slow)}
         if self.alert_id is not None:
             out.update(direction=self.direction, opened_ms=self.opened_ms, severity=self.severity,
                        buckets=self.buckets, published=self.published, sums=[self.sx, self.se],
@@ -290,6 +346,8 @@ class AlertLifecycle:
         (``excess`` instead of ``sums``) restore an open alert as published, judged from then on
         against the detector's expectation."""
         lc = cls(key, dimension, config, measure)
+        if "slow" in data:
+            lc.slow = ([float(v) for v in data["slow"]] + [0.0])[:8]
         if data.get("alert_id") is None:
             return lc
         lc.alert_id = data["alert_id"]

@@ -135,7 +135,9 @@ class StageConfig:
     def lifecycle_config(self, measure: str = "") -> LifecycleConfig:
         return LifecycleConfig(new_normal_buckets=max(2, self.new_normal_s // self.bucket_s),
                                recent_buckets=max(1, self.recent_s // self.bucket_s),
-                               min_excess=dict(self.min_excess).get(measure, 0.0))
+                               min_excess=dict(self.min_excess).get(measure, 0.0),
+                               slow_buckets=max(2, DAY_S // self.bucket_s), slow_warmup=max(2, 2 * WEEK_S // self.bucket_s),
+                               fast_buckets=max(2, 6 * 3600 // self.bucket_s))
 
 
 @dataclass

@@ -18,7 +18,7 @@ from streams.demand.lifecycle import (
 from .synth import T0, series
 
 CFG = DetectorConfig(bucket_s=3600)
-LIVE = LifecycleConfig(new_normal_buckets=72, recent_buckets=24)  # what the stage uses with hourly buckets
+LIVE = LifecycleConfig(new_normal_buckets=72, recent_buckets=24, slow_buckets=24, slow_warmup=336, fast_buckets=6)  # what the stage uses with hourly buckets
 START = 5 * 168 + 40
 
 
