@@ -75,6 +75,12 @@ class LifecycleConfig:
         ``slow_warmup`` buckets of learning (two weeks). 0 buckets = off. A second EWMA of
         ``fast_buckets`` (six hours) alerts beyond ``fast_threshold`` (3.5) sd: quicker on
         clear drops the per-bucket test sees too weakly.
+    judge: "baseline" = everything above (the live stage's choice); "detector" (the default, what
+        ``detect --csv`` and the NAB scores were tuned with) = the earlier rules: the detector's
+        OPEN and RESOLVED are the alert's, NEW_NORMAL after ``new_normal_buckets`` re-baselines
+        with the detector's own ratio; no frozen baseline, volume rule or sustained-shift test.
+    alert_tiers: detector tiers whose judgement may open an alert (seasonal ones, and the pooled
+        prior of a promoted key: a key's first two days, judged by its running level, raise nothing).
     """
 
     new_normal_buckets: int = 864
@@ -88,6 +94,8 @@ class LifecycleConfig:
     slow_warmup: int = 4032
     fast_buckets: int = 72
     fast_threshold: float = 3.5
+    alert_tiers: tuple[str, ...] = ("week", "day", "prior")
+    judge: str = "detector"
 
     def __post_init__(self) -> None:
         if self.new_normal_buckets < 2 or self.recent_buckets < 1:
@@ -96,6 +104,8 @@ class LifecycleConfig:
             raise ValueError("settle_buckets must be >= 1")
         if self.min_excess < 0:
             raise ValueError("min_excess must be >= 0")
+        if self.judge not in ("baseline", "detector"):
+            raise ValueError("judge must be 'baseline' or 'detector'")
 
     @property
     def back_threshold(self) -> float:
@@ -186,6 +196,7 @@ class AlertLifecycle:
         self.ref: list[float] | None = None  # frozen expected per seasonal slot, from opened_ms
         self.ref_step_ms = 0
         self.rescale: float | None = None  # set on RESOLVED / NEW_NORMAL: scale the detector's baseline
+        self.plain_rebaseline = False  # judge="detector": NEW_NORMAL re-baselines with the detector's ratio
 
     # ------------------------------------------------------------------ transitions
     def observe(self, d: Decision, reference: Callable[[int], list[float] | None] | None = None,
@@ -196,9 +207,15 @@ class AlertLifecycle:
         seasonal slot (``step_ms`` long) of the week that starts at the alert's slot.
         """
         self.rescale = None
+        self.plain_rebaseline = False
+        if self.config.judge == "detector":
+            return self._observe_detector(d)
         slow = self._slow_test(d)
         if not self.active:
-            if d.expected is None or not (d.opened or slow):
+            # Only shifts judged against a seasonal baseline (the detector's daily or weekly tier:
+            # two days of history), or against the pooled level a key rose from ("prior"), are
+            # alerted on: against a key's first hours ("level"), every evening peak is a surge.
+            if d.expected is None or not (d.opened or slow) or d.tier not in self.config.alert_tiers:
                 return []
             self._open(d, reference, step_ms, slow)
         # While an alert is open, the detector's own OPEN/RESOLVED (either direction) is absorbed.
@@ -236,6 +253,32 @@ class AlertLifecycle:
             self.severity = severity
             if self.published and self.buckets > self.config.settle_buckets and not out:
                 out.append(self._record(ESCALATE, d, e))
+        return out
+
+    def _observe_detector(self, d: Decision) -> list[AlertRecord]:
+        """The earlier lifecycle: the detector's OPEN/RESOLVED, NEW_NORMAL after a fixed time."""
+        e = d.expected
+        if d.opened:
+            self._reset()
+            self._open(d, None, 0)
+            self.severity, self.buckets, self.published = d.severity, 1, True
+            self.sx, self.se = d.observed, e or 0.0
+            return [self._record(OPEN, d, e)]
+        if not self.active:
+            return []
+        self.buckets += 1
+        if d.resolved:
+            return self._end(RESOLVED, d, e, [])
+        self.sx += d.observed
+        self.se += e or 0.0
+        out: list[AlertRecord] = []
+        if d.severity > self.severity:
+            self.severity = d.severity
+            if self.buckets > self.config.settle_buckets:
+                out.append(self._record(ESCALATE, d, e))
+        if self.buckets >= self.config.new_normal_buckets:
+            self.plain_rebaseline = True
+            return self._end(NEW_NORMAL, d, e, out)
         return out
 
     def _slow_test(self, d: Decision) -> int:
@@ -299,17 +342,17 @@ class AlertLifecycle:
             return max(self.ref[i], 0.0)
         return max(d.expected or 0.0, 0.0)
 
-    def _end(self, state: str, d: Decision, e: float, out: list[AlertRecord]) -> list[AlertRecord]:
+    def _end(self, state: str, d: Decision, e: float | None, out: list[AlertRecord]) -> list[AlertRecord]:
         if self.published:
             out.append(self._record(state, d, e))
-        rescale = self.rescale
+        rescale, plain = self.rescale, self.plain_rebaseline
         self._reset()
-        self.rescale = rescale
+        self.rescale, self.plain_rebaseline = rescale, plain
         self.slow[0] = self.slow[7] = 0.0  # the sustained-shift test starts afresh on the (re-learned) baseline
         self.slow[5] = self.slow[6] = 0.0
         return out
 
-    def _record(self, state: str, d: Decision, e: float) -> AlertRecord:
+    def _record(self, state: str, d: Decision, e: float | None) -> AlertRecord:
         assert self.alert_id is not None
         return AlertRecord(
             alert_id=self.alert_id,
@@ -409,6 +452,9 @@ class DemandMonitor:
         decision = self.detector.update(ts_ms, count, prior)
         lc = self.lifecycle
         records = lc.observe(decision, self._reference(prior), self.detector.slot_s * 1000, self.detector.integral)
+        if lc.plain_rebaseline:
+            self.detector.rebaseline()
+            lc.plain_rebaseline = False
         if lc.rescale is not None:
             if not lc.active and (lc.rescale > 0) and (abs(math.log(lc.rescale)) > 0.05 or self.detector.direction != 0):
                 _scale_baseline(self.detector, lc.rescale)

@@ -93,7 +93,7 @@ class StageConfig:
     new_normal_s: int = 3 * DAY_S
     recent_s: int = DAY_S
     max_gap_buckets: int = 0  # 0 = one week of buckets
-    pool_floor: float = 1.0  # events per hour below which a key is pooled (0 = never pool)
+    pool_floor: float = 1.0  # per hour, below which a series is pooled (0 = never pool); x min_excess/12 (see floor)
     pool_release: float = 0.5  # a full key returns to the pool below pool_release x pool_floor
     pool_window_s: int = DAY_S  # time constant of the volume EWMA
     pool_min_s: int = 3600  # a new key is pooled for at least this long (its EWMA is a plain mean)
@@ -124,10 +124,12 @@ class StageConfig:
         """Buckets a key is seen before it can be promoted."""
         return max(1, self.pool_min_s // self.bucket_s)
 
-    @property
-    def floor_per_bucket(self) -> float:
-        """The pooling floor in events per bucket."""
-        return self.pool_floor * self.bucket_s / 3600.0
+    def floor_per_bucket(self, measure: str = "") -> float:
+        """The pooling floor of a measure per bucket: ``pool_floor`` per hour, in units of a
+        twelfth of the measure's volume rule (1 order, 2 units, 125 CNY, 3.3 interest events
+        an hour with the defaults; ``pool_floor`` itself when the measure has no volume rule)."""
+        unit = dict(self.min_excess).get(measure, 0.0) / 12.0 or 1.0
+        return self.pool_floor * unit * self.bucket_s / 3600.0
 
     def detector_config(self) -> DetectorConfig:
         return DetectorConfig(bucket_s=self.bucket_s, tz=self.timezone)
@@ -137,7 +139,7 @@ class StageConfig:
                                recent_buckets=max(1, self.recent_s // self.bucket_s),
                                min_excess=dict(self.min_excess).get(measure, 0.0),
                                slow_buckets=max(2, DAY_S // self.bucket_s), slow_warmup=max(2, 2 * WEEK_S // self.bucket_s),
-                               fast_buckets=max(2, 6 * 3600 // self.bucket_s))
+                               fast_buckets=max(2, 6 * 3600 // self.bucket_s), judge="baseline")
 
 
 @dataclass
@@ -363,7 +365,7 @@ class DemandStage:
                 before = level if seen else None
                 seen += 1
                 level += max(cfg.pool_alpha, 1.0 / seen) * (count - level)
-                if mon is None and (not pooling or (level >= cfg.floor_per_bucket and seen >= cfg.pool_min_buckets)):
+                if mon is None and (not pooling or (level >= cfg.floor_per_bucket(measure) and seen >= cfg.pool_min_buckets)):
                     # Promotion: a cold-started monitor, its prior the pooled level it rose from.
                     mon = self._monitor(dim_key, measure, None)
                     prior = before if pooling and before is not None else None
@@ -371,7 +373,7 @@ class DemandStage:
                     continue
                 _, records = mon.update(s, count, prior)
                 outcome.alerts.extend(self._alert(r, dimension, s) for r in records)
-                if (pooling and level < cfg.floor_per_bucket * cfg.pool_release
+                if (pooling and level < cfg.floor_per_bucket(measure) * cfg.pool_release
                         and not mon.lifecycle.active and mon.detector.direction == 0):
                     mon, prior = None, None  # back to the pool: drop the monitor
             outcome.closed_buckets += len(due)

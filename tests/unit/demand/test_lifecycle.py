@@ -1,5 +1,6 @@
 """Alert lifecycle: persistence judged against the baseline frozen at OPEN, the volume rule, snapshots."""
 
+import dataclasses
 import json
 
 import pytest
@@ -18,7 +19,7 @@ from streams.demand.lifecycle import (
 from .synth import T0, series
 
 CFG = DetectorConfig(bucket_s=3600)
-LIVE = LifecycleConfig(new_normal_buckets=72, recent_buckets=24, slow_buckets=24, slow_warmup=336, fast_buckets=6)  # what the stage uses with hourly buckets
+LIVE = LifecycleConfig(new_normal_buckets=72, recent_buckets=24, slow_buckets=24, slow_warmup=336, fast_buckets=6, judge="baseline")  # what the stage uses with hourly buckets
 START = 5 * 168 + 40
 
 
@@ -97,12 +98,12 @@ def test_a_gradual_ramp_is_a_shift_that_becomes_the_new_normal() -> None:
 def test_volume_rule_holds_back_shifts_too_small_to_act_on() -> None:
     # A sparse key (about 2 per hour): a short x4 surge moves a few dozen units only.
     points = shifted(series(7, 9, 2.0), START, 8, 4)
-    _, loud = run(points, LifecycleConfig(new_normal_buckets=72, recent_buckets=24, min_excess=0.0))
-    _, quiet = run(points, LifecycleConfig(new_normal_buckets=72, recent_buckets=24, min_excess=1000.0))
+    _, loud = run(points, dataclasses.replace(LIVE, min_excess=0.0))
+    _, quiet = run(points, dataclasses.replace(LIVE, min_excess=1000.0))
     assert [r for i, r in loud if i >= START and r.state == OPEN]
     assert quiet == []  # nothing published, not even a RESOLVED of the silent alert
     # The excess that publishes an alert is the one it reached when the OPEN record left.
-    _, held = run(points, LifecycleConfig(new_normal_buckets=72, recent_buckets=24, min_excess=6.0))
+    _, held = run(points, dataclasses.replace(LIVE, min_excess=6.0))
     opened = [r for i, r in held if i >= START and r.state == OPEN]
     assert all(abs(r.excess) >= 6.0 for r in opened)
 
@@ -138,7 +139,7 @@ def _decision(i: int, observed: float, opened: bool = False) -> Decision:
     )
 
 
-def _states(observed: list[float], lc: LifecycleConfig | None = None) -> list[tuple[int, str, int]]:
+def _states(observed: list[float], lc: LifecycleConfig = LIVE) -> list[tuple[int, str, int]]:
     life = AlertLifecycle("k", "sku", lc)
     out = []
     for i, x in enumerate(observed):
@@ -154,7 +155,7 @@ def test_severity_rise_right_after_open_does_not_page_again() -> None:
     calm = _states([150, 300, 300] + back)
     assert calm[0] == (0, OPEN, 1) and [(s, sev) for _, s, sev in calm[1:]] == [(RESOLVED, 2)]
     # settle_buckets=1: every rise escalates.
-    assert _states([150, 300, 900] + back, LifecycleConfig(settle_buckets=1))[:3] == [
+    assert _states([150, 300, 900] + back, dataclasses.replace(LIVE, settle_buckets=1))[:3] == [
         (0, OPEN, 1), (1, ESCALATE, 2), (2, ESCALATE, 3)]
 
 
@@ -164,3 +165,19 @@ def test_config_validated() -> None:
     with pytest.raises(ValueError):
         LifecycleConfig(min_excess=-1)
     assert LifecycleConfig(new_normal_buckets=72).back_threshold == pytest.approx(7.27, abs=0.01)
+
+
+def test_the_detector_judged_lifecycle_is_kept_for_detect_csv() -> None:
+    """``judge="detector"`` (the default, used by ``detect --csv``): the detector's OPEN and RESOLVED
+    are the alert's, NEW_NORMAL after new_normal_buckets re-baselines with the detector's ratio."""
+    old = LifecycleConfig(new_normal_buckets=24)
+    assert old.judge == "detector"
+    short = shifted(series(7, 4), START, 8, 6)
+    _, recs = run(short, old)
+    states = [r.state for i, r in recs if i >= START]
+    assert states[0] == OPEN and states[-1] == RESOLVED and NEW_NORMAL not in states
+    _, recs = run(shifted(series(8, 5), START, 36, 3), old)
+    after = [(i, r.state) for i, r in recs if i >= START]
+    assert after[0][1] == OPEN and (after[0][0] + 23, NEW_NORMAL) in after  # a day, whatever followed
+    with pytest.raises(ValueError):
+        LifecycleConfig(judge="vibes")
