@@ -67,7 +67,9 @@ async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
         # enough (three days) to become the new normal. A week of demand in about a minute.
         day_ms = 86_400_000
         span_ms = 8 * day_ms + day_ms // 2
-        spacing = Population.arrival_spacing_ms(args.events, span_ms)
+        # The crisis adds events (surges repeat them): spread the count over a longer nominal span
+        # so the event time still reaches about the end of the crisis's fifth day.
+        spacing = Population.arrival_spacing_ms(args.events, span_ms * 1.15)
         start_ms = int(time.time() * 1000) - span_ms
         start_ms -= start_ms % 3_600_000
         sim_args = Namespace(people=2000, seed=int(time.time()) % 10_000, events=args.events, spacing_ms=spacing,
@@ -156,9 +158,13 @@ def _print_shifts(records: list[dict], crisis_ms: int, end_ms: int, settings: Se
     for line in lines:
         print(f"  {line}")
     if others:
-        print(f"alerts on other keys (regions, channels, stores that aggregate a shifted category, or unexplained): {len(others)}")
-        for story in others:
+        crisis_others = [s for s in others if s.opened_ms >= crisis_ms]
+        print(f"alerts on other keys: {len(others)} ({len(others) - len(crisis_others)} before the crisis: false alerts; "
+              f"{len(crisis_others)} during it, on regions, channels and stores that aggregate a shifted category, or false)")
+        for story in others[:20]:
             print(f"    {story.line()}")
+        if len(others) > 20:
+            print(f"    ... {len(others) - 20} more: TOUCHPOINT_NAMESPACE={settings.namespace} touchpoint alerts tail --from-beginning --timeout 2")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

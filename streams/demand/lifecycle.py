@@ -16,9 +16,10 @@ The detector decides when a shift *starts* (its OPEN); the lifecycle decides wha
   to baseline as a shift the other way against a baseline that learned part of the shift) does
   not open a second alert while one is open; on RESOLVED the detector's baseline is scaled back
   to the frozen one, so the end of a surge is not reported as a collapse.
-* **Volume rule**: an alert is published (its OPEN record emitted) only once its excess,
-  ``|observed - expected|`` summed since it opened, reaches ``min_excess`` in the measure's own
-  units; a shift that never moves that much stays silent end to end.
+* **Volume rule**: an alert is published (its OPEN record emitted) only once its excess in its
+  own direction, ``observed - expected`` summed since it opened, reaches ``min_excess`` in the
+  measure's own units and its level (observed/expected since OPEN) moved by at least 20 %; a
+  shift that never moves that much stays silent end to end.
 
 :class:`DemandMonitor` wires one detector and one lifecycle together. State is fixed-size and
 JSON-safe; the frozen baseline (one expected value per seasonal slot of a week) exists only
@@ -236,7 +237,7 @@ class AlertLifecycle:
         for i, v in enumerate((x, e, det_e, llr)):
             self.recent[i] += a * (v - self.recent[i])
         out: list[AlertRecord] = []
-        if not self.published and abs(self.sx - self.se) >= self.config.min_excess:
+        if not self.published and self._actionable(ratio):
             self.published = True
             self.severity = _severity(ratio, self.direction)
             out.append(self._record(OPEN, d, e))
@@ -254,6 +255,16 @@ class AlertLifecycle:
             if self.published and self.buckets > self.config.settle_buckets and not out:
                 out.append(self._record(ESCALATE, d, e))
         return out
+
+    def _actionable(self, ratio: float) -> bool:
+        """The volume rule: the shift moved at least ``min_excess`` of the measure in its own
+        direction since OPEN, and the level by at least ``slow_min_rel`` (20 %)."""
+        moved = (self.sx - self.se) * self.direction
+        if self.direction > 0:
+            shifted = ratio >= 1.0 + self.config.slow_min_rel
+        else:
+            shifted = ratio <= 1.0 / (1.0 + self.config.slow_min_rel)
+        return shifted and moved >= max(self.config.min_excess, 1e-9)
 
     def _observe_detector(self, d: Decision) -> list[AlertRecord]:
         """The earlier lifecycle: the detector's OPEN/RESOLVED, NEW_NORMAL after a fixed time."""

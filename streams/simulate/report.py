@@ -72,7 +72,7 @@ def _matches(story: AlertStory, shift: Shift) -> bool:
     return False
 
 
-def shift_report(scenario: Scenario, alerts: list[AlertStory], end_ms: int) -> tuple[list[str], list[AlertStory]]:
+def shift_report(scenario: Scenario, alerts: list[AlertStory], end_ms: int, max_lines: int = 8) -> tuple[list[str], list[AlertStory]]:
     """One paragraph per injected shift (what was injected, what the alerts on its category said,
     the verdict), and the alerts no injected shift explains."""
     lines, used = [], set()
@@ -87,7 +87,16 @@ def shift_report(scenario: Scenario, alerts: list[AlertStory], end_ms: int) -> t
         lines.append(f"{shift.category}{where} x{shift.factor:g} {span}: expected {want}")
         if not mine:
             lines.append("    no alert")
+            continue
+        ends: dict[str, int] = {}
         for s in mine:
+            ends[s.state if s.ended_ms is not None else "still open"] = ends.get(s.state if s.ended_ms is not None else "still open", 0) + 1
+        lines.append(f"    {len(mine)} alerts on its keys and measures, ended: " + ", ".join(f"{k} {v}" for k, v in sorted(ends.items())))
+        # The category-level alerts first (what a planner reads), then the finer keys.
+        rank = {"category": 0, "category_region": 1, "product": 2}
+        for s in sorted(mine, key=lambda s: (rank.get(s.key.partition(":")[0], 3), s.opened_ms))[:max_lines]:
             lines.append(f"    {s.line()}")
+        if len(mine) > max_lines:
+            lines.append(f"    ... {len(mine) - max_lines} more")
     others = [s for s in alerts if s.alert_id not in used]
     return lines, others

@@ -31,5 +31,6 @@ def test_alerts_are_told_per_shift_with_their_end() -> None:
     assert "masks in hubei x5" in text and "expected RESOLVED" in text and "RESOLVED 01-06 09:00Z" in text
     assert "travel x0.3 from 01-05 10:00Z, still on at the end: expected NEW_NORMAL" in text
     assert "category:travel interest collapse x0.31" in text and "NEW_NORMAL 01-08 11:00Z" in text
+    assert "1 alerts on its keys and measures, ended: NEW_NORMAL 1" in text
     assert lines[lines.index(next(x for x in lines if x.startswith("sanitizer"))) + 1].strip() == "no alert"
     assert sorted(s.key for s in others) == ["category_region:masks|beijing", "region:hubei"]
