@@ -366,9 +366,13 @@ class DemandStage:
                 seen += 1
                 level += max(cfg.pool_alpha, 1.0 / seen) * (count - level)
                 if mon is None and (not pooling or (level >= cfg.floor_per_bucket(measure) and seen >= cfg.pool_min_buckets)):
-                    # Promotion: a cold-started monitor, its prior the pooled level it rose from.
+                    # Promotion: a cold-started monitor, its prior the pooled level it rose from,
+                    # when that level rests on two days or more (a long-tail key rising); a series
+                    # seen for less has no history to judge a shift against (no prior: the
+                    # lifecycle raises nothing until the detector's daily tier exists).
                     mon = self._monitor(dim_key, measure, None)
-                    prior = before if pooling and before is not None else None
+                    known = seen - 1 >= 2 * DAY_S // cfg.bucket_s
+                    prior = before if pooling and before is not None and known else None
                 if mon is None:
                     continue
                 _, records = mon.update(s, count, prior)

@@ -275,3 +275,13 @@ def test_pooling_can_be_switched_off() -> None:
     stage = new_stage(StageConfig(bucket_s=3600, lateness_s=3600, timezone="UTC", pool_floor=0.0))
     _drive(stage, range(48), {"product:tail": 0.2})
     assert stage.state[sk("product:tail")]["mon"] is not None
+
+
+def test_a_brand_new_series_raises_nothing_before_it_has_a_daily_baseline() -> None:
+    # A new store's revenue-like series: lumpy from its first hour (nothing to judge a shift against).
+    stage = new_stage()
+    rng = random.Random(4)
+    alerts = _drive(stage, range(36), {"store:new": lambda h: rng.choice((0.0, 2.0, 40.0))})
+    entry = stage.state[sk("store:new")]
+    assert entry["mon"] is not None and "prior" not in entry  # promoted within hours, without a prior
+    assert [a for a in alerts if a["key"] == "store:new"] == []
