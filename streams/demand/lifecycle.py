@@ -80,6 +80,9 @@ class LifecycleConfig:
         ``detect --csv`` and the NAB scores were tuned with) = the earlier rules: the detector's
         OPEN and RESOLVED are the alert's, NEW_NORMAL after ``new_normal_buckets`` re-baselines
         with the detector's own ratio; no frozen baseline, volume rule or sustained-shift test.
+    min_base: the baseline summed since OPEN must reach this too before an alert is published
+        (the stage sets it to ``min_excess`` for units and revenue: lumpy sums of a few orders;
+        a surge of them from almost nothing is already an orders alert).
     alert_tiers: detector tiers whose judgement may open an alert (seasonal ones, and the pooled
         prior of a promoted key: a key's first two days, judged by its running level, raise nothing).
     """
@@ -96,6 +99,7 @@ class LifecycleConfig:
     fast_buckets: int = 72
     fast_threshold: float = 3.5
     alert_tiers: tuple[str, ...] = ("week", "day", "prior")
+    min_base: float = 0.0
     judge: str = "detector"
 
     def __post_init__(self) -> None:
@@ -264,7 +268,7 @@ class AlertLifecycle:
             shifted = ratio >= 1.0 + self.config.slow_min_rel
         else:
             shifted = ratio <= 1.0 / (1.0 + self.config.slow_min_rel)
-        return shifted and moved >= max(self.config.min_excess, 1e-9)
+        return shifted and moved >= max(self.config.min_excess, 1e-9) and self.se >= self.config.min_base
 
     def _observe_detector(self, d: Decision) -> list[AlertRecord]:
         """The earlier lifecycle: the detector's OPEN/RESOLVED, NEW_NORMAL after a fixed time."""

@@ -139,7 +139,8 @@ class StageConfig:
                                recent_buckets=max(1, self.recent_s // self.bucket_s),
                                min_excess=dict(self.min_excess).get(measure, 0.0),
                                slow_buckets=max(2, DAY_S // self.bucket_s), slow_warmup=max(2, 2 * WEEK_S // self.bucket_s),
-                               fast_buckets=max(2, 6 * 3600 // self.bucket_s), judge="baseline")
+                               fast_buckets=max(2, 6 * 3600 // self.bucket_s), judge="baseline",
+                               min_base=dict(self.min_excess).get(measure, 0.0) if measure in ("units", "revenue") else 0.0)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from streams.demand.lifecycle import (
     DemandMonitor,
     LifecycleConfig,
 )
+from streams.demand.stage import StageConfig
 
 from .synth import T0, series
 
@@ -181,3 +182,14 @@ def test_the_detector_judged_lifecycle_is_kept_for_detect_csv() -> None:
     assert after[0][1] == OPEN and (after[0][0] + 23, NEW_NORMAL) in after  # a day, whatever followed
     with pytest.raises(ValueError):
         LifecycleConfig(judge="vibes")
+
+
+def test_lumpy_measures_need_a_baseline_that_carries_the_volume_rule() -> None:
+    # Revenue of a key that sells almost nothing: one big order is a "x10 surge" worth 300.
+    cheap = shifted(series(7, 10, 0.5), START, 3, 20)
+    _, loud = run(cheap, dataclasses.replace(LIVE, min_excess=5.0))
+    _, quiet = run(cheap, dataclasses.replace(LIVE, min_excess=5.0, min_base=5.0))
+    assert [r for i, r in loud if i >= START and r.state == OPEN]
+    assert [r for i, r in quiet if i >= START] == []
+    assert StageConfig(bucket_s=3600).lifecycle_config("revenue").min_base == 1500
+    assert StageConfig(bucket_s=3600).lifecycle_config("orders").min_base == 0
