@@ -249,10 +249,15 @@ class AlertLifecycle:
             # Back at the baseline: scale the detector back to it if it learned part of the shift.
             self.rescale = self.recent[1] / self.recent[2] if self.recent[2] > 0 else None
             return self._end(RESOLVED, d, e, out)
-        if self.buckets >= self.config.new_normal_buckets and self.recent[3] > 0.0:
-            # Held for days and the last day still looks shifted: re-learn at the last day's level.
-            self.rescale = self.recent[0] / self.recent[2] if self.recent[2] > 0 else None
-            return self._end(NEW_NORMAL, d, e, out)
+        if self.buckets >= self.config.new_normal_buckets:
+            day_ratio = self.recent[0] / self.recent[1] if self.recent[1] > 0 else ratio
+            if self.recent[3] > 0.0 and self._shifted(day_ratio):
+                # Held for days and the last day is still a level 20 % or more away: re-learn there.
+                self.rescale = self.recent[0] / self.recent[2] if self.recent[2] > 0 else None
+                return self._end(NEW_NORMAL, d, e, out)
+            # Three days on, the last day is within 20 % of the baseline: no new level, resolved.
+            self.rescale = self.recent[1] / self.recent[2] if self.recent[2] > 0 else None
+            return self._end(RESOLVED, d, e, out)
         severity = _severity(ratio, self.direction)
         if severity > self.severity:
             self.severity = severity
@@ -264,11 +269,13 @@ class AlertLifecycle:
         """The volume rule: the shift moved at least ``min_excess`` of the measure in its own
         direction since OPEN, and the level by at least ``slow_min_rel`` (20 %)."""
         moved = (self.sx - self.se) * self.direction
+        return self._shifted(ratio) and moved >= max(self.config.min_excess, 1e-9) and self.se >= self.config.min_base
+
+    def _shifted(self, ratio: float) -> bool:
+        """The level is at least ``slow_min_rel`` (20 %) away from the baseline, in the alert's direction."""
         if self.direction > 0:
-            shifted = ratio >= 1.0 + self.config.slow_min_rel
-        else:
-            shifted = ratio <= 1.0 / (1.0 + self.config.slow_min_rel)
-        return shifted and moved >= max(self.config.min_excess, 1e-9) and self.se >= self.config.min_base
+            return ratio >= 1.0 + self.config.slow_min_rel
+        return ratio <= 1.0 / (1.0 + self.config.slow_min_rel)
 
     def _observe_detector(self, d: Decision) -> list[AlertRecord]:
         """The earlier lifecycle: the detector's OPEN/RESOLVED, NEW_NORMAL after a fixed time."""

@@ -66,7 +66,7 @@ def test_a_shift_that_holds_three_days_becomes_the_new_normal_and_is_relearned()
     after = [(i, r.state) for i, r in recs if i >= START]
     assert after[0][1] == OPEN
     nn = [i for i, s in after if s == NEW_NORMAL]
-    assert nn and START + 71 <= nn[0] <= START + 80 and RESOLVED not in [s for _, s in after if s != NEW_NORMAL]
+    assert nn and START + 71 <= nn[0] <= START + 80 and RESOLVED not in [s for _, s in after]
     # Re-learned at the new level: no further alert for the rest of the run.
     assert [s for i, s in after if i > nn[0]] == []
     assert mon.detector.expected(points[-1][0] + 3_600_000) > 2 * series(8, 5)[-168 + 1][1] * 0.6
@@ -92,7 +92,9 @@ def test_a_gradual_ramp_is_a_shift_that_becomes_the_new_normal() -> None:
     after = [(i, r) for i, r in recs if i >= START]
     assert after and after[0][1].state == OPEN and after[0][1].direction == "surge"
     assert after[0][0] <= START + 72  # seen within the first three days of the ramp
-    assert [r.state for _, r in after if r.state in (RESOLVED, NEW_NORMAL)][-1] == NEW_NORMAL
+    # The first alert becomes the new normal (re-learned mid-ramp); the rest of the ramp may open
+    # a second surge, judged the same way (its last day within 20 % of its baseline: resolved).
+    assert [r.state for _, r in after if r.state in (RESOLVED, NEW_NORMAL)][0] == NEW_NORMAL
     assert all(r.direction == "surge" for _, r in after)
 
 
@@ -193,3 +195,13 @@ def test_lumpy_measures_need_a_baseline_that_carries_the_volume_rule() -> None:
     assert [r for i, r in quiet if i >= START] == []
     assert StageConfig(bucket_s=3600).lifecycle_config("revenue").min_base == 1500
     assert StageConfig(bucket_s=3600).lifecycle_config("orders").min_base == 0
+
+
+def test_three_days_on_a_level_within_20_percent_is_resolved_not_a_new_normal() -> None:
+    # A +12 % drift that the lifecycle cannot tell from its baseline bucket by bucket: after three
+    # days it is no new level.
+    life = AlertLifecycle("k", "sku", LIVE)
+    states = []
+    for i in range(80):
+        states += [(i, r.state) for r in life.observe(_decision(i, 150.0 if i == 0 else 112.0, opened=i == 0))]
+    assert states[-1] == (71, RESOLVED) and NEW_NORMAL not in [s for _, s in states]
