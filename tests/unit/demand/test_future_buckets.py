@@ -21,7 +21,7 @@ def now_bucket() -> int:
 
 
 def count(key: str, bucket: int, n: int, o: int) -> bytes:
-    return orjson.dumps({"k": key, "b": bucket, "n": n, "p": 0, "o": o})
+    return orjson.dumps({"k": key, "m": "orders", "b": bucket, "n": n, "p": 0, "o": o})
 
 
 def test_a_future_bucket_is_refused_and_never_moves_the_clock():
@@ -48,4 +48,4 @@ def test_an_old_past_bucket_is_late_and_moves_nothing():
     before = dict(clocks["0"])
     assert stage.handle(0, count("category:masks", 0, 3, 2)).status == "late"  # 1970
     assert clocks["0"] == before
-    assert stage.state["category:masks"]["next"] >= before["closed"]  # the key is not rewound to 1970
+    assert stage.state["orders/category:masks"]["next"] >= before["closed"]  # the key is not rewound to 1970

@@ -15,7 +15,7 @@ def exposition() -> bytes:
     m.applied.inc()
     m.event_lag.observe(0.2)
     m.consumer_lag.labels("tp.touchpoints", "0").set(3)
-    m.demand_alerts_open.labels("category", "surge").set(1)
+    m.demand_alerts_open.labels("category", "orders", "surge").set(1)
     return generate_latest(m.registry)
 
 
@@ -46,10 +46,12 @@ def test_open_alert_gauges_exist_at_zero_before_any_alert():
     # issue 21 Low: no series until the first alert opened, so absent() could not tell "none" from "no data"
     from prometheus_client import generate_latest
 
-    from streams.demand.dimensions import DIMENSIONS
+    from streams.demand.dimensions import DIMENSIONS, MEASURES
     from streams.observability.metrics import Metrics
 
     text = generate_latest(Metrics().registry).decode()
     for dimension in DIMENSIONS:
-        for direction in ("surge", "collapse"):
-            assert f'touchpoint_demand_alerts_open{{dimension="{dimension}",direction="{direction}"}} 0.0' in text
+        for measure in MEASURES:
+            for direction in ("surge", "collapse"):
+                assert (f'touchpoint_demand_alerts_open{{dimension="{dimension}",direction="{direction}",measure="{measure}"}} 0.0' in text
+                        or f'touchpoint_demand_alerts_open{{dimension="{dimension}",measure="{measure}",direction="{direction}"}} 0.0' in text)
