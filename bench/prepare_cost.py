@@ -26,12 +26,12 @@ from typing import Any
 import orjson
 
 from streams.bench.workload import make_records
-from streams.cli.simulate import generate
 from streams.events.model import Touchpoint
 from streams.events.reasons import Rejected
 from streams.ingest.decode import decode
 from streams.ingest.normalize import Normalizer
 from streams.ingest.pii import PiiHasher
+from streams.simulate.traffic import generate
 
 MAX_BYTES = 32768
 NOW_MS = 1_764_547_200_000  # fixed "now" (2025-12-01T00:00:00Z): outputs do not depend on the clock

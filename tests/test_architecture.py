@@ -65,6 +65,7 @@ LAYERS: list[tuple[str, str]] = [
     ("streams", "core"),
     ("streams.settings", "core"),
     ("streams.backoff", "core"),
+    ("streams.unmetered", "core"),
     ("streams.events", "core"),
     ("streams.events.*", "core"),
     ("streams.demand", "core"),

@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 
-from streams.cli.simulate import generate, parse_start
 from streams.kafka.client import client_options
 from streams.settings import Settings
+from streams.simulate.traffic import default_start_ms, generate
 
 __all__ = ["make_records", "preload", "offer"]
 
@@ -29,7 +29,7 @@ def make_records(events: int, people: int | None = None, seed: int = 7, scenario
     people = people or max(200, events // 20)
     args = argparse.Namespace(events=events, people=people, seed=seed, scenario=scenario, duplicates=0.0, malformed=0.0,
                               spacing_ms=spacing_ms)
-    return list(generate(args, parse_start(None, events, spacing_ms)))
+    return list(generate(args, default_start_ms(events, spacing_ms, int(time.time() * 1000))))
 
 
 def _producer(settings: Settings, linger_ms: int) -> AIOKafkaProducer:

@@ -53,8 +53,9 @@ async def _scrape(session: aiohttp.ClientSession, url: str) -> str:
 
 async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
     from streams.cli.idle import wait_idle
-    from streams.cli.simulate import generate, publish_stream
+    from streams.cli.simulate import publish_stream
     from streams.kafka.topics import ensure_topics
+    from streams.simulate.traffic import generate
 
     url = f"http://{settings.web_host}:{settings.web_port}"
     await ensure_topics(settings)

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import orjson
 from aiokafka import AIOKafkaProducer
 
 from streams.kafka.client import client_options
 from streams.kafka.topics import INPUT, ensure_topics
 from streams.settings import Settings
-from streams.simulate.population import SCENARIOS, Population
-
-MALFORMED = (b"{not json", b"[1,2,3]", b'{"type":"track","event":"No id"}', b'{"type":"shout","messageId":"bad-type"}')
+from streams.simulate.population import SCENARIOS
+from streams.simulate.traffic import default_start_ms, generate
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,26 +34,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def generate(args: argparse.Namespace, start_ms: int, scenario_start_ms: int | None = None) -> Iterator[bytes]:
-    """The records to publish; the scenario's shifts are timed from ``scenario_start_ms`` (default: the start)."""
-    population = Population(args.people, args.seed)
-    scenario = SCENARIOS[args.scenario](start_ms if scenario_start_ms is None else scenario_start_ms)
-    rng = random.Random(args.seed + 1)
-    for event in population.events(args.events, start_ms, args.spacing_ms, scenario):
-        raw = orjson.dumps(event)
-        yield raw
-        if rng.random() < args.duplicates:
-            yield raw
-        if rng.random() < args.malformed:
-            yield rng.choice(MALFORMED)
-
-
 def parse_start(text: str | None, events: int, spacing_ms: float) -> int:
     from streams.cli.errors import UsageError
 
     if text is None:
-        # the last event lands about now
-        return int(time.time() * 1000 - events * spacing_ms / Population.mean_acceptance())
+        return default_start_ms(events, spacing_ms, int(time.time() * 1000))  # the last event lands about now
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:

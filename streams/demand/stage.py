@@ -48,7 +48,7 @@ import time
 from collections import Counter
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -64,7 +64,10 @@ from streams.demand.series import (
     read_monitor,
     series_key,
 )
-from streams.observability.metrics import Metrics
+from streams.unmetered import Unmetered
+
+if TYPE_CHECKING:  # passed in by the wiring; importing it would load prometheus_client (docs/architecture.md)
+    from streams.observability.metrics import Metrics
 
 __all__ = ["ALERT_SCHEMA_ID", "DEFAULT_MIN_EXCESS", "StageConfig", "Outcome", "DemandStage", "parse_partial",
            "series_key", "parse_series_key", "list_series", "read_monitor", "parse_min_excess"]
@@ -205,7 +208,7 @@ class DemandStage:
         self.config = config
         self.state = state
         self.clocks = clocks
-        self.metrics = metrics or Metrics()
+        self.metrics: Any = metrics if metrics is not None else Unmetered()
         self._detector_cfg = config.detector_config()
         self._lifecycle_cfgs = {m: config.lifecycle_config(m) for m in (*MEASURES, LEGACY_MEASURE)}
         self._keys: dict[int, set[str]] = {}  # partition -> series keys

@@ -14,6 +14,7 @@ from streams.ingest.eventtime import EventTimeWindow
 from streams.ingest.stage import IngestStage, RawRecord
 from streams.kafka import topics as T
 from streams.profiles.bundle import key_partition
+from streams.resilience import TRANSIENT
 
 __all__ = ["register"]
 
@@ -86,7 +87,8 @@ def register(app: faust.App, ctx: Any) -> None:
                         demand_measures=parse_measures(s.demand_measures), demand_currency=s.demand_currency,
                         profile_partitions=s.partitions,
                         window=EventTimeWindow(s.event_max_future_s * 1000, s.event_max_past_s * 1000,
-                                               ctx.metrics.event_time_corrected.labels("future")))
+                                               ctx.metrics.event_time_corrected.labels("future")),
+                        transient=TRANSIENT)
     ctx.ingest = stage
     ctx.extras["ordered"].before_commit.append(stage.flush_demand)
     ctx.extras["ordered"].before_commit.append(lambda: sink.check(ordered.restart_all))

@@ -12,10 +12,11 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
+from streams.backoff import BASIC_TRANSIENT, retry_until_ok
 from streams.demand.dimensions import DIMENSIONS, MEASURES, PendingCounts
 from streams.events.model import Touchpoint, dedup_id
 from streams.events.reasons import Reason, Rejected
@@ -25,9 +26,10 @@ from streams.ingest.decode import decode
 from streams.ingest.dlq import DeadLetter, DlqCodec
 from streams.ingest.eventtime import EventTimeWindow
 from streams.ingest.normalize import Normalizer
-from streams.observability.metrics import Metrics
 from streams.profiles.bundle import encode_bundles, key_partition
-from streams.resilience import retry_until_ok
+
+if TYPE_CHECKING:  # passed in by the wiring; importing it would load prometheus_client (docs/architecture.md)
+    from streams.observability.metrics import Metrics
 
 __all__ = ["IngestStage", "RawRecord", "Sink"]
 
@@ -82,8 +84,12 @@ class IngestStage:
                  demand_bucket_s: int = 300, demand_dimensions: tuple[str, ...] = DIMENSIONS, profile_partitions: int = 1,
                  demand_measures: tuple[str, ...] = MEASURES, demand_currency: str = "CNY",
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-                 window: EventTimeWindow | None = None) -> None:
+                 window: EventTimeWindow | None = None,
+                 transient: tuple[type[BaseException], ...] = BASIC_TRANSIENT) -> None:
         self.max_event_bytes = max_event_bytes
+        # Errors of the resolver and the sink that mean "unavailable": waited out, never dead-lettered
+        # (the wiring passes the client libraries' ones, streams/resilience.py).
+        self.transient = transient
         self.normalizer = normalizer
         self.resolver = resolver
         self.codec = codec
@@ -134,7 +140,7 @@ class IngestStage:
             requests.append(ResolveRequest(dedup_id(touchpoint.message_id, touchpoint.scope), touchpoint.source,
                                            touchpoint.identifiers, touchpoint.ts_ms))
         resolutions = await retry_until_ok(lambda: self.resolver.resolve_batch(requests), "redis",
-                                           self.metrics.dependency_retries.labels("redis"))
+                                           self.metrics.dependency_retries.labels("redis"), transient=self.transient)
         verdict = {i: r for (i, _), r in zip(accepted, resolutions, strict=True)}
 
         applied_by_partition: dict[int, list[Touchpoint]] = defaultdict(list)
@@ -185,7 +191,7 @@ class IngestStage:
     async def _send(self, call: Callable[[], Awaitable[None]]) -> None:
         """One send to Kafka; an unavailable broker is waited out (never a dead letter, never an
         exception out of the batch, which would make Faust ack the batch unprocessed)."""
-        await retry_until_ok(call, "kafka", self.metrics.dependency_retries.labels("kafka"))
+        await retry_until_ok(call, "kafka", self.metrics.dependency_retries.labels("kafka"), transient=self.transient)
 
     async def _send_all(self, send: Callable[[bytes, bytes], Awaitable[None]], records: Sequence[tuple[bytes, bytes]]) -> None:
         """Send records in order; an unavailable broker is waited out and the sending resumes at

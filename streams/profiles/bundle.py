@@ -23,7 +23,6 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 __all__ = ["POSITIONS", "MAX_ITEMS", "MAX_BYTES", "key_partition", "encode_bundles", "unbundle", "decoded_items", "position"]
 
@@ -32,12 +31,39 @@ MAX_ITEMS = 1024
 MAX_BYTES = 256 * 1024  # well under the broker's and producer's 1 MB record limits
 
 
+_M = 0x5BD1E995  # Kafka's murmur2 (MurmurHash2, seed 0x9747b28c): the default partitioner's hash
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's ``Utils.murmur2`` of ``data``, as an unsigned 32-bit value.
+
+    Written here, from the published algorithm, so that the bundle format (part of the core) does
+    not need a Kafka client; a test checks it against aiokafka's default partitioner."""
+    length = len(data)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    whole = length - (length & 3)
+    for i in range(0, whole, 4):
+        k = (int.from_bytes(data[i:i + 4], "little") * _M) & 0xFFFFFFFF
+        k ^= k >> 24
+        h = ((h * _M) & 0xFFFFFFFF) ^ ((k * _M) & 0xFFFFFFFF)
+    rest = length & 3
+    if rest == 3:
+        h ^= data[whole + 2] << 16
+    if rest >= 2:
+        h ^= data[whole + 1] << 8
+    if rest >= 1:
+        h = ((h ^ data[whole]) * _M) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * _M) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
 @lru_cache(maxsize=1 << 16)
 def key_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner gives ``key`` (Java's and aiokafka's murmur2).
 
-    Remembered per key: aiokafka's murmur2 is pure Python (~4.4 us for a profile id), profile
-    ids repeat, and the ingest agent asks once or twice per event."""
+    Remembered per key: murmur2 in Python costs a few us for a profile id, profile ids repeat,
+    and the ingest agent asks once or twice per event."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 

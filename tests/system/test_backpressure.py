@@ -28,6 +28,7 @@ from streams.ingest.pii import PiiHasher
 from streams.ingest.stage import IngestStage, RawRecord
 from streams.observability.metrics import Metrics
 from streams.profiles.bundle import decoded_items
+from streams.resilience import TRANSIENT
 from tests.system.conftest import ensure_up
 from tests.system.test_crash import metric
 from tests.system.verifier import dead_letters, make_traffic, publish_records, verify, wait_idle
@@ -87,7 +88,7 @@ class FlakySink:
 def _stage(resolver, sink) -> tuple[IngestStage, Metrics]:
     metrics = Metrics()
     stage = IngestStage(max_event_bytes=32768, normalizer=Normalizer(PiiHasher("k")), resolver=resolver, codec=DlqCodec("k"),
-                        sink=sink, metrics=metrics, clock_ms=lambda: NOW)
+                        sink=sink, metrics=metrics, clock_ms=lambda: NOW, transient=TRANSIENT)
     return stage, metrics
 
 

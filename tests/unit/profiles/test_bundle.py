@@ -42,3 +42,20 @@ def test_key_partition_is_kafkas_default_partitioner():
     for key in (b"p1", b"p2a", b"user-42", b"\xff\x00"):
         for n in (4, 12):
             assert key_partition(key, n) == DefaultPartitioner()(key, list(range(n)), list(range(n)))
+
+
+def test_murmur2_equals_the_kafka_clients_on_every_tail_length():
+    # the core's own murmur2 (no Kafka client in the core) against aiokafka's, lengths 0-40
+    import random
+
+    from aiokafka.partitioner import DefaultPartitioner
+    from aiokafka.partitioner import murmur2 as client_murmur2
+
+    from streams.profiles.bundle import murmur2
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        key = rng.randbytes(rng.randint(0, 40))
+        assert murmur2(key) == client_murmur2(key) & 0xFFFFFFFF
+        n = rng.randint(1, 64)
+        assert key_partition(key, n) == DefaultPartitioner()(key, list(range(n)), list(range(n)))
