@@ -210,3 +210,28 @@ def test_profiles_without_orders_keep_their_bytes():
     s = folded([ev(1, "Product Viewed"), ev(2, "Checkout Started", "o1", 3.0)])
     assert "od" not in s and s["oc"] == 0 and s["rv"] == {}
     assert orjson.loads(encode(merge(copy.deepcopy(s), s))).keys() == s.keys()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.sampled_from([0.1, 5.0, 25.5])), max_size=20, unique_by=lambda t: t[0]),
+       st.randoms(use_true_random=False))
+def test_past_the_bound_totals_do_not_depend_on_order_or_merges_when_each_id_comes_once(specs, rng):
+    limits = Limits(orders=3)
+    events = [ev(i, "Order Completed", f"o{oid}", revenue, ts=oid) for i, (oid, revenue) in enumerate(specs)]
+    whole = folded(events, limits)
+    rng.shuffle(events)
+    cut = rng.randrange(len(events) + 1)
+    merged = merge(folded(events[:cut], limits), folded(events[cut:], limits), limits)
+    assert _view(merged) == _view(whole) and len(whole.get("od", {}).get("o", {})) <= 3
+    assert render("p", whole)["orders"]["count"] == len(specs)
+
+
+def test_an_absorb_through_the_stage_counts_a_shared_order_once():
+    stage = ProfileStage()
+    a = stage.decide("A", None, ev(1, "Order Completed", "o1", 25.0) | {"profile_id": "A", "source": "t/0/1"}, 1).value
+    b = stage.decide("B", None, ev(2, "Order Completed", "o1", 25.0, channel="crm") | {"profile_id": "B", "source": "t/1/1"}, 2).value
+    b = stage.decide("B", b, ev(3, "Checkout Started", "o1", 25.0) | {"profile_id": "B", "source": "t/1/2"}, 3).value
+    merged = stage.decide("B", b, {"control": "merge", "from": "B", "into": "A", "message_id": "mm", "ts_ms": T0}, 4)
+    (absorb,) = merged.sends
+    out = render("A", decode(stage.decide("A", a, absorb.value, 5).value))["orders"]
+    assert out["count"] == 1 and out["revenue"] == {"CNY": 25.0}  # was: 3 orders, 75.00 CNY
