@@ -35,6 +35,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from streams.events.model import dedup_id
+
 __all__ = ["COMPLETED", "REFUNDED", "CANCELLED", "fold_order", "merge_orders", "render_orders", "order_totals"]
 
 COMPLETED = frozenset({"Order Completed", "Completed Order"})
@@ -77,7 +79,7 @@ def fold_order(state: dict[str, Any], event: dict[str, Any], name: Any, ts: int,
     order_id = event.get("order_id")
     # No order id: the event is its own order (the stage folds each event once); a refund or a
     # cancellation naming no order can match nothing and is counted unmatched.
-    key = str(order_id)[:id_chars] if order_id is not None else "~" + str(event.get("message_id", ""))
+    key = str(order_id)[:id_chars] if order_id is not None else "~" + dedup_id(str(event.get("message_id", "")), event.get("scope"))
     od = _state(state)
     entry = _entry(event, kind, ts)
     old = od["o"].get(key)

@@ -235,3 +235,8 @@ def test_an_absorb_through_the_stage_counts_a_shared_order_once():
     (absorb,) = merged.sends
     out = render("A", decode(stage.decide("A", a, absorb.value, 5).value))["orders"]
     assert out["count"] == 1 and out["revenue"] == {"CNY": 25.0}  # was: 3 orders, 75.00 CNY
+
+
+def test_orders_without_an_id_are_one_per_event_and_source():
+    a, b = ev(1, "Order Completed", revenue=3.0), ev(1, "Order Completed", revenue=3.0) | {"scope": "wk-shop"}
+    assert orders([a, b])["count"] == 2  # same messageId from two write keys: two events, two orders
