@@ -12,7 +12,10 @@ Internal layout (short keys: the value is written once per event)::
     tr   {trait: [value, ts]}          event-time last-write-wins per trait
     fs   first event time (ms)         ls  last event time (ms)
     ch   {channel: count}              ty  {event type: count}
-    oc   order count                   rv  {currency: revenue in minor units (integer, exact)}
+    oc   orders counted (completed, not cancelled; one per order id)
+    rv   {currency: net revenue in minor units (integer, exact)}: completed minus refunded/cancelled
+    od   per order id what was seen of it, and refund/cancellation totals (streams/profiles/orders.py);
+         only in values that saw an order event (a value without it is read as it is)
     fu   funnel flags reached by events: 1 visited, 2 engaged, 3 carted
     cat  {category: count}             (at most Limits.categories)
     tl   [[ts, channel, type, summary], ...] ascending event time, the last Limits.timeline
@@ -37,6 +40,8 @@ from typing import Any
 
 import orjson
 
+from streams.profiles.orders import fold_order, merge_orders, render_orders
+
 __all__ = [
     "Limits", "DEFAULT_LIMITS", "LAYOUT", "new_profile", "fold", "merge", "render", "is_live", "is_tomb",
     "encode", "decode", "iso", "funnel_stage", "FUNNEL", "is_tomb_bytes", "tombstone",
@@ -49,7 +54,6 @@ FUNNEL = ("none", "visited", "engaged", "carted", "purchased", "repeat_buyer")
 _CARTED = frozenset({"Product Added", "Cart Viewed", "Checkout Started", "Checkout Step Viewed", "Payment Info Entered"})
 _ENGAGED = frozenset({"Product Viewed", "Product Clicked", "Product List Viewed", "Products Searched",
                       "Product Added to Wishlist", "Product Shared", "Promotion Clicked"})
-_ORDER = "Order Completed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +69,12 @@ class Limits:
     summary_chars: int = 80
     recent_ids: int = 16        # message-id hashes kept for dedup across origins (stage.py)
     name_chars: int = 128       # a trait whose name is longer is not kept (names are keys of the value)
+    orders: int = 100           # order ids kept per profile; past it the oldest is retired (orders.py)
     max_bytes: int = 65536      # the encoded value; above it parts are trimmed in TRIM_ORDER (bounded_encode)
 
     def __post_init__(self) -> None:
         if min(self.timeline, self.identifiers, self.traits, self.trait_bytes, self.categories, self.consent, self.recent_ids,
-               self.name_chars, self.max_bytes) < 1:
+               self.name_chars, self.max_bytes, self.orders) < 1:
             raise ValueError("every profile limit must be >= 1")
 
 
@@ -183,12 +188,8 @@ def fold(state: dict[str, Any], event: dict[str, Any], limits: Limits = DEFAULT_
 
     name = get("event")
     revenue = get("revenue")
-    if name == _ORDER or (get("order_id") is not None and revenue is not None):
-        state["oc"] += 1
-        if revenue is not None:
-            cur = get("currency") or "XXX"  # ISO 4217 "no currency"
-            rv = state["rv"]
-            rv[cur] = rv.get(cur, 0) + round(float(revenue) * 100)
+    # Only completed orders count, once per order id; refunds and cancellations apart (orders.py).
+    fold_order(state, event, name, ts, limits.orders, limits.name_chars)
     category = get("category")
     if name in _CARTED:
         step = 3
@@ -273,9 +274,7 @@ def merge(into: dict[str, Any], other: dict[str, Any], limits: Limits = DEFAULT_
             _inc(into[part], name, count)
     if len(into["cat"]) > limits.categories:
         _evict(into["cat"], limits.categories, _by_count)
-    into["oc"] += other["oc"]
-    for cur, cents in other["rv"].items():
-        into["rv"][cur] = into["rv"].get(cur, 0) + cents
+    merge_orders(into, other, limits.orders)  # oc, rv and od: one order per order id
     into["fu"] = max(into["fu"], other["fu"])
 
     ids = into["ids"]
@@ -332,7 +331,7 @@ def render(profile_id: str, state: dict[str, Any], top_categories: int = 5) -> d
         "last_seen": iso(state["ls"]),
         "channels": dict(sorted(state["ch"].items())),
         "event_types": dict(sorted(state["ty"].items())),
-        "orders": {"count": state["oc"], "revenue": {cur: round(c / 100, 2) for cur, c in sorted(state["rv"].items())}},
+        "orders": render_orders(state),
         "funnel_stage": funnel_stage(state),
         "top_categories": [{"category": c, "count": n} for c, n in cats],
         "consent": {flag: value for flag, (value, _) in sorted(state["cs"].items())},
