@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from streams.activation.destinations import Deliverer, Delivery, DestinationDef, Outcome, idempotency_key_for, request_body, webhook_sender
-from streams.kafka.client import client_options
+from streams.kafka.client import admin_client, client_options
 from streams.kafka.reading import partitions_of
 from streams.kafka.topics import DESTINATIONS_DLQ
 from streams.settings import Settings
@@ -71,11 +71,11 @@ class Forwarder:
 
     async def _ensure_topic(self) -> None:
         """The Kafka destination's topic, created like the project's own (brokers may not auto-create)."""
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.admin import NewTopic
         from aiokafka.errors import TopicAlreadyExistsError
 
         s = self.settings
-        admin = AIOKafkaAdminClient(**client_options(s))
+        admin = admin_client(s)
         await admin.start()
         try:
             if s.topic(self.dest.topic) not in set(await admin.list_topics()):

@@ -30,6 +30,7 @@ import orjson
 from streams.activation import audiences as A
 from streams.activation import traits as TR
 from streams.activation.definitions import Definitions
+from streams.profiles.orders import render_orders
 from streams.profiles.profile import decode, encode, funnel_stage, iso
 from streams.profiles.stage import Decision, ProfileStage, Send
 
@@ -194,7 +195,7 @@ def public_profile(key: str, state: dict[str, Any], computed: dict[str, Any], in
         "last_seen": _iso(state["ls"]),
         "channels": dict(sorted(state["ch"].items())),
         "event_types": dict(sorted(state["ty"].items())),
-        "orders": {"count": state["oc"], "revenue": {cur: round(c / 100, 2) for cur, c in sorted(state["rv"].items())}},
+        "orders": render_orders(state),
         "funnel_stage": funnel_stage(state),
         "top_categories": [{"category": c, "count": n} for c, n in cats],
         "consent": {flag: value for flag, (value, _) in sorted(state["cs"].items())},

@@ -9,10 +9,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 
-from streams.kafka.client import client_options
+from streams.kafka.client import admin_client, reader
 from streams.kafka.reading import partitions_of
 from streams.settings import Settings
 
@@ -65,9 +64,8 @@ class Kafka:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        opts = client_options(settings)
-        self.admin = AIOKafkaAdminClient(**opts)
-        self.consumer = AIOKafkaConsumer(**opts, enable_auto_commit=False, group_id=None)
+        self.admin = admin_client(settings)
+        self.consumer = reader(settings)
 
     async def __aenter__(self) -> Kafka:
         await asyncio.gather(self.admin.start(), self.consumer.start())
@@ -114,18 +112,17 @@ class Kafka:
         stats = ChangelogStats()
         if not tps:
             return stats
-        reader = AIOKafkaConsumer(**client_options(self.settings), enable_auto_commit=False, group_id=None,
-                                  max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
-        await reader.start()
+        log_reader = reader(self.settings, max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+        await log_reader.start()
         newest: dict[bytes, int] = {}
         try:
-            reader.assign(tps)
-            await reader.seek_to_beginning(*tps)
-            ends = await reader.end_offsets(tps)
+            log_reader.assign(tps)
+            await log_reader.seek_to_beginning(*tps)
+            ends = await log_reader.end_offsets(tps)
             pending = {tp for tp in tps if ends[tp] > 0}
             deadline = time.monotonic() + timeout_s
             while pending and time.monotonic() < deadline:
-                batches = await reader.getmany(timeout_ms=300, max_records=20_000)
+                batches = await log_reader.getmany(timeout_ms=300, max_records=20_000)
                 for tp, records in batches.items():
                     for r in records:
                         if r.offset >= ends[tp]:
@@ -135,10 +132,10 @@ class Kafka:
                         dead = r.value is None or (callable(is_dead) and is_dead(r.value))
                         newest[key] = -1 if dead else len(key) + len(r.value)
                 for tp in list(pending):
-                    if await reader.position(tp) >= ends[tp]:
+                    if await log_reader.position(tp) >= ends[tp]:
                         pending.discard(tp)
         finally:
-            await reader.stop()
+            await log_reader.stop()
         stats.keys = len(newest)
         live = [n for n in newest.values() if n >= 0]
         stats.live_keys = len(live)

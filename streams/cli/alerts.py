@@ -8,9 +8,8 @@ import time
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
-from streams.kafka.client import client_options
+from streams.kafka.client import admin_client, reader
 from streams.kafka.reading import partitions_of
 from streams.kafka.topics import ALERTS
 from streams.settings import Settings
@@ -48,14 +47,11 @@ def format_alert(a: dict[str, Any]) -> str:
 
 async def tail(args: argparse.Namespace, settings: Settings) -> int:
     topic = settings.topic(ALERTS)
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, group_id=None,
-                                auto_offset_reset="earliest" if args.from_beginning else "latest")
+    consumer = reader(settings, auto_offset_reset="earliest" if args.from_beginning else "latest")
     await consumer.start()
     shown = 0
     try:
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        admin = AIOKafkaAdminClient(**client_options(settings))
+        admin = admin_client(settings)
         await admin.start()
         try:
             tps = await partitions_of(admin, [topic])

@@ -113,12 +113,11 @@ async def run_why(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _topic_exists(settings: Settings, topic: str) -> bool:
-    from aiokafka.admin import AIOKafkaAdminClient
 
-    from streams.kafka.client import client_options
+    from streams.kafka.client import admin_client
     from streams.kafka.reading import partitions_of
 
-    admin = AIOKafkaAdminClient(**client_options(settings))
+    admin = admin_client(settings)
     await admin.start()
     try:
         return bool(await partitions_of(admin, [topic]))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from streams.kafka.client import client_options
+from streams.kafka.client import admin_client, client_options
 from streams.kafka.topics import INPUT, ensure_topics
 from streams.settings import Settings
 
@@ -61,11 +61,10 @@ async def publish(settings: Settings, topic: str, values: Iterable[bytes], keys:
 
 
 async def topic_exists(settings: Settings, topic: str) -> bool:
-    from aiokafka.admin import AIOKafkaAdminClient
 
     from streams.kafka.reading import partitions_of
 
-    admin = AIOKafkaAdminClient(**client_options(settings))
+    admin = admin_client(settings)
     await admin.start()
     try:
         return bool(await partitions_of(admin, [topic]))

@@ -1,13 +1,19 @@
-"""Connection options for aiokafka clients and Faust, from settings (PLAINTEXT, SSL, SASL)."""
+"""The one place aiokafka clients are built from settings (PLAINTEXT, SSL, SASL), and Faust's
+broker credentials. Everything that reads offsets or topics outside Faust (lag, on-call feed,
+ordered sources, CLI, bench) asks :func:`admin_client` / :func:`reader` / :func:`producer`
+(or :func:`admin_and_reader` for the usual pair) instead of building its own."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from streams.settings import Settings
 
-__all__ = ["client_options", "ssl_context", "faust_credentials"]
+__all__ = ["client_options", "ssl_context", "faust_credentials", "admin_client", "reader", "producer", "admin_and_reader"]
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -49,3 +55,35 @@ def faust_credentials(settings: Settings) -> Any:
         mechanism=settings.kafka_sasl_mechanism,
         ssl_context=ssl_context(settings),
     )
+
+
+def admin_client(settings: Settings, **extra: Any) -> Any:
+    """An (unstarted) admin client."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    return AIOKafkaAdminClient(**client_options(settings), **extra)
+
+
+def reader(settings: Settings, **extra: Any) -> Any:
+    """An (unstarted) consumer of no group that never commits: for reading topics and offsets."""
+    from aiokafka import AIOKafkaConsumer
+
+    return AIOKafkaConsumer(**{**client_options(settings), "enable_auto_commit": False, "group_id": None, **extra})
+
+
+def producer(settings: Settings, **extra: Any) -> Any:
+    """An (unstarted) producer that waits for every in-sync replica and never duplicates on retry."""
+    from aiokafka import AIOKafkaProducer
+
+    return AIOKafkaProducer(**{**client_options(settings), "acks": "all", "enable_idempotence": True, **extra})
+
+
+@asynccontextmanager
+async def admin_and_reader(settings: Settings, **reader_extra: Any) -> AsyncIterator[tuple[Any, Any]]:
+    """A started admin client and :func:`reader`, both closed on exit."""
+    admin, consumer = admin_client(settings), reader(settings, **reader_extra)
+    await asyncio.gather(admin.start(), consumer.start())
+    try:
+        yield admin, consumer
+    finally:
+        await asyncio.gather(admin.close(), consumer.stop(), return_exceptions=True)

@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from streams.kafka.client import client_options
+from streams.kafka.client import admin_client
 from streams.settings import Settings, SettingsError
 
 __all__ = ["check_record_limits", "record_limit_problem"]
@@ -42,7 +41,7 @@ def record_limit_problem(producer_max: int, broker: Mapping[str, int], topics: M
 
 
 async def _limits(settings: Settings, timeout_s: float) -> tuple[dict[str, int], dict[str, int]]:
-    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=int(timeout_s * 1000))
+    admin = admin_client(settings, request_timeout_ms=int(timeout_s * 1000))
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
         ours = sorted(t for t in await admin.list_topics() if t.startswith(settings.namespace + "."))

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import TP
 
-from streams.kafka.client import client_options
+from streams.kafka.client import admin_client, reader
 from streams.kafka.ordered import OffsetGuard, Verdict
 from streams.kafka.topics import group_offsets
 from streams.resilience import retry_until_ok
@@ -53,12 +53,11 @@ class BrokerView:
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None:
-            admin = AIOKafkaAdminClient(**client_options(self.settings))
+            admin = admin_client(self.settings)
             await admin.start()
             self._admin = admin
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(**client_options(self.settings), group_id=None, enable_auto_commit=False,
-                                        auto_offset_reset="earliest")
+            consumer = reader(self.settings, auto_offset_reset="earliest")
             await consumer.start()
             self._consumer = consumer
         return self._admin, self._consumer

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.kafka.client import client_options
+from streams.kafka.client import admin_and_reader, admin_client, reader
 from streams.kafka.topics import TOPICS, group_offsets
 from streams.settings import Settings
 
@@ -26,14 +25,13 @@ async def partitions_of(admin: AIOKafkaAdminClient, topics: list[str]) -> list[T
 
 async def read_to_end(settings: Settings, topic: str, timeout_s: float = 60.0) -> AsyncIterator[ConsumerRecord]:
     """Every record of ``topic`` up to the end offsets seen at the start (no consumer group)."""
-    opts = client_options(settings)
-    admin = AIOKafkaAdminClient(**opts)
+    admin = admin_client(settings)
     await admin.start()
     try:
         tps = await partitions_of(admin, [topic])
     finally:
         await admin.close()
-    consumer = AIOKafkaConsumer(**opts, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest")
+    consumer = reader(settings, auto_offset_reset="earliest")
     await consumer.start()
     try:
         if not tps:
@@ -72,11 +70,7 @@ async def namespace_lag(settings: Settings) -> GroupLag:
     The worker group counts as behind on every topic that workers consume, including partitions
     it has never committed (so a group that has not started yet is behind, not idle).
     """
-    opts = client_options(settings)
-    admin = AIOKafkaAdminClient(**opts)
-    consumer = AIOKafkaConsumer(**opts, enable_auto_commit=False, group_id=None)
-    await asyncio.gather(admin.start(), consumer.start())
-    try:
+    async with admin_and_reader(settings) as (admin, consumer):
         existing = set(await admin.list_topics())
         consumed = [settings.topic(t.name) for t in TOPICS if t.consumed and settings.topic(t.name) in existing]
         tps = await partitions_of(admin, consumed)
@@ -96,5 +90,3 @@ async def namespace_lag(settings: Settings) -> GroupLag:
                 behind += max(0, end - (meta.offset if meta is not None and meta.offset >= 0 else 0))
             lag[group] = behind
         return lag
-    finally:
-        await asyncio.gather(admin.close(), consumer.stop())

@@ -10,7 +10,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streams.kafka.client import client_options
+from streams.kafka.client import admin_client
 from streams.settings import Settings, SettingsError
 
 __all__ = ["TopicSpec", "TOPICS", "ensure_topics", "INPUT", "DLQ", "IDENTITY_CHANGES", "PROFILE_EVENTS", "DEMAND_COUNTS", "ALERTS",
@@ -57,7 +57,7 @@ TOPICS = (
 
 async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     """Create any missing project topic; return the names created. Safe to call concurrently."""
-    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=int(timeout_s * 1000))
+    admin = admin_client(settings, request_timeout_ms=int(timeout_s * 1000))
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
         existing = set(await admin.list_topics())

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import Gauge
 
-from streams.kafka.client import client_options
+from streams.kafka.client import admin_client, reader
 from streams.kafka.topics import TOPICS
 from streams.settings import Settings
 
@@ -86,9 +86,8 @@ class LagSampler:
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None or self._consumer is None:
-            opts = client_options(self.settings)
-            admin = AIOKafkaAdminClient(**opts, request_timeout_ms=10_000)
-            consumer = AIOKafkaConsumer(**opts, enable_auto_commit=False, group_id=None, request_timeout_ms=10_000)
+            admin = admin_client(self.settings, request_timeout_ms=10_000)
+            consumer = reader(self.settings, request_timeout_ms=10_000)
             await asyncio.gather(admin.start(), consumer.start())
             self._admin, self._consumer = admin, consumer
         return self._admin, self._consumer

@@ -29,10 +29,9 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.kafka import topics as T
-from streams.kafka.client import client_options
+from streams.kafka.client import admin_client, reader
 from streams.kafka.reading import partitions_of
 from streams.observability.metrics import Metrics
 from streams.settings import Settings
@@ -200,8 +199,7 @@ class OncallReader:
                 delay = min(30.0, delay * 2)
 
     async def _run_once(self) -> None:
-        opts = client_options(self.settings)
-        admin = AIOKafkaAdminClient(**opts)
+        admin = admin_client(self.settings)
         await admin.start()
         try:
             feed_tps = await partitions_of(admin, [self.alerts_topic, self.changes_topic])
@@ -209,7 +207,7 @@ class OncallReader:
             rate_tps = await partitions_of(admin, list(rate_topics))
         finally:
             await admin.close()
-        consumer = AIOKafkaConsumer(**opts, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest")
+        consumer = reader(self.settings, auto_offset_reset="earliest")
         await consumer.start()
         try:
             await self._seek_recent(consumer, feed_tps)
