@@ -193,17 +193,21 @@ class Forecaster:
         self.intervals.record([self._mean_at(ts_ms + h * step, h) for h in self.intervals.anchors], self.scale)
 
     # --------------------------------------------------------------- forecast
-    def forecast(self, horizon: int, hold_shift: bool = False) -> list[ForecastPoint]:
+    def forecast(self, horizon: int, hold_shift: bool = False, factor: float | None = None) -> list[ForecastPoint]:
         """The next ``horizon`` buckets after the last one learned.
 
         ``hold_shift``: scale the forecast by observed/expected over the open shift (what the
         next buckets look like if the shift holds); without an open shift it changes nothing.
+        ``factor``: scale by this ratio instead (e.g. an alert's observed/expected at OPEN).
         """
         if self.last_ms is None:
             raise ValueError("nothing learned yet")
         if horizon < 1 or horizon > self.config.max_horizon:
             raise ValueError(f"horizon must be between 1 and {self.config.max_horizon}")
-        factor = self.shift_ratio if hold_shift and self.shift else 1.0
+        if factor is None:
+            factor = self.shift_ratio if hold_shift and self.shift else 1.0
+        elif not math.isfinite(factor) or factor < 0:
+            raise ValueError("factor must be a finite number >= 0")
         counts = self.min_value >= 0
         step = self.config.step_s * 1000
         scale = self.scale if self.scale > 0 else 1.0
