@@ -163,7 +163,9 @@ class Forecaster:
         weight = c.shift_weight if self.shift else 1.0
         if self.shift:
             self.shift_obs += y
-            self.shift_exp += max(pred, 0.0) if self.min_value >= 0 else pred
+            # Against the seasonal combination without the AR carry-over: the residual of the
+            # last buckets is the shift itself, not the usual pattern.
+            self.shift_exp += max(base, 0.0) if self.min_value >= 0 else base
         lim = c.clip * scale
         e_clip = max(-lim, min(lim, err))
         yc = pred + e_clip  # the value with its innovation clipped: target of every update

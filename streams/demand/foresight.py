@@ -12,7 +12,8 @@ State per key and measure (``entry["fc"]``, a few KB)::
      "m": {...},                       # Forecaster.snapshot()
      "h": [[step_ms, value, expected|None], ...],   # recent steps for the page (bounded)
      "sh": [{...}, ...],               # recent shifts (alert lifecycle summaries, bounded)
-     "peak": 1.0}                      # peak observed/expected step ratio of the open shift
+     "peak": 1.0,                      # peak observed/expected step ratio of the open shift
+     "so": [obs, expected]}            # sums over the open shift's steps (detector's expected)
 
 Alert lifecycle: OPEN sets the forecaster's shift flag (learning slows, answers say a shift is
 open), RESOLVED clears it, NEW_NORMAL re-baselines the forecaster at the observed level at once.
@@ -86,6 +87,8 @@ class Foresight:
         st = {"acc": None, "m": None, "h": [], "sh": [], "peak": 1.0} if state is None else {
             "acc": state.get("acc"), "m": state.get("m"), "h": list(state.get("h", [])),
             "sh": [dict(s) for s in state.get("sh", [])], "peak": state.get("peak", 1.0)}
+        if state is not None and state.get("so") is not None:
+            st["so"] = list(state["so"])
         model = self.model(st)
         step_start = bucket_ms - bucket_ms % self._step_ms
         acc = st["acc"]
@@ -101,6 +104,8 @@ class Foresight:
             exp = acc[2] if acc[3] else None
             st["h"].append([step_start, round(acc[1], 4), _num(exp)])
             del st["h"][: -self.config.history_steps]
+            if model.shift and st.get("so"):
+                st["so"] = [st["so"][0] + acc[1], st["so"][1] + (exp or 0.0)]
             if model.shift and exp:
                 st["peak"] = max(st["peak"], acc[1] / exp) if model.shift > 0 else min(st["peak"], acc[1] / exp)
                 if st["sh"] and st["sh"][-1]["state"] == "OPEN":
@@ -121,6 +126,7 @@ class Foresight:
                            "state": "OPEN", "ended": None, "hours": 0.0})
             del shifts[: -self.config.max_shifts]
             st["peak"] = ratio if ratio is not None else 1.0
+            st["so"] = [0.0, 0.0]  # observed, detector-expected over the shift's complete steps
             if model is not None:
                 model.set_shift(direction)
             return model
@@ -129,6 +135,7 @@ class Foresight:
             current["severity"] = max(current.get("severity") or 0, rec.get("severity") or 0)
             current["hours"] = round(rec.get("buckets_open", 0) * self.config.bucket_s / 3600.0, 2)
         if state in ("RESOLVED", "NEW_NORMAL"):
+            st.pop("so", None)
             if current is not None:
                 current["state"] = state
                 current["ended"] = iso_utc(bucket_ms + self._bucket_ms)
@@ -184,7 +191,11 @@ class Foresight:
         model = self.model(st)
         shift = None
         if model is not None and model.shift:
-            shift = {"direction": "surge" if model.shift > 0 else "collapse", "ratio_so_far": round(model.shift_ratio, 3)}
+            obs, exp = st.get("so") or (0.0, 0.0)
+            shifts = st.get("sh") or []
+            ratio = obs / exp if exp > 0 else (shifts[-1].get("peak_ratio") if shifts else None)
+            shift = {"direction": "surge" if model.shift > 0 else "collapse",
+                     "ratio_so_far": None if ratio is None else round(ratio, 3)}
         return {
             "step_s": self.config.step,
             "history": [[iso_utc(t), v, e] for t, v, e in st.get("h") or []],
