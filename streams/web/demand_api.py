@@ -3,8 +3,9 @@
 The Faust views (:mod:`streams.web.demand`) route a forecast request to the worker owning the
 key and call these functions there; tests call them with plain dicts.
 
-Where a key's forecast state lives inside a demand table entry is decided in one place,
-:func:`measure_states`: ``entry["fc"]`` maps a measure to its :class:`Foresight` state.
+The demand table holds one entry per series, a dimension key and a measure, under
+``MEASURE/KEY`` (the pre-measure ``events`` count under the bare key); a series' forecast state
+is ``entry["fc"]`` (a :class:`Foresight` state).
 """
 
 from __future__ import annotations
@@ -14,22 +15,28 @@ from typing import Any
 
 from streams.demand.foresight import Foresight
 
-__all__ = ["DEFAULT_HORIZON", "MEASURES", "measure_states", "parse_forecast_query", "keys_body", "forecast_body"]
+__all__ = ["DEFAULT_HORIZON", "LEGACY_MEASURE", "series_key", "parse_series_key", "parse_forecast_query", "keys_body",
+           "forecast_body"]
 
 DEFAULT_HORIZON = 48
-MEASURES = ("events",)  # the measures the stage forecasts (the stage's entry["fc"] keys)
+LEGACY_MEASURE = "events"
 _MAX_KEY = 200
 
 
-def measure_states(entry: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``{measure: foresight state}`` of one demand table entry ({} when nothing is forecast yet)."""
-    if not entry:
-        return {}
-    fc = entry.get("fc")
-    return dict(fc) if isinstance(fc, Mapping) else {}
+def series_key(key: str, measure: str) -> str:
+    """State key of a series: ``MEASURE/KEY``; the legacy ``events`` measure is the bare key."""
+    return key if measure == LEGACY_MEASURE else f"{measure}/{key}"
 
 
-def parse_forecast_query(query: Mapping[str, str], max_horizon: int, measures: Iterable[str] = MEASURES) -> tuple[str, str, int]:
+def parse_series_key(skey: str) -> tuple[str, str]:
+    """``(dimension key, measure)`` of a state key (inverse of :func:`series_key`)."""
+    head, sep, rest = skey.partition("/")
+    if sep and ":" not in head:
+        return rest, head
+    return skey, LEGACY_MEASURE
+
+
+def parse_forecast_query(query: Mapping[str, str], max_horizon: int, measures: Iterable[str]) -> tuple[str, str, int]:
     """``(key, measure, horizon)`` from query parameters; ValueError says what is wrong."""
     measures = tuple(measures)
     unknown = sorted(set(query) - {"key", "measure", "horizon", "local"})
@@ -58,15 +65,18 @@ def parse_forecast_query(query: Mapping[str, str], max_horizon: int, measures: I
 
 
 def keys_body(entries: Iterable[tuple[str, Mapping[str, Any]]], foresight: Foresight) -> list[dict[str, Any]]:
-    """One row per key and measure: current shift state and last values, busiest first."""
+    """One row per series (key and measure): shift state and last values, busiest first.
+    ``entries``: ``(state key, entry)`` pairs of the demand table."""
     rows = []
-    for key, entry in entries:
-        lifecycle = ((entry.get("mon") or {}).get("lifecycle") or {}) if entry else {}
-        for measure, state in sorted(measure_states(entry).items()):
-            summary = foresight.summary(state)
-            rows.append({"key": key, "dimension": key.partition(":")[0], "measure": measure,
-                         "alert_open": bool(lifecycle.get("alert_id")), **summary})
-    rows.sort(key=lambda r: (-(r["last_value"] or 0.0), r["key"], r["measure"]))
+    for skey, entry in entries:
+        if not entry:
+            continue
+        key, measure = parse_series_key(skey)
+        lifecycle = (entry.get("mon") or {}).get("lifecycle") or {}
+        summary = foresight.summary(entry.get("fc"))
+        rows.append({"key": key, "dimension": key.partition(":")[0], "measure": measure,
+                     "monitored": entry.get("mon") is not None, "alert_open": bool(lifecycle.get("alert_id")), **summary})
+    rows.sort(key=lambda r: (r["key"], r["measure"]))
     return rows
 
 
@@ -74,9 +84,9 @@ def forecast_body(key: str, measure: str, horizon: int, entry: Mapping[str, Any]
                   foresight: Foresight) -> tuple[int, dict[str, Any]]:
     """``(status, body)`` of ``/demand/forecast`` on the worker owning ``key``."""
     if entry is None:
-        return 404, {"error": f"no demand seen for key {key!r} on this worker's partitions"}
-    state = measure_states(entry).get(measure)
-    if state is None:
-        return 404, {"error": f"no {measure!r} forecast for key {key!r} yet (pooled or too new)"}
+        return 404, {"error": f"no {measure} demand seen for key {key!r}"}
+    state = entry.get("fc")
+    if not state or not state.get("h"):
+        return 404, {"error": f"no {measure} forecast for key {key!r} yet (less than an hour of data)"}
     view = foresight.view(state, horizon)
     return 200, {"key": key, "measure": measure, "horizon": horizon, **view}

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from streams.web.demand_api import forecast_body, keys_body, parse_forecast_query
+from streams.web.demand_api import forecast_body, keys_body, parse_forecast_query, series_key
 from tests.integration.test_observability import DomText
 from tests.unit.observability.test_deploy import tool
 
@@ -37,10 +37,10 @@ def serve(entries: dict, fs) -> tuple[str, callable]:
             return web.json_response({"keys": keys_body(entries.items(), fs)})
         if name == "forecast":
             try:
-                key, measure, horizon = parse_forecast_query(request.query, fs.max_horizon)
+                key, measure, horizon = parse_forecast_query(request.query, fs.max_horizon, ("units", "orders"))
             except ValueError as exc:
                 return web.json_response({"error": str(exc)}, status=400)
-            status, body = forecast_body(key, measure, horizon, entries.get(key), fs)
+            status, body = forecast_body(key, measure, horizon, entries.get(series_key(key, measure)), fs)
             return web.json_response(body, status=status)
         kind = "application/javascript" if name.endswith(".js") else "text/css"
         return web.Response(body=(STATIC / name).read_bytes(), content_type=kind)
@@ -81,8 +81,9 @@ def render(url: str, profile: Path, shot: Path) -> DomText:
 @pytest.fixture(scope="module")
 def site():
     fs, state, _, during = demo_state()
-    entries = {"category:masks": {"fc": {"events": during}, "mon": {"lifecycle": {"alert_id": "x"}}},
-               "category:travel": {"fc": {"events": state}, "mon": {"lifecycle": {}}}}
+    entries = {"units/category:masks": {"fc": during, "mon": {"lifecycle": {"alert_id": "x"}}},
+               "orders/category:masks": {"fc": state, "mon": {"lifecycle": {}}},
+               "units/category:travel": {"fc": state, "mon": {"lifecycle": {}}}}
     url, stop = serve(entries, fs)
     yield url, entries, fs
     stop()
@@ -91,13 +92,13 @@ def site():
 def test_page_renders_history_baseline_forecast_and_shifts(site, tmp_path: Path) -> None:
     url, entries, fs = site
     shot = tmp_path / "demand.png"
-    dom = render(url + "/demand#key=category:masks&measure=events", tmp_path / "chromium", shot)
+    dom = render(url + "/demand#key=category:masks&measure=units", tmp_path / "chromium", shot)
     text = " ".join(dom.text)
     assert dom.find("body", data_loaded="true"), text[:500]
     [status] = dom.find("div", id="status")
     assert status["data-state"] == "ok", text[:500]
     series = {a["data-series"]: int(a["data-n"]) for t, a in dom.elements if t == "polyline" and "data-series" in a}
-    state = entries["category:masks"]["fc"]["events"]
+    state = entries["units/category:masks"]["fc"]
     assert series["history"] == min(len(state["h"]), 168) == 168  # the last week is drawn
     assert series["baseline"] >= 160
     assert series["forecast"] == 48
@@ -112,7 +113,9 @@ def test_page_renders_history_baseline_forecast_and_shifts(site, tmp_path: Path)
     rects = [a for t, a in dom.elements if t == "rect" and "shift" in a.get("class", "")]
     assert rects and any(r["data-state"] == "OPEN" for r in rects)
     keys = [a["value"] for t, a in dom.elements if t == "option" and a.get("value", "").startswith("category:")]
-    assert keys == ["category:masks", "category:travel"] or sorted(keys) == ["category:masks", "category:travel"]
+    assert keys == ["category:masks", "category:travel"]
+    measures = [a["value"] for t, a in dom.elements if t == "option" and a.get("value") in ("units", "orders")]
+    assert measures == ["orders", "units"]  # the measures of the chosen key
     assert shot.exists() and shot.stat().st_size > 20_000
     keep = Path.cwd() / ".ci" / "out"
     if keep.is_dir():  # CI keeps its artifacts here
@@ -126,6 +129,7 @@ def test_bad_query_parameters_answer_400_with_the_reason(site) -> None:
 
     url, _, _ = site
     cases = {"": "missing query parameter key", "key=masks": "DIMENSION:VALUE", "key=category:masks&measure=bogus": "unknown measure",
+             "key=category:masks&measure=revenue": "unknown measure",
              "key=category:masks&horizon=0": "between 1 and 168", "key=category:masks&horizon=x": "whole number",
              "key=category:masks&horizon=169": "between 1 and 168", "key=category:masks&colour=red": "unknown query parameter"}
     for query, needle in cases.items():
