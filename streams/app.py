@@ -99,6 +99,7 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
     from streams.ingest import agent as ingest_agent
     from streams.kafka.ordering import OrderedSources
     from streams.observability import oncall
+    from streams.web import demand as demand_views
     from streams.web import views
 
     # Our agents' sources are consumed in order and committed by us (streams/kafka/ordered.py).
@@ -107,6 +108,7 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
     demand_agent.register(app, ctx)
     profiles.register(app, ctx)
     views.register(app, ctx)
+    demand_views.register(app, ctx)  # /demand page, /demand/keys, /demand/forecast (after the demand agent)
     identity_views.register(app, ctx)
     oncall.register(app, ctx)  # /oncall page and data, consumer-lag sampler
     return app, ctx

@@ -14,7 +14,7 @@ from streams.settings import Settings, SettingsError
 __all__ = ["main"]
 
 # Each module exposes add_parser(subparsers) and sets args.run = callable(args, settings) -> int.
-_COMMANDS = ("stack", "worker", "send", "idle", "dlq", "simulate", "demo", "detect", "forecast", "erase", "alerts", "profile", "collect", "bench", "identity")
+_COMMANDS = ("stack", "worker", "send", "idle", "dlq", "simulate", "demo", "detect", "forecast", "demand", "erase", "alerts", "profile", "collect", "bench", "identity")
 
 
 def build_parser() -> argparse.ArgumentParser:
