@@ -42,7 +42,7 @@ class ForesightConfig:
     bucket_s: int = 300
     tz: str = "UTC"
     step_s: int = 3600
-    history_steps: int = 14 * 24  # two weeks of hourly steps for the page
+    history_steps: int = 7 * 24  # a week of hourly steps for the page
     max_shifts: int = 10
 
     @property
@@ -80,8 +80,15 @@ class Foresight:
     # ------------------------------------------------------------------ feed
     def feed(self, state: dict[str, Any] | None, bucket_ms: int, value: float, expected: float | None,
              records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """One closed bucket (and the alert records it produced); returns the new state.
+        """One closed bucket (and the alert records it produced); returns the new state."""
+        return self.feed_many(state, [(bucket_ms, value, expected, records or [])])
 
+    def feed_many(self, state: dict[str, Any] | None,
+                  buckets: list[tuple[int, float, float | None, list[dict[str, Any]]]]) -> dict[str, Any]:
+        """Closed buckets of one key in time order: ``(bucket_ms, value, expected, records)``.
+
+        The model is restored from its snapshot only when a step completes or an alert record
+        arrives, and written back once: a 5-min bucket inside an hour only adds to the sum.
         Never mutates ``state`` (a table's memory store hands out its own objects).
         """
         st = {"acc": None, "m": None, "h": [], "sh": [], "peak": 1.0} if state is None else {
@@ -89,33 +96,42 @@ class Foresight:
             "sh": [dict(s) for s in state.get("sh", [])], "peak": state.get("peak", 1.0)}
         if state is not None and state.get("so") is not None:
             st["so"] = list(state["so"])
-        model = self.model(st)
-        step_start = bucket_ms - bucket_ms % self._step_ms
+        loaded = False
+        model: Forecaster | None = None
         acc = st["acc"]
-        if acc is None or acc[0] != step_start:
-            acc = [step_start, 0.0, 0.0, 1]
-        acc = [acc[0], acc[1] + float(value), acc[2] + (expected or 0.0), acc[3] if expected is not None else 0]
-        for rec in records or []:
-            model = self._lifecycle(st, model, rec, bucket_ms)
-        if bucket_ms + self._bucket_ms >= step_start + self._step_ms:  # the step is complete
-            if model is None:
-                model = Forecaster(self._fc_cfg)
-            model.learn_one(step_start, acc[1])
-            exp = acc[2] if acc[3] else None
-            st["h"].append([step_start, round(acc[1], 4), _num(exp)])
-            del st["h"][: -self.config.history_steps]
-            if model.shift and st.get("so"):
-                st["so"] = [st["so"][0] + acc[1], st["so"][1] + (exp or 0.0)]
-            if model.shift and exp:
-                st["peak"] = max(st["peak"], acc[1] / exp) if model.shift > 0 else min(st["peak"], acc[1] / exp)
-                if st["sh"] and st["sh"][-1]["state"] == "OPEN":
-                    st["sh"][-1]["peak_ratio"] = round(st["peak"], 3)
-            acc = None
+        for bucket_ms, value, expected, records in buckets:
+            step_start = bucket_ms - bucket_ms % self._step_ms
+            if acc is None or acc[0] != step_start:
+                acc = [step_start, 0.0, 0.0, 1]
+            acc = [acc[0], acc[1] + float(value), acc[2] + (expected or 0.0), acc[3] if expected is not None else 0]
+            complete = bucket_ms + self._bucket_ms >= step_start + self._step_ms
+            if (records or complete) and not loaded:
+                model, loaded = self.model(st) or Forecaster(self._fc_cfg), True
+            for rec in records:
+                self._lifecycle(st, model, rec, bucket_ms)
+            if complete:
+                assert model is not None
+                self._learn(st, model, acc)
+                acc = None
         st["acc"] = acc
-        st["m"] = None if model is None else model.snapshot()
+        if loaded and model is not None:
+            st["m"] = model.snapshot()
         return st
 
-    def _lifecycle(self, st: dict[str, Any], model: Forecaster | None, rec: dict[str, Any], bucket_ms: int) -> Forecaster | None:
+    def _learn(self, st: dict[str, Any], model: Forecaster, acc: list[Any]) -> None:
+        step_start, value = acc[0], acc[1]
+        model.learn_one(step_start, value)
+        exp = acc[2] if acc[3] else None
+        st["h"].append([step_start, round(value, 4), _num(exp)])
+        del st["h"][: -self.config.history_steps]
+        if model.shift and st.get("so") is not None:
+            st["so"] = [st["so"][0] + value, st["so"][1] + (exp or 0.0)]
+        if model.shift and exp:
+            st["peak"] = max(st["peak"], value / exp) if model.shift > 0 else min(st["peak"], value / exp)
+            if st["sh"] and st["sh"][-1]["state"] == "OPEN":
+                st["sh"][-1]["peak_ratio"] = round(st["peak"], 3)
+
+    def _lifecycle(self, st: dict[str, Any], model: Forecaster | None, rec: dict[str, Any], bucket_ms: int) -> None:
         state = rec.get("state")
         direction = 1 if rec.get("direction") == "surge" else -1
         shifts = st["sh"]
@@ -129,7 +145,7 @@ class Foresight:
             st["so"] = [0.0, 0.0]  # observed, detector-expected over the shift's complete steps
             if model is not None:
                 model.set_shift(direction)
-            return model
+            return
         current = shifts[-1] if shifts and shifts[-1]["alert_id"] == rec.get("alert_id") else None
         if current is not None:
             current["severity"] = max(current.get("severity") or 0, rec.get("severity") or 0)
@@ -144,7 +160,6 @@ class Foresight:
                     model.rebaseline()  # observed/expected over the shift, as the detector does
                 else:
                     model.set_shift(0)
-        return model
 
     @staticmethod
     def _ratio(rec: dict[str, Any]) -> float | None:

@@ -116,3 +116,21 @@ def test_bad_horizon() -> None:
     with pytest.raises(ValueError, match="between 1 and 168"):
         fs.forecast(None, 169)
     assert fs.forecast(None, 5) == []
+
+
+def test_feed_many_equals_feeding_one_bucket_at_a_time() -> None:
+    fs = Foresight(ForesightConfig(bucket_s=300))
+    rng = random.Random(4)
+    items = [(T0 + b * FIVE_MIN, poisson(rng, 5.0), 5.0, []) for b in range(12 * 30)]
+    items[200] = (items[200][0], items[200][1], 5.0, [{"state": "OPEN", "direction": "surge", "alert_id": "a",
+                                                        "observed": 20.0, "expected": 5.0, "severity": 2}])
+    items[260] = (items[260][0], items[260][1], 5.0, [{"state": "RESOLVED", "direction": "surge", "alert_id": "a",
+                                                        "observed": 5.0, "expected": 5.0, "severity": 2, "buckets_open": 60}])
+    one = None
+    for item in items:
+        one = fs.feed(one, *item)
+    many = None
+    for i in range(0, len(items), 7):  # closes of 7 buckets at a time
+        many = fs.feed_many(many, items[i:i + 7])
+    assert one == many
+    assert one["sh"][0]["state"] == "RESOLVED" and one["sh"][0]["hours"] == 5.0
