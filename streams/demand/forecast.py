@@ -3,29 +3,35 @@
 :class:`Forecaster` learns one closed bucket at a time (``learn_one(ts_ms, value)``) and answers
 ``forecast(horizon)`` with ``(ts_ms, mean, lo80, hi80, lo95, hi95)`` per future bucket.
 
-**Point model.** A level plus two seasonal profiles on the local wall clock of the configured zone
-(:func:`~streams.demand.buckets.local_slot`, so 09:00 stays 09:00 across DST): a time-of-day
-profile and a time-of-week profile, each an exponentially weighted mean of ``value - level`` per
-slot (a slot's first visit sets it). The two profiles' one-step predictions are combined with
-weights inversely proportional to their recent squared errors (the weekly one only once its slot
-has been seen), the level is smoothed from the deseasonalised value, and the one-step residual
-carries over with a learned AR(1) coefficient that decays with the horizon. Innovations are
-clipped at ``clip`` robust scales so one spike does not move the profiles much.
+**Point model.** A combination of seasonal profiles on the local wall clock of the configured
+zone (:func:`~streams.demand.buckets.local_slot`, so 09:00 stays 09:00 across DST). Each
+component ``(period, beta)`` keeps one value per time-of-day or time-of-week slot, an
+exponentially weighted mean of the values seen in that slot (``beta = 1``: the last one, i.e.
+seasonal naive), plus a slowly learned bias (its mean one-step error: a level that drifted since
+the profile was learned). The defaults are the last day, a smoothed day and a smoothed week. The
+components' forecasts are combined with weights ``1 / mse^2`` (``weight_power``), ``mse`` each
+component's recent squared one-step error, so a component that fits clearly better dominates
+without the others being dropped. The one-step residual of the combination carries over with a
+learned AR(1) coefficient that decays with the horizon. Innovations are clipped at ``clip`` one-step
+mean absolute errors so one spike does not move the profiles much.
 
 **Intervals** come from the model's own out-of-sample errors (:mod:`streams.demand.intervals`):
-at a few anchor horizons the forecast made ``h`` buckets ago is compared with what arrived, and
-per anchor four quantiles of the scaled error are tracked online (pinball-loss steps, as in
-adaptive conformal inference), so the 80 % / 95 % bands keep their coverage as the series
-changes. Horizons between anchors interpolate. Counts (a series never seen below 0) never get a
+at a few anchor horizons the forecast made ``h`` buckets ago is compared with what arrived; per
+anchor the mean absolute error sets the band's width, and four quantiles of the error relative
+to that width, pooled over the anchors, set its shape (online pinball-loss steps, as in adaptive
+conformal inference), so the 80 % / 95 % bands keep their coverage as the series changes.
+Horizons between anchors interpolate. Counts (a series never seen below 0) never get a
 negative forecast or bound.
 
 **Alert lifecycle.** ``shift`` is set by the caller while an alert is open (+1 surge, -1
-collapse): learning then uses a small weight (a shift is not the season) and the forecast says
-so; :meth:`rebaseline` (NEW_NORMAL) moves the level and profiles to the level observed during the
-shift at once, and ``forecast(h, hold_shift=True)`` answers "what if the shift holds".
+collapse, :meth:`set_shift`): learning then uses a small weight (a shift is not the season, and
+the noise scale is not learned from it); :meth:`rebaseline` (NEW_NORMAL) scales the profiles by
+observed/expected over the shift at once, and ``forecast(h, hold_shift=True)`` answers "what if
+the shift holds".
 
-State is fixed by the configuration: for hourly steps 24 + 168 profile slots and counts, the
-interval tracker (anchors x 4 quantiles and one pending forecast per anchor step), ~20 scalars.
+State is fixed by the configuration: for hourly steps 24 + 24 + 168 profile slots and their
+seen flags, the interval tracker (one pending forecast per anchor step: 367 for anchors up to
+168, a width per anchor, 4 shape quantiles) and ~15 scalars: 9.4 KB as JSON.
 """
 
 from __future__ import annotations
@@ -58,9 +64,10 @@ class ForecastConfig:
     step_s: int = 3600
     tz: str = "UTC"
     slot_s: int = 0  # 0 = max(step_s, 1800)
-    components: tuple[tuple[str, float], ...] = (("day", 1.0), ("day", 0.3), ("week", 0.5))
+    components: tuple[tuple[str, float], ...] = (("day", 1.0), ("day", 0.15), ("week", 0.5))
     bias_alpha: float = 0.02
     err_alpha: float = 0.02
+    weight_power: float = 2.0
     level_alpha: float = 0.05
     scale_alpha: float = 0.02
     ar_alpha: float = 0.02
@@ -136,7 +143,7 @@ class Forecaster:
             s = w if wk else d
             if not self.seen[k][s]:
                 continue
-            wt = 1.0 / (self.err[k] + 1e-12)
+            wt = (self.err[k] + 1e-12) ** -self.config.weight_power
             num += wt * (self.prof[k][s] + self.bias[k])
             den += wt
         return num / den if den > 0 else self.level
