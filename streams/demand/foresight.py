@@ -163,6 +163,11 @@ class Foresight:
 
     @staticmethod
     def _ratio(rec: dict[str, Any]) -> float | None:
+        """The alert's level: its ``ratio`` (observed/expected summed over the alert so far) when
+        the record has one, else the bucket's observed/expected."""
+        ratio = rec.get("ratio")
+        if isinstance(ratio, (int, float)) and ratio >= 0:
+            return float(ratio)
         exp = rec.get("expected")
         if not isinstance(exp, (int, float)) or exp <= 0:
             return None
