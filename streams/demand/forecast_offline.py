@@ -36,6 +36,8 @@ def forecast_series(ts_ms: list[int], values: list[float], horizon: int, tz: str
         raise ValueError("timestamps and values differ in length")
     if len(values) < MIN_ROWS:
         raise ValueError(f"too few rows: {len(values)} (at least {MIN_ROWS} needed)")
+    if step_s is None and ts_ms[-1] <= ts_ms[0]:
+        raise ValueError("timestamps do not advance: every row has the same time, so the spacing is unknown")
     step = step_s or infer_bucket_s(ts_ms[: WARMUP_ROWS + 1])
     cfg = forecast_config(step, tz)
     if not 1 <= horizon <= cfg.max_horizon:

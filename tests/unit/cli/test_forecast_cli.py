@@ -83,6 +83,8 @@ def test_thirty_minute_spacing_is_inferred(tmp_path: Path, capsys) -> None:
         ("GOOD", "two", "whole number"),
         ("GOOD", "169", "between 1 and 168"),
         ("timestamp,value,extra\n2024-01-01 00:00:00,1,2\n", "4", "expected 2 fields"),
+        ("timestamp,value\n" + "2024-01-01 00:00:00,1\n" * 5, "4", "do not advance"),
+        ("timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 01:00:00,nan\n", "4", "not finite"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, content, horizon, needle) -> None:
