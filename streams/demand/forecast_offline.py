@@ -74,5 +74,5 @@ def forecast_csv(path_or_lines: str | Path | Iterable[str], horizon: int, out: I
     fmt = _formatter(last_text, tz)
     out.write("timestamp,forecast,lo80,hi80,lo95,hi95\n")
     for t, mean, lo80, hi80, lo95, hi95 in points:
-        out.write(f"{fmt(t)},{mean:.6g},{lo80:.6g},{hi80:.6g},{lo95:.6g},{hi95:.6g}\n")
+        out.write(f"{fmt(t)},{mean:.10g},{lo80:.10g},{hi80:.10g},{lo95:.10g},{hi95:.10g}\n")
     return len(points)

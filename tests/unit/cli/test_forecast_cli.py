@@ -55,7 +55,7 @@ def test_cli_is_the_benchmarked_model(tmp_path: Path, capsys) -> None:
     assert code == 0
     ref = forecast_series([t for t, _ in pts], [float(v) for _, v in pts], 24)
     got = [float(r.split(",")[1]) for r in out.splitlines()[1:]]
-    assert got == pytest.approx([p[1] for p in ref], rel=1e-5)
+    assert got == pytest.approx([p[1] for p in ref], rel=1e-9)
 
 
 def test_thirty_minute_spacing_is_inferred(tmp_path: Path, capsys) -> None:
