@@ -9,7 +9,7 @@ row. ``bench/forecast_m4.py`` scores this very function, so the benchmark and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -57,6 +57,28 @@ def _formatter(sample: str, tz: str):  # noqa: ANN202 - a small closure
     return lambda ms: datetime.fromtimestamp(ms / 1000.0, tz=zone).strftime(fmt)
 
 
+#: Header first cells accepted besides the ones ``read_series`` knows (timestamp, time, ts, date).
+_MORE_HEADERS = ("ds", "datetime")
+
+
+def _lines(path_or_lines: str | Path | Iterable[str]) -> Iterator[str]:
+    """The rows, with a ``ds,y``-style header (common in forecasting tools) dropped."""
+    lines: Iterable[str]
+    if isinstance(path_or_lines, (str, Path)):
+        with open(path_or_lines, encoding="utf-8-sig") as fh:
+            lines = fh.read().splitlines()
+    else:
+        lines = path_or_lines
+    first = True
+    for line in lines:
+        if first and line.strip():
+            first = False
+            if line.lstrip("\ufeff").split(",")[0].strip().lower() in _MORE_HEADERS:
+                continue
+            line = line.lstrip("\ufeff")
+        yield line
+
+
 def forecast_csv(path_or_lines: str | Path | Iterable[str], horizon: int, out: IO[str], tz: str = "UTC") -> int:
     """Read a CSV, write ``timestamp,forecast,lo80,hi80,lo95,hi95`` rows; return rows written.
 
@@ -66,7 +88,7 @@ def forecast_csv(path_or_lines: str | Path | Iterable[str], horizon: int, out: I
     ts: list[int] = []
     values: list[float] = []
     last_text = ""
-    for t, text, _, v in read_series(path_or_lines, tz):
+    for t, text, _, v in read_series(_lines(path_or_lines), tz):
         ts.append(t)
         values.append(v)
         last_text = text

@@ -102,6 +102,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, content, horiz
     assert len(lines) == 1 and lines[0].startswith("touchpoint forecast: ") and needle in lines[0], err
 
 
+@pytest.mark.parametrize("header", ["timestamp,value", "ds,y", "\ufefftimestamp,value", ""])
+def test_usual_headers_and_a_byte_order_mark(tmp_path: Path, capsys, header: str) -> None:
+    path = write_csv(tmp_path / "s.csv", series(1, 4), header=header)
+    code, out, err = run(capsys, "--csv", str(path), "--horizon", "2")
+    assert code == 0, err
+    assert len(out.splitlines()) == 3
+
+
 def test_as_a_process_from_stdin() -> None:
     text = "timestamp,value\n" + "".join(f"2024-01-01 {h:02d}:00:00,{h % 5}\n" for h in range(24))
     proc = subprocess.run([sys.executable, "-m", "streams.cli.main", "forecast", "--csv", "-", "--horizon", "2"],
