@@ -58,7 +58,7 @@ def classify(cfg: StageConfig, per_hour: list[float], days: float, seed: int) ->
     """(full, pooled) keys after ``days`` under the stage's pooling rule (no alerts pin keys here)."""
     rng = random.Random(seed)
     n_buckets = int(days * 86400 // cfg.bucket_s)
-    floor, release, alpha, min_b = cfg.floor_per_bucket, cfg.floor_per_bucket * cfg.pool_release, cfg.pool_alpha, cfg.pool_min_buckets
+    floor, release, alpha, min_b = cfg.floor_per_bucket(), cfg.floor_per_bucket() * cfg.pool_release, cfg.pool_alpha, cfg.pool_min_buckets
     shapes = [shape(T0 + b * cfg.size_ms) for b in range(24 * 3600 // cfg.bucket_s or 1)]
     full = 0
     for r in per_hour:

@@ -96,7 +96,10 @@ class Settings:
     demand_bucket_s: int = _setting(300, "Event-time bucket of the demand-shift detector.")
     demand_lateness_s: int = _setting(600, "How late an event may arrive and still count in its bucket.")
     demand_timezone: str = _setting("Asia/Shanghai", "IANA time zone whose local time of week drives the seasonal baseline.")
-    demand_dimensions: str = _setting("product,category,region,channel,category_region", "Dimensions the demand detector watches, comma-separated.")
+    demand_dimensions: str = _setting("product,category,region,channel,category_region,store", "Dimensions the demand detector watches, comma-separated (store: context.store.id, else properties.store_id).")
+    demand_measures: str = _setting("orders,units,revenue,interest", "Demand measures watched per dimension key, comma-separated: orders (one per order id), units (product quantities), revenue (reporting currency, refunds subtract), interest (views, add-to-cart, searches).")
+    demand_currency: str = _setting("CNY", "Reporting currency of the revenue measure; an event without a currency is taken to be in it, revenue in other currencies is not summed (counted in touchpoint_demand_uncounted_total).")
+    demand_min_excess: str = _setting("orders=12,units=24,revenue=1500,interest=40", "Volume rule: an alert is published once its shift moved this much of the measure away from the baseline (summed since it opened), MEASURE=AMOUNT pairs.")
     alertmanager_url: str = _setting("", "Alertmanager base URL (e.g. http://127.0.0.1:9093); when set, demand alerts are also posted to its API v2. Empty = off.")
 
     # -- embedded stack ---------------------------------------------------------------------
@@ -129,6 +132,17 @@ class Settings:
                 raise SettingsError(f"{ENV_PREFIX}{f.name.upper()}={getattr(self, f.name)!r}: expected one of {', '.join(choices)}")
         if not self.namespace or not all(c.isalnum() or c in "-_" for c in self.namespace):
             raise SettingsError(f"TOUCHPOINT_NAMESPACE={self.namespace!r}: use letters, digits, '-' and '_' only")
+        from streams.demand.dimensions import parse_dimensions, parse_measures
+        from streams.demand.series import parse_min_excess
+
+        for parse, name in ((parse_dimensions, "demand_dimensions"), (parse_measures, "demand_measures"),
+                            (parse_min_excess, "demand_min_excess")):
+            try:
+                parse(getattr(self, name))
+            except ValueError as exc:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()}: {exc}") from None
+        if not (len(self.demand_currency) == 3 and self.demand_currency.isalpha()):
+            raise SettingsError(f"{ENV_PREFIX}DEMAND_CURRENCY={self.demand_currency!r}: expected an ISO 4217 code such as CNY")
         for name in ("partitions", "replication_factor", "max_event_bytes", "batch_size", "dedup_ttl_s", "demand_bucket_s",
                      "collector_rate_per_s", "collector_burst", "collector_max_batch_bytes", "collector_publish_timeout_s"):
             if getattr(self, name) <= 0:

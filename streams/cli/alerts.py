@@ -39,9 +39,11 @@ def format_alert(a: dict[str, Any]) -> str:
         vs = f"observed {a.get('observed', 0):g} (no baseline yet)"
     else:
         ratio = a["observed"] / expected if expected > 0 else float("inf")
-        vs = f"observed {a['observed']:g} vs expected {expected:.0f} (x{ratio:.1f})"
+        vs = f"observed {a['observed']:g} vs expected {expected:.0f} (x{ratio:.1f} this bucket"
+        vs += f", x{a['ratio']:.1f} since open)" if a.get("ratio") is not None else ")"
     extra = f", open {a['buckets_open']} buckets" if a.get("state") in ("RESOLVED", "NEW_NORMAL") else ""
-    return f"{when} {a.get('state', '?'):<10} {a.get('direction', '?'):<8} {a.get('key', '?')}  {vs} severity {a.get('severity', '?')}{extra}"
+    measure = f" {a['measure']:<8}" if a.get("measure") else ""
+    return f"{when} {a.get('state', '?'):<10} {a.get('direction', '?'):<8}{measure} {a.get('key', '?')}  {vs} severity {a.get('severity', '?')}{extra}"
 
 
 async def tail(args: argparse.Namespace, settings: Settings) -> int:

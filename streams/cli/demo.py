@@ -27,8 +27,8 @@ from streams.simulate.population import Population
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="stack up, a worker, simulated crisis traffic and a live view; ends by itself")
-    p.add_argument("--events", type=int, default=20_000, help="simulated events to publish")
-    p.add_argument("--rate", type=float, default=400.0, help="events per second of wall time")
+    p.add_argument("--events", type=int, default=40_000, help="simulated events to publish")
+    p.add_argument("--rate", type=float, default=500.0, help="events per second of wall time")
     p.add_argument("--namespace", help="namespace to run in (default: a fresh demo-<time> one)")
     p.add_argument("--keep-running", action="store_true", help="leave the worker running after the summary (Ctrl-C stops it)")
     p.set_defaults(run=run)
@@ -62,17 +62,22 @@ async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
     try:
         print(f"[demo] worker pid {worker.pid}, log {worker_log}; waiting until ready ...")
         await asyncio.to_thread(worker.wait_ready, 120)
-        # Six days of event time in the traffic window: three normal days that teach the detector
-        # the daily rhythm, then the crisis unfolds; a week of demand in about a minute.
+        # Eight and a half days of event time: four normal days that teach the detector the daily
+        # rhythm, then four and a half days of crisis: two surges that end within two days, two shifts that persist long
+        # enough (three days) to become the new normal. A week of demand in about a minute.
         day_ms = 86_400_000
-        span_ms = 6 * day_ms
-        spacing = Population.arrival_spacing_ms(args.events, span_ms)
+        span_ms = 8 * day_ms + day_ms // 2
+        # The crisis adds events (surges repeat them): spread the count over a longer nominal span
+        # so the event time still reaches about the end of the crisis's fifth day.
+        spacing = Population.arrival_spacing_ms(args.events, span_ms * 1.15)
         start_ms = int(time.time() * 1000) - span_ms
+        start_ms -= start_ms % 3_600_000
         sim_args = Namespace(people=2000, seed=int(time.time()) % 10_000, events=args.events, spacing_ms=spacing,
                              scenario="crisis", duplicates=0.02, malformed=0.01)
+        crisis_ms = start_ms + 4 * day_ms
         progress = [0]
         print(f"[demo] publishing {args.events} events at {args.rate:.0f}/s (crisis scenario, 2% duplicates, 1% malformed)")
-        records = generate(sim_args, start_ms, scenario_start_ms=start_ms + 3 * day_ms)
+        records = generate(sim_args, start_ms, scenario_start_ms=crisis_ms)
         publisher = asyncio.create_task(publish_stream(settings, records, args.rate, progress))
         started = time.monotonic()
         async with aiohttp.ClientSession() as session:
@@ -92,7 +97,7 @@ async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
                       f"| profiles {profiles:5.0f} | merges {merges:4.0f} | open alerts {open_alerts:3.0f}")
             published = await publisher
             print("[demo] traffic done; waiting for the worker to catch up ...")
-            idle = await wait_idle(settings, timeout_s=60)
+            idle = await wait_idle(settings, timeout_s=300)
             text = await _scrape(session, url)
         outcomes = _metric_sum(text, "touchpoint_events_total", "outcome")
         reasons = {k: v for k, v in _metric_sum(text, "touchpoint_dead_letters_total", "reason").items() if v}
@@ -107,9 +112,7 @@ async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
         print(f"profiles             {_metric_sum(text, 'touchpoint_profiles').get('', 0):.0f} "
               f"(identity merges {_metric_sum(text, 'touchpoint_identity_merges_total').get('', 0):.0f})")
         print(f"demand alerts        {transitions or 'none'}")
-        alerts = await _recent_alerts(settings)
-        for line in alerts[-8:]:
-            print(f"  {line}")
+        _print_shifts(await _alert_records(settings), crisis_ms, start_ms + span_ms, settings)
         ok = idle and total == published
         print(f"accounting           in {published} = applied + duplicates + dead-lettered {total:.0f}: {'OK' if ok else 'MISMATCH'}")
         print("\nLook at (the HTTP pages while the worker runs: `touchpoint demo --keep-running`):")
@@ -129,19 +132,39 @@ async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
         worker.stop()
 
 
-async def _recent_alerts(settings: Settings) -> list[str]:
-    """The alert records of the run, one line each, as `touchpoint alerts tail` prints them."""
-    from streams.cli.alerts import format_alert
+async def _alert_records(settings: Settings) -> list[dict]:
+    """The alert records of the run."""
     from streams.kafka.reading import read_to_end
     from streams.kafka.topics import ALERTS
 
-    lines = []
+    out = []
     async for record in read_to_end(settings, settings.topic(ALERTS), timeout_s=20):
         try:
-            lines.append(format_alert(orjson.loads(record.value)))
-        except (ValueError, KeyError):
+            out.append(orjson.loads(record.value))
+        except ValueError:
             continue
-    return lines
+    return out
+
+
+def _print_shifts(records: list[dict], crisis_ms: int, end_ms: int, settings: Settings) -> None:
+    """The injected shifts and what the alerts said about each: persisted (NEW_NORMAL) or resolved."""
+    from streams.simulate.population import crisis
+    from streams.simulate.report import shift_report, stories
+
+    print(f"volume rule          an alert is published once its shift moved {settings.demand_min_excess.replace(',', ', ')} "
+          "(orders, units, revenue in CNY, interest events) away from the baseline, summed since it opened")
+    lines, others = shift_report(crisis(crisis_ms), stories(records), end_ms)
+    print("shifts injected, and the alerts on their category (and category x region) keys:")
+    for line in lines:
+        print(f"  {line}")
+    if others:
+        crisis_others = [s for s in others if s.opened_ms >= crisis_ms]
+        print(f"alerts on other keys: {len(others)} ({len(others) - len(crisis_others)} before the crisis: false alerts; "
+              f"{len(crisis_others)} during it, on regions, channels and stores that aggregate a shifted category, or false)")
+        for story in others[:20]:
+            print(f"    {story.line()}")
+        if len(others) > 20:
+            print(f"    ... {len(others) - 20} more: TOUCHPOINT_NAMESPACE={settings.namespace} touchpoint alerts tail --from-beginning --timeout 2")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -30,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start", help="event time of the first event, ISO 8601 (default: so the last event is about now)")
     p.add_argument("--spacing-ms", type=float, default=1000.0, help="mean event-time gap between events (accelerates time when small)")
     p.add_argument("--scenario", choices=sorted(SCENARIOS), default="none", help="demand shifts to inject")
+    p.add_argument("--scenario-start", help="event time the scenario's shifts are timed from, ISO 8601 (default: the first event); "
+                   "the detector alerts only on keys with two days of history")
     p.add_argument("--duplicates", type=float, default=0.0, help="fraction of events re-sent with the same messageId")
     p.add_argument("--malformed", type=float, default=0.0, help="fraction of extra malformed records")
     p.set_defaults(run=run)
@@ -95,7 +97,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.events < 0 or args.people <= 0 or not 0 <= args.duplicates <= 1 or not 0 <= args.malformed <= 1:
         raise UsageError("--events >= 0, --people > 0, and --duplicates/--malformed between 0 and 1")
     start_ms = parse_start(args.start, args.events, args.spacing_ms)
+    scenario_ms = None if args.scenario_start is None else parse_start(args.scenario_start, args.events, args.spacing_ms)
     await ensure_topics(settings)
-    sent = await publish_stream(settings, generate(args, start_ms), args.rate)
+    sent = await publish_stream(settings, generate(args, start_ms, scenario_ms), args.rate)
     print(f"published {sent} records to {settings.topic(INPUT)}", file=sys.stderr)
     return 0

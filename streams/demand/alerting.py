@@ -47,11 +47,12 @@ def to_alertmanager(alert: dict[str, Any], now: datetime | None = None) -> dict[
             "alert_id": alert["alert_id"],
             "dimension": alert["dimension"],
             "key": alert["key"],
+            "measure": alert.get("measure", "events"),
             "direction": alert["direction"],
             "severity": str(alert["severity"]),
         },
         "annotations": {
-            "summary": f"{alert['direction']} on {alert['key']}: observed {alert['observed']:g} vs expected "
+            "summary": f"{alert['direction']} of {alert.get('measure', 'events')} on {alert['key']}: observed {alert['observed']:g} vs expected "
                        f"{expected if expected is None else round(expected, 1)}{ratio}",
             "state": alert["state"],
             "bucket_start": alert["bucket_start"],

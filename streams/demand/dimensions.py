@@ -1,23 +1,67 @@
-"""Demand dimensions of an event, and pre-aggregation into partial counts.
+"""Demand dimensions and measures of an event, and pre-aggregation into partial sums.
 
-The ingest agent sums events into counts per (dimension key, event-time bucket) until its next
-commit (:class:`PendingCounts`), so the demand stage receives one partial count per key and
-bucket per commit interval, not one per event or per ingest batch.
+Each applied event adds to zero or more *series* ``(dimension key, measure)``:
+
+* ``orders``: 1 per order (an "Order Completed" event or an equivalent name, see
+  :data:`ORDER_EVENTS`), for every key the order touches; an order id seen again (by the same
+  ingest worker, within its last :data:`ORDER_MEMORY` order ids) does not count again;
+* ``units``: the sum of the order's product quantities (1 when a product has none), per key;
+* ``revenue``: the order's amount in the reporting currency (``properties.revenue`` or ``total``
+  for region, channel and store; price x quantity of the key's products for product and category
+  keys, or the order amount split by quantity when prices are missing); "Order Refunded" /
+  "Order Cancelled" subtract theirs. Events in another currency are not summed (no exchange
+  rates in the stream): they are counted in ``skipped_currency``;
+* ``interest``: 1 per product view, add-to-cart, search, list view, ... (:data:`INTEREST_EVENTS`)
+  and per page/screen view of a category or product: a leading indicator.
+
+The ingest agent sums these per (key, measure, event-time bucket) until its next commit
+(:class:`PendingCounts`), so the demand stage receives one partial sum per series and bucket per
+commit interval, not one per event.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import math
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
 from streams.events.model import Touchpoint
 
-__all__ = ["DIMENSIONS", "PendingCounts", "dimension_keys", "partial_counts", "parse_dimensions"]
+__all__ = [
+    "DIMENSIONS", "MEASURES", "LEGACY_MEASURE", "ORDER_EVENTS", "REFUND_EVENTS", "INTEREST_EVENTS", "ORDER_MEMORY",
+    "OrderMemory", "PendingCounts", "dimension_keys", "event_measures", "partial_counts", "parse_dimensions",
+    "parse_measures",
+]
 
-DIMENSIONS = ("product", "category", "region", "channel", "category_region")
+DIMENSIONS = ("product", "category", "region", "channel", "category_region", "store")
+MEASURES = ("orders", "units", "revenue", "interest")
+#: Records and table entries written before measures existed counted every demand event.
+LEGACY_MEASURE = "events"
+#: Event names (compared case-insensitively) that complete an order: Segment's e-commerce spec v2
+#: "Order Completed", its v1 name, and the usual equivalents of other trackers.
+ORDER_EVENTS = frozenset({"order completed", "completed order", "order placed", "purchase", "purchased", "checkout completed"})
+#: Event names whose amount is subtracted from revenue.
+REFUND_EVENTS = frozenset({"order refunded", "refunded order", "order cancelled", "order canceled", "cancelled order"})
+#: Track event names that show interest (Segment e-commerce spec v2 browsing and cart events).
+INTEREST_EVENTS = frozenset({
+    "product viewed", "viewed product", "product clicked", "product added", "added product", "product added to wishlist",
+    "products searched", "product list viewed", "product list filtered", "cart viewed", "checkout started",
+    "promotion clicked", "product shared",
+})
+#: Order ids remembered per ingest worker for the order dedup.
+ORDER_MEMORY = 200_000
+
+
+def _parse_names(text: str, known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown demand {what}(s) {unknown}; known: {', '.join(known)}")
+    return names
 
 
 def parse_dimensions(text: str) -> tuple[str, ...]:
@@ -26,18 +70,20 @@ def parse_dimensions(text: str) -> tuple[str, ...]:
     >>> parse_dimensions("category, region")
     ('category', 'region')
     """
-    names = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = [n for n in names if n not in DIMENSIONS]
-    if unknown:
-        raise ValueError(f"unknown demand dimension(s) {unknown}; known: {', '.join(DIMENSIONS)}")
-    return names
+    return _parse_names(text, DIMENSIONS, "dimension")
+
+
+def parse_measures(text: str) -> tuple[str, ...]:
+    """Comma-separated measure names; ValueError names the unknown ones.
+
+    >>> parse_measures("orders,interest")
+    ('orders', 'interest')
+    """
+    return _parse_names(text, MEASURES, "measure")
 
 
 def dimension_keys(t: Touchpoint, dimensions: Iterable[str] = DIMENSIONS) -> set[str]:
-    """The keys ``dimension:value`` this event counts towards (each at most once).
-
-    Only events that express demand count: track events with products or a category, and
-    page/screen views of a category. Identify/alias/group calls are not demand.
+    """The keys ``dimension:value`` an event could count towards (each at most once).
 
     >>> sorted(dimension_keys(Touchpoint("m", "page", 0, 0, (("user_id", "u"),), channel="web", category="masks", region="hubei")))
     ['category:masks', 'category_region:masks|hubei', 'channel:web', 'region:hubei']
@@ -60,66 +106,210 @@ def dimension_keys(t: Touchpoint, dimensions: Iterable[str] = DIMENSIONS) -> set
         keys.add(f"region:{t.region}")
     if "channel" in wanted and t.channel:
         keys.add(f"channel:{t.channel}")
+    if "store" in wanted and t.store:
+        keys.add(f"store:{t.store}")
     if "category_region" in wanted and t.region:
         keys.update(f"category_region:{c}|{t.region}" for c in categories)
     return keys
 
 
-def partial_counts(touchpoints: Iterable[Touchpoint], bucket_s: int, dimensions: Iterable[str] = DIMENSIONS) -> Counter[tuple[str, int]]:
-    """Counts per (key, bucket start in ms, UTC) over a batch."""
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _kind(t: Touchpoint) -> str | None:
+    if t.type in ("page", "screen"):
+        return "interest"
+    if t.type != "track" or not t.event:
+        return None
+    name = t.event.strip().lower()
+    if name in ORDER_EVENTS:
+        return "order"
+    if name in REFUND_EVENTS:
+        return "refund"
+    if name in INTEREST_EVENTS:
+        return "interest"
+    return None
+
+
+def _line_amounts(t: Touchpoint) -> list[tuple[dict[str, Any], float, float | None]]:
+    """(product, quantity, amount or None) per product line of the event."""
+    out = []
+    for p in t.products:
+        q = _number(p.get("quantity"))
+        qty = q if q is not None and q > 0 else 1.0
+        price = _number(p.get("price"))
+        out.append((p, qty, None if price is None else price * qty))
+    return out
+
+
+def event_measures(t: Touchpoint, dimensions: Iterable[str] = DIMENSIONS, measures: Iterable[str] = MEASURES,
+                   currency: str = "CNY") -> dict[tuple[str, str], float]:
+    """What one event adds to each series ``(key, measure)`` (order dedup not applied here).
+
+    Revenue counts only in ``currency`` (an event without a currency is taken to be in it).
+
+    >>> tp = Touchpoint("m", "track", 0, 0, (("user_id", "u"),), channel="web", event="Order Completed", region="hubei",
+    ...                 products=[{"product_id": "m1", "category": "masks", "price": 2.5, "quantity": 4}], revenue=10.0)
+    >>> event_measures(tp, ("category", "region"))[("category:masks", "units")]
+    4.0
+    """
+    kind = _kind(t)
+    if kind is None:
+        return {}
+    keys = dimension_keys(t, dimensions)
+    if not keys:
+        return {}
+    wanted = set(measures)
+    out: dict[tuple[str, str], float] = {}
+    if kind == "interest":
+        if "interest" in wanted:
+            out.update(((k, "interest"), 1.0) for k in keys)
+        return out
+    lines = _line_amounts(t)
+    in_currency = (t.currency or currency).upper() == currency.upper()
+    total_qty = sum(q for _, q, _ in lines) or 1.0
+    line_total = sum(a for _, _, a in lines if a is not None)
+    order_amount = t.revenue if t.revenue is not None else (line_total if lines else None)
+    sign = -1.0 if kind == "refund" else 1.0
+
+    def part(match) -> tuple[float, float | None]:
+        """(units, amount) of the lines a product/category key matches."""
+        units, amount = 0.0, 0.0
+        for p, q, a in lines:
+            if match(p):
+                units += q
+                if a is not None:
+                    amount += a
+                elif order_amount is not None:
+                    amount += order_amount * q / total_qty
+        return units, amount
+
+    for key in keys:
+        dim, _, value = key.partition(":")
+        if dim == "product":
+            units, amount = part(lambda p, v=value: p.get("product_id") == v)
+        elif dim in ("category", "category_region"):
+            cat = value.split("|", 1)[0] if dim == "category_region" else value
+            units, amount = part(lambda p, c=cat: p.get("category") == c)
+            if not units and t.category == cat:  # the event's own category, no matching line
+                units, amount = (total_qty if lines else 1.0), (order_amount or 0.0)
+        else:
+            units, amount = (total_qty if lines else 1.0), (order_amount or 0.0)
+        if kind == "order":
+            if "orders" in wanted:
+                out[(key, "orders")] = 1.0
+            if "units" in wanted:
+                out[(key, "units")] = units
+        if "revenue" in wanted and in_currency and amount:
+            out[(key, "revenue")] = sign * amount
+    return out
+
+
+@dataclass
+class OrderMemory:
+    """The last ``size`` order ids counted (insertion order, oldest dropped first)."""
+
+    size: int = ORDER_MEMORY
+    seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+    def first_time(self, order_id: str) -> bool:
+        if order_id in self.seen:
+            return False
+        self.seen[order_id] = None
+        if len(self.seen) > self.size:
+            self.seen.popitem(last=False)
+        return True
+
+
+def partial_counts(touchpoints: Iterable[Touchpoint], bucket_s: int, dimensions: Iterable[str] = DIMENSIONS,
+                   measures: Iterable[str] = MEASURES, currency: str = "CNY",
+                   orders: OrderMemory | None = None) -> tuple[Counter[tuple[str, str, int]], dict[str, int]]:
+    """Sums per (key, measure, bucket start in ms, UTC) over a batch, and what was not counted
+    (``{"repeated_order": n, "skipped_currency": n}``)."""
     bucket_ms = bucket_s * 1000
-    dims = tuple(dimensions)
-    counts: Counter[tuple[str, int]] = Counter()
+    dims, meas = tuple(dimensions), tuple(measures)
+    sums: Counter[tuple[str, str, int]] = Counter()
+    skipped = {"repeated_order": 0, "skipped_currency": 0}
     for t in touchpoints:
+        contrib = event_measures(t, dims, meas, currency)
+        if not contrib:
+            continue
+        kind = _kind(t)
+        if kind == "order" and t.order_id and orders is not None and not orders.first_time(t.order_id):
+            skipped["repeated_order"] += 1
+            continue
+        if kind in ("order", "refund") and t.currency and t.currency.upper() != currency.upper():
+            skipped["skipped_currency"] += 1
         start = t.ts_ms - t.ts_ms % bucket_ms
-        for key in dimension_keys(t, dims):
-            counts[(key, start)] += 1
-    return counts
+        for (key, measure), v in contrib.items():
+            sums[(key, measure, start)] += v
+    return sums, skipped
 
 
 @dataclass
 class PendingCounts:
-    """Demand counts summed across ingest batches until they are sent (at the next commit).
+    """Demand sums held across ingest batches until they are sent (at the next commit).
 
-    One record per (key, bucket) leaves per commit interval, whatever the batch size:
-    ``{"k": key, "b": bucket_ms, "n": total, "c": [[source partition, count, last offset], ...]}``.
-    The last offset is the latest input offset of that source partition the counts cover; the
-    demand stage keeps it per key to skip counts a restarted worker sends again.
+    One record per (key, measure, bucket) leaves per commit interval, whatever the batch size:
+    ``{"k": key, "m": measure, "b": bucket_ms, "n": total, "c": [[source partition, sum, last offset], ...]}``
+    (Kafka key: the dimension key, so every measure of a key lives on one demand partition). The
+    last offset is the latest input offset of that source partition the sums cover; the demand
+    stage keeps it per series to skip sums a restarted worker sends again.
     """
 
-    counts: dict[tuple[str, int], Counter[int]] = field(default_factory=dict)
+    dimensions: tuple[str, ...] = DIMENSIONS
+    measures: tuple[str, ...] = MEASURES
+    currency: str = "CNY"
+    counts: dict[tuple[str, str, int], Counter[int]] = field(default_factory=dict)
     last_offset: dict[int, int] = field(default_factory=dict)
+    orders: OrderMemory = field(default_factory=OrderMemory)
+    skipped: Counter[str] = field(default_factory=Counter)
 
     def __len__(self) -> int:
         return len(self.counts)
 
-    def add(self, partition: int, last_offset: int, touchpoints: Iterable[Touchpoint], bucket_s: int,
-            dimensions: Iterable[str] = DIMENSIONS) -> None:
-        """Count applied events of one source partition, up to and including ``last_offset``."""
-        for key_bucket, n in partial_counts(touchpoints, bucket_s, dimensions).items():
-            per_source = self.counts.get(key_bucket)
+    def add(self, partition: int, last_offset: int, touchpoints: Iterable[Touchpoint], bucket_s: int) -> None:
+        """Sum applied events of one source partition, up to and including ``last_offset``."""
+        sums, skipped = partial_counts(touchpoints, bucket_s, self.dimensions, self.measures, self.currency, self.orders)
+        self.skipped.update(skipped)
+        for series_bucket, n in sums.items():
+            per_source = self.counts.get(series_bucket)
             if per_source is None:
-                per_source = self.counts[key_bucket] = Counter()
+                per_source = self.counts[series_bucket] = Counter()
             per_source[partition] += n
         self.last_offset[partition] = max(last_offset, self.last_offset.get(partition, last_offset))
 
     def take(self) -> PendingCounts:
         """Everything pending, leaving this empty (``merge`` puts it back if sending fails)."""
-        out = PendingCounts(self.counts, self.last_offset)
+        out = PendingCounts(self.dimensions, self.measures, self.currency, self.counts, self.last_offset, self.orders)
         self.counts, self.last_offset = {}, {}
         return out
 
     def merge(self, other: PendingCounts) -> None:
-        for key_bucket, per_source in other.counts.items():
-            self.counts.setdefault(key_bucket, Counter()).update(per_source)
+        for series_bucket, per_source in other.counts.items():
+            self.counts.setdefault(series_bucket, Counter()).update(per_source)
         for p, o in other.last_offset.items():
             self.last_offset[p] = max(o, self.last_offset.get(p, o))
 
     def records(self) -> list[tuple[bytes, bytes]]:
-        """``(key, value)`` per (dimension key, bucket), oldest bucket first, so each demand
-        partition's event-time clock advances in order."""
+        """``(key, value)`` per (dimension key, measure, bucket), oldest bucket first, so each
+        demand partition's event-time clock advances in order."""
         out = []
-        for (key, bucket), per_source in sorted(self.counts.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-            parts = [[p, n, self.last_offset[p]] for p, n in sorted(per_source.items())]
-            out.append((key.encode(), orjson.dumps({"k": key, "b": bucket, "n": sum(per_source.values()), "c": parts})))
+        for (key, measure, bucket), per_source in sorted(self.counts.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])):
+            parts = [[p, _clean(n), self.last_offset[p]] for p, n in sorted(per_source.items())]
+            value = {"k": key, "m": measure, "b": bucket, "n": _clean(sum(per_source.values())), "c": parts}
+            out.append((key.encode(), orjson.dumps(value)))
         return out
+
+
+def _clean(x: float) -> float | int:
+    """Whole numbers as ints (counts stay counts), amounts to the cent."""
+    r = round(x, 2)
+    return int(r) if r == int(r) else r

@@ -1,13 +1,35 @@
-"""Alert lifecycle per key: OPEN -> ESCALATE* -> RESOLVED | NEW_NORMAL.
+"""Alert lifecycle per series: OPEN -> ESCALATE* -> RESOLVED | NEW_NORMAL.
 
-:class:`AlertLifecycle` turns the detector's per-bucket :class:`Decision` into
-alert records (emit transitions, not a flag per bucket). :class:`DemandMonitor`
-wires one detector and one lifecycle together for a key and applies the
-NEW_NORMAL re-baseline. Both keep fixed-size, JSON-safe state.
+The detector decides when a shift *starts* (its OPEN); the lifecycle decides what the shift
+*became*, against the baseline frozen when it opened:
+
+* **RESOLVED** when demand is back at that baseline: a CUSUM of the log-likelihood ratio
+  "baseline" vs "the alert's level" (observed/expected summed over the alert), dispersion-aware,
+  reaches ``back_evidence`` (natural-log units). High volumes resolve within a bucket or two of
+  the end, sparse keys need more buckets, a noisy bucket does not end a shift.
+* **NEW_NORMAL** once the shift has held ``new_normal_buckets`` (three days live, whatever the
+  bucket size) and its last day still looks like the shifted level, not the baseline: a multi-day
+  judgement. A 36-hour surge that ends is RESOLVED, not a new normal. Then the detector's
+  baseline is re-learned at the level of the last day. A gradual ramp opens when its cumulative
+  deviation is clear and becomes the new normal the same way.
+* Whatever the detector does meanwhile (it may close its own alert, reopen, or see the return
+  to baseline as a shift the other way against a baseline that learned part of the shift) does
+  not open a second alert while one is open; on RESOLVED the detector's baseline is scaled back
+  to the frozen one, so the end of a surge is not reported as a collapse.
+* **Volume rule**: an alert is published (its OPEN record emitted) only once its excess in its
+  own direction, ``observed - expected`` summed since it opened, reaches ``min_excess`` in the
+  measure's own units and its level (observed/expected since OPEN) moved by at least 20 %; a
+  shift that never moves that much stays silent end to end.
+
+:class:`DemandMonitor` wires one detector and one lifecycle together. State is fixed-size and
+JSON-safe; the frozen baseline (one expected value per seasonal slot of a week) exists only
+while an alert is open.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,25 +55,68 @@ NEW_NORMAL = "NEW_NORMAL"
 
 @dataclass(frozen=True)
 class LifecycleConfig:
-    """Lifecycle parameters.
+    """Lifecycle parameters (in buckets; the stage derives them from durations).
 
-    new_normal_buckets: an alert still open after this many buckets is
-        declared the new normal and the baseline is re-learned (288 = one day
-        of 5-min buckets).
-    settle_buckets: an alert's first ``settle_buckets`` buckets (the opening
-        one included) refine its severity without an ESCALATE record (2: the
-        bucket right after OPEN does not page again); a later rise of the
-        severity above the one already held escalates as before.
+    new_normal_buckets: a shift still held after this many buckets is the new normal
+        (864 = three days of 5-min buckets).
+    recent_buckets: time constant of the "last day" level used for NEW_NORMAL (288).
+    settle_buckets: an alert's first ``settle_buckets`` buckets refine its severity without an
+        ESCALATE record (2).
+    back_evidence: log-likelihood evidence that demand is back at its baseline which resolves
+        an alert (None: ``ln(20 * new_normal_buckets)``, so a shift that holds is rarely
+        resolved by noise before it becomes the new normal).
+    min_excess: volume rule, in the measure's units: an alert is published once
+        ``|sum(observed - expected)|`` since it opened reaches this (0 = at once).
+    slow_buckets, slow_threshold, slow_min_rel, slow_warmup: the sustained-shift test, which
+        opens an alert the detector's per-bucket CUSUM misses (a -40 % drop on a key whose
+        buckets scatter by 20 %, a ramp): an EWMA (time constant ``slow_buckets``, a day) of
+        the detector's standardised residuals, alerting beyond ``slow_threshold`` of
+        its own standard deviation (learned: the residuals' variance and lag-1 correlation
+        outside alerts) when the level moved by at least ``slow_min_rel`` and after
+        ``slow_warmup`` buckets of learning (two weeks). 0 buckets = off. A second EWMA of
+        ``fast_buckets`` (six hours) alerts beyond ``fast_threshold`` (3.5) sd: quicker on
+        clear drops the per-bucket test sees too weakly.
+    judge: "baseline" = everything above (the live stage's choice); "detector" (the default, what
+        ``detect --csv`` and the NAB scores were tuned with) = the earlier rules: the detector's
+        OPEN and RESOLVED are the alert's, NEW_NORMAL after ``new_normal_buckets`` re-baselines
+        with the detector's own ratio; no frozen baseline, volume rule or sustained-shift test.
+    min_base: the baseline summed since OPEN must reach this too before an alert is published
+        (the stage sets it to ``min_excess`` for units and revenue: lumpy sums of a few orders;
+        a surge of them from almost nothing is already an orders alert).
+    alert_tiers: detector tiers whose judgement may open an alert (seasonal ones, and the pooled
+        prior of a promoted key: a key's first two days, judged by its running level, raise nothing).
     """
 
-    new_normal_buckets: int = 288
+    new_normal_buckets: int = 864
+    recent_buckets: int = 288
     settle_buckets: int = 2
+    back_evidence: float | None = None
+    min_excess: float = 0.0
+    slow_buckets: int = 288
+    slow_threshold: float = 3.0
+    slow_min_rel: float = 0.2
+    slow_warmup: int = 4032
+    fast_buckets: int = 72
+    fast_threshold: float = 3.5
+    alert_tiers: tuple[str, ...] = ("week", "day", "prior")
+    min_base: float = 0.0
+    judge: str = "detector"
 
     def __post_init__(self) -> None:
-        if self.new_normal_buckets < 2:
-            raise ValueError("new_normal_buckets must be >= 2")
+        if self.new_normal_buckets < 2 or self.recent_buckets < 1:
+            raise ValueError("new_normal_buckets must be >= 2, recent_buckets >= 1")
         if self.settle_buckets < 1:
             raise ValueError("settle_buckets must be >= 1")
+        if self.min_excess < 0:
+            raise ValueError("min_excess must be >= 0")
+        if self.judge not in ("baseline", "detector"):
+            raise ValueError("judge must be 'baseline' or 'detector'")
+
+    @property
+    def back_threshold(self) -> float:
+        if self.back_evidence is not None:
+            return self.back_evidence
+        return math.log(20.0 * self.new_normal_buckets)
 
 
 @dataclass(frozen=True)
@@ -60,6 +125,7 @@ class AlertRecord:
 
     alert_id: str
     key: str
+    measure: str
     dimension: str
     state: str
     direction: str
@@ -67,6 +133,7 @@ class AlertRecord:
     observed: float
     expected: float | None
     excess: float
+    ratio: float
     bucket_start: str
     opened_at: str
     buckets_open: int
@@ -77,111 +144,307 @@ class AlertRecord:
         return asdict(self)
 
 
-class AlertLifecycle:
-    """Alert state machine for one key (fixed-size state)."""
+def _severity(ratio: float, direction: int) -> int:
+    """1-4 from observed/expected over the alert (>= 2x, 4x, 10x in the alert's direction)."""
+    r = ratio if direction > 0 else 1.0 / max(ratio, 1e-6)
+    return 4 if r >= 10.0 else 3 if r >= 4.0 else 2 if r >= 2.0 else 1
 
-    def __init__(self, key: str, dimension: str = "", config: LifecycleConfig | None = None) -> None:
+
+def _variance(d: Decision, e: float, integral: bool) -> float:
+    """Predictive variance of a bucket whose baseline is ``e``, with the detector's noise model
+    (negative binomial for counts, relative spread otherwise)."""
+    mu, sd = d.expected, d.sd
+    if mu is None or sd is None or mu <= 0.0:
+        return max(e, 1.0) if integral else max(e * e * 0.01, 1e-9)
+    if integral:
+        a = max(0.0, (sd * sd - mu) / (mu * mu))
+        return max(e + a * e * e, 0.25)
+    return max((sd / mu * e) ** 2, 1e-9)
+
+
+def _llr(x: float, e: float, ratio: float, var0: float) -> float:
+    """log p(x | level ratio*e) - log p(x | level e), Gaussian with variance var0 at the baseline
+    and ratio*var0 at the shifted level (Poisson-like), clipped to +-20 per bucket."""
+    m1, v1 = ratio * e, max(var0 * ratio, 1e-9)
+    out = -0.5 * math.log(v1 / var0) - (x - m1) ** 2 / (2 * v1) + (x - e) ** 2 / (2 * var0)
+    return max(-20.0, min(20.0, out))
+
+
+class AlertLifecycle:
+    """Alert state machine for one series (fixed-size state; a frozen baseline while open)."""
+
+    def __init__(self, key: str, dimension: str = "", config: LifecycleConfig | None = None, measure: str = "") -> None:
         self.key = key
         self.dimension = dimension
+        self.measure = measure
         self.config = config or LifecycleConfig()
+        self._reset()
+        # Sustained-shift test: [EWMA of residuals z, last residual, E[r r-1], E[r^2], buckets
+        # learned, EWMA observed, EWMA expected].
+        self.slow = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+
+    @property
+    def active(self) -> bool:
+        """True while an alert is open (published or not yet)."""
+        return self.alert_id is not None
+
+    def _reset(self) -> None:
         self.alert_id: str | None = None
         self.direction = 0
         self.opened_ms = 0
         self.severity = 0
-        self.excess = 0.0
         self.buckets = 0
+        self.published = False
+        self.sx = self.se = 0.0          # observed and frozen-baseline sums over the alert
+        self.back = 0.0                  # CUSUM of evidence that demand is back at the baseline
+        self.recent = [0.0, 0.0, 0.0, 0.0]  # EWMA over ~a day: observed, baseline, detector expected, llr
+        self.ref: list[float] | None = None  # frozen expected per seasonal slot, from opened_ms
+        self.ref_step_ms = 0
+        self.rescale: float | None = None  # set on RESOLVED / NEW_NORMAL: scale the detector's baseline
+        self.plain_rebaseline = False  # judge="detector": NEW_NORMAL re-baselines with the detector's ratio
 
-    @property
-    def active(self) -> bool:
-        """True while an alert is open."""
-        return self.alert_id is not None
+    # ------------------------------------------------------------------ transitions
+    def observe(self, d: Decision, reference: Callable[[int], list[float] | None] | None = None,
+                step_ms: int = 0, integral: bool = True) -> list[AlertRecord]:
+        """Consume one bucket's decision; return the transitions it caused.
 
-    def observe(self, d: Decision) -> list[AlertRecord]:
-        """Consume one bucket's decision; return the transitions it caused."""
-        out: list[AlertRecord] = []
-        excess = d.observed - d.expected if d.expected is not None else 0.0
-        if d.opened:
-            self.direction = d.direction
-            self.opened_ms = d.ts_ms
-            self.alert_id = f"{self.key}:{d.ts_ms}:{'up' if d.direction > 0 else 'down'}"
-            self.severity = d.severity
-            self.excess = excess
-            self.buckets = 1
-            out.append(self._record(OPEN, d))
-            return out
+        ``reference(opened_ms)`` gives the baseline frozen at OPEN: the expected value of each
+        seasonal slot (``step_ms`` long) of the week that starts at the alert's slot.
+        """
+        self.rescale = None
+        self.plain_rebaseline = False
+        if self.config.judge == "detector":
+            return self._observe_detector(d)
+        slow = self._slow_test(d)
         if not self.active:
-            return out
+            # Only shifts judged against a seasonal baseline (the detector's daily or weekly tier:
+            # two days of history), or against the pooled level a key rose from ("prior"), are
+            # alerted on: against a key's first hours ("level"), every evening peak is a surge.
+            if d.expected is None or not (d.opened or slow) or d.tier not in self.config.alert_tiers:
+                return []
+            self._open(d, reference, step_ms, slow)
+        # While an alert is open, the detector's own OPEN/RESOLVED (either direction) is absorbed.
         self.buckets += 1
-        if d.resolved:
-            out.append(self._record(RESOLVED, d))
-            self._reset()
-            return out
-        self.excess += excess
-        if d.severity > self.severity:
-            # While the alert settles, its severity (observed/expected over one or two
-            # buckets) is still an estimate: a rise updates it without a new page.
-            self.severity = d.severity
-            if self.buckets > self.config.settle_buckets:
-                out.append(self._record(ESCALATE, d))
+        e = self._expected(d)
+        x = d.observed
+        self.sx += x
+        self.se += e
+        ratio = self.sx / self.se if self.se > 0 else (2.0 if x > 0 else 1.0)
+        h1 = ratio if (ratio - 1.0) * self.direction > 0 else 1.0 + 0.2 * self.direction  # never test 1 vs 1
+        # One bucket weighs at most a quarter of the evidence that resolves: a single odd bucket
+        # (counts are heavier-tailed than the Gaussian approximation) never ends a shift.
+        cap = self.config.back_threshold / 4.0
+        llr = max(-cap, min(cap, _llr(x, e, max(h1, 1e-3), _variance(d, e, integral))))
+        self.back = max(0.0, self.back - llr)
+        a = max(1.0 / self.config.recent_buckets, 1.0 / self.buckets)
+        det_e = d.expected if d.expected is not None else e
+        for i, v in enumerate((x, e, det_e, llr)):
+            self.recent[i] += a * (v - self.recent[i])
+        out: list[AlertRecord] = []
+        if not self.published and self._actionable(ratio):
+            self.published = True
+            self.severity = _severity(ratio, self.direction)
+            out.append(self._record(OPEN, d, e))
+        if self.back >= self.config.back_threshold:
+            # Back at the baseline: scale the detector back to it if it learned part of the shift.
+            self.rescale = self.recent[1] / self.recent[2] if self.recent[2] > 0 else None
+            return self._end(RESOLVED, d, e, out)
         if self.buckets >= self.config.new_normal_buckets:
-            out.append(self._record(NEW_NORMAL, d))
-            self._reset()
+            day_ratio = self.recent[0] / self.recent[1] if self.recent[1] > 0 else ratio
+            if self.recent[3] > 0.0 and self._shifted(day_ratio):
+                # Held for days and the last day is still a level 20 % or more away: re-learn there.
+                self.rescale = self.recent[0] / self.recent[2] if self.recent[2] > 0 else None
+                return self._end(NEW_NORMAL, d, e, out)
+            # Three days on, the last day is within 20 % of the baseline: no new level, resolved.
+            self.rescale = self.recent[1] / self.recent[2] if self.recent[2] > 0 else None
+            return self._end(RESOLVED, d, e, out)
+        severity = _severity(ratio, self.direction)
+        if severity > self.severity:
+            self.severity = severity
+            if self.published and self.buckets > self.config.settle_buckets and not out:
+                out.append(self._record(ESCALATE, d, e))
         return out
 
-    def _record(self, state: str, d: Decision) -> AlertRecord:
+    def _actionable(self, ratio: float) -> bool:
+        """The volume rule: the shift moved at least ``min_excess`` of the measure in its own
+        direction since OPEN, and the level by at least ``slow_min_rel`` (20 %)."""
+        moved = (self.sx - self.se) * self.direction
+        return self._shifted(ratio) and moved >= max(self.config.min_excess, 1e-9) and self.se >= self.config.min_base
+
+    def _shifted(self, ratio: float) -> bool:
+        """The level is at least ``slow_min_rel`` (20 %) away from the baseline, in the alert's direction."""
+        if self.direction > 0:
+            return ratio >= 1.0 + self.config.slow_min_rel
+        return ratio <= 1.0 / (1.0 + self.config.slow_min_rel)
+
+    def _observe_detector(self, d: Decision) -> list[AlertRecord]:
+        """The earlier lifecycle: the detector's OPEN/RESOLVED, NEW_NORMAL after a fixed time."""
+        e = d.expected
+        if d.opened:
+            self._reset()
+            self._open(d, None, 0)
+            self.severity, self.buckets, self.published = d.severity, 1, True
+            self.sx, self.se = d.observed, e or 0.0
+            return [self._record(OPEN, d, e)]
+        if not self.active:
+            return []
+        self.buckets += 1
+        if d.resolved:
+            return self._end(RESOLVED, d, e, [])
+        self.sx += d.observed
+        self.se += e or 0.0
+        out: list[AlertRecord] = []
+        if d.severity > self.severity:
+            self.severity = d.severity
+            if self.buckets > self.config.settle_buckets:
+                out.append(self._record(ESCALATE, d, e))
+        if self.buckets >= self.config.new_normal_buckets:
+            self.plain_rebaseline = True
+            return self._end(NEW_NORMAL, d, e, out)
+        return out
+
+    def _slow_test(self, d: Decision) -> int:
+        """Update the sustained-shift EWMA with this bucket; its direction when it fires, else 0."""
+        cfg, sl = self.config, self.slow
+        if cfg.slow_buckets <= 0 or d.expected is None or d.sd is None or d.sd <= 0:
+            return 0
+        r = max(-4.0, min(4.0, (d.observed - d.expected) / d.sd))
+        lam = 1.0 / cfg.slow_buckets
+        sl[0] += lam * (r - sl[0])
+        if cfg.fast_buckets > 0:
+            sl[7] += (r - sl[7]) / cfg.fast_buckets
+        sl[5] += lam * (d.observed - sl[5])
+        sl[6] += lam * (max(d.expected, 0.0) - sl[6])
+        if not self.active and d.direction == 0:
+            # The noise of the residuals, learned outside alerts only (an alert is not noise).
+            a = 1.0 / 500.0 if sl[4] > 50 else 1.0 / (sl[4] + 1.0)
+            sl[2] += a * (r * sl[1] - sl[2])
+            sl[3] += a * (r * r - sl[3])
+            sl[4] = min(sl[4] + 1.0, 1e6)
+        sl[1] = r
+        if self.active or sl[4] < cfg.slow_warmup:
+            return 0
+        rel = sl[5] / sl[6] - 1.0 if sl[6] > 0 else 0.0
+        scales = [(sl[0], lam, cfg.slow_threshold)]
+        if cfg.fast_buckets > 0:
+            scales.append((sl[7], 1.0 / cfg.fast_buckets, cfg.fast_threshold))
+        for z, lm, threshold in scales:
+            rho = min(max(sl[2] / max(sl[3], 1e-9), 0.0), 0.9) * (1.0 - lm)
+            sd = math.sqrt(max(sl[3], 0.25) * lm / (2.0 - lm) * (1.0 + rho) / (1.0 - rho))
+            if z >= threshold * sd and rel >= cfg.slow_min_rel:
+                return 1
+            if z <= -threshold * sd and rel <= -cfg.slow_min_rel / (1.0 + cfg.slow_min_rel):
+                return -1
+        return 0
+
+    def _open(self, d: Decision, reference: Callable[[int], list[float] | None] | None, step_ms: int,
+              slow: int = 0) -> None:
+        direction = d.direction if d.opened else slow
+        self.alert_id = f"{self.key}:{d.ts_ms}:{'up' if direction > 0 else 'down'}"
+        if self.measure:
+            self.alert_id = f"{self.measure}/{self.alert_id}"
+        self.direction = direction
+        self.opened_ms = d.ts_ms
+        ref = reference(d.ts_ms) if reference is not None else None
+        if ref and d.expected is not None:
+            # The detector has already learned the opening bucket: its own expectation for it is
+            # the causal one. A flat profile (level tier, cold start) moved as a whole; a seasonal
+            # one only in the opening slot.
+            if max(ref) - min(ref) <= 1e-9 * max(abs(ref[0]), 1.0) and ref[0] > 0:
+                ref = [d.expected] * len(ref)
+            else:
+                ref[0] = d.expected
+        self.ref = ref
+        self.ref_step_ms = step_ms if self.ref else 0
+
+    def _expected(self, d: Decision) -> float:
+        if self.ref and self.ref_step_ms > 0:
+            start = self.opened_ms - self.opened_ms % self.ref_step_ms
+            i = (d.ts_ms - start) // self.ref_step_ms % len(self.ref)
+            return max(self.ref[i], 0.0)
+        return max(d.expected or 0.0, 0.0)
+
+    def _end(self, state: str, d: Decision, e: float | None, out: list[AlertRecord]) -> list[AlertRecord]:
+        if self.published:
+            out.append(self._record(state, d, e))
+        rescale, plain = self.rescale, self.plain_rebaseline
+        self._reset()
+        self.rescale, self.plain_rebaseline = rescale, plain
+        self.slow[0] = self.slow[7] = 0.0  # the sustained-shift test starts afresh on the (re-learned) baseline
+        self.slow[5] = self.slow[6] = 0.0
+        return out
+
+    def _record(self, state: str, d: Decision, e: float | None) -> AlertRecord:
         assert self.alert_id is not None
         return AlertRecord(
             alert_id=self.alert_id,
             key=self.key,
+            measure=self.measure,
             dimension=self.dimension,
             state=state,
             direction="surge" if self.direction > 0 else "collapse",
-            severity=self.severity,
+            severity=max(self.severity, 1),
             observed=d.observed,
-            expected=d.expected,
-            excess=self.excess,
+            expected=e,
+            excess=self.sx - self.se,
+            ratio=round(self.sx / self.se, 4) if self.se > 0 else 0.0,
             bucket_start=iso_utc(d.ts_ms),
             opened_at=iso_utc(self.opened_ms),
             buckets_open=self.buckets,
             surprise=d.surprise_up if self.direction > 0 else d.surprise_down,
         )
 
-    def _reset(self) -> None:
-        self.alert_id = None
-        self.direction = 0
-        self.opened_ms = 0
-        self.severity = 0
-        self.excess = 0.0
-        self.buckets = 0
-
+    # ------------------------------------------------------------------ persist
     def snapshot(self) -> dict[str, Any]:
-        """JSON-safe state."""
-        return {
-            "alert_id": self.alert_id,
-            "direction": self.direction,
-            "opened_ms": self.opened_ms,
-            "severity": self.severity,
-            "excess": self.excess,
-            "buckets": self.buckets,
-        }
+        """JSON-safe state (``ref`` only while an alert is open)."""
+        out: dict[str, Any] = {"alert_id": self.alert_id, "slow": list(self.slow)}
+        if self.alert_id is not None:
+            out.update(direction=self.direction, opened_ms=self.opened_ms, severity=self.severity,
+                       buckets=self.buckets, published=self.published, sums=[self.sx, self.se],
+                       back=self.back, recent=list(self.recent), ref=self.ref, ref_step_ms=self.ref_step_ms)
+        return out
 
     @classmethod
-    def from_snapshot(
-        cls, data: dict[str, Any], key: str, dimension: str = "", config: LifecycleConfig | None = None
-    ) -> AlertLifecycle:
-        """Restore from :meth:`snapshot` output."""
-        lc = cls(key, dimension, config)
+    def from_snapshot(cls, data: dict[str, Any], key: str, dimension: str = "", config: LifecycleConfig | None = None,
+                      measure: str = "") -> AlertLifecycle:
+        """Restore from :meth:`snapshot` output; snapshots written before the frozen baseline
+        (``excess`` instead of ``sums``) restore an open alert as published, judged from then on
+        against the detector's expectation."""
+        lc = cls(key, dimension, config, measure)
+        if "slow" in data:
+            lc.slow = ([float(v) for v in data["slow"]] + [0.0])[:8]
+        if data.get("alert_id") is None:
+            return lc
         lc.alert_id = data["alert_id"]
         lc.direction = int(data["direction"])
         lc.opened_ms = int(data["opened_ms"])
         lc.severity = int(data["severity"])
-        lc.excess = float(data["excess"])
         lc.buckets = int(data["buckets"])
+        lc.published = bool(data.get("published", True))
+        if "sums" in data:
+            lc.sx, lc.se = (float(v) for v in data["sums"])
+        lc.back = float(data.get("back", 0.0))
+        lc.recent = [float(v) for v in data.get("recent", [0.0, 0.0, 0.0, 0.0])]
+        ref = data.get("ref")
+        lc.ref = None if ref is None else [float(v) for v in ref]
+        lc.ref_step_ms = int(data.get("ref_step_ms", 0))
         return lc
 
 
+def _scale_baseline(detector: DemandDetector, ratio: float) -> None:
+    """Scale the detector's baseline by ``ratio`` through its NEW_NORMAL re-baseline.
+
+    ``DemandDetector.rebaseline()`` scales by observed/expected over its *own* alert, which may
+    have closed long before (or learned part of the shift); the lifecycle knows the level to
+    re-learn, so it sets those sums to the ratio it wants first.
+    """
+    ratio = min(max(ratio, 0.01), 100.0)
+    detector.alert_obs, detector.alert_exp = ratio, 1.0
+    detector.rebaseline()
+
+
 class DemandMonitor:
-    """Detector + lifecycle for one key: ``update(ts_ms, count) -> (Decision, records)``."""
+    """Detector + lifecycle for one series: ``update(ts_ms, count) -> (Decision, records)``."""
 
     def __init__(
         self,
@@ -189,16 +452,35 @@ class DemandMonitor:
         dimension: str = "",
         detector_config: DetectorConfig | None = None,
         lifecycle_config: LifecycleConfig | None = None,
+        measure: str = "",
     ) -> None:
         self.detector = DemandDetector(detector_config)
-        self.lifecycle = AlertLifecycle(key, dimension, lifecycle_config)
+        self.lifecycle = AlertLifecycle(key, dimension, lifecycle_config, measure)
+
+    def _reference(self, prior: float | None) -> Callable[[int], list[float] | None]:
+        det = self.detector
+
+        def frozen(opened_ms: int) -> list[float] | None:
+            step = det.slot_s * 1000
+            start = opened_ms - opened_ms % step
+            values = [det.expected(start + i * step, prior) for i in range(det.week_slots)]
+            return None if any(v is None for v in values) else [float(v) for v in values]  # type: ignore[arg-type]
+
+        return frozen
 
     def update(self, ts_ms: int, count: float, prior: float | None = None) -> tuple[Decision, list[AlertRecord]]:
-        """Process one closed bucket; re-baselines the detector on NEW_NORMAL."""
+        """Process one closed bucket; re-baselines the detector on NEW_NORMAL (and scales it back
+        to the frozen baseline on RESOLVED)."""
         decision = self.detector.update(ts_ms, count, prior)
-        records = self.lifecycle.observe(decision)
-        if any(r.state == NEW_NORMAL for r in records):
+        lc = self.lifecycle
+        records = lc.observe(decision, self._reference(prior), self.detector.slot_s * 1000, self.detector.integral)
+        if lc.plain_rebaseline:
             self.detector.rebaseline()
+            lc.plain_rebaseline = False
+        if lc.rescale is not None:
+            if not lc.active and (lc.rescale > 0) and (abs(math.log(lc.rescale)) > 0.05 or self.detector.direction != 0):
+                _scale_baseline(self.detector, lc.rescale)
+            lc.rescale = None
         return decision, records
 
     def snapshot(self) -> dict[str, Any]:
@@ -213,9 +495,10 @@ class DemandMonitor:
         dimension: str = "",
         detector_config: DetectorConfig | None = None,
         lifecycle_config: LifecycleConfig | None = None,
+        measure: str = "",
     ) -> DemandMonitor:
         """Restore from :meth:`snapshot` output (same configs required)."""
-        mon = cls(key, dimension, detector_config, lifecycle_config)
+        mon = cls(key, dimension, detector_config, lifecycle_config, measure)
         mon.detector = DemandDetector.from_snapshot(data["detector"], detector_config)
-        mon.lifecycle = AlertLifecycle.from_snapshot(data["lifecycle"], key, dimension, lifecycle_config)
+        mon.lifecycle = AlertLifecycle.from_snapshot(data["lifecycle"], key, dimension, lifecycle_config, measure)
         return mon

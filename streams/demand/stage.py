@@ -5,7 +5,9 @@ Kept free of Faust so it can be driven with plain dicts in tests; ``agent.py`` f
 
 State (all JSON-safe, so a table's changelog restores it exactly):
 
-``state[key]`` - one entry per dimension key (``category_region:masks|hubei``)::
+``state[series]`` - one entry per series, a dimension key and a measure, written
+``MEASURE/KEY`` (``units/category_region:masks|hubei``, :func:`series_key`; an entry under a bare
+dimension key is the pre-measure ``events`` count, see :data:`LEGACY_MEASURE`)::
 
     {"v": 1,
      "q": 0,                          # demand-counts partition the key lives on
@@ -51,10 +53,20 @@ import orjson
 
 from streams.demand.buckets import DAY_S, WEEK_S, iso_utc
 from streams.demand.detector import DetectorConfig
+from streams.demand.dimensions import LEGACY_MEASURE, MEASURES
 from streams.demand.lifecycle import NEW_NORMAL, OPEN, RESOLVED, AlertRecord, DemandMonitor, LifecycleConfig
+from streams.demand.series import (
+    DEFAULT_MIN_EXCESS,
+    list_series,
+    parse_min_excess,
+    parse_series_key,
+    read_monitor,
+    series_key,
+)
 from streams.observability.metrics import Metrics
 
-__all__ = ["ALERT_SCHEMA_ID", "StageConfig", "Outcome", "DemandStage", "parse_partial"]
+__all__ = ["ALERT_SCHEMA_ID", "DEFAULT_MIN_EXCESS", "StageConfig", "Outcome", "DemandStage", "parse_partial",
+           "series_key", "parse_series_key", "list_series", "read_monitor", "parse_min_excess"]
 
 log = logging.getLogger(__name__)
 
@@ -67,24 +79,32 @@ class StageConfig:
     """Parameters of the demand stage, derived from settings.
 
     The detector's own parameters count in buckets (resolve after 6, cooldown 12); only the
-    bucket size and time zone come from settings. NEW_NORMAL is declared after one day's worth of
-    buckets whatever the bucket size (288 x 5 min, 24 x 1 h).
+    bucket size and time zone come from settings. The lifecycle's durations are fixed in time
+    whatever the bucket size: NEW_NORMAL after ``new_normal_s`` (3 days) of a held shift, the
+    "last day" level over ``recent_s``.
     """
 
     bucket_s: int = 300
     lateness_s: int = 600
     timezone: str = "UTC"
     worker: str = ""
+    measures: tuple[str, ...] = MEASURES  # watched; other measures' partial sums are skipped
+    min_excess: tuple[tuple[str, float], ...] = tuple(parse_min_excess(DEFAULT_MIN_EXCESS).items())
+    new_normal_s: int = 3 * DAY_S
+    recent_s: int = DAY_S
     max_gap_buckets: int = 0  # 0 = one week of buckets
-    pool_floor: float = 1.0  # events per hour below which a key is pooled (0 = never pool)
+    pool_floor: float = 1.0  # per hour, below which a series is pooled (0 = never pool); x min_excess/12 (see floor)
     pool_release: float = 0.5  # a full key returns to the pool below pool_release x pool_floor
     pool_window_s: int = DAY_S  # time constant of the volume EWMA
     pool_min_s: int = 3600  # a new key is pooled for at least this long (its EWMA is a plain mean)
 
     @classmethod
     def from_settings(cls, settings: Any, worker: str = "") -> StageConfig:
+        from streams.demand.dimensions import parse_measures
+
         return cls(bucket_s=settings.demand_bucket_s, lateness_s=settings.demand_lateness_s,
-                   timezone=settings.demand_timezone, worker=worker)
+                   timezone=settings.demand_timezone, worker=worker, measures=parse_measures(settings.demand_measures),
+                   min_excess=tuple(parse_min_excess(settings.demand_min_excess).items()))
 
     @property
     def size_ms(self) -> int:
@@ -104,16 +124,23 @@ class StageConfig:
         """Buckets a key is seen before it can be promoted."""
         return max(1, self.pool_min_s // self.bucket_s)
 
-    @property
-    def floor_per_bucket(self) -> float:
-        """The pooling floor in events per bucket."""
-        return self.pool_floor * self.bucket_s / 3600.0
+    def floor_per_bucket(self, measure: str = "") -> float:
+        """The pooling floor of a measure per bucket: ``pool_floor`` per hour, in units of a
+        twelfth of the measure's volume rule (1 order, 2 units, 125 CNY, 3.3 interest events
+        an hour with the defaults; ``pool_floor`` itself when the measure has no volume rule)."""
+        unit = dict(self.min_excess).get(measure, 0.0) / 12.0 or 1.0
+        return self.pool_floor * unit * self.bucket_s / 3600.0
 
     def detector_config(self) -> DetectorConfig:
         return DetectorConfig(bucket_s=self.bucket_s, tz=self.timezone)
 
-    def lifecycle_config(self) -> LifecycleConfig:
-        return LifecycleConfig(new_normal_buckets=max(2, DAY_S // self.bucket_s))
+    def lifecycle_config(self, measure: str = "") -> LifecycleConfig:
+        return LifecycleConfig(new_normal_buckets=max(2, self.new_normal_s // self.bucket_s),
+                               recent_buckets=max(1, self.recent_s // self.bucket_s),
+                               min_excess=dict(self.min_excess).get(measure, 0.0),
+                               slow_buckets=max(2, DAY_S // self.bucket_s), slow_warmup=max(2, 2 * WEEK_S // self.bucket_s),
+                               fast_buckets=max(2, 6 * 3600 // self.bucket_s), judge="baseline",
+                               min_base=dict(self.min_excess).get(measure, 0.0) if measure in ("units", "revenue") else 0.0)
 
 
 @dataclass
@@ -131,20 +158,31 @@ class Outcome:
     closed_buckets: int = 0
 
 
-def parse_partial(value: bytes | dict[str, Any]) -> tuple[str, int, list[tuple[int, int, int]]]:
-    """``(key, bucket_ms, [(source partition, count, last source offset), ...])`` of one
-    demand-counts value: ``{"k", "b", "n", "c": [[p, n, o], ...]}``, or the single-source form
-    ``{"k", "b", "n", "p", "o"}`` written before counts were summed across batches."""
+def parse_partial(value: bytes | dict[str, Any]) -> tuple[str, str, int, list[tuple[int, float, int]]]:
+    """``(key, measure, bucket_ms, [(source partition, sum, last source offset), ...])`` of one
+    demand-counts value: ``{"k", "m", "b", "n", "c": [[p, n, o], ...]}``. Values written before
+    measures have no ``"m"`` (read as the legacy ``events`` count); the oldest single-source form
+    ``{"k", "b", "n", "p", "o"}`` is read too."""
     msg = orjson.loads(value) if isinstance(value, (bytes, bytearray, memoryview, str)) else value
     key = msg["k"]
     if not isinstance(key, str) or ":" not in key:
         raise ValueError(f"bad dimension key {key!r}")
+    measure = msg.get("m", LEGACY_MEASURE)
+    if measure not in MEASURES and measure != LEGACY_MEASURE:
+        raise ValueError(f"unknown measure {measure!r}")
     parts = msg.get("c")
     if parts is None:
-        return key, int(msg["b"]), [(int(msg["p"]), int(msg["n"]), int(msg["o"]))]
+        return key, measure, int(msg["b"]), [(int(msg["p"]), _num(msg["n"]), int(msg["o"]))]
     if not isinstance(parts, list) or not parts:
         raise ValueError(f"bad source counts {parts!r}")
-    return key, int(msg["b"]), [(int(p), int(n), int(o)) for p, n, o in parts]
+    return key, measure, int(msg["b"]), [(int(p), _num(n), int(o)) for p, n, o in parts]
+
+
+def _num(v: Any) -> float:
+    x = float(v)
+    if x != x or x in (float("inf"), float("-inf")):
+        raise ValueError(f"bad partial sum {v!r}")
+    return int(x) if x == int(x) else x
 
 
 def _direction(d: int) -> str:
@@ -166,10 +204,10 @@ class DemandStage:
         self.clocks = clocks
         self.metrics = metrics or Metrics()
         self._detector_cfg = config.detector_config()
-        self._lifecycle_cfg = config.lifecycle_config()
-        self._keys: dict[int, set[str]] = {}
-        self._open: dict[str, tuple[str, str]] = {}  # key -> (dimension type, direction)
-        self._published: set[tuple[str, str]] = set()
+        self._lifecycle_cfgs = {m: config.lifecycle_config(m) for m in (*MEASURES, LEGACY_MEASURE)}
+        self._keys: dict[int, set[str]] = {}  # partition -> series keys
+        self._open: dict[str, tuple[str, str, str]] = {}  # series key -> (dimension type, measure, direction)
+        self._published: set[tuple[str, str, str]] = set()
 
     # ------------------------------------------------------------------ API
     def handle(self, partition: int, value: bytes | dict[str, Any]) -> Outcome:
@@ -184,7 +222,10 @@ class DemandStage:
         The agent sends the alerts first and then calls :meth:`commit`, so a failed send leaves
         the tables untouched and the record is processed again on replay (at-least-once).
         """
-        key, bucket, parts = parse_partial(value)
+        dim_key, measure, bucket, parts = parse_partial(value)
+        if measure not in self.config.measures:
+            return Outcome("unwatched")  # e.g. legacy records of the old event count
+        key = series_key(dim_key, measure)
         size = self.config.size_ms
         bucket -= bucket % size  # tolerate a producer with a finer bucket
         entry = self.state.get(key)
@@ -235,12 +276,15 @@ class DemandStage:
             m.demand_late_counts.inc()
         elif outcome.status == "replayed":
             m.demand_replayed_counts.inc()
+        elif outcome.status == "unwatched":
+            m.demand_uncounted.labels("unwatched_measure").inc()
         for alert in outcome.alerts:
-            m.demand_alert_transitions.labels(alert["state"]).inc()
+            m.demand_alert_transitions.labels(alert["state"], alert["measure"]).inc()
+            skey = series_key(alert["key"], alert["measure"])
             if alert["state"] == OPEN:
-                self._open[alert["key"]] = (alert["dimension"], alert["direction"])
+                self._open[skey] = (alert["dimension"], alert["measure"], alert["direction"])
             elif alert["state"] in (RESOLVED, NEW_NORMAL):
-                self._open.pop(alert["key"], None)
+                self._open.pop(skey, None)
         if outcome.alerts:
             self._publish_open()
         m.demand_keys.set(sum(len(keys) for keys in self._keys.values()))
@@ -283,11 +327,12 @@ class DemandStage:
         if keys is None:
             keys = set()
             for key, entry in list(self.state.items()):
-                if entry and entry.get("q") == partition:
+                dim_key, measure = parse_series_key(key)
+                if entry and entry.get("q") == partition and measure in self.config.measures:
                     keys.add(key)
                     lifecycle = (entry.get("mon") or {}).get("lifecycle") or {}
-                    if lifecycle.get("alert_id"):
-                        self._open[key] = (key.partition(":")[0], _direction(lifecycle["direction"]))
+                    if lifecycle.get("alert_id") and lifecycle.get("published", True):
+                        self._open[key] = (dim_key.partition(":")[0], measure, _direction(lifecycle["direction"]))
             self._keys[partition] = keys
             self._publish_open()
         return keys
@@ -306,12 +351,13 @@ class DemandStage:
                 continue  # the key appeared in a bucket that is still open
             # After a long silence, emit at most a week of zero buckets per key.
             due = sorted(set(due_open) | set(range(max(start, floor), target, size)))
-            dimension = key.partition(":")[0]
+            dim_key, measure = parse_series_key(key)
+            dimension = dim_key.partition(":")[0]
             cfg = self.config
             pooling = cfg.pool_floor > 0.0
             level, seen = entry.get("pool") or (0.0, 0)
             prior = entry.get("prior")
-            mon = None if entry["mon"] is None else self._monitor(key, dimension, entry["mon"])
+            mon = None if entry["mon"] is None else self._monitor(dim_key, measure, entry["mon"])
             if mon is not None and "pool" not in entry:
                 # Written before pooling existed: seed the volume EWMA from the detector's level.
                 level, seen = max(mon.detector.level, 0.0), mon.detector.level_n
@@ -320,15 +366,19 @@ class DemandStage:
                 before = level if seen else None
                 seen += 1
                 level += max(cfg.pool_alpha, 1.0 / seen) * (count - level)
-                if mon is None and (not pooling or (level >= cfg.floor_per_bucket and seen >= cfg.pool_min_buckets)):
-                    # Promotion: a cold-started monitor, its prior the pooled level it rose from.
-                    mon = self._monitor(key, dimension, None)
-                    prior = before if pooling and before is not None else None
+                if mon is None and (not pooling or (level >= cfg.floor_per_bucket(measure) and seen >= cfg.pool_min_buckets)):
+                    # Promotion: a cold-started monitor, its prior the pooled level it rose from,
+                    # when that level rests on two days or more (a long-tail key rising); a series
+                    # seen for less has no history to judge a shift against (no prior: the
+                    # lifecycle raises nothing until the detector's daily tier exists).
+                    mon = self._monitor(dim_key, measure, None)
+                    known = seen - 1 >= 2 * DAY_S // cfg.bucket_s
+                    prior = before if pooling and before is not None and known else None
                 if mon is None:
                     continue
                 _, records = mon.update(s, count, prior)
                 outcome.alerts.extend(self._alert(r, dimension, s) for r in records)
-                if (pooling and level < cfg.floor_per_bucket * cfg.pool_release
+                if (pooling and level < cfg.floor_per_bucket(measure) * cfg.pool_release
                         and not mon.lifecycle.active and mon.detector.direction == 0):
                     mon, prior = None, None  # back to the pool: drop the monitor
             outcome.closed_buckets += len(due)
@@ -340,12 +390,13 @@ class DemandStage:
                 new["prior"] = prior
             outcome.writes[key] = new
 
-    def _monitor(self, key: str, dimension: str, snapshot: dict[str, Any] | None) -> DemandMonitor:
+    def _monitor(self, key: str, measure: str, snapshot: dict[str, Any] | None) -> DemandMonitor:
         # Cold start: no parent prior (parents live on other partitions); the detector's level
         # model takes over after a few buckets, its time-of-day/week tiers after two seasons.
+        dimension, lc_cfg = key.partition(":")[0], self._lifecycle_cfgs[measure]
         if snapshot is None:
-            return DemandMonitor(key, dimension, self._detector_cfg, self._lifecycle_cfg)
-        return DemandMonitor.from_snapshot(snapshot, key, dimension, self._detector_cfg, self._lifecycle_cfg)
+            return DemandMonitor(key, dimension, self._detector_cfg, lc_cfg, measure)
+        return DemandMonitor.from_snapshot(snapshot, key, dimension, self._detector_cfg, lc_cfg, measure)
 
     def _alert(self, record: AlertRecord, dimension: str, bucket: int) -> dict[str, Any]:
         out = record.to_dict()
@@ -362,6 +413,6 @@ class DemandStage:
     def _publish_open(self) -> None:
         counts = Counter(self._open.values())
         gauge = self.metrics.demand_alerts_open
-        for dimension, direction in set(counts) | self._published:
-            gauge.labels(dimension, direction).set(counts.get((dimension, direction), 0))
+        for dimension, measure, direction in set(counts) | self._published:
+            gauge.labels(dimension, measure, direction).set(counts.get((dimension, measure, direction), 0))
         self._published |= set(counts)

@@ -6,7 +6,7 @@ from typing import Any
 
 import faust
 
-from streams.demand.dimensions import parse_dimensions
+from streams.demand.dimensions import parse_dimensions, parse_measures
 from streams.ingest.dlq import DeadLetter
 from streams.ingest.stage import IngestStage, RawRecord
 from streams.kafka import topics as T
@@ -55,6 +55,7 @@ def register(app: faust.App, ctx: Any) -> None:
     stage = IngestStage(max_event_bytes=s.max_event_bytes, normalizer=ctx.normalizer, resolver=ctx.identity,
                         codec=ctx.dlq_codec, sink=sink, metrics=ctx.metrics, demand_bucket_s=s.demand_bucket_s,
                         demand_dimensions=parse_dimensions(s.demand_dimensions),
+                        demand_measures=parse_measures(s.demand_measures), demand_currency=s.demand_currency,
                         profile_partitions=s.partitions)
     ctx.ingest = stage
     ctx.extras["ordered"].before_commit.append(stage.flush_demand)

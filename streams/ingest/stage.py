@@ -16,7 +16,7 @@ from typing import Protocol
 
 import orjson
 
-from streams.demand.dimensions import DIMENSIONS, PendingCounts
+from streams.demand.dimensions import DIMENSIONS, MEASURES, PendingCounts
 from streams.events.model import Touchpoint
 from streams.events.reasons import Reason, Rejected
 from streams.identity.model import Resolution, ResolveRequest
@@ -78,6 +78,7 @@ class IngestStage:
     def __init__(self, *, max_event_bytes: int, normalizer: Normalizer, resolver: Resolver,
                  codec: DlqCodec, sink: Sink, metrics: Metrics,
                  demand_bucket_s: int = 300, demand_dimensions: tuple[str, ...] = DIMENSIONS, profile_partitions: int = 1,
+                 demand_measures: tuple[str, ...] = MEASURES, demand_currency: str = "CNY",
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
         self.max_event_bytes = max_event_bytes
         self.normalizer = normalizer
@@ -91,7 +92,7 @@ class IngestStage:
         self.profile_partitions = profile_partitions  # of profile-events: events are bundled per partition
         # Summed across batches and sent by flush_demand(), which the worker calls before each
         # commit of input offsets (so committed events' counts are always in Kafka).
-        self.pending_demand = PendingCounts()
+        self.pending_demand = PendingCounts(demand_dimensions, demand_measures, demand_currency)
 
     def prepare(self, record: RawRecord, now_ms: int) -> Touchpoint | Rejected:
         """Decode, validate and normalise one record (pure).
@@ -240,7 +241,10 @@ class IngestStage:
     def _emit_demand(self, applied: dict[int, list[Touchpoint]], last_offset: dict[int, int]) -> None:
         """Add this batch's applied events to the pending demand counts (sent by :meth:`flush_demand`)."""
         for partition, touchpoints in applied.items():
-            self.pending_demand.add(partition, last_offset[partition], touchpoints, self.demand_bucket_s, self.demand_dimensions)
+            self.pending_demand.add(partition, last_offset[partition], touchpoints, self.demand_bucket_s)
+        for reason, n in self.pending_demand.skipped.items():  # repeated order ids, other currencies
+            self.metrics.demand_uncounted.labels(reason).inc(n)
+        self.pending_demand.skipped.clear()
 
     async def flush_demand(self) -> int:
         """Send the pending demand counts; returns how many records left. Called before every

@@ -36,8 +36,9 @@ class Metrics:
         self.ordering = Counter("touchpoint_ordering_events", "Records the in-order guard skipped as re-deliveries (replay), and rewinds over a gap, by stage.", ["stage", "what"], registry=r)
         self.dependency_retries = Counter("touchpoint_dependency_retries", "Retries while a dependency (redis, kafka) was unavailable.", ["dependency"], registry=r)
         # Demand-shift detection (labels: dimension type, direction, lifecycle state - bounded sets).
-        self.demand_alerts_open = Gauge("touchpoint_demand_alerts_open", "Demand-shift alerts currently open, by dimension type and direction.", ["dimension", "direction"], registry=r)
-        self.demand_alert_transitions = Counter("touchpoint_demand_alert_transitions", "Demand alert lifecycle records emitted, by state.", ["state"], registry=r)
+        self.demand_alerts_open = Gauge("touchpoint_demand_alerts_open", "Demand-shift alerts currently open, by dimension type, measure and direction.", ["dimension", "measure", "direction"], registry=r)
+        self.demand_alert_transitions = Counter("touchpoint_demand_alert_transitions", "Demand alert lifecycle records emitted, by state and measure.", ["state", "measure"], registry=r)
+        self.demand_uncounted = Counter("touchpoint_demand_uncounted", "Events left out of the demand measures on purpose: repeated_order (an order id counted before), skipped_currency (revenue in another currency).", ["reason"], registry=r)
         self.demand_late_counts = Counter("touchpoint_demand_late_counts", "Partial demand counts that arrived after their bucket had closed (not counted).", registry=r)
         self.demand_replayed_counts = Counter("touchpoint_demand_replayed_counts", "Partial demand counts skipped as re-sent after a crash (source offset already applied).", registry=r)
         self.demand_keys = Gauge("touchpoint_demand_keys", "Dimension keys tracked by this worker's demand stage.", registry=r)
@@ -63,4 +64,5 @@ class Metrics:
         for reason in Reason:  # expose zeros so rate() works from the first scrape
             self.dead_by_reason[reason].inc(0)
         for state in ("OPEN", "ESCALATE", "RESOLVED", "NEW_NORMAL"):
-            self.demand_alert_transitions.labels(state).inc(0)
+            for measure in ("orders", "units", "revenue", "interest"):
+                self.demand_alert_transitions.labels(state, measure).inc(0)

@@ -50,13 +50,20 @@ class Scenario:
         return f
 
 
+#: End of the persistent shifts: far beyond any simulated run.
+FOREVER_MS = 2**62
+
+
 def crisis(start_ms: int, hour_ms: int = 3_600_000) -> Scenario:
-    """Panic buying of masks and sanitizer in one region, a travel collapse, a rebound."""
+    """A crisis from ``start_ms``: two panic-buying surges that end (masks in hubei for a day,
+    sanitizer everywhere for 36 hours: both must be RESOLVED) and two shifts that persist
+    (travel collapses to 30 %, online courses rise x2.5: both must become the NEW_NORMAL once
+    they have held three days)."""
     return Scenario("crisis", (
         Shift("masks", 5.0, start_ms + 6 * hour_ms, start_ms + 30 * hour_ms, "hubei"),
-        Shift("sanitizer", 4.0, start_ms + 8 * hour_ms, start_ms + 30 * hour_ms),
-        Shift("travel", 0.3, start_ms + 10 * hour_ms, start_ms + 60 * hour_ms),
-        Shift("online_courses", 2.5, start_ms + 12 * hour_ms, start_ms + 96 * hour_ms),
+        Shift("sanitizer", 4.0, start_ms + 8 * hour_ms, start_ms + 44 * hour_ms),
+        Shift("travel", 0.3, start_ms + 10 * hour_ms, FOREVER_MS),
+        Shift("online_courses", 2.5, start_ms + 12 * hour_ms, FOREVER_MS),
     ))
 
 
@@ -83,6 +90,7 @@ class Person:
     channels: tuple[str, ...]
     registered: bool = False
     seen: set[str] = field(default_factory=set)
+    last_order: tuple[str, float, dict[str, Any]] | None = None  # (order id, amount, first product line)
 
 
 class Population:
@@ -212,13 +220,37 @@ class Population:
         if channel == "service":
             base.update(type="track", event="Support Ticket Opened", properties={"category": category, "region": person.region})
             return base
-        product = {"product_id": f"{category}-{rng.randint(1, 12):03d}", "sku": f"SKU-{category[:3].upper()}-{rng.randint(1, 99)}",
-                   "category": category, "price": round(_PRICES[category] * rng.uniform(0.7, 1.4), 2), "quantity": rng.randint(1, 3)}
+        product = self._line(category)
         buy = channel == "pos" or rng.random() < 0.35
         if buy:
-            order_id = f"o-{self._seq:09d}"
-            revenue = round(product["price"] * product["quantity"], 2)
-            base.update(type="track", event="Order Completed", properties={"order_id": order_id, "revenue": revenue, "currency": "CNY", "products": [product], "region": person.region, "category": category})
+            return self._order(base, person, category, product)
+        if rng.random() < 0.2:
+            base.update(type="track", event="Products Searched", properties={"query": category.replace("_", " "), "category": category, "region": person.region})
         else:
             base.update(type="track", event=rng.choice(("Product Viewed", "Product Added")), properties={"products": [product], "category": category, "region": person.region})
+        return base
+
+    def _line(self, category: str) -> dict[str, Any]:
+        rng = self.rng
+        return {"product_id": f"{category}-{rng.randint(1, 12):03d}", "sku": f"SKU-{category[:3].upper()}-{rng.randint(1, 99)}",
+                "category": category, "price": round(_PRICES[category] * rng.uniform(0.7, 1.4), 2), "quantity": rng.randint(1, 3)}
+
+    def _order(self, base: dict[str, Any], person: Person, category: str, product: dict[str, Any]) -> dict[str, Any]:
+        """An order (one or two product lines), now and then a refund of the person's last order
+        (3 %) or the same order reported again by a second system with a new messageId (1 %)."""
+        rng, props = self.rng, {"region": person.region, "category": category, "currency": "CNY"}
+        kind = rng.random()
+        if person.last_order is not None and kind < 0.04:
+            order_id, amount, line = person.last_order
+            refund = kind < 0.03
+            base.update(type="track", event="Order Refunded" if refund else "Order Completed",
+                        properties={**props, "order_id": order_id, "revenue": amount, "products": [line], "category": line["category"]})
+            if refund:
+                person.last_order = None
+            return base
+        lines = [product] + ([self._line(category)] if rng.random() < 0.25 else [])
+        order_id = f"o-{self._seq:09d}"
+        revenue = round(sum(p["price"] * p["quantity"] for p in lines), 2)
+        person.last_order = (order_id, revenue, product)
+        base.update(type="track", event="Order Completed", properties={**props, "order_id": order_id, "revenue": revenue, "products": lines})
         return base

@@ -3,8 +3,9 @@
 Four weeks of weekly-seasonal page views (hourly buckets, event times in the past) go into the
 input topic as raw Segment JSON; the worker's ingest agent pre-aggregates them into partial
 counts and the demand agent turns those into alert records on the alerts topic. Week 4 carries a
-short x5 surge (masks in hubei, must RESOLVE), a long -70 % collapse (travel in shanghai, must
-become the NEW_NORMAL) and the rebound back to the old level (a surge on the re-learned baseline).
+short x5 surge (masks in hubei, must RESOLVE), a 30-hour dip (groceries in shanghai, must RESOLVE), a
+four-day -70 % collapse (travel in shanghai, must become the NEW_NORMAL after three days) and the
+rebound back to the old level (a surge on the re-learned baseline).
 
 The scenario and its assertions live in ``tests/unit/demand/scenario.py``; the fast offline test
 ``tests/unit/demand/test_scenarios.py`` runs the same counts without Kafka over several seeds
@@ -56,7 +57,8 @@ def test_surge_collapse_and_rebound_raise_alerts_with_their_lifecycle(settings, 
     metrics = body.decode()
     assert status == 200 and "touchpoint_demand_errors_total 0.0" in metrics, worker.log_tail()
     assert "touchpoint_demand_late_counts_total 0.0" in metrics  # one input partition, in order
-    assert 'touchpoint_demand_alert_transitions_total{state="NEW_NORMAL"}' in metrics
+    assert 'touchpoint_demand_alert_transitions_total{measure="interest",state="NEW_NORMAL"}' in metrics
+    assert all(a["measure"] == "interest" for a in alerts)  # page views are interest, not orders
 
     tail = run_cli(settings, "alerts", "tail", "--from-beginning", "--timeout", "5", "--max", str(len(alerts)))
     assert tail.returncode == 0, tail.stderr.decode()

@@ -157,15 +157,17 @@ CRISIS_CATEGORIES = ("masks", "sanitizer", "online_courses")
 
 
 def test_oncall_page_in_chromium_during_a_simulated_demand_shift(settings, start_worker, tmp_path):
-    # Hourly buckets and a fixed start: about a day of crisis traffic (masks x5 in hubei from hour 6,
-    # sanitizer x4 from hour 8, online courses x2.5 from hour 12), so the surges are open at the end.
+    # Hourly buckets and a fixed start: two and a half normal days (demand alerts need two days of
+    # history), then the crisis (masks x5 in hubei from hour 66, sanitizer x4 from hour 68, online
+    # courses x2.5 from hour 72), so the surges are open at the end.
     # The simulated day is published in seconds over two input partitions, which the worker drains
     # at different paces: their event times drift apart by hours, so allow 4 h of lateness or the
     # lagging partition's counts arrive after their buckets closed (counted as late, not alerted on).
     settings = settings.with_(demand_bucket_s=3600, demand_lateness_s=4 * 3600, demand_timezone="UTC")
     worker = start_worker(settings)
-    sim = run_cli(settings, "simulate", "--events", "4000", "--people", "800", "--scenario", "crisis", "--spacing-ms", "13500",
-                  "--start", "2026-01-05T00:00:00Z", "--malformed", "0.02", "--seed", "7", timeout_s=120)
+    sim = run_cli(settings, "simulate", "--events", "10000", "--people", "800", "--scenario", "crisis", "--spacing-ms", "13500",
+                  "--start", "2026-01-05T00:00:00Z", "--scenario-start", "2026-01-07T12:00:00Z", "--malformed", "0.02",
+                  "--seed", "7", timeout_s=180)
     assert sim.returncode == 0, sim.stderr.decode()
     idle = run_cli(settings, "wait-idle", "--timeout", "120", timeout_s=140)
     assert idle.returncode == 0, idle.stderr.decode() + worker.log_tail()

@@ -1,9 +1,11 @@
 """The demand end-to-end scenario, shared by the Kafka e2e test and the fast offline scenario test.
 
 Four weeks of weekly-seasonal page views (hourly buckets, event time from 2026-01-05, a Monday) for
-six (category, region) pairs. Week 4 carries a short x5 surge (masks in hubei, must RESOLVE), a
-long -70 % collapse (travel in shanghai, must become the NEW_NORMAL) and the rebound back to the
-old level (a surge on the re-learned baseline).
+six (category, region) pairs: the ``interest`` measure. Week 4 carries a short x5 surge (masks in
+hubei, must RESOLVE), a 30-hour -80 % dip (groceries in shanghai: transient, must RESOLVE, not become
+a new normal), a -70 % collapse that holds four days (travel in shanghai, must become the
+NEW_NORMAL after three) and the rebound back to the old level (a surge on the re-learned
+baseline).
 
 ``traffic(seed)`` yields the raw Segment page events the Kafka test publishes; ``hourly_counts(seed)``
 consumes the random generator identically and returns the per-key hourly counts the ingest agent's
@@ -29,10 +31,12 @@ NORMAL_WEEKS = 3
 RATES = {("masks", "hubei"): 18.0, ("masks", "shanghai"): 12.0, ("travel", "hubei"): 10.0,
          ("travel", "shanghai"): 40.0, ("groceries", "hubei"): 14.0, ("groceries", "shanghai"): 16.0}
 SURGE = ("masks", "hubei", 5.0, NORMAL_WEEKS * 168 + 10, 8)          # Mon 10:00, 8 h: resolves
-COLLAPSE = ("travel", "shanghai", 0.3, NORMAL_WEEKS * 168 + 59, 40)  # Wed 11:00, 40 h: new normal
-REBOUND_HOUR = COLLAPSE[3] + COLLAPSE[4]                            # Fri 03:00, back to 1.0
-SHIFT_KEYS = {"category_region:masks|hubei", "category:masks", "region:hubei",
-              "category_region:travel|shanghai", "category:travel", "region:shanghai", "channel:web"}
+COLLAPSE = ("travel", "shanghai", 0.3, NORMAL_WEEKS * 168 + 19, 96)  # Mon 19:00, 4 days: new normal
+DIP = ("groceries", "shanghai", 0.2, NORMAL_WEEKS * 168 + 35, 30)    # Tue 11:00, 30 h: resolves
+REBOUND_HOUR = COLLAPSE[3] + COLLAPSE[4]                            # Fri 19:00, back to 1.0
+SHIFT_KEYS = {"category_region:masks|hubei", "category:masks", "region:hubei", "category_region:groceries|shanghai",
+              "category:groceries", "category_region:travel|shanghai", "category:travel", "region:shanghai",
+              "channel:web"}
 #: Buckets within which an alert must open after the shift starts (hourly buckets). Checked on
 #: seeds 1-100 offline; the latencies seen there (buckets after the start, all seeds): surge 0-1
 #: (once a false surge alert opened 3 h before was still open), category:masks 0-1, collapse 0-7
@@ -41,6 +45,7 @@ SHIFT_KEYS = {"category_region:masks|hubei", "category:masks", "region:hubei",
 #: judged on the re-learned baseline) are slower on draws that start close to the old level.
 SURGE_WITHIN = 3
 COLLAPSE_WITHIN = 8
+DIP_WITHIN = 20  # a ~12/h key: the detector opens 3-10 h in, the volume rule (40 views) 3-7 h later
 REBOUND_WITHIN = 10
 
 
@@ -53,7 +58,7 @@ def shape(hour: int) -> float:
 
 def factor(category: str, region: str, hour: int) -> float:
     f = 1.0
-    for cat, reg, mult, start, length in (SURGE, COLLAPSE):
+    for cat, reg, mult, start, length in (SURGE, COLLAPSE, DIP):
         if cat == category and reg == region and start <= hour < start + length:
             f *= mult
     return f
@@ -142,12 +147,17 @@ def check_alerts(alerts: list[dict[str, Any]], fail: Callable[[str], None] | Non
 
     surge = first_open("category_region:masks|hubei", "surge", SURGE[3], SURGE_WITHIN)
     collapse = first_open("category_region:travel|shanghai", "collapse", COLLAPSE[3], COLLAPSE_WITHIN)
+    dip = first_open("category_region:groceries|shanghai", "collapse", DIP[3], DIP_WITHIN)
     rebound = first_open("category_region:travel|shanghai", "surge", REBOUND_HOUR, REBOUND_WITHIN)
     first_open("category:masks", "surge", SURGE[3], SURGE_WITHIN)
     if surge is not None and by_id[surge["alert_id"]][-1] != "RESOLVED":
         bad(f"surge alert did not resolve: {by_id[surge['alert_id']]}")
     if collapse is not None and by_id[collapse["alert_id"]][-1] != "NEW_NORMAL":
         bad(f"collapse alert did not become the new normal: {by_id[collapse['alert_id']]}")
+    if dip is not None and (by_id[dip["alert_id"]][-1] != "RESOLVED" or ends[dip["alert_id"]] > DIP[3] + DIP[4] + 48):
+        bad(f"the 30-hour dip did not resolve within two days of its end: {by_id[dip['alert_id']]}")
+    if collapse is not None and collapse["alert_id"] in ends and ends[collapse["alert_id"]] < COLLAPSE[3] + 70:
+        bad("the collapse ended before it had held three days")
     if rebound is not None and rebound["alert_id"] not in by_id:
         bad("rebound alert has no record")  # pragma: no cover
     # Nothing opens on keys the shifts do not touch, after the normal weeks.

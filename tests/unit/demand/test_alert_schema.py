@@ -20,9 +20,9 @@ validate = fastjsonschema.compile(SCHEMA)
 
 
 def produced() -> list[dict]:
-    # A week: a short surge (OPEN, RESOLVED) and a collapse to 0 that lasts (OPEN, NEW_NORMAL).
+    # Eight days: a short surge (OPEN, RESOLVED) and a collapse to 0 that lasts three days (OPEN, NEW_NORMAL).
     stage = new_stage(StageConfig(bucket_s=3600, lateness_s=3600, timezone="UTC", worker="host:42"))
-    return run(stage, scenario(hours=7 * 24))
+    return run(stage, scenario(hours=8 * 24))
 
 
 def test_every_produced_record_is_valid() -> None:
@@ -43,10 +43,14 @@ def test_schema_rejects_unknown_fields_and_states() -> None:
 
 
 def test_tail_line_for_on_call_staff() -> None:
-    alert = {"state": "OPEN", "direction": "surge", "key": "category_region:masks|hubei", "observed": 512.0,
-             "expected": 98.2, "severity": 3, "bucket_start": "2026-03-02T10:05:00Z", "buckets_open": 1}
-    assert format_alert(alert) == ("2026-03-02T10:05Z OPEN       surge    category_region:masks|hubei  "
-                                   "observed 512 vs expected 98 (x5.2) severity 3")
+    alert = {"state": "OPEN", "direction": "surge", "key": "category_region:masks|hubei", "measure": "units",
+             "observed": 512.0, "expected": 98.2, "ratio": 4.6, "severity": 3, "bucket_start": "2026-03-02T10:05:00Z",
+             "buckets_open": 2}
+    assert format_alert(alert) == ("2026-03-02T10:05Z OPEN       surge    units    category_region:masks|hubei  "
+                                   "observed 512 vs expected 98 (x5.2 this bucket, x4.6 since open) severity 3")
+    legacy = {k: v for k, v in alert.items() if k not in ("measure", "ratio")}  # records written before measures
+    assert format_alert(legacy) == ("2026-03-02T10:05Z OPEN       surge    category_region:masks|hubei  "
+                                    "observed 512 vs expected 98 (x5.2 this bucket) severity 3")
     cold = format_alert({**alert, "expected": None, "state": "RESOLVED", "buckets_open": 7})
     assert "no baseline yet" in cold and cold.endswith("open 7 buckets")
 
@@ -56,6 +60,7 @@ def test_alertmanager_mapping() -> None:
     alert = produced()[0]
     posted = to_alertmanager(alert, now)
     assert posted["labels"]["alertname"] == "DemandShift" and posted["labels"]["alert_id"] == alert["alert_id"]
+    assert posted["labels"]["measure"] == alert["measure"] == "orders" and "of orders on" in posted["annotations"]["summary"]
     assert posted["startsAt"] == alert["opened_at"] and posted["endsAt"] > "2026-03-02T12:00:00Z"
     resolved = to_alertmanager({**alert, "state": "RESOLVED"}, now)
     assert resolved["endsAt"] == "2026-03-02T12:00:00Z"

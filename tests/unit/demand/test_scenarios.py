@@ -31,7 +31,8 @@ def run_monitors(seed: int) -> list[dict[str, Any]]:
     """Alert records (as the stage publishes them) of one DemandMonitor per key."""
     counts = hourly_counts(seed)
     keys = sorted(set().union(*counts))
-    monitors = {k: DemandMonitor(k, k.partition(":")[0], CFG.detector_config(), CFG.lifecycle_config()) for k in keys}
+    monitors = {k: DemandMonitor(k, k.partition(":")[0], CFG.detector_config(), CFG.lifecycle_config("interest"), "interest")
+                for k in keys}
     stage = DemandStage(CFG, {}, {})  # only for its record formatting
     alerts: list[dict[str, Any]] = []
     for hour, c in enumerate(counts):
@@ -48,7 +49,7 @@ def run_stage(seed: int) -> list[dict[str, Any]]:
     alerts: list[dict[str, Any]] = []
     for hour, c in enumerate(hourly_counts(seed)):
         for key in sorted(c):
-            value = orjson.dumps({"k": key, "b": START_MS + hour * HOUR_MS, "n": c[key], "p": 0, "o": hour})
+            value = orjson.dumps({"k": key, "m": "interest", "b": START_MS + hour * HOUR_MS, "n": c[key], "c": [[0, c[key], hour]]})
             alerts += stage.handle(0, value).alerts
     return alerts
 

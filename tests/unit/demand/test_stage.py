@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.demand.stage import DemandStage, StageConfig
+from streams.demand.stage import DemandStage, StageConfig, series_key
 from streams.observability.metrics import Metrics
 from streams.simulate.sampling import poisson
 
@@ -19,8 +19,16 @@ T0 = 1_767_571_200_000  # 2026-01-05T00:00:00Z, a Monday
 CFG = StageConfig(bucket_s=3600, lateness_s=3600, timezone="UTC", worker="test:1")
 
 
+M = "orders"
+
+
+def sk(key: str) -> str:
+    """The state key of ``key``'s orders series."""
+    return series_key(key, M)
+
+
 def msg(key: str, hour: int, n: int, p: int = 0, o: int = 0) -> bytes:
-    return orjson.dumps({"k": key, "b": T0 + hour * H, "n": n, "p": p, "o": o})
+    return orjson.dumps({"k": key, "m": M, "b": T0 + hour * H, "n": n, "c": [[p, n, o]]})
 
 
 def new_stage(cfg: StageConfig = CFG, state: MutableMapping[str, Any] | None = None,
@@ -30,7 +38,7 @@ def new_stage(cfg: StageConfig = CFG, state: MutableMapping[str, Any] | None = N
 
 def fed(stage: DemandStage, key: str) -> tuple[int, int | None]:
     """(buckets closed for the key - by its monitor, or by its pooled EWMA - , start of the last one)."""
-    entry = stage.state[key]
+    entry = stage.state[sk(key)]
     mon = entry["mon"]
     if mon is None:
         seen = entry.get("pool", [0.0, 0])[1]
@@ -66,11 +74,11 @@ def test_bucket_closes_only_when_the_watermark_passes_its_end() -> None:
     stage.handle(0, msg("category:masks", 0, 5))
     stage.handle(0, msg("category:masks", 1, 7, o=1))
     assert fed(stage, "category:masks") == (0, None)  # watermark = 1h - 1h lateness: bucket 0 still open
-    assert stage.state["category:masks"]["open"] == {str(T0): 5, str(T0 + H): 7}
+    assert stage.state[sk("category:masks")]["open"] == {str(T0): 5, str(T0 + H): 7}
     stage.handle(0, msg("category:masks", 2, 1, o=2))
     assert fed(stage, "category:masks") == (1, T0)
     assert stage.clocks["0"] == {"max_b": T0 + 2 * H, "closed": T0 + H}
-    assert stage.state["category:masks"]["open"] == {str(T0 + H): 7, str(T0 + 2 * H): 1}
+    assert stage.state[sk("category:masks")]["open"] == {str(T0 + H): 7, str(T0 + 2 * H): 1}
     # A jump of the watermark closes every bucket it passed, in order.
     stage.handle(0, msg("category:masks", 6, 1, o=3))
     assert fed(stage, "category:masks") == (5, T0 + 4 * H)
@@ -83,7 +91,7 @@ def test_watermarks_are_per_partition() -> None:
     stage.handle(0, msg("category:masks", 3, 5, o=1))
     assert fed(stage, "category:masks")[0] == 3
     assert fed(stage, "region:hubei")[0] == 0  # partition 1 has not moved
-    assert stage.keys_of(0) == {"category:masks"} and stage.keys_of(1) == {"region:hubei"}
+    assert stage.keys_of(0) == {sk("category:masks")} and stage.keys_of(1) == {sk("region:hubei")}
 
 
 def test_silent_keys_get_zero_buckets_and_a_collapse_to_zero_is_seen() -> None:
@@ -109,22 +117,22 @@ def test_surge_opens_then_resolves_and_the_gauge_follows() -> None:
     assert [(_hour(a["bucket_start"]), a["direction"]) for a in opened] == [(96, "surge")]
     assert opened[0]["bucket_end"] == "2026-01-09T01:00:00Z" and opened[0]["worker"] == "test:1"
     gauge = stage.metrics.registry.get_sample_value
-    assert gauge("touchpoint_demand_alerts_open", {"dimension": "category", "direction": "surge"}) == 1
+    assert gauge("touchpoint_demand_alerts_open", {"dimension": "category", "measure": M, "direction": "surge"}) == 1
     alerts += run(stage, records[2 * 99:])
     states = [a["state"] for a in alerts if a["alert_id"] == opened[0]["alert_id"]]
     assert states[0] == "OPEN" and states[-1] == "RESOLVED"
-    assert gauge("touchpoint_demand_alerts_open", {"dimension": "category", "direction": "surge"}) == 0
-    assert (gauge("touchpoint_demand_alert_transitions_total", {"state": "RESOLVED"}) or 0) >= 1
+    assert gauge("touchpoint_demand_alerts_open", {"dimension": "category", "measure": M, "direction": "surge"}) == 0
+    assert (gauge("touchpoint_demand_alert_transitions_total", {"state": "RESOLVED", "measure": M}) or 0) >= 1
 
 
 def test_late_counts_are_counted_and_never_reopen_a_bucket() -> None:
     stage = new_stage()
     run(stage, [(0, msg("category:masks", h, 10, o=h)) for h in range(5)])
-    before = json.dumps(stage.state["category:masks"]["mon"], sort_keys=True)
+    before = json.dumps(stage.state[sk("category:masks")]["mon"], sort_keys=True)
     out = stage.handle(0, msg("category:masks", 1, 99, p=1, o=0))
     assert out.status == "late" and not out.alerts
-    assert str(T0 + H) not in stage.state["category:masks"]["open"]
-    assert json.dumps(stage.state["category:masks"]["mon"], sort_keys=True) == before
+    assert str(T0 + H) not in stage.state[sk("category:masks")]["open"]
+    assert json.dumps(stage.state[sk("category:masks")]["mon"], sort_keys=True) == before
     assert stage.metrics.registry.get_sample_value("touchpoint_demand_late_counts_total") == 1
     # A key whose first count is late still exists from the first open bucket on.
     assert stage.handle(0, msg("category:travel", 0, 3, p=1, o=1)).status == "late"
@@ -144,7 +152,7 @@ def test_partial_counts_resent_after_a_crash_are_skipped() -> None:
                   msg("category:masks", 0, 9, p=2, o=200)):
         assert stage.handle(0, value).status == "replayed"
     assert json.dumps(stage.state, sort_keys=True) == snapshot
-    assert stage.state["category:masks"]["open"] == {str(T0): 4, str(T0 + H): 8}
+    assert stage.state[sk("category:masks")]["open"] == {str(T0): 4, str(T0 + H): 8}
     assert stage.metrics.registry.get_sample_value("touchpoint_demand_replayed_counts_total") == 3
     assert stage.handle(0, msg("category:masks", 1, 1, p=2, o=501)).status == "applied"
 
@@ -176,25 +184,26 @@ def test_process_writes_nothing_until_commit() -> None:
     stage = new_stage()
     out = stage.process(0, msg("category:masks", 0, 5))
     assert stage.state == {} and stage.clocks == {}
-    assert set(out.writes) == {"category:masks"} and out.clock is not None
+    assert set(out.writes) == {sk("category:masks")} and out.clock is not None
     stage.commit(out)
-    assert stage.state["category:masks"]["open"] == {str(T0): 5}
+    assert stage.state[sk("category:masks")]["open"] == {str(T0): 5}
 
 
 def test_forget_rebuilds_keys_and_open_alerts_from_the_state() -> None:
     stage = new_stage()
     run(stage, scenario()[: 2 * 99])
     again = new_stage(state=stage.state, clocks=stage.clocks)
-    assert again.keys_of(0) == {"category:masks", "region:hubei"}
+    assert again.keys_of(0) == {sk("category:masks"), sk("region:hubei")}
     gauge = again.metrics.registry.get_sample_value
-    assert gauge("touchpoint_demand_alerts_open", {"dimension": "category", "direction": "surge"}) == 1
+    assert gauge("touchpoint_demand_alerts_open", {"dimension": "category", "measure": M, "direction": "surge"}) == 1
     again.forget()
-    assert gauge("touchpoint_demand_alerts_open", {"dimension": "category", "direction": "surge"}) == 0
+    assert gauge("touchpoint_demand_alerts_open", {"dimension": "category", "measure": M, "direction": "surge"}) == 0
 
 
-@pytest.mark.parametrize("bucket_s, expected", [(300, 288), (3600, 24), (86400, 2)])
-def test_new_normal_after_a_day_of_buckets(bucket_s: int, expected: int) -> None:
-    assert StageConfig(bucket_s=bucket_s).lifecycle_config().new_normal_buckets == expected
+@pytest.mark.parametrize("bucket_s, expected", [(300, 864), (3600, 72), (86400, 3)])
+def test_new_normal_after_three_days_of_buckets(bucket_s: int, expected: int) -> None:
+    cfg = StageConfig(bucket_s=bucket_s).lifecycle_config("orders")
+    assert cfg.new_normal_buckets == expected and cfg.recent_buckets == expected // 3 and cfg.min_excess == 12
 
 
 def test_bad_records_raise_for_the_agent_to_count() -> None:
@@ -225,7 +234,7 @@ def _drive(stage: DemandStage, hours: range, rates: dict[str, Any], seed: int = 
 def test_sparse_keys_are_pooled_with_a_tiny_fixed_state() -> None:
     stage = new_stage()
     _drive(stage, range(24 * 7), {"product:tail": 0.2})
-    tail, anchor = stage.state["product:tail"], stage.state["category:anchor"]
+    tail, anchor = stage.state[sk("product:tail")], stage.state[sk("category:anchor")]
     assert tail["mon"] is None and tail["pool"][0] < 0.5 and tail["pool"][1] > 100
     assert anchor["mon"] is not None and "prior" not in anchor  # full from its first bucket
     pooled_bytes, full_bytes = len(orjson.dumps(tail)), len(orjson.dumps(anchor))
@@ -236,33 +245,43 @@ def test_a_pooled_key_that_rises_is_promoted_and_its_surge_alerts() -> None:
     stage = new_stage()
     surge_at = 24 * 5
     alerts = _drive(stage, range(surge_at + 12), {"product:tail": lambda h: 0.3 if h < surge_at else 15.0})
-    assert stage.state["product:tail"]["mon"] is not None
+    assert stage.state[sk("product:tail")]["mon"] is not None
     opened = [a for a in alerts if a["key"] == "product:tail" and a["state"] == "OPEN"]
     assert opened and opened[0]["direction"] == "surge"
     assert surge_at <= _hour(opened[0]["bucket_start"]) <= surge_at + 2
     # Judged against the pooled level it rose from, not against itself.
-    assert opened[0]["expected"] < 1.0 and stage.state["product:tail"]["prior"] < 1.0
+    assert opened[0]["expected"] < 1.0 and stage.state[sk("product:tail")]["prior"] < 1.0
 
 
 def test_a_full_key_collapsing_to_zero_alerts_and_stays_full_while_the_alert_is_open() -> None:
     stage = new_stage()
     stop = 24 * 4
     alerts = _drive(stage, range(stop), {"product:small": 3.0})
-    assert stage.state["product:small"]["mon"] is not None
+    assert stage.state[sk("product:small")]["mon"] is not None
     # The key sends nothing any more: only zero buckets show the collapse.
     alerts += _drive(stage, range(stop, stop + 20), {})
     opened = [a for a in alerts if a["key"] == "product:small" and a["state"] == "OPEN"]
     assert opened and opened[0]["direction"] == "collapse" and _hour(opened[0]["bucket_start"]) <= stop + 8
-    entry = stage.state["product:small"]
+    entry = stage.state[sk("product:small")]
     assert entry["mon"] is not None and entry["mon"]["lifecycle"]["alert_id"]  # pinned by the open alert
     # Once the alert has become the new normal and the volume has drained, the key is pooled.
     alerts += _drive(stage, range(stop + 20, stop + 24 * 4), {})
     states = [a["state"] for a in alerts if a["alert_id"] == opened[0]["alert_id"]]
     assert states[-1] in ("NEW_NORMAL", "RESOLVED")
-    assert stage.state["product:small"]["mon"] is None
+    assert stage.state[sk("product:small")]["mon"] is None
 
 
 def test_pooling_can_be_switched_off() -> None:
     stage = new_stage(StageConfig(bucket_s=3600, lateness_s=3600, timezone="UTC", pool_floor=0.0))
     _drive(stage, range(48), {"product:tail": 0.2})
-    assert stage.state["product:tail"]["mon"] is not None
+    assert stage.state[sk("product:tail")]["mon"] is not None
+
+
+def test_a_brand_new_series_raises_nothing_before_it_has_a_daily_baseline() -> None:
+    # A new store opening: a quiet night (pooled), then its first business hours. Ten hours of
+    # history are no baseline: judged against its pooled night level it would be a x60 "surge".
+    stage = new_stage()
+    alerts = _drive(stage, range(36), {"store:new": lambda h: 0.3 if h < 10 else 20.0})
+    entry = stage.state[sk("store:new")]
+    assert entry["mon"] is not None and "prior" not in entry  # promoted without a prior
+    assert [a for a in alerts if a["key"] == "store:new"] == []

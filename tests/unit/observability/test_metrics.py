@@ -15,7 +15,7 @@ def exposition() -> bytes:
     m.applied.inc()
     m.event_lag.observe(0.2)
     m.consumer_lag.labels("tp.touchpoints", "0").set(3)
-    m.demand_alerts_open.labels("category", "surge").set(1)
+    m.demand_alerts_open.labels("category", "orders", "surge").set(1)
     return generate_latest(m.registry)
 
 
