@@ -14,26 +14,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from streams.demand.foresight import Foresight
+from streams.demand.series import parse_series_key, series_key
 
-__all__ = ["DEFAULT_HORIZON", "LEGACY_MEASURE", "series_key", "parse_series_key", "parse_forecast_query", "keys_body",
+__all__ = ["DEFAULT_HORIZON", "series_key", "parse_series_key", "parse_forecast_query", "keys_body",
            "forecast_body"]
 
 DEFAULT_HORIZON = 48
-LEGACY_MEASURE = "events"
 _MAX_KEY = 200
-
-
-def series_key(key: str, measure: str) -> str:
-    """State key of a series: ``MEASURE/KEY``; the legacy ``events`` measure is the bare key."""
-    return key if measure == LEGACY_MEASURE else f"{measure}/{key}"
-
-
-def parse_series_key(skey: str) -> tuple[str, str]:
-    """``(dimension key, measure)`` of a state key (inverse of :func:`series_key`)."""
-    head, sep, rest = skey.partition("/")
-    if sep and ":" not in head:
-        return rest, head
-    return skey, LEGACY_MEASURE
 
 
 def parse_forecast_query(query: Mapping[str, str], max_horizon: int, measures: Iterable[str]) -> tuple[str, str, int]:
