@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streams.demand.forecast import Forecaster  # noqa: E402
 from streams.demand.foresight import Foresight, ForesightConfig  # noqa: E402
+from streams.demand.stage import DemandStage, StageConfig  # noqa: E402
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00Z, a Monday
 FIVE_MIN = 300_000
@@ -56,6 +57,25 @@ def best_of(fn, repeat: int = 5) -> float:
         n = fn()
         best = min(best, (time.process_time() - t) / n)
     return best
+
+
+def stage_cost(forecasts: bool, keys: int = 20, weeks: int = 2) -> float:
+    """CPU seconds of DemandStage.handle per closed bucket per series (no Kafka: dict tables),
+    over the second of ``weeks`` weeks of 5-min buckets of ``keys`` series."""
+    stage = DemandStage(StageConfig(bucket_s=300, lateness_s=600, timezone="UTC", worker="bench"), {}, {})
+    if not forecasts:
+        stage.foresight.feed_many = lambda state, items: state  # type: ignore[method-assign]
+        stage.foresight.alert_forecast = lambda state, record: None  # type: ignore[method-assign]
+    pts = series(weeks, per_hour=240.0)
+    records = [orjson.dumps({"k": f"category:c{k}", "m": "orders", "b": t, "n": v, "c": [[0, v, i]]})
+               for i, (t, v) in enumerate(pts) for k in range(keys)]
+    half = len(records) // 2
+    for r in records[:half]:
+        stage.handle(0, r)
+    t = time.process_time()
+    for r in records[half:]:
+        stage.handle(0, r)
+    return (time.process_time() - t) / (len(records) - half)
 
 
 def main() -> int:
@@ -107,6 +127,11 @@ def main() -> int:
         ("page view (history + 48-h forecast), one key", best_of(view) * 1e6, "us"),
         ("state per key and measure, orjson, with 7 days of page history", len(orjson.dumps(state)), "bytes"),
         ("  of which the model (Forecaster.snapshot)", len(orjson.dumps(snap)), "bytes"),
+    ]
+    with_fc, without_fc = stage_cost(True), stage_cost(False)
+    rows += [
+        ("demand stage per closed 5-min bucket per series, with forecasts", with_fc * 1e6, "us"),
+        ("  the same stage with the forecaster switched off", without_fc * 1e6, "us"),
     ]
     for name, value, unit in rows:
         print(f"{name:70s} {value:10.1f} {unit}")

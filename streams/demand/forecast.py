@@ -31,7 +31,7 @@ the shift holds".
 
 State is fixed by the configuration: for hourly steps 24 + 24 + 168 profile slots and their
 seen flags, the interval tracker (one pending forecast per anchor step: 367 for anchors up to
-168, a width per anchor, 4 shape quantiles) and ~15 scalars: 9.4 KB as JSON.
+168, a width and 4 shape quantiles per anchor) and ~15 scalars: about 10 KB as JSON.
 """
 
 from __future__ import annotations
