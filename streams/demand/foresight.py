@@ -26,6 +26,7 @@ Forecasts are made lazily (on request, on OPEN), never per bucket: learning a st
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,12 +167,14 @@ class Foresight:
         """The alert's level: its ``ratio`` (observed/expected summed over the alert so far) when
         the record has one, else the bucket's observed/expected."""
         ratio = rec.get("ratio")
-        if isinstance(ratio, (int, float)) and ratio >= 0:
-            return float(ratio)
-        exp = rec.get("expected")
-        if not isinstance(exp, (int, float)) or exp <= 0:
-            return None
-        return float(rec.get("observed", 0.0)) / exp
+        if not isinstance(ratio, (int, float)):
+            exp, obs = rec.get("expected"), rec.get("observed")
+            if not isinstance(exp, (int, float)) or not isinstance(obs, (int, float)) or exp <= 0:
+                return None
+            ratio = obs / exp
+        # A zero baseline (infinite ratio) or a negative one (revenue with refunds) is no level
+        # to scale a forecast by: such an alert gets no forecast record.
+        return float(ratio) if math.isfinite(ratio) and ratio >= 0 else None
 
     # ---------------------------------------------------------------- answers
     def forecast(self, state: dict[str, Any] | None, horizon: int, factor: float | None = None) -> list[list[Any]]:

@@ -134,3 +134,19 @@ def test_feed_many_equals_feeding_one_bucket_at_a_time() -> None:
         many = fs.feed_many(many, items[i:i + 7])
     assert one == many
     assert one["sh"][0]["state"] == "RESOLVED" and one["sh"][0]["hours"] == 5.0
+
+
+@pytest.mark.parametrize("ratio", [float("inf"), -0.5, float("nan")])
+def test_an_alert_without_a_usable_level_gets_no_forecast_record(ratio: float) -> None:
+    # Revenue shifts can have a negative ratio (refunds), a zero baseline gives an infinite one:
+    # the alert goes out without a forecast instead of the record failing (it failed the demand
+    # agent's record before: ValueError from Forecaster.forecast).
+    fs = Foresight(ForesightConfig(bucket_s=3600))
+    state = None
+    for h in range(30):
+        state = fs.feed(state, T0 + h * 3_600_000, 5.0, 5.0)
+    rec = {"state": "OPEN", "direction": "surge", "alert_id": "a", "observed": 9.0, "expected": 0.0, "ratio": ratio}
+    assert fs.alert_forecast(state, rec) is None
+    assert fs.alert_forecast(state, {**rec, "ratio": None, "expected": -2.0}) is None
+    state = fs.feed(state, T0 + 30 * 3_600_000, 9.0, 0.0, [rec])
+    assert state["sh"][-1]["peak_ratio"] is None and fs.view(state, 4)["forecast"]
