@@ -106,6 +106,7 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
     from streams.ingest import agent as ingest_agent
     from streams.kafka.ordering import OrderedSources
     from streams.observability import oncall
+    from streams.web import demand as demand_views
     from streams.web import views
 
     count_faust_send_errors(app, ctx.metrics)
@@ -122,6 +123,7 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
 
     customers.register(app, ctx)  # /customers?id=TYPE:VALUE page for marketing staff
     views.register(app, ctx)
+    demand_views.register(app, ctx)  # /demand page, /demand/keys, /demand/forecast (after the demand agent)
     identity_views.register(app, ctx)
     oncall.register(app, ctx)  # /oncall page and data, consumer-lag sampler
     return app, ctx

@@ -16,7 +16,7 @@ __all__ = ["main"]
 # Each module exposes add_parser(subparsers) and sets args.run = callable(args, settings) -> int.
 # Development tools that run workers in throwaway namespaces: the public PII key is fine there.
 _DEV_COMMANDS = ("demo", "bench")
-_COMMANDS = ("stack", "worker", "send", "idle", "dlq", "simulate", "demo", "detect", "erase", "alerts", "profile", "collect", "bench", "identity",
+_COMMANDS = ("stack", "worker", "send", "idle", "dlq", "simulate", "demo", "detect", "forecast", "demand", "erase", "alerts", "profile", "collect", "bench", "identity",
              "export", "audience", "destinations")
 
 

@@ -22,7 +22,7 @@ commit interval, not one per event.
 from __future__ import annotations
 
 import math
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -230,12 +230,12 @@ class OrderMemory:
 
 def partial_counts(touchpoints: Iterable[Touchpoint], bucket_s: int, dimensions: Iterable[str] = DIMENSIONS,
                    measures: Iterable[str] = MEASURES, currency: str = "CNY",
-                   orders: OrderMemory | None = None) -> tuple[Counter[tuple[str, str, int]], dict[str, int]]:
+                   orders: OrderMemory | None = None) -> tuple[dict[tuple[str, str, int], float], dict[str, int]]:
     """Sums per (key, measure, bucket start in ms, UTC) over a batch, and what was not counted
     (``{"repeated_order": n, "skipped_currency": n}``)."""
     bucket_ms = bucket_s * 1000
     dims, meas = tuple(dimensions), tuple(measures)
-    sums: Counter[tuple[str, str, int]] = Counter()
+    sums: defaultdict[tuple[str, str, int], float] = defaultdict(float)  # revenue sums are not whole
     skipped = {"repeated_order": 0, "skipped_currency": 0}
     for t in touchpoints:
         contrib = event_measures(t, dims, meas, currency)
@@ -267,7 +267,7 @@ class PendingCounts:
     dimensions: tuple[str, ...] = DIMENSIONS
     measures: tuple[str, ...] = MEASURES
     currency: str = "CNY"
-    counts: dict[tuple[str, str, int], Counter[int]] = field(default_factory=dict)
+    counts: dict[tuple[str, str, int], defaultdict[int, float]] = field(default_factory=dict)  # per source partition
     last_offset: dict[int, int] = field(default_factory=dict)
     orders: OrderMemory = field(default_factory=OrderMemory)
     skipped: Counter[str] = field(default_factory=Counter)
@@ -282,7 +282,7 @@ class PendingCounts:
         for series_bucket, n in sums.items():
             per_source = self.counts.get(series_bucket)
             if per_source is None:
-                per_source = self.counts[series_bucket] = Counter()
+                per_source = self.counts[series_bucket] = defaultdict(float)
             per_source[partition] += n
         self.last_offset[partition] = max(last_offset, self.last_offset.get(partition, last_offset))
 
@@ -294,7 +294,9 @@ class PendingCounts:
 
     def merge(self, other: PendingCounts) -> None:
         for series_bucket, per_source in other.counts.items():
-            self.counts.setdefault(series_bucket, Counter()).update(per_source)
+            mine = self.counts.setdefault(series_bucket, defaultdict(float))
+            for p, n in per_source.items():
+                mine[p] += n
         for p, o in other.last_offset.items():
             self.last_offset[p] = max(o, self.last_offset.get(p, o))
 

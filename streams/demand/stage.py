@@ -55,6 +55,7 @@ import orjson
 from streams.demand.buckets import DAY_S, WEEK_S, iso_utc
 from streams.demand.detector import DetectorConfig
 from streams.demand.dimensions import LEGACY_MEASURE, MEASURES
+from streams.demand.foresight import Foresight, ForesightConfig
 from streams.demand.lifecycle import NEW_NORMAL, OPEN, RESOLVED, AlertRecord, DemandMonitor, LifecycleConfig
 from streams.demand.series import (
     DEFAULT_MIN_EXCESS,
@@ -210,6 +211,7 @@ class DemandStage:
         self.clocks = clocks
         self.metrics: Any = metrics if metrics is not None else Unmetered()
         self._detector_cfg = config.detector_config()
+        self.foresight = Foresight(ForesightConfig(bucket_s=config.bucket_s, tz=config.timezone))
         self._lifecycle_cfgs = {m: config.lifecycle_config(m) for m in (*MEASURES, LEGACY_MEASURE)}
         self._keys: dict[int, set[str]] = {}  # partition -> series keys
         self._open: dict[str, tuple[str, str, str]] = {}  # series key -> (dimension type, measure, direction)
@@ -329,7 +331,7 @@ class DemandStage:
             return {"v": _STATE_VERSION, "q": partition, "next": first, "open": {}, "src": {}, "mon": None}
         out = {"v": _STATE_VERSION, "q": entry["q"], "next": entry["next"], "open": dict(entry["open"]),
                "src": dict(entry["src"]), "mon": entry["mon"]}
-        for extra in ("pool", "prior"):
+        for extra in ("pool", "prior", "fc"):
             if extra in entry:
                 out[extra] = entry[extra]
         return out
@@ -373,6 +375,7 @@ class DemandStage:
             if mon is not None and "pool" not in entry:
                 # Written before pooling existed: seed the volume EWMA from the detector's level.
                 level, seen = max(mon.detector.level, 0.0), mon.detector.level_n
+            fc, fc_due = entry.get("fc"), []  # the series' forecaster (foresight.py), fed the same buckets
             for s in due:
                 count = entry["open"].get(str(s), 0)
                 before = level if seen else None
@@ -388,8 +391,15 @@ class DemandStage:
                     prior = before if pooling and before is not None and known else None
                 if mon is None:
                     continue
-                _, records = mon.update(s, count, prior)
-                outcome.alerts.extend(self._alert(r, dimension, s) for r in records)
+                decision, records = mon.update(s, count, prior)
+                alerts = [self._alert(r, dimension, s) for r in records]
+                fc_due.append((s, count, decision.expected, alerts))
+                if any(a["state"] == OPEN for a in alerts):  # OPEN carries the next day if the shift holds
+                    fc, fc_due = self.foresight.feed_many(fc, fc_due), []
+                    for a in alerts:
+                        if a["state"] == OPEN and (forecast := self.foresight.alert_forecast(fc, a)) is not None:
+                            a["forecast"] = forecast
+                outcome.alerts.extend(alerts)
                 if (pooling and level < cfg.floor_per_bucket(measure) * cfg.pool_release
                         and not mon.lifecycle.active and mon.detector.direction == 0):
                     mon, prior = None, None  # back to the pool: drop the monitor
@@ -400,6 +410,9 @@ class DemandStage:
             new.pop("prior", None)
             if prior is not None and mon is not None:
                 new["prior"] = prior
+            new.pop("fc", None)
+            if mon is not None:  # pooled series keep no forecaster (their state stays ~125 bytes)
+                new["fc"] = self.foresight.feed_many(fc, fc_due) if fc_due else fc
             outcome.writes[key] = new
 
     def _monitor(self, key: str, measure: str, snapshot: dict[str, Any] | None) -> DemandMonitor:

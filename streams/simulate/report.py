@@ -75,7 +75,8 @@ def _matches(story: AlertStory, shift: Shift) -> bool:
 def shift_report(scenario: Scenario, alerts: list[AlertStory], end_ms: int, max_lines: int = 8) -> tuple[list[str], list[AlertStory]]:
     """One paragraph per injected shift (what was injected, what the alerts on its category said,
     the verdict), and the alerts no injected shift explains."""
-    lines, used = [], set()
+    lines: list[str] = []
+    used: set[str] = set()
     for shift in scenario.shifts:
         persistent = shift.end_ms >= FOREVER_MS or shift.end_ms > end_ms
         where = f" in {shift.region}" if shift.region else ""
