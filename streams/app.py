@@ -7,8 +7,8 @@ by a factory, never at import time, so tests and commands can build as many as t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import faust
 from redis.asyncio import Redis
@@ -24,6 +24,14 @@ from streams.observability.metrics import Metrics
 from streams.settings import DEV_PII_KEY, Settings
 from streams.web import guard
 
+if TYPE_CHECKING:  # built inside create_app (after uvloop is chosen): types only here
+    from streams.activation.wiring import Activation
+    from streams.demand.stage import DemandStage
+    from streams.ingest.stage import IngestStage
+    from streams.kafka.ordering import OrderedSources
+    from streams.observability.lag import LagSampler
+    from streams.observability.oncall import OncallReader
+
 __all__ = ["WorkerContext", "create_app", "count_faust_send_errors"]
 
 log = logging.getLogger(__name__)
@@ -31,7 +39,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class WorkerContext:
-    """What the agents of one worker share: settings, clients, metrics."""
+    """What the agents of one worker share: settings, clients, metrics, and the parts one agent
+    builds for another (filled in by ``create_app`` and the ``register`` functions, in that order:
+    ordered sources, activation, then each agent's stage or table)."""
 
     settings: Settings
     metrics: Metrics
@@ -39,8 +49,19 @@ class WorkerContext:
     normalizer: Normalizer
     identity: RedisIdentityGraph
     dlq_codec: DlqCodec
-    extras: dict[str, Any] = field(default_factory=dict)
-    ingest: Any = None
+    ordered: OrderedSources | None = None       # our agents' in-order sources and commits (kafka/ordering.py)
+    activation: Activation | None = None        # traits, audiences, profile-updates (activation/wiring.py)
+    ingest: IngestStage | None = None           # ingest/agent.py
+    demand: DemandStage | None = None           # demand/agent.py; read by the /demand views
+    profiles_table: Any = None                  # the Faust `profiles` table (profiles/agent.py)
+    lag: LagSampler | None = None               # observability/lag.py
+    oncall: OncallReader | None = None          # observability/oncall.py
+
+    def sources(self) -> OrderedSources:
+        """The ordered sources (set up by ``create_app`` before any agent registers)."""
+        if self.ordered is None:
+            raise RuntimeError("WorkerContext.ordered is set by create_app before the agents register")
+        return self.ordered
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics | None = None) -> WorkerContext:
@@ -111,7 +132,7 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
 
     count_faust_send_errors(app, ctx.metrics)
     # Our agents' sources are consumed in order and committed by us (streams/kafka/ordered.py).
-    ctx.extras["ordered"] = OrderedSources(app, settings, ctx.metrics)
+    ctx.ordered = OrderedSources(app, settings, ctx.metrics)
     ingest_agent.register(app, ctx)
     demand_agent.register(app, ctx)
     from streams.activation import wiring as activation

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -24,6 +24,9 @@ from yarl import URL
 from streams.activation import traits as TR
 from streams.activation.definitions import Definitions
 from streams.profiles.profile import render
+
+if TYPE_CHECKING:  # the worker context is built by streams/app.py
+    from streams.app import WorkerContext
 
 __all__ = ["customer_view", "mask_identifier", "register"]
 
@@ -63,7 +66,7 @@ def _static(name: str) -> bytes:
     return (resources.files("streams.web") / "static" / name).read_bytes()
 
 
-def register(app: Any, ctx: Any) -> None:
+def register(app: Any, ctx: WorkerContext) -> None:
     """Declare ``/customers`` (shell and assets), ``/customers/data`` and ``/customers/profile/{id}``."""
     from faust.web import Request, Response, View
 
@@ -73,8 +76,8 @@ def register(app: Any, ctx: Any) -> None:
     from streams.web.views import authorized
 
     s = ctx.settings
-    activation = ctx.extras["activation"]
-    table = ctx.extras["profiles_table"]
+    activation = ctx.activation
+    table = ctx.profiles_table
     me = URL(str(app.conf.canonical_url))
     assets = {"customers.js": ("application/javascript", _static("customers.js")), "customers.css": ("text/css", _static("customers.css"))}
     page = _static("customers.html")

@@ -2,7 +2,7 @@
 stage). Three hooks, all called from streams/profiles/agent.py and streams/app.py:
 
 - :func:`prepare` (app.py, before the profiles agent is declared): load and validate the
-  definitions file, put an :class:`Activation` into ``ctx.extras["activation"]``.
+  definitions file, put an :class:`Activation` into ``ctx.activation``.
 - :meth:`Activation.wrap` (profiles agent): the profile stage wrapped by the activation stage.
 - :meth:`Activation.settle` (profiles agent, per record, before the sends are awaited and the
   writes made): every changed key is settled; its audience changes and profile update go through
@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 import orjson
@@ -31,6 +31,9 @@ from streams.kafka import topics as T
 from streams.profiles.bundle import key_partition
 from streams.profiles.profile import decode
 from streams.profiles.stage import ProfileStage
+
+if TYPE_CHECKING:  # the worker context is built by streams/app.py
+    from streams.app import WorkerContext
 
 __all__ = ["Activation", "prepare", "register", "TICK_S", "SCAN_PER_TICK"]
 
@@ -84,20 +87,21 @@ class Activation:
             staged[key] = (new, extra)
 
 
-def prepare(ctx: Any) -> Activation:
+def prepare(ctx: WorkerContext) -> Activation:
     """Load the definitions (TOUCHPOINT_TRAITS; a bad file raises DefinitionsError, one line)."""
     defs = load(ctx.settings.traits)
     if any(d.kind == "webhook" for d in defs.destinations) and not ctx.settings.webhook_secret:
         raise DefinitionsError(f"{defs.path}: webhook destinations need TOUCHPOINT_WEBHOOK_SECRET (the key their requests are signed with)")
     activation = Activation(defs, ctx.metrics.registry)
-    ctx.extras["activation"] = activation
+    ctx.activation = activation
     return activation
 
 
-def register(app: faust.App, ctx: Any) -> None:
+def register(app: faust.App, ctx: WorkerContext) -> None:
     """The re-evaluation timer and the members gauge (needs the profiles table)."""
-    activation: Activation = ctx.extras["activation"]
-    table = ctx.extras["profiles_table"]
+    activation = ctx.activation
+    assert activation is not None, "activation.prepare runs before register"
+    table = ctx.profiles_table
     s = ctx.settings
     topic = s.topic(T.PROFILE_EVENTS)
     direct = s.store.startswith("memory")
@@ -165,7 +169,7 @@ class Rescan:
         return due, finished
 
 
-def _forward(app: faust.App, ctx: Any, activation: Activation) -> None:
+def _forward(app: faust.App, ctx: WorkerContext, activation: Activation) -> None:
     """One forwarder per destination, in every worker (the destination's consumer group shares the
     partitions of the public streams among the workers)."""
     from streams.activation.forwarder import Forwarder

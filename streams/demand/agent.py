@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 import orjson
@@ -14,16 +14,19 @@ import orjson
 from streams.demand.stage import DemandStage, StageConfig
 from streams.kafka import topics as T
 
+if TYPE_CHECKING:  # the worker context is built by streams/app.py
+    from streams.app import WorkerContext
+
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
 
-def register(app: faust.App, ctx: Any) -> None:
+def register(app: faust.App, ctx: WorkerContext) -> None:
     """Declare the demand agent and its tables on ``app``; ``ctx`` is the worker's WorkerContext."""
     s = ctx.settings
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
-    source, ordered = ctx.extras["ordered"].topic(s.topic(T.DEMAND_COUNTS), "demand", **raw)
+    source, ordered = ctx.sources().topic(s.topic(T.DEMAND_COUNTS), "demand", **raw)
     alerts = app.topic(s.topic(T.ALERTS), **raw)
     # Both tables are co-partitioned with demand-counts: Faust writes a table's changelog to the
     # partition of the event being processed, and every key of a partition is written only while
@@ -37,7 +40,7 @@ def register(app: faust.App, ctx: Any) -> None:
         from streams.demand.alerting import AlertmanagerForwarder
 
         forwarder = AlertmanagerForwarder(s.alertmanager_url, ctx.metrics)
-    ctx.extras["demand"] = stage
+    ctx.demand = stage
     seconds = ctx.metrics.batch_seconds.labels("demand")
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types receivers as sync or Awaitable

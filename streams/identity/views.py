@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.web import Request, Response, View
@@ -13,10 +13,13 @@ from streams.identity.identifiers import explained_identifier, legacy_forms, sto
 from streams.kafka import topics as T
 from streams.web.views import authorized
 
+if TYPE_CHECKING:  # the worker context is built by streams/app.py
+    from streams.app import WorkerContext
+
 __all__ = ["register"]
 
 
-def register(app: faust.App, ctx: Any) -> None:
+def register(app: faust.App, ctx: WorkerContext) -> None:
     s = ctx.settings
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
     changes = app.topic(s.topic(T.IDENTITY_CHANGES), **raw)

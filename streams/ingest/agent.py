@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 
@@ -15,6 +15,9 @@ from streams.ingest.stage import IngestStage, RawRecord
 from streams.kafka import topics as T
 from streams.profiles.bundle import key_partition
 from streams.resilience import TRANSIENT
+
+if TYPE_CHECKING:  # the worker context is built by streams/app.py
+    from streams.app import WorkerContext
 
 __all__ = ["register"]
 
@@ -74,11 +77,11 @@ class ProducerSink:
         await self._send(self._identity, key, value, partition=key_partition(key, self._partitions))
 
 
-def register(app: faust.App, ctx: Any) -> None:
+def register(app: faust.App, ctx: WorkerContext) -> None:
     """Declare the ingest agent on ``app``; ``ctx`` is the worker's :class:`WorkerContext`."""
     s = ctx.settings
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
-    source, ordered = ctx.extras["ordered"].topic(s.topic(T.INPUT), "ingest", **raw)
+    source, ordered = ctx.sources().topic(s.topic(T.INPUT), "ingest", **raw)
     sink = ProducerSink(app, s.topic(T.PROFILE_EVENTS), s.topic(T.DLQ), s.topic(T.DEMAND_COUNTS), s.topic(T.IDENTITY_CHANGES),
                         s.partitions, ctx.metrics.send_failures.labels("ingest"))
     stage = IngestStage(max_event_bytes=s.max_event_bytes, normalizer=ctx.normalizer, resolver=ctx.identity,
@@ -90,8 +93,8 @@ def register(app: faust.App, ctx: Any) -> None:
                                                ctx.metrics.event_time_corrected.labels("future")),
                         transient=TRANSIENT)
     ctx.ingest = stage
-    ctx.extras["ordered"].before_commit.append(stage.flush_demand)
-    ctx.extras["ordered"].before_commit.append(lambda: sink.check(ordered.restart_all))
+    ctx.sources().before_commit.append(stage.flush_demand)
+    ctx.sources().before_commit.append(lambda: sink.check(ordered.restart_all))
 
     # concurrency=1: one batch at a time, in order. The offsets committed are the ones the
     # ordered source saw complete (streams/kafka/ordering.py), after the producer flushed.

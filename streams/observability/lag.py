@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -22,6 +22,9 @@ from prometheus_client import Gauge
 from streams.kafka.client import admin_client, reader
 from streams.kafka.topics import TOPICS
 from streams.settings import Settings
+
+if TYPE_CHECKING:  # the worker context is built by streams/app.py
+    from streams.app import WorkerContext
 
 __all__ = ["LagSampler", "LagGauge", "compute_lag", "register", "SAMPLE_INTERVAL_S"]
 
@@ -113,11 +116,11 @@ class LagSampler:
             await consumer.stop()
 
 
-def register(app: Any, ctx: Any) -> LagSampler:
+def register(app: Any, ctx: WorkerContext) -> LagSampler:
     """Sample lag every :data:`SAMPLE_INTERVAL_S` on every worker (not only the leader)."""
     sampler = LagSampler(ctx.settings, ctx.settings.app_id)
     gauge = LagGauge(ctx.metrics.consumer_lag)
-    ctx.extras["lag"] = sampler
+    ctx.lag = sampler
 
     @app.timer(SAMPLE_INTERVAL_S, on_leader=False)
     async def _sample_lag() -> None:

@@ -25,7 +25,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -35,6 +35,9 @@ from streams.kafka.client import admin_client, reader
 from streams.kafka.reading import partitions_of
 from streams.observability.metrics import Metrics
 from streams.settings import Settings
+
+if TYPE_CHECKING:  # the worker context is built by streams/app.py
+    from streams.app import WorkerContext
 
 __all__ = ["OncallFeed", "OncallReader", "register", "local_counters"]
 
@@ -265,7 +268,7 @@ def _static(name: str) -> bytes:
     return (resources.files("streams.web") / "static" / name).read_bytes()
 
 
-def register(app: Any, ctx: Any) -> OncallReader:
+def register(app: Any, ctx: WorkerContext) -> OncallReader:
     """Declare the on-call routes, the feed's background task and the consumer-lag sampler."""
     from faust.web import Request, Response, View
 
@@ -276,7 +279,7 @@ def register(app: Any, ctx: Any) -> OncallReader:
     settings: Settings = ctx.settings
     feed = OncallFeed()
     reader = OncallReader(settings, feed, lambda: local_counters(ctx.metrics))
-    ctx.extras["oncall"] = reader
+    ctx.oncall = reader
     worker = f"{socket.gethostname()}:{os.getpid()}"
     assets = {"oncall.js": ("application/javascript", _static("oncall.js")),
               "oncall.css": ("text/css", _static("oncall.css"))}

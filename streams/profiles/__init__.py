@@ -5,12 +5,17 @@ record: dedup, merge folding, forwarding, erasure), :mod:`.agent` (the Faust tab
 :mod:`.views` (HTTP lookup routed to the owning worker). See docs/profiles.md.
 """
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the worker context is built by streams/app.py
+    from streams.app import WorkerContext
 
 __all__ = ["register"]
 
 
-def register(app: Any, ctx: Any) -> None:
+def register(app: Any, ctx: WorkerContext) -> None:
     """Declare the profiles table, agent and HTTP views on a worker's Faust app."""
     # Imported here so the pure modules (profile, stage) stay importable without Faust.
     from streams.profiles import agent, views

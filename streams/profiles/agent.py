@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 import orjson
@@ -28,6 +28,9 @@ from streams.profiles.bundle import key_partition, position, unbundle
 from streams.profiles.profile import Limits, is_tomb_bytes
 from streams.profiles.sends import ProfileSends
 from streams.profiles.stage import OUTCOMES, ProfileStage
+
+if TYPE_CHECKING:  # the worker context is built by streams/app.py
+    from streams.app import WorkerContext
 
 __all__ = ["register", "TABLE", "changelog_topic"]
 
@@ -42,11 +45,11 @@ def changelog_topic(app_id: str) -> str:
     return f"{app_id}-{TABLE}-changelog"
 
 
-def register(app: faust.App, ctx: Any) -> faust.types.TableT:
+def register(app: faust.App, ctx: WorkerContext) -> faust.types.TableT:
     """Declare the ``profiles`` table and agent on ``app``; returns the table."""
     s = ctx.settings
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
-    source, ordered = ctx.extras["ordered"].topic(s.topic(T.PROFILE_EVENTS), "profiles", **raw)
+    source, ordered = ctx.sources().topic(s.topic(T.PROFILE_EVENTS), "profiles", **raw)
     # Values are our own orjson bytes: compact in memory, no Faust model metadata (DESIGN.md traps),
     # and the HTTP view can render them without a second serializer. Keys are the profile id as
     # raw bytes, exactly the input's key bytes, so the table is co-partitioned with profile-events
@@ -57,10 +60,10 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
     keep = (lambda f: not rules.is_blocked(parse(f))) if rules is not None else None
     profile_stage = ProfileStage(Limits(max_bytes=s.profile_max_bytes), keep_identifier=keep)
     stage: Any = profile_stage
-    activation = ctx.extras.get("activation")  # streams/activation/wiring.py: traits, audiences, profile-updates
+    activation = ctx.activation  # streams/activation/wiring.py: traits, audiences, profile-updates
     if activation is not None:
         stage = activation.wrap(profile_stage)
-    ctx.extras["profiles_table"] = table
+    ctx.profiles_table = table
     m = ctx.metrics
     counted = {o: m.profile_records.labels(o) for o in (*OUTCOMES, "error")}
     seconds = m.batch_seconds.labels("profiles")
@@ -76,7 +79,7 @@ def register(app: faust.App, ctx: Any) -> faust.types.TableT:
         return table.data.get(key) if direct else table.get(key)
 
     sends = ProfileSends(app, table, s.topic(T.PROFILE_EVENTS), s.topic(T.DLQ), ctx, stored)
-    ctx.extras["ordered"].before_commit.append(sends.repair)
+    ctx.sources().before_commit.append(sends.repair)
 
     async def send_public(logical: str, key: bytes, value: bytes | None) -> Awaitable[Any]:
         """A record on one of the activation topics (awaited with the record's must-land sends)."""

@@ -19,12 +19,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from aiokafka.errors import KafkaError
 
 from streams.events.reasons import Reason, Rejected
+
+if TYPE_CHECKING:  # the worker context is built by streams/app.py
+    from streams.app import WorkerContext
 
 __all__ = ["ProfileSends", "Where"]
 
@@ -43,7 +46,7 @@ class Where:
 class ProfileSends:
     """The profiles agent's sends that are not its decisions (see the module doc)."""
 
-    def __init__(self, app: faust.App, table: Any, events_topic: str, dlq_topic: str, ctx: Any,
+    def __init__(self, app: faust.App, table: Any, events_topic: str, dlq_topic: str, ctx: WorkerContext,
                  stored: Callable[[bytes], bytes | None]) -> None:
         self.app, self.table, self.events_topic, self.dlq_topic = app, table, events_topic, dlq_topic
         self.codec, self.metrics, self.stored = ctx.dlq_codec, ctx.metrics, stored

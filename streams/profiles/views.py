@@ -12,7 +12,7 @@ token; a hop counter stops loops while ownership moves. During a rebalance the a
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import faust
@@ -26,6 +26,9 @@ from streams.profiles.bundle import key_partition
 from streams.profiles.profile import decode, render
 from streams.web.views import authorized
 
+if TYPE_CHECKING:  # the worker context is built by streams/app.py
+    from streams.app import WorkerContext
+
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
@@ -35,7 +38,7 @@ SERVED_BY = "X-Touchpoint-Served-By"  # canonical URL of the worker that read th
 MAX_HOPS = 4  # owner changes + one merge chain step each; more means ownership is moving: 503
 
 
-def register(app: faust.App, ctx: Any, table: faust.types.TableT) -> None:
+def register(app: faust.App, ctx: WorkerContext, table: faust.types.TableT) -> None:
     """Declare the profile views on ``app`` for the ``profiles`` ``table``."""
     s = ctx.settings
     session: dict[str, aiohttp.ClientSession] = {}

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import faust
@@ -30,6 +30,9 @@ from streams.kafka import topics as T
 from streams.profiles.bundle import key_partition
 from streams.web.demand_api import forecast_body, keys_body, parse_forecast_query, parse_series_key, series_key
 from streams.web.views import authorized
+
+if TYPE_CHECKING:  # the worker context is built by streams/app.py
+    from streams.app import WorkerContext
 
 __all__ = ["register"]
 
@@ -45,10 +48,10 @@ def _static(name: str) -> bytes:
     return (resources.files("streams.web") / "static" / name).read_bytes()
 
 
-def register(app: faust.App, ctx: Any, measures: Iterable[str] | None = None) -> None:
+def register(app: faust.App, ctx: WorkerContext, measures: Iterable[str] | None = None) -> None:
     """Declare the demand page and API; needs the demand agent registered first."""
     s = ctx.settings
-    stage = ctx.extras["demand"]
+    stage = ctx.demand
     table = stage.state
     foresight: Foresight = getattr(stage, "foresight", None) or Foresight(
         ForesightConfig(bucket_s=s.demand_bucket_s, tz=s.demand_timezone))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:  # the worker context is built by streams/app.py
+    from streams.app import WorkerContext
 
 __all__ = ["register", "authorized", "STUCK_AFTER_S"]
 
@@ -23,7 +26,7 @@ def authorized(token: str, request: Request) -> bool:
     return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
-def register(app: faust.App, ctx: Any) -> None:
+def register(app: faust.App, ctx: WorkerContext) -> None:
     token = ctx.settings.web_token
 
     def guarded(handler: Callable[[View, Request], Awaitable[Response]]) -> Callable[[View, Request], Awaitable[Response]]:
@@ -42,7 +45,7 @@ def register(app: faust.App, ctx: Any) -> None:
     async def readyz(self: View, request: Request) -> Response:
         assigned = app.consumer.assignment() if app.consumer else set()
         recovered = app.tables.recovery.completed.is_set()
-        ordered = ctx.extras.get("ordered")
+        ordered = ctx.ordered
         stuck = ordered.stuck_seconds() if ordered is not None else 0.0
         ready = bool(assigned) and recovered and not app.rebalancing and stuck < STUCK_AFTER_S
         body = {"ready": ready, "partitions": len(assigned), "tables_recovered": recovered, "rebalancing": app.rebalancing,
