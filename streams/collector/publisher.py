@@ -10,6 +10,7 @@ from typing import Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from streams.backoff import retry_until_ok
 from streams.kafka.client import client_options
 from streams.kafka.topics import INPUT, ensure_topics
 from streams.settings import Settings
@@ -111,15 +112,13 @@ class KafkaPublisher:
 
     async def connect_forever(self, first_delay_s: float = 0.5, max_delay_s: float = 10.0) -> None:
         """Retry :meth:`start` with backoff until it succeeds (requests get 503 meanwhile)."""
-        delay = first_delay_s
-        while self._producer is None:
-            try:
-                await self.start()
-            except (KafkaError, OSError, TimeoutError) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning("Kafka not reachable (%s); retrying in %.1fs", self.last_error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, max_delay_s)
+
+        def remember(exc: BaseException) -> None:
+            self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+
+        if self._producer is None:
+            await retry_until_ok(self.start, "Kafka (collector)", transient=(KafkaError, OSError, TimeoutError),
+                                 first_delay_s=first_delay_s, max_delay_s=max_delay_s, on_retry=remember)
 
     async def publish(self, records: Sequence[Record]) -> None:
         """Send every record and wait for all acks within the publish timeout."""

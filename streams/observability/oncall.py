@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams.backoff import delays
 from streams.kafka import topics as T
 from streams.kafka.client import admin_client, reader
 from streams.kafka.reading import partitions_of
@@ -189,7 +190,7 @@ class OncallReader:
 
     async def run(self) -> None:
         """Read until cancelled; reconnect after a broker error (bounded back-off)."""
-        delay = 1.0
+        waits = delays(1.0, 30.0)
         while True:
             try:
                 await self._run_once()
@@ -197,9 +198,9 @@ class OncallReader:
                 raise
             except Exception as exc:
                 self.errors += 1
+                delay = next(waits)
                 log.warning("on-call feed: %s; retrying in %.0fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(30.0, delay * 2)
 
     async def _run_once(self) -> None:
         admin = admin_client(self.settings)
