@@ -101,25 +101,12 @@ async def run_why(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await redis.aclose()
     if not answer["linked"] and not args.no_records:
-        from streams.kafka.reading import read_to_end
+        from streams.kafka.reading import read_to_end, topic_exists
         from streams.kafka.topics import IDENTITY_CHANGES
 
         topic = settings.topic(IDENTITY_CHANGES)
         records = ([orjson.loads(r.value) async for r in read_to_end(settings, topic, args.timeout) if r.value]
-                   if await _topic_exists(settings, topic) else [])
+                   if await topic_exists(settings, topic) else [])
         answer["records"] = related_records(records, answer, pids)
     print(orjson.dumps(answer).decode())
     return 0
-
-
-async def _topic_exists(settings: Settings, topic: str) -> bool:
-
-    from streams.kafka.client import admin_client
-    from streams.kafka.reading import partitions_of
-
-    admin = admin_client(settings)
-    await admin.start()
-    try:
-        return bool(await partitions_of(admin, [topic]))
-    finally:
-        await admin.close()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from streams.kafka.client import admin_client, client_options
+from streams.kafka.client import client_options
+from streams.kafka.reading import topic_exists
 from streams.kafka.topics import INPUT, ensure_topics
 from streams.settings import Settings
 
@@ -58,18 +59,6 @@ async def publish(settings: Settings, topic: str, values: Iterable[bytes], keys:
     finally:
         await producer.stop()
     return 0
-
-
-async def topic_exists(settings: Settings, topic: str) -> bool:
-
-    from streams.kafka.reading import partitions_of
-
-    admin = admin_client(settings)
-    await admin.start()
-    try:
-        return bool(await partitions_of(admin, [topic]))
-    finally:
-        await admin.close()
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:

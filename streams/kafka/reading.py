@@ -23,6 +23,16 @@ async def partitions_of(admin: AIOKafkaAdminClient, topics: list[str]) -> list[T
     return [TopicPartition(d["topic"], p["partition"]) for d in described if d["error_code"] == 0 for p in d["partitions"]]
 
 
+async def topic_exists(settings: Settings, topic: str) -> bool:
+    """Whether ``topic`` exists (has partitions), asked without subscribing to it."""
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        return bool(await partitions_of(admin, [topic]))
+    finally:
+        await admin.close()
+
+
 async def read_to_end(settings: Settings, topic: str, timeout_s: float = 60.0) -> AsyncIterator[ConsumerRecord]:
     """Every record of ``topic`` up to the end offsets seen at the start (no consumer group)."""
     admin = admin_client(settings)
