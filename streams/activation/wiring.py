@@ -28,6 +28,7 @@ from prometheus_client import Counter, Gauge
 from streams.activation.definitions import Definitions, DefinitionsError, load
 from streams.activation.stage import ActivationStage
 from streams.kafka import topics as T
+from streams.kafka.delivery import tables_recovered
 from streams.profiles.bundle import key_partition
 from streams.profiles.profile import decode
 from streams.profiles.stage import ProfileStage
@@ -117,7 +118,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     @app.timer(TICK_S)
     async def reevaluate() -> None:
         try:
-            if app.rebalancing or not app.tables.recovery.completed.is_set():
+            if app.rebalancing or not tables_recovered(app):
                 return
             get = table.data.get if direct else table.get
             due, counts = scanner.tick(active_keys, get, time.time_ns() // 1_000_000)

@@ -28,6 +28,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from streams.kafka.topics import ensure_topics
 
     settings.require_pii_key()  # before anything connects: a one-line refusal, exit 2
+    from streams.cli.errors import UsageError
+    from streams.kafka.delivery import check_pinned_versions
+
+    problems = check_pinned_versions()  # the private Faust/aiokafka APIs we use hold for these only
+    if problems:
+        raise UsageError("the worker relies on Faust/aiokafka internals of the pinned versions: " + "; ".join(problems)
+                         + " (reinstall with `make setup`)")
     use_event_loop(settings)
     if args.web_port is not None:
         settings = settings.with_(web_port=args.web_port)

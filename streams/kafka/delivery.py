@@ -19,12 +19,46 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
+from importlib import metadata
 from typing import Any
 
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-__all__ = ["DirectDeliveryConsumer", "DirectDeliveryTransport"]
+__all__ = ["DirectDeliveryConsumer", "DirectDeliveryTransport", "PINNED", "check_pinned_versions", "plain_commit", "tables_recovered"]
+
+# This module is the one place that leans on private Faust/aiokafka internals (the consumer's fetch
+# loop and offset bookkeeping below, the driver's plain commit in plain_commit). They are only
+# known to hold for these releases (pyproject.toml pins the same), so a worker refuses to start on
+# any other (streams/cli/worker.py).
+PINNED: Mapping[str, str] = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0.14.0"}
+
+
+def check_pinned_versions(installed: Callable[[str], str] = metadata.version) -> list[str]:
+    """What differs from :data:`PINNED` ("faust-streaming 0.16.0 installed, 0.15.3 pinned"); empty when all match."""
+    problems = []
+    for dist, pinned in PINNED.items():
+        try:
+            have = installed(dist)
+        except metadata.PackageNotFoundError:
+            problems.append(f"{dist} not installed, {pinned} pinned")
+            continue
+        if have != pinned:
+            problems.append(f"{dist} {have} installed, {pinned} pinned")
+    return problems
+
+
+async def plain_commit(app: Any, offsets: Mapping[Any, int]) -> bool:
+    """Commit ``offsets`` through the driver's plain commit (no Faust bookkeeping of acked
+    offsets: our ordered sources decide what is done, streams/kafka/ordering.py)."""
+    return bool(await app.consumer._commit(offsets))  # noqa: SLF001 - private, pinned versions only
+
+
+def tables_recovered(app: Any) -> bool:
+    """Whether the worker's tables finished recovering from their changelogs (not in Faust's
+    typed interface: the table manager's recovery service)."""
+    return bool(app.tables.recovery.completed.is_set())
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import TP
 
 from streams.kafka.client import admin_client, reader
+from streams.kafka.delivery import plain_commit
 from streams.kafka.ordered import OffsetGuard, Verdict
 from streams.kafka.topics import group_offsets
 from streams.resilience import retry_until_ok
@@ -312,7 +313,7 @@ class OrderedSources:
                 await self.app.producer.flush()
                 assignment = self.app.consumer.assignment()
                 offsets = {tp: o for tp, o in offsets.items() if tp in assignment}
-                if not offsets or not await self.app.consumer._commit(offsets):  # noqa: SLF001 - the driver's plain commit
+                if not offsets or not await plain_commit(self.app, offsets):
                     return False
             except Exception:
                 log.exception("ordering: commit failed; the records will be processed again")
