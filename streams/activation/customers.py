@@ -23,6 +23,7 @@ from yarl import URL
 
 from streams.activation import traits as TR
 from streams.activation.definitions import Definitions
+from streams.kafka.delivery import tables_recovered
 from streams.profiles.profile import render
 
 if TYPE_CHECKING:  # the worker context is built by streams/app.py
@@ -95,7 +96,7 @@ def register(app: Any, ctx: WorkerContext) -> None:
         return None
 
     async def fetch(view: View, request: Request, pid: str, hops: int) -> Response:
-        if hops > 4 or app.rebalancing or not app.tables.recovery.completed.is_set():
+        if hops > 4 or app.rebalancing or not tables_recovered(app):
             return reply(view, {"error": "the worker is rebalancing; retry"}, 503)
         url = owner(pid)
         if url is None:

@@ -21,6 +21,7 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from streams.identity.identifiers import stored_identifier
+from streams.kafka.delivery import tables_recovered
 from streams.profiles.agent import TABLE
 from streams.profiles.bundle import key_partition
 from streams.profiles.profile import decode, render
@@ -77,7 +78,7 @@ def register(app: faust.App, ctx: WorkerContext, table: faust.types.TableT) -> N
     async def serve(view: View, request: Request, profile_id: str, hops: int) -> Response:
         if hops > MAX_HOPS:
             return json(view, {"error": "profile ownership is moving (rebalance); retry"}, 503)
-        if app.rebalancing or not app.tables.recovery.completed.is_set():
+        if app.rebalancing or not tables_recovered(app):
             return json(view, {"error": "worker is rebalancing or recovering its tables; retry"}, 503)
         url = owner(profile_id)
         if url is None:

@@ -27,6 +27,7 @@ from yarl import URL
 
 from streams.demand.foresight import Foresight, ForesightConfig
 from streams.kafka import topics as T
+from streams.kafka.delivery import tables_recovered
 from streams.profiles.bundle import key_partition
 from streams.web.demand_api import forecast_body, keys_body, parse_forecast_query, parse_series_key, series_key
 from streams.web.views import authorized
@@ -107,7 +108,7 @@ def register(app: faust.App, ctx: WorkerContext, measures: Iterable[str] | None 
             return 0
 
     def busy() -> str | None:
-        if app.rebalancing or not app.tables.recovery.completed.is_set():
+        if app.rebalancing or not tables_recovered(app):
             return "worker is rebalancing or recovering its tables; retry"
         return None
 

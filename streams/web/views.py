@@ -10,6 +10,8 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams.kafka.delivery import tables_recovered
+
 if TYPE_CHECKING:  # the worker context is built by streams/app.py
     from streams.app import WorkerContext
 
@@ -44,7 +46,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     @guarded
     async def readyz(self: View, request: Request) -> Response:
         assigned = app.consumer.assignment() if app.consumer else set()
-        recovered = app.tables.recovery.completed.is_set()
+        recovered = tables_recovered(app)
         ordered = ctx.ordered
         stuck = ordered.stuck_seconds() if ordered is not None else 0.0
         ready = bool(assigned) and recovered and not app.rebalancing and stuck < STUCK_AFTER_S
