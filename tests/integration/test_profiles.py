@@ -63,9 +63,17 @@ def oracle(settings, events: list[dict]) -> dict[str, dict]:
             "first_seen": iso(min(t.ts_ms for t in ts)),
             "last_seen": iso(max(t.ts_ms for t in ts)),
             "traits": {k: v for k, (_, v) in sorted(traits.items())},
-            "orders": sum(1 for t in ts if t.event == "Order Completed"),
+            "orders": _orders(ts),
         }
     return out
+
+
+def _orders(ts: list) -> int:
+    """Orders per the e-commerce spec (docs/profiles.md): one per completed order id whatever the
+    source (the simulator re-reports some orders from a second system), cancelled ones not."""
+    completed = {t.order_id for t in ts if t.event == "Order Completed" and t.order_id}
+    cancelled = {t.order_id for t in ts if t.event == "Order Cancelled" and t.order_id}
+    return len(completed - cancelled) + sum(1 for t in ts if t.event == "Order Completed" and not t.order_id)
 
 
 def facts(profile: dict) -> dict:
