@@ -30,8 +30,7 @@ import orjson
 from streams.activation import audiences as A
 from streams.activation import traits as TR
 from streams.activation.definitions import Definitions
-from streams.profiles.orders import render_orders
-from streams.profiles.profile import decode, encode, funnel_stage, iso
+from streams.profiles.profile import decode, encode, iso, profile_fields
 from streams.profiles.stage import Decision, ProfileStage, Send
 
 __all__ = ["ActivationStage", "Out", "AUDIENCES", "PROFILE_UPDATES", "UPDATE_SCHEMA"]
@@ -182,24 +181,4 @@ def public_profile(key: str, state: dict[str, Any], computed: dict[str, Any], in
     without ``profile_id`` and the timeline (tests/unit/activation/test_stage_records.py checks
     that), plus computed traits and audiences. Written out with cached timestamps: rendering was
     most of the cost of a profile update."""
-    cats = sorted(state["cat"].items(), key=lambda kv: (-kv[1], kv[0]))[:5]
-    idents = []
-    for f, (a, b) in sorted(state["ids"].items(), key=lambda kv: (kv[1][0], kv[0])):
-        kind, _, value = f.partition(":")
-        idents.append({"type": kind, "value": value, "first_seen": _iso(a), "last_seen": _iso(b)})
-    return {
-        "identifiers": idents,
-        "traits": {name: value for name, (value, _) in sorted(state["tr"].items())},
-        "event_count": state["n"],
-        "first_seen": _iso(state["fs"]),
-        "last_seen": _iso(state["ls"]),
-        "channels": dict(sorted(state["ch"].items())),
-        "event_types": dict(sorted(state["ty"].items())),
-        "orders": render_orders(state),
-        "funnel_stage": funnel_stage(state),
-        "top_categories": [{"category": c, "count": n} for c, n in cats],
-        "consent": {flag: value for flag, (value, _) in sorted(state["cs"].items())},
-        "merged_from": list(state["ab"]),
-        "computed_traits": computed,
-        "audiences": sorted(inside),
-    }
+    return {**profile_fields(state, _iso), "computed_traits": computed, "audiences": sorted(inside)}

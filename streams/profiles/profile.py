@@ -320,23 +320,33 @@ def funnel_stage(state: dict[str, Any]) -> str:
 
 def render(profile_id: str, state: dict[str, Any], top_categories: int = 5) -> dict[str, Any]:
     """The user-facing profile (``touchpoint profile get``, ``GET /profiles/{id}``)."""
+    out = {"profile_id": profile_id, **profile_fields(state, iso, top_categories)}
+    out["timeline"] = [{"time": iso(ts), "channel": ch or None, "type": kind, "summary": text}
+                       for ts, ch, kind, text in reversed(state["tl"])]
+    out["merged_from"] = out.pop("merged_from")  # keep the documented key order
+    return out
+
+
+def profile_fields(state: dict[str, Any], when: Callable[[Any], Any] = iso, top_categories: int = 5) -> dict[str, Any]:
+    """Every field of the rendered profile but its id and timeline; ``when`` formats a time (the
+    public profile-updates stream passes a cached one)."""
     cats = sorted(state["cat"].items(), key=lambda kv: (-kv[1], kv[0]))[:top_categories]
+    idents = []
+    for f, (a, b) in sorted(state["ids"].items(), key=lambda kv: (kv[1][0], kv[0])):
+        kind, _, value = f.partition(":")
+        idents.append({"type": kind, "value": value, "first_seen": when(a), "last_seen": when(b)})
     return {
-        "profile_id": profile_id,
-        "identifiers": [{"type": f.split(":", 1)[0], "value": f.split(":", 1)[1], "first_seen": iso(a), "last_seen": iso(b)}
-                        for f, (a, b) in sorted(state["ids"].items(), key=lambda kv: (kv[1][0], kv[0]))],
+        "identifiers": idents,
         "traits": {name: value for name, (value, _) in sorted(state["tr"].items())},
         "event_count": state["n"],
-        "first_seen": iso(state["fs"]),
-        "last_seen": iso(state["ls"]),
+        "first_seen": when(state["fs"]),
+        "last_seen": when(state["ls"]),
         "channels": dict(sorted(state["ch"].items())),
         "event_types": dict(sorted(state["ty"].items())),
         "orders": render_orders(state),
         "funnel_stage": funnel_stage(state),
         "top_categories": [{"category": c, "count": n} for c, n in cats],
         "consent": {flag: value for flag, (value, _) in sorted(state["cs"].items())},
-        "timeline": [{"time": iso(ts), "channel": ch or None, "type": kind, "summary": text}
-                     for ts, ch, kind, text in reversed(state["tl"])],
         "merged_from": list(state["ab"]),
     }
 
