@@ -104,7 +104,7 @@ def test_lock_times_out(tmp_path: Path) -> None:
     with open(cfg.lock_file, "a") as other:
         fcntl.flock(other, fcntl.LOCK_EX)
         # flock locks are per open file description, so a second open in-process conflicts.
-        with pytest.raises(StackError, match="holds"), stack._locked(cfg, timeout_s=0.3):
+        with pytest.raises(StackError, match="holds"), stack.locked(cfg, timeout_s=0.3):
             pass
 
 
