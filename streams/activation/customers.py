@@ -17,13 +17,8 @@ import time
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-import orjson
-from yarl import URL
-
 from streams.activation import traits as TR
 from streams.activation.definitions import Definitions
-from streams.kafka.delivery import tables_recovered
 from streams.profiles.profile import render
 
 if TYPE_CHECKING:  # the worker context is built by streams/app.py
@@ -34,7 +29,6 @@ __all__ = ["customer_view", "mask_identifier", "register"]
 log = logging.getLogger(__name__)
 
 MASKED = ("email", "phone")
-HOPS = "X-Touchpoint-Hops"
 
 
 def mask_identifier(kind: str, value: str) -> str:
@@ -72,54 +66,47 @@ def register(app: Any, ctx: WorkerContext) -> None:
     from faust.web import Request, Response, View
 
     from streams.identity.identifiers import stored_identifier
-    from streams.profiles.bundle import key_partition
     from streams.profiles.profile import decode
+    from streams.web.owners import PartitionOwners
     from streams.web.views import authorized
 
     s = ctx.settings
-    activation = ctx.activation
     table = ctx.profiles_table
-    me = URL(str(app.conf.canonical_url))
+    owners = PartitionOwners(app, table, "profiles", s.partitions, what="profile")
     assets = {"customers.js": ("application/javascript", _static("customers.js")), "customers.css": ("text/css", _static("customers.css"))}
     page = _static("customers.html")
-    session: dict[str, aiohttp.ClientSession] = {}
-
-    def reply(view: View, body: Any, status: int = 200) -> Response:
-        return view.bytes(orjson.dumps(body), content_type="application/json", status=status, headers={"Cache-Control": "no-store"})
-
-    def owner(pid: str) -> URL | None:
-        partition = key_partition(pid.encode(), s.partitions)
-        changelog = table.changelog_topic.get_topic_name()
-        for url, topics in app.router.table_metadata("profiles").items():
-            if partition in topics.get(changelog, ()):
-                return URL(url)
-        return None
+    reply = owners.json
 
     async def fetch(view: View, request: Request, pid: str, hops: int) -> Response:
-        if hops > 4 or app.rebalancing or not tables_recovered(app):
-            return reply(view, {"error": "the worker is rebalancing; retry"}, 503)
-        url = owner(pid)
+        """The customer view from the worker owning ``pid`` (following a merge to its survivor)."""
+        if (reason := owners.busy(hops)) is not None:
+            return reply(view, {"error": reason}, 503)
+        url = owners.owner(pid)
         if url is None:
             return reply(view, {"error": "no worker owns this profile right now; retry"}, 503)
-        if (url.host, url.port) != (me.host, me.port):
-            client = session.get("c")
-            if client is None or client.closed:
-                client = session["c"] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-            headers = {HOPS: str(hops + 1)}
-            if "Authorization" in request.headers:
-                headers["Authorization"] = request.headers["Authorization"]
-            try:
-                async with client.get(url.with_path(f"/customers/profile/{pid}"), headers=headers) as resp:
-                    return view.bytes(await resp.read(), content_type="application/json", status=resp.status)
-            except (aiohttp.ClientError, TimeoutError):
-                return reply(view, {"error": "the worker owning this profile is unreachable; retry"}, 503)
+        if not owners.is_me(url):
+            return await owners.forward(view, request, url, f"/customers/profile/{pid}", hops)
         raw = table.get(pid.encode())
         state = decode(raw) if raw else None
         if state is None or state.get("tomb") == "erased":
             return reply(view, {"error": "no such customer"}, 404)
         if state.get("tomb") == "merged":
             return await fetch(view, request, state["into"], hops + 1)
-        return reply(view, customer_view(pid, state, activation.defs, time.time_ns() // 1_000_000))
+        return reply(view, customer_view(pid, state, ctx.activation.defs, time.time_ns() // 1_000_000))
+
+    async def data(view: View, request: Request) -> Response:
+        """``/customers/data?id=TYPE:VALUE``: resolve the identifier, then fetch its customer."""
+        text = request.query.get("id", "")
+        if not text:
+            return reply(view, {"error": "missing id=TYPE:VALUE, e.g. id=user_id:u000042"}, 400)
+        try:
+            ident = stored_identifier(text, ctx.normalizer.hasher, s.default_phone_region)
+        except ValueError as exc:
+            return reply(view, {"error": str(exc)}, 400)
+        pid = await ctx.identity.lookup(ident)
+        if pid is None:
+            return reply(view, {"error": f"no customer has this {ident[0]}"}, 404)
+        return await fetch(view, request, pid, 0)
 
     @app.page("/customers")
     async def customers_page(self: View, request: Request) -> Response:
@@ -130,17 +117,7 @@ def register(app: Any, ctx: WorkerContext) -> None:
         if asset == "data":
             if not authorized(s.web_token, request):
                 return reply(self, {"error": "missing or wrong bearer token"}, 401)
-            text = request.query.get("id", "")
-            if not text:
-                return reply(self, {"error": "missing id=TYPE:VALUE, e.g. id=user_id:u000042"}, 400)
-            try:
-                ident = stored_identifier(text, ctx.normalizer.hasher, s.default_phone_region)
-            except ValueError as exc:
-                return reply(self, {"error": str(exc)}, 400)
-            pid = await ctx.identity.lookup(ident)
-            if pid is None:
-                return reply(self, {"error": f"no customer has this {ident[0]}"}, 404)
-            return await fetch(self, request, pid, 0)
+            return await data(self, request)
         found = assets.get(asset)
         if found is None:
             return reply(self, {"error": "not found"}, 404)
@@ -152,14 +129,4 @@ def register(app: Any, ctx: WorkerContext) -> None:
             return reply(self, {"error": "missing or wrong bearer token"}, 401)
         if not profile_id or len(profile_id) > 64 or not all(c.isalnum() or c in "-_." for c in profile_id):
             return reply(self, {"error": "bad profile id"}, 400)
-        try:
-            hops = int(request.headers.get(HOPS, "0"))
-        except ValueError:
-            hops = 0
-        return await fetch(self, request, profile_id, hops)
-
-    @app.on_before_shutdown.connect
-    async def _close(sender: Any, *args: Any, **kwargs: Any) -> None:
-        client = session.pop("c", None)
-        if client is not None:
-            await client.close()
+        return await fetch(self, request, profile_id, owners.hops_of(request))

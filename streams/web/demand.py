@@ -19,17 +19,13 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import faust
-import orjson
 from faust.web import Request, Response, View
-from yarl import URL
 
 from streams.demand.foresight import Foresight, ForesightConfig
 from streams.kafka import topics as T
-from streams.kafka.delivery import tables_recovered
-from streams.profiles.bundle import key_partition
 from streams.web.demand_api import forecast_body, keys_body, parse_forecast_query, parse_series_key, series_key
+from streams.web.owners import PartitionOwners
 from streams.web.views import authorized
 
 if TYPE_CHECKING:  # the worker context is built by streams/app.py
@@ -39,8 +35,6 @@ __all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
-HOPS_HEADER = "X-Touchpoint-Hops"
-SERVED_BY = "X-Touchpoint-Served-By"
 MAX_HOPS = 3
 TABLE = "demand"
 
@@ -49,121 +43,75 @@ def _static(name: str) -> bytes:
     return (resources.files("streams.web") / "static" / name).read_bytes()
 
 
-def register(app: faust.App, ctx: WorkerContext, measures: Iterable[str] | None = None) -> None:
-    """Declare the demand page and API; needs the demand agent registered first."""
-    s = ctx.settings
-    stage = ctx.demand
-    table = stage.state
-    foresight: Foresight = getattr(stage, "foresight", None) or Foresight(
-        ForesightConfig(bucket_s=s.demand_bucket_s, tz=s.demand_timezone))
-    watched = tuple(measures or getattr(stage.config, "measures", None) or ("events",))
-    me = URL(str(app.conf.canonical_url))
-    session: dict[str, aiohttp.ClientSession] = {}
-    source_topic = s.topic(T.DEMAND_COUNTS)
-    page = _static("demand.html")
-    assets = {"demand.js": ("application/javascript", _static("demand.js")), "demand.css": ("text/css", _static("demand.css"))}
+class DemandViews:
+    """The answers behind ``/demand/keys`` and ``/demand/forecast`` on one worker."""
 
-    def json(view: View, body: Any, status: int = 200) -> Response:
-        return view.bytes(orjson.dumps(body), content_type="application/json", status=status,
-                          headers={SERVED_BY: str(me), "Cache-Control": "no-store"})
+    def __init__(self, app: faust.App, ctx: WorkerContext, measures: Iterable[str] | None = None) -> None:
+        s = ctx.settings
+        stage = ctx.demand
+        self.app = app
+        self.table = stage.state
+        self.foresight: Foresight = getattr(stage, "foresight", None) or Foresight(
+            ForesightConfig(bucket_s=s.demand_bucket_s, tz=s.demand_timezone))
+        self.watched = tuple(measures or getattr(stage.config, "measures", None) or ("events",))
+        self.source_topic = s.topic(T.DEMAND_COUNTS)
+        self.owners = PartitionOwners(app, self.table, TABLE, s.partitions, max_hops=MAX_HOPS, what="series")
 
-    def client() -> aiohttp.ClientSession:
-        c = session.get("c")
-        if c is None or c.closed:
-            c = session["c"] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-        return c
+    def local_entries(self) -> list[tuple[str, dict[str, Any]]]:
+        """The watched series of the demand partitions this worker actively owns."""
+        active = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.source_topic}
+        return [(skey, entry) for skey, entry in list(self.table.items())
+                if entry and entry.get("q") in active and parse_series_key(skey)[1] in self.watched]
 
-    def headers_of(request: Request, hops: int) -> dict[str, str]:
-        out = {HOPS_HEADER: str(hops + 1)}
-        if "Authorization" in request.headers:
-            out["Authorization"] = request.headers["Authorization"]
-        return out
-
-    def owners() -> dict[URL, set[int]]:
-        changelog = table.changelog_topic.get_topic_name()
-        return {URL(url): set(topics.get(changelog, ())) for url, topics in app.router.table_metadata(TABLE).items()}
-
-    def owner(key: str) -> URL | None:
-        partition = key_partition(key.encode(), s.partitions)
-        for url, parts in owners().items():
-            if partition in parts:
-                return url
-        return None
-
-    def same(a: URL, b: URL) -> bool:
-        return (a.host, a.port) == (b.host, b.port)
-
-    def local_entries() -> list[tuple[str, dict[str, Any]]]:
-        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == source_topic}
-        out = []
-        for skey, entry in list(table.items()):
-            if entry and entry.get("q") in active and parse_series_key(skey)[1] in watched:
-                out.append((skey, entry))
-        return out
-
-    def hops_of(request: Request) -> int:
-        try:
-            return int(request.headers.get(HOPS_HEADER, "0"))
-        except ValueError:
-            return 0
-
-    def busy() -> str | None:
-        if app.rebalancing or not tables_recovered(app):
-            return "worker is rebalancing or recovering its tables; retry"
-        return None
-
-    async def keys(view: View, request: Request) -> Response:
-        if (reason := busy()) is not None:
-            return json(view, {"error": reason}, 503)
-        rows = keys_body(local_entries(), foresight)
+    async def keys(self, view: View, request: Request) -> Response:
+        """Every series of every worker (``?local=1``: this worker's only); ``partial`` names who failed."""
+        owners = self.owners
+        if (reason := owners.busy()) is not None:
+            return owners.json(view, {"error": reason}, 503)
+        rows = keys_body(self.local_entries(), self.foresight)
         if request.query.get("local"):
-            return json(view, {"keys": rows, "workers": [str(me)]})
-        workers, errors = [str(me)], []
-        others = [url for url in owners() if not same(url, me)]
-
-        async def ask(url: URL) -> list[dict[str, Any]]:
-            async with client().get(url.with_path("/demand/keys").with_query(local="1"), headers=headers_of(request, hops_of(request))) as resp:
-                if resp.status != 200:
-                    raise RuntimeError(f"{url} answered {resp.status}")
-                return orjson.loads(await resp.read())["keys"]
-
-        answers = await asyncio.gather(*(ask(u) for u in others), return_exceptions=True)
+            return owners.json(view, {"keys": rows, "workers": [str(owners.me)]})
+        others = owners.others()
+        answers = await asyncio.gather(*(owners.get_json(url, "/demand/keys", request, {"local": "1"}) for url in others),
+                                       return_exceptions=True)
+        workers, errors = [str(owners.me)], []
         for url, answer in zip(others, answers, strict=True):
             if isinstance(answer, BaseException):
                 errors.append(f"{url}: {answer}")
             else:
-                rows.extend(answer)
+                rows.extend(answer["keys"])
                 workers.append(str(url))
         rows.sort(key=lambda r: (r["key"], r["measure"]))
         body: dict[str, Any] = {"keys": rows, "workers": workers}
         if errors:
             body["partial"] = errors
-        return json(view, body)
+        return owners.json(view, body)
 
-    async def forecast(view: View, request: Request) -> Response:
+    async def forecast(self, view: View, request: Request) -> Response:
+        """One series' history, baseline, forecast and shifts, from the worker owning it."""
+        owners = self.owners
         try:
-            key, measure, horizon = parse_forecast_query(request.query, foresight.max_horizon, watched)
+            key, measure, horizon = parse_forecast_query(request.query, self.foresight.max_horizon, self.watched)
         except ValueError as exc:
-            return json(view, {"error": str(exc)}, 400)
-        hops = hops_of(request)
-        if hops > MAX_HOPS:
-            return json(view, {"error": "demand partition ownership is moving (rebalance); retry"}, 503)
-        if (reason := busy()) is not None:
-            return json(view, {"error": reason}, 503)
-        url = owner(key)
+            return owners.json(view, {"error": str(exc)}, 400)
+        hops = owners.hops_of(request)
+        if (reason := owners.busy(hops)) is not None:
+            return owners.json(view, {"error": reason}, 503)
+        url = owners.owner(key)
         if url is None:
-            return json(view, {"error": "no worker owns this key's demand partition right now; retry"}, 503)
-        if not same(url, me):
-            target = url.with_path("/demand/forecast").with_query(dict(request.query))
-            try:
-                async with client().get(target, headers=headers_of(request, hops)) as resp:
-                    return view.bytes(await resp.read(), content_type="application/json", status=resp.status,
-                                      headers={SERVED_BY: resp.headers.get(SERVED_BY, str(url))})
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning("demand: owner %s of %s unreachable: %s", url, key, exc)
-                return json(view, {"error": "the worker owning this key is unreachable; retry"}, 503)
-        status, body = forecast_body(key, measure, horizon, table.get(series_key(key, measure)), foresight)
-        return json(view, body, status)
+            return owners.json(view, {"error": "no worker owns this key's demand partition right now; retry"}, 503)
+        if not owners.is_me(url):
+            return await owners.forward(view, request, url, "/demand/forecast", hops, dict(request.query))
+        status, body = forecast_body(key, measure, horizon, self.table.get(series_key(key, measure)), self.foresight)
+        return owners.json(view, body, status)
+
+
+def register(app: faust.App, ctx: WorkerContext, measures: Iterable[str] | None = None) -> None:
+    """Declare the demand page and API; needs the demand agent registered first."""
+    views = DemandViews(app, ctx, measures)
+    token = ctx.settings.web_token
+    page = _static("demand.html")
+    assets = {"demand.js": ("application/javascript", _static("demand.js")), "demand.css": ("text/css", _static("demand.css"))}
 
     @app.page("/demand")
     async def demand_page(self: View, request: Request) -> Response:
@@ -172,16 +120,10 @@ def register(app: faust.App, ctx: WorkerContext, measures: Iterable[str] | None 
     @app.page("/demand/{asset}")
     async def demand_asset(self: View, request: Request, asset: str) -> Response:
         if asset in ("keys", "forecast"):
-            if not authorized(s.web_token, request):
-                return json(self, {"error": "missing or wrong bearer token"}, 401)
-            return await (keys if asset == "keys" else forecast)(self, request)
+            if not authorized(token, request):
+                return views.owners.json(self, {"error": "missing or wrong bearer token"}, 401)
+            return await (views.keys if asset == "keys" else views.forecast)(self, request)
         found = assets.get(asset)
         if found is None:
-            return json(self, {"error": "not found"}, 404)
+            return views.owners.json(self, {"error": "not found"}, 404)
         return self.bytes(found[1], content_type=found[0])
-
-    @app.on_before_shutdown.connect
-    async def _close(sender: Any, *args: Any, **kwargs: Any) -> None:
-        c = session.pop("c", None)
-        if c is not None:
-            await c.close()
