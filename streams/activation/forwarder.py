@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from streams.activation.destinations import Deliverer, Delivery, DestinationDef, Outcome, idempotency_key_for, request_body, webhook_sender
-from streams.kafka.client import admin_client, client_options
+from streams.kafka import client as kafka_clients
 from streams.kafka.reading import partitions_of
 from streams.kafka.topics import DESTINATIONS_DLQ
 from streams.settings import Settings
@@ -59,7 +59,7 @@ class Forwarder:
     async def start_clients(self) -> None:
         import aiohttp
 
-        self.producer = AIOKafkaProducer(**client_options(self.settings), acks="all", enable_idempotence=True)
+        self.producer = kafka_clients.producer(self.settings)
         await self.producer.start()
         if self.dest.kind == "webhook":
             self._session = aiohttp.ClientSession()
@@ -75,7 +75,7 @@ class Forwarder:
         from aiokafka.errors import TopicAlreadyExistsError
 
         s = self.settings
-        admin = admin_client(s)
+        admin = kafka_clients.admin_client(s)
         await admin.start()
         try:
             if s.topic(self.dest.topic) not in set(await admin.list_topics()):
@@ -152,8 +152,7 @@ class Forwarder:
     async def run(self) -> None:
         s = self.settings
         topics = {s.topic(stream): stream for stream in self.dest.streams}
-        consumer = AIOKafkaConsumer(*topics, **client_options(s), group_id=group_of(s, self.dest), enable_auto_commit=False,
-                                    auto_offset_reset="earliest", max_poll_interval_ms=600_000)
+        consumer = kafka_clients.group_consumer(s, *topics, group_id=group_of(s, self.dest), max_poll_interval_ms=600_000)
         await self.start_clients()
         await consumer.start()
         try:
@@ -172,18 +171,15 @@ async def redrive(settings: Settings, dest: DestinationDef, timeout_s: float = 1
 
     A group per destination (``<ns>.destinations.NAME.redrive``) remembers how far the dead-letter
     topic was redriven; a record failing again is appended to the topic again (and so redriven next time)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
     topic = settings.topic(DESTINATIONS_DLQ)
-    opts = client_options(settings)
-    admin = AIOKafkaAdminClient(**opts)
+    admin = kafka_clients.admin_client(settings)
     await admin.start()
     try:
         tps = await partitions_of(admin, [topic])
     finally:
         await admin.close()
     forwarder = Forwarder(settings, dest)
-    consumer = AIOKafkaConsumer(**opts, group_id=f"{group_of(settings, dest)}.redrive", enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = kafka_clients.group_consumer(settings, group_id=f"{group_of(settings, dest)}.redrive")
     await consumer.start()
     await forwarder.start_clients()
     ok = failed = 0

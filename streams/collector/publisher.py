@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streams.backoff import retry_until_ok
-from streams.kafka.client import client_options
+from streams.kafka import client as kafka_clients
 from streams.kafka.topics import INPUT, ensure_topics
 from streams.settings import Settings
 
@@ -86,8 +86,8 @@ class KafkaPublisher:
 
     def _new_producer(self) -> AIOKafkaProducer:
         timeout_ms = int(self.timeout_s * 1000)
-        return AIOKafkaProducer(
-            **client_options(self.settings), acks="all", enable_idempotence=True,
+        return kafka_clients.producer(
+            self.settings,
             linger_ms=2,  # small: each HTTP request waits for its own ack
             request_timeout_ms=max(timeout_ms, 1000),
             # one request may carry a whole HTTP batch; events are capped by max_event_bytes

@@ -1,7 +1,8 @@
 """The one place aiokafka clients are built from settings (PLAINTEXT, SSL, SASL), and Faust's
 broker credentials. Everything that reads offsets or topics outside Faust (lag, on-call feed,
 ordered sources, CLI, bench) asks :func:`admin_client` / :func:`reader` / :func:`producer`
-(or :func:`admin_and_reader` for the usual pair) instead of building its own."""
+(or :func:`admin_and_reader` for the usual pair), and a consumer group member
+(:func:`group_consumer`) instead of building its own."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from streams.settings import Settings
 
-__all__ = ["client_options", "ssl_context", "faust_credentials", "admin_client", "reader", "producer", "admin_and_reader"]
+__all__ = ["client_options", "ssl_context", "faust_credentials", "admin_client", "reader", "group_consumer", "producer", "admin_and_reader"]
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -69,6 +70,15 @@ def reader(settings: Settings, **extra: Any) -> Any:
     from aiokafka import AIOKafkaConsumer
 
     return AIOKafkaConsumer(**{**client_options(settings), "enable_auto_commit": False, "group_id": None, **extra})
+
+
+def group_consumer(settings: Settings, *topics: str, group_id: str, **extra: Any) -> Any:
+    """An (unstarted) member of consumer group ``group_id`` that commits only when told to, reading
+    a new group from the earliest offset (nothing published before it joined is skipped)."""
+    from aiokafka import AIOKafkaConsumer
+
+    options = {**client_options(settings), "enable_auto_commit": False, "auto_offset_reset": "earliest", **extra}
+    return AIOKafkaConsumer(*topics, group_id=group_id, **options)
 
 
 def producer(settings: Settings, **extra: Any) -> Any:
