@@ -25,7 +25,7 @@ test: check
 
 # Lint and type check: fast, so they run first and a style or type error fails before the suite.
 check: setup
-	$(VENV)/bin/ruff check streams tests bench
+	$(VENV)/bin/ruff check streams touchpoint_tools tests
 	$(VENV)/bin/python -m mypy
 
 test-unit: setup

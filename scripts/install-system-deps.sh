@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages the project needs, only if missing (idempotent, non-interactive).
-#   redis-server, redis-tools  the dev/test Redis (streams.devstack runs redis-server itself)
+#   redis-server, redis-tools  the dev/test Redis (touchpoint_tools.devstack runs redis-server itself)
 #   kcat                       poking at topics by hand
 #   openjdk-17-jre-headless    only if there is no java at all (the broker needs 17+)
 #   maven                      only if there is no mvn (fetches the Kafka jars from Maven Central)

@@ -1,4 +1,4 @@
-"""The layers of ``streams``, enforced on what each module really imports (docs/architecture.md).
+"""The layers of ``streams`` and ``touchpoint_tools``, enforced on what each module really imports (docs/architecture.md).
 
 The rule lives here and only here: ``LAYERS`` gives every module of the package a layer (first
 matching pattern wins), ``ALLOWED`` says which layers a layer may import, ``IO_LIBRARIES`` are
@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import streams
+import touchpoint_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,11 +55,15 @@ LAYERS: list[tuple[str, str]] = [
     ("streams.collector.server", "wiring"),
     ("streams.activation.wiring", "wiring"),
     ("streams.activation.customers", "wiring"),
-    # tooling: local stack, benchmark harness; the CLI fronts runtime and tooling alike
-    ("streams.devstack", "tooling"),
-    ("streams.devstack.*", "tooling"),
-    ("streams.bench", "tooling"),
-    ("streams.bench.*", "tooling"),
+    # tooling (its own package, never loaded by the runtime): local stack, benchmarks, oracle;
+    # the simulators are pure. The CLI fronts runtime and tooling alike.
+    ("touchpoint_tools.simulate", "tooling_pure"),
+    ("touchpoint_tools.simulate.*", "tooling_pure"),
+    ("touchpoint_tools.bench.pipeline", "tooling"),
+    ("touchpoint_tools.bench.pipeline.*", "tooling"),
+    ("touchpoint_tools.bench.*", "cli"),  # the benchmark scripts are entry points, like the CLI
+    ("touchpoint_tools", "tooling"),
+    ("touchpoint_tools.*", "tooling"),
     ("streams.cli", "cli"),
     ("streams.cli.*", "cli"),
     # core: pure logic, typed values, settings; tested without services
@@ -78,8 +83,6 @@ LAYERS: list[tuple[str, str]] = [
     ("streams.profiles.*", "core"),
     ("streams.activation", "core"),
     ("streams.activation.*", "core"),
-    ("streams.simulate", "core"),
-    ("streams.simulate.*", "core"),
 ]
 
 # Which of the project's layers a layer may load.
@@ -87,13 +90,14 @@ ALLOWED: dict[str, set[str]] = {
     "core": {"core"},
     "adapter": {"core", "adapter"},
     "wiring": {"core", "adapter", "wiring"},
-    "tooling": {"core", "adapter", "wiring", "tooling"},
-    "cli": {"core", "adapter", "wiring", "tooling", "cli"},
+    "tooling_pure": {"core", "tooling_pure"},
+    "tooling": {"core", "adapter", "wiring", "tooling_pure", "tooling"},
+    "cli": {"core", "adapter", "wiring", "tooling_pure", "tooling", "cli"},
 }
 
 # Frameworks and clients that only adapters, wiring, tooling and the CLI may load.
 IO_LIBRARIES = ("faust", "mode", "aiokafka", "kafka", "redis", "aiohttp", "prometheus_client", "uvloop")
-IO_FREE_LAYERS = {"core"}
+IO_FREE_LAYERS = {"core", "tooling_pure"}
 
 
 def layer_of(module: str, layers: list[tuple[str, str]] = LAYERS) -> str | None:
@@ -101,6 +105,9 @@ def layer_of(module: str, layers: list[tuple[str, str]] = LAYERS) -> str | None:
         if fnmatch.fnmatchcase(module, pattern):
             return layer
     return None
+
+
+PROJECT = ("streams", "touchpoint_tools")
 
 
 def package_modules(package=streams) -> list[str]:
@@ -127,7 +134,7 @@ def loaded_by(module: str, extra_path: Path | None = None) -> list[str]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def violations(module: str, loaded: list[str], layers: list[tuple[str, str]] = LAYERS, project: str = "streams") -> list[str]:
+def violations(module: str, loaded: list[str], layers: list[tuple[str, str]] = LAYERS, project: tuple[str, ...] = PROJECT) -> list[str]:
     """What ``module`` breaks of the rule, given what it loaded."""
     layer = layer_of(module, layers)
     if layer is None:
@@ -141,21 +148,25 @@ def violations(module: str, loaded: list[str], layers: list[tuple[str, str]] = L
         # a package's __init__ runs for every submodule: judged as a module of its own, not here
         if module.startswith(other + "."):
             continue
-        if other == project or other.startswith(project + "."):
+        if any(other == p or other.startswith(p + ".") for p in project):
             other_layer = layer_of(other, layers)
             if other_layer is not None and other_layer not in ALLOWED[layer]:
                 found.append(f"{module} ({layer}) loads {other} ({other_layer})")
     return found
 
 
+def all_modules() -> list[str]:
+    return package_modules(streams) + package_modules(touchpoint_tools)
+
+
 def test_every_module_has_a_layer() -> None:
-    missing = [m for m in package_modules() if layer_of(m) is None]
+    missing = [m for m in all_modules() if layer_of(m) is None]
     assert not missing, f"give these modules a layer in LAYERS: {missing}"
 
 
 def test_layers_hold_on_what_each_module_loads() -> None:
     # the CLI may load anything; every other module is checked in its own interpreter
-    modules = [m for m in package_modules() if layer_of(m) != "cli"]
+    modules = [m for m in all_modules() if layer_of(m) != "cli"]
     with ThreadPoolExecutor(max_workers=2) as pool:
         loaded = dict(zip(modules, pool.map(loaded_by, modules), strict=True))
     broken = [v for m in modules for v in violations(m, loaded[m])]
@@ -175,7 +186,7 @@ def test_a_bad_import_is_caught(tmp_path: Path) -> None:
     layers = [("fakeproj.adapter", "adapter"), ("fakeproj", "core"), ("fakeproj.core", "core"), ("fakeproj.core.*", "core")]
 
     def check(module: str) -> list[str]:
-        return violations(module, loaded_by(module, extra_path=tmp_path), layers, project="fakeproj")
+        return violations(module, loaded_by(module, extra_path=tmp_path), layers, project=("fakeproj",))
 
     assert check("fakeproj.core.good") == []
     assert check("fakeproj.core.io") == ["fakeproj.core.io (core) loads redis"]
@@ -189,7 +200,10 @@ def test_a_bad_import_is_caught(tmp_path: Path) -> None:
     ("streams.kafka.ordered", "core"),
     ("streams.kafka.ordering", "adapter"),
     ("streams.profiles.agent", "wiring"),
-    ("streams.devstack.stack", "tooling"),
+    ("touchpoint_tools.devstack.stack", "tooling"),
+    ("touchpoint_tools.simulate.population", "tooling_pure"),
+    ("touchpoint_tools.bench.pipeline.harness", "tooling"),
+    ("touchpoint_tools.bench.nab_score", "cli"),
 ])
 def test_layer_table_reads_as_documented(module: str, layer: str) -> None:
     assert layer_of(module) == layer

@@ -30,9 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.bench.harness import BenchOptions, run_bench
-    from streams.bench.report import human_table, json_line
     from streams.cli.errors import UsageError
+    from touchpoint_tools.bench.pipeline.harness import BenchOptions, run_bench
+    from touchpoint_tools.bench.pipeline.report import human_table, json_line
 
     events = args.events if args.events is not None else (4_000 if args.quick else 150_000)
     if events < 100:

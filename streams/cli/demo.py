@@ -20,9 +20,9 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from streams.devstack.worker import WorkerProcess
 from streams.settings import Settings
-from streams.simulate.population import Population
+from touchpoint_tools.devstack.worker import WorkerProcess
+from touchpoint_tools.simulate.population import Population
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +55,7 @@ async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
     from streams.cli.idle import wait_idle
     from streams.cli.simulate import publish_stream
     from streams.kafka.topics import ensure_topics
-    from streams.simulate.traffic import generate
+    from touchpoint_tools.simulate.traffic import generate
 
     url = f"http://{settings.web_host}:{settings.web_port}"
     await ensure_topics(settings)
@@ -149,8 +149,8 @@ async def _alert_records(settings: Settings) -> list[dict]:
 
 def _print_shifts(records: list[dict], crisis_ms: int, end_ms: int, settings: Settings) -> None:
     """The injected shifts and what the alerts said about each: persisted (NEW_NORMAL) or resolved."""
-    from streams.simulate.population import crisis
-    from streams.simulate.report import shift_report, stories
+    from touchpoint_tools.simulate.population import crisis
+    from touchpoint_tools.simulate.report import shift_report, stories
 
     print(f"volume rule          an alert is published once its shift moved {settings.demand_min_excess.replace(',', ', ')} "
           "(orders, units, revenue in CNY, interest events) away from the baseline, summed since it opened")

@@ -14,8 +14,8 @@ from aiokafka import AIOKafkaProducer
 from streams.kafka.client import client_options
 from streams.kafka.topics import INPUT, ensure_topics
 from streams.settings import Settings
-from streams.simulate.population import SCENARIOS
-from streams.simulate.traffic import default_start_ms, generate
+from touchpoint_tools.simulate.population import SCENARIOS
+from touchpoint_tools.simulate.traffic import default_start_ms, generate
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def stack_config(settings: Settings):  # type: ignore[no-untyped-def]
-    from streams.devstack.stack import StackConfig
+    from touchpoint_tools.devstack.stack import StackConfig
 
     return StackConfig.from_settings(settings)
 
@@ -39,7 +39,7 @@ def _print_status(status, as_json: bool) -> None:  # type: ignore[no-untyped-def
 
 
 def run_up(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.devstack.stack import StackError, up
+    from touchpoint_tools.devstack.stack import StackError, up
 
     try:
         status = up(stack_config(settings), timeout_s=args.timeout)
@@ -55,7 +55,7 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_down(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.devstack.stack import down
+    from touchpoint_tools.devstack.stack import down
 
     down(stack_config(settings))
     print("stopped")
@@ -63,7 +63,7 @@ def run_down(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.devstack.stack import status
+    from touchpoint_tools.devstack.stack import status
 
     st = status(stack_config(settings))
     _print_status(st, args.json)

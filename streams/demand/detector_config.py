@@ -1,7 +1,7 @@
 """Configuration and per-bucket decision of the demand-shift detector.
 
 :class:`DetectorConfig` holds every parameter (the defaults are the single
-configuration benchmarked on NAB, ``bench/nab_score.py``); :class:`Decision`
+configuration benchmarked on NAB, ``touchpoint_tools/bench/nab_score.py``); :class:`Decision`
 is what :meth:`streams.demand.detector.DemandDetector.update` returns for one
 bucket.
 """

@@ -3,7 +3,7 @@
 The rows are read with :func:`streams.demand.offline.read_series` (the reader ``detect`` uses)
 and the spacing is inferred the same way (median delta of the first rows). The forecaster learns
 every row in order, exactly as it would live, then forecasts the ``horizon`` steps after the last
-row. ``bench/forecast_m4.py`` scores this very function, so the benchmark and
+row. ``touchpoint_tools/bench/forecast_m4.py`` scores this very function, so the benchmark and
 ``touchpoint forecast --csv`` are the same model.
 """
 

@@ -142,7 +142,7 @@ class RedisIdentityGraph:
         write, and read every reply: one per request, in order (an error of a whole call, e.g. a
         NOSCRIPT, is the reply of each of its requests: none of them ran)."""
         # RESP is packed here rather than by redis-py's pipeline: the generic packer costs more
-        # worker CPU than the whole rest of resolution (bench/identity_bench.py).
+        # worker CPU than the whole rest of resolution (touchpoint_tools/bench/identity_bench.py).
         # One call: EVALSHA sha <k> <dedup key>*k ns ttl then per event: claim ts n (type value)*n
         head, mid, dprefix, dlen = self._head, self._mid, self._dedup_prefix, self._dedup_len
         parts: list[bytes] = []

@@ -23,11 +23,11 @@ from streams.events.model import Touchpoint
 from streams.ingest.normalize import Normalizer
 from streams.ingest.pii import PiiHasher
 from streams.kafka.reading import read_to_end
-from streams.simulate.population import Population
 from tests.fixtures.stack import free_port, run_cli
 from tests.integration.test_profiles import metric_sum
 from tests.unit.activation import oracle
 from tests.unit.activation.test_population import DEFS, DEFS_TEXT, ORACLE_AUDIENCES
+from touchpoint_tools.simulate.population import Population
 
 pytestmark = pytest.mark.integration
 

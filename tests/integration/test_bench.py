@@ -9,8 +9,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from streams.bench.report import REQUIRED_KEYS
 from tests.fixtures.stack import run_cli
+from touchpoint_tools.bench.pipeline.report import REQUIRED_KEYS
 
 pytestmark = pytest.mark.integration
 

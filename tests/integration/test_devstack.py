@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.devstack import StackConfig, down, kill, start, status, up
+from touchpoint_tools.devstack import StackConfig, down, kill, start, status, up
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from streams.kafka.client import client_options
 from streams.kafka.reading import read_to_end
 from streams.kafka.topics import DLQ, PROFILE_EVENTS
 from streams.profiles.bundle import decoded_items
-from streams.simulate.population import Population
 from tests.fixtures.stack import run_cli
+from touchpoint_tools.simulate.population import Population
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,8 @@ from streams.kafka.reading import read_to_end
 from streams.kafka.topics import PROFILE_EVENTS
 from streams.profiles.bundle import unbundle
 from streams.profiles.profile import iso
-from streams.simulate.population import Population
 from tests.fixtures.stack import free_port, run_cli
+from touchpoint_tools.simulate.population import Population
 
 pytestmark = pytest.mark.integration
 

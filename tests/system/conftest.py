@@ -46,8 +46,8 @@ class SystemStack:
 
 @pytest.fixture(scope="package")
 def system_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemStack]:
-    from streams.devstack import kafka as dkafka
-    from streams.devstack.stack import HOST, StackConfig, down, up
+    from touchpoint_tools.devstack import kafka as dkafka
+    from touchpoint_tools.devstack.stack import HOST, StackConfig, down, up
 
     kafka_port, controller_port, sasl_port = free_port(), free_port(), free_port()
     cfg = StackConfig(home=tmp_path_factory.mktemp("system-stack"), kafka_port=kafka_port, controller_port=controller_port,
@@ -70,6 +70,6 @@ def sys_settings(system_stack: SystemStack, tmp_path: Path) -> Settings:
 
 def ensure_up(stack: SystemStack) -> None:
     """Bring back whatever a test killed (bounded), so the next test starts from a whole stack."""
-    from streams.devstack.stack import up
+    from touchpoint_tools.devstack.stack import up
 
     up(stack.cfg, timeout_s=120)

@@ -19,7 +19,6 @@ from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from streams.devstack import stack as devstack
 from streams.identity.memory_graph import MemoryIdentityGraph
 from streams.identity.rules import IdentityRules
 from streams.ingest.dlq import DlqCodec
@@ -32,6 +31,7 @@ from streams.resilience import TRANSIENT
 from tests.system.conftest import ensure_up
 from tests.system.test_crash import metric
 from tests.system.verifier import dead_letters, make_traffic, publish_records, verify, wait_idle
+from touchpoint_tools.devstack import stack as devstack
 
 NOW = 1_767_225_600_000
 

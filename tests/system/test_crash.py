@@ -18,7 +18,6 @@ import pytest
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from streams.devstack import stack as devstack
 from streams.identity.erasure import erase_person
 from streams.identity.model import ResolveRequest
 from streams.identity.rebuild import build_image, write_image
@@ -27,6 +26,7 @@ from streams.identity.rules import IdentityRules
 from tests.fixtures.stack import free_port, run_cli
 from tests.system.conftest import ensure_up
 from tests.system.verifier import PacedPublisher, graph_snapshot, make_traffic, publish_records, verify, wait_idle
+from touchpoint_tools.devstack import stack as devstack
 
 pytestmark = [pytest.mark.system, pytest.mark.integration]
 NOW = time.time_ns() // 1_000_000

@@ -35,13 +35,13 @@ from redis import Redis
 from streams.cli.send import publish
 from streams.events.model import Touchpoint
 from streams.identity.model import Identifier, fmt
-from streams.identity.oracle import components
 from streams.ingest.normalize import Normalizer
 from streams.ingest.pii import PiiHasher
 from streams.kafka.reading import read_to_end
 from streams.kafka.topics import DLQ, INPUT
 from streams.settings import Settings
 from tests.fixtures.stack import run_cli
+from touchpoint_tools.oracle import components
 
 __all__ = ["Person", "Traffic", "make_traffic", "verify", "publish_records", "PacedPublisher", "Report"]
 

@@ -22,8 +22,8 @@ from streams.ingest.normalize import Normalizer
 from streams.ingest.pii import PiiHasher
 from streams.profiles.profile import decode
 from streams.profiles.stage import ProfileStage
-from streams.simulate.population import Population
 from tests.unit.activation import oracle
+from touchpoint_tools.simulate.population import Population
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
 AUDIENCE_SCHEMA = jsonschema.Draft7Validator(json.loads((SCHEMAS / "audience-change.v1.json").read_text()))

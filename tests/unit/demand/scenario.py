@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.simulate.sampling import poisson
+from touchpoint_tools.simulate.sampling import poisson
 
 HOUR_MS = 3_600_000
 START_MS = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp() * 1000)  # a Monday

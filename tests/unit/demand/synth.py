@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from streams.simulate.sampling import poisson
+from touchpoint_tools.simulate.sampling import poisson
 
 HOUR_MS = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z, a Monday

@@ -1,12 +1,12 @@
 """The scenario benchmark: its scoring on hand-made alerts, and a small seeded subset run through the
-monitors exactly as ``bench/demand_scenarios.py`` runs them, with the issue's targets asserted."""
+monitors exactly as ``touchpoint_tools/bench/demand_scenarios.py`` runs them, with the issue's targets asserted."""
 
 from __future__ import annotations
 
 from streams.demand.buckets import iso_utc
 from streams.demand.lifecycle import DemandMonitor
 from streams.demand.stage import StageConfig
-from streams.simulate.demand_scenarios import (
+from touchpoint_tools.simulate.demand_scenarios import (
     DAY_H,
     HISTORY_DAYS,
     HOUR_MS,

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from streams.demand.forecast import ForecastConfig, Forecaster
-from streams.simulate.sampling import poisson
+from touchpoint_tools.simulate.sampling import poisson
 
 from .synth import HOUR_MS, T0, series, weekly_mean
 

@@ -10,7 +10,7 @@ import pytest
 from streams.demand.detector import DetectorConfig
 from streams.demand.foresight import Foresight, ForesightConfig
 from streams.demand.lifecycle import DemandMonitor, LifecycleConfig
-from streams.simulate.sampling import poisson
+from touchpoint_tools.simulate.sampling import poisson
 
 from .synth import T0, weekly_mean
 

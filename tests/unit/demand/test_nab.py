@@ -85,7 +85,7 @@ def test_category_of() -> None:
 
 
 def test_protocol_script_on_a_tiny_nab_folder(tmp_path, capsys) -> None:
-    """bench/nab_score.py: per category, all files, noAnomaly alert rows, candidates and LOCO."""
+    """touchpoint_tools/bench/nab_score.py: per category, all files, noAnomaly alert rows, candidates and LOCO."""
     import importlib.util
     import json
     from pathlib import Path
@@ -108,7 +108,7 @@ def test_protocol_script_on_a_tiny_nab_folder(tmp_path, capsys) -> None:
     labels["heldOut/absent.csv"] = [[stamps[10], stamps[20]]]
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels/combined_windows.json").write_text(json.dumps(labels))
-    spec = importlib.util.spec_from_file_location("nab_score", Path(__file__).parents[3] / "bench/nab_score.py")
+    spec = importlib.util.spec_from_file_location("nab_score", Path(__file__).parents[3] / "touchpoint_tools/bench/nab_score.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

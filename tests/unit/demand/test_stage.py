@@ -12,7 +12,7 @@ import pytest
 
 from streams.demand.stage import DemandStage, StageConfig, series_key
 from streams.observability.metrics import Metrics
-from streams.simulate.sampling import poisson
+from touchpoint_tools.simulate.sampling import poisson
 
 H = 3_600_000
 T0 = 1_767_571_200_000  # 2026-01-05T00:00:00Z, a Monday

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from streams.identity import IdentityRules, MemoryIdentityGraph, ResolveRequest
 from streams.identity.model import Identifier
-from streams.identity.oracle import components, partition_of
+from touchpoint_tools.oracle import components, partition_of
 
 PERSON_TYPES = ("user_id", "email", "device_id", "anonymous_id", "pos_card_id")
 MAX_ORDERS = 3

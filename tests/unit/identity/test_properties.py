@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from streams.identity import IdentityRules, MemoryIdentityGraph, Resolution, ResolveRequest
 from streams.identity.model import Identifier, parse
-from streams.identity.oracle import UnionFind, components, partition_of
+from touchpoint_tools.oracle import UnionFind, components, partition_of
 
 TYPES = ("user_id", "member_id", "crm_id", "email", "phone", "wechat_unionid", "wechat_openid",
          "pos_card_id", "device_id", "anonymous_id")

@@ -13,7 +13,7 @@ from streams.ingest.normalize import Normalizer
 from streams.ingest.pii import PiiHasher
 from streams.profiles.profile import decode, fold, new_profile, render
 from streams.profiles.stage import MAX_HOPS, ProfileStage
-from streams.simulate.population import Population
+from touchpoint_tools.simulate.population import Population
 
 T0 = 1_767_225_600_000
 
