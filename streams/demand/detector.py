@@ -37,6 +37,7 @@ from typing import Any
 
 from .buckets import DAY_S, WEEK_S, local_slot
 from .detector_config import Decision, DetectorConfig, seasonal_slot_s
+from .novelty import DailyPeaks, local_day
 from .surprise import CAL_EDGES, calibrated, learn_calibration, likelihood_step, tail_surprise
 
 __all__ = [
@@ -114,6 +115,9 @@ class DemandDetector:
         # Anomaly likelihood per direction: [short EWMA of surprise, long mean, long var, n].
         self.lik = [[0.0] * 6, [0.0] * 6]
         self.lik_s = [0.0, 0.0]
+        # Peak short-term surprise per time-of-day slot over the last days (daily novelty of the
+        # likelihood): created when the key turns out not to be counts (counts open on the CUSUM).
+        self.daily: DailyPeaks | None = None
         self._last_excess = 0.0
         self._last_mu = 0.0
         self.n = 0
@@ -229,6 +233,7 @@ class DemandDetector:
         if mu_ref is not None:
             self._accumulate(x, mu_ref, var_ref, s_up, s_dn)
             self._likelihood(raw_up, raw_dn)
+            self._daily_novelty(ts_ms, ds)
         if self.direction != 0:
             self.in_alert += 1
             self.alert_obs += x
@@ -327,6 +332,21 @@ class DemandDetector:
                 self.lik[i], s, cap=cfg.lik_cap, alpha=cfg.lik_alpha, window=cfg.lik_window,
                 min_n=cfg.lik_min_n, min_sd=cfg.lik_min_sd, peak_block=block,
             )
+
+    def _daily_novelty(self, ts_ms: int, ds: int) -> None:
+        """Silence the likelihood of a burst that recurred around this time on each of the last days."""
+        cfg = self.config
+        if self.integral or cfg.daily_novelty_days <= 0 or self.day_slots < 4:
+            return
+        if self.daily is None:
+            self.daily = DailyPeaks(self.day_slots, cfg.daily_novelty_days, cfg.daily_novelty_spread,
+                                    cfg.daily_novelty_margin)
+        day = local_day(ts_ms, cfg.tz)
+        m = (self.lik[0][0], self.lik[1][0])
+        for i in (0, 1):
+            if self.lik_s[i] > 0.0 and self.daily.routine(i, ds, day, m[i]):
+                self.lik_s[i] = 0.0
+        self.daily.learn(ds, day, m)
 
     def _accumulate(self, x: float, mu: float, var: float, s_up: float, s_dn: float) -> None:
         cfg = self.config
@@ -476,7 +496,7 @@ class DemandDetector:
     # ---------------------------------------------------------------- persist
     def snapshot(self) -> dict[str, Any]:
         """JSON-safe, fixed-size state (config not included)."""
-        return {
+        out: dict[str, Any] = {
             "v": 1,
             "week_mean": list(self.week_mean),
             "week_n": list(self.week_n),
@@ -498,6 +518,9 @@ class DemandDetector:
             "last_ts_ms": self.last_ts_ms,
             "first_ts_ms": self.first_ts_ms,
         }
+        if self.daily is not None:  # non-count keys only
+            out["daily"] = self.daily.snapshot()
+        return out
 
     @classmethod
     def from_snapshot(cls, data: dict[str, Any], config: DetectorConfig | None = None) -> DemandDetector:
@@ -543,6 +566,11 @@ class DemandDetector:
         if lik is not None:  # older snapshots: the likelihood starts empty
             det.lik = [([float(v) for v in lik[j]] + [0.0, 0.0])[:6] for j in (0, 1)]
             det.lik_s = [float(v) for v in lik[2]]
+        daily = data.get("daily")
+        if daily is not None:  # absent for counts and older snapshots (the daily peaks start empty)
+            det.daily = DailyPeaks(det.day_slots, max(det.config.daily_novelty_days, 1),
+                                   det.config.daily_novelty_spread, det.config.daily_novelty_margin)
+            det.daily.restore(daily)
         det.n = int(data["n"])
         det.last_ts_ms = None if data["last_ts_ms"] is None else int(data["last_ts_ms"])
         first = data.get("first_ts_ms")  # older snapshots: warmed up
