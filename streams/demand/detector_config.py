@@ -110,6 +110,12 @@ class DetectorConfig:
         over the key's history (EWMA window ``lik_window`` = 8000 buckets)
         give a normal tail; ``-log10`` of it must reach ``lik_h`` (4) to open.
         It speaks after ``lik_min_n`` (300) buckets; sd floored at ``lik_min_sd``.
+    daily_novelty_days / daily_novelty_spread / daily_novelty_margin: the
+        likelihood is also silent when its short-term mean surprise is at most
+        ``daily_novelty_margin`` (1.5) times its peak within
+        ``daily_novelty_spread`` time-of-day slots (2: +-1 h with 30-min slots)
+        of this time on each of the last ``daily_novelty_days`` days (2; 0 =
+        off): a burst at the same time every night is routine (``novelty.py``).
     resolve_rule: "net": an alert resolves once its normal buckets outnumber
         its still-surprising ones by ``resolve_buckets`` (a surprising bucket
         counts one back); "run": ``resolve_buckets`` consecutive normal buckets.
@@ -167,6 +173,9 @@ class DetectorConfig:
     lik_h: float = 4.0
     lik_min_n: int = 300
     lik_min_sd: float = 0.1
+    daily_novelty_days: int = 2
+    daily_novelty_spread: int = 2
+    daily_novelty_margin: float = 1.5
 
     def __post_init__(self) -> None:
         if self.bucket_s <= 0:
