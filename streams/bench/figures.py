@@ -11,7 +11,10 @@ from streams.settings import Settings
 if TYPE_CHECKING:
     from streams.bench.harness import Drain
 
-__all__ = ["stages_present", "memory", "hops", "batching", "per_event_us"]
+__all__ = ["stages_present", "memory", "redis_keys", "hops", "batching", "per_event_us", "DEDUP_FAMILIES"]
+
+#: Key families of the dedup window (they expire with TOUCHPOINT_DEDUP_TTL_S); the others are the graph.
+DEDUP_FAMILIES = ("dedup", "dres")
 
 
 def stages_present(topics: list[str], settings: Settings) -> list[str]:
@@ -50,6 +53,39 @@ async def memory(drain: Drain) -> dict[str, Any]:
         entries = (out.get("profiles") or 0) + (out.get("demand_keys") or 0)
         if entries:
             out["rss_bytes_per_table_entry"] = grown / entries
+    return out
+
+
+async def redis_keys(settings: Settings, events: int, sample: int = 500) -> dict[str, Any]:
+    """Redis keys of the namespace by family (``dedup``, ``dres``, ``id``, ``p``, ...): how many,
+    per input event, and bytes per key by ``MEMORY USAGE`` of up to ``sample`` of them (the key's
+    allocation, without its expires entry: docs/performance.md, "Capacity", has both). Sums the
+    dedup window's bytes per event and the identity graph's bytes per event."""
+    from redis.asyncio import Redis
+
+    prefix = (settings.namespace + ":").encode()
+    redis = Redis.from_url(settings.redis_url, socket_timeout=30)
+    families: dict[str, list[bytes]] = {}
+    try:
+        async for key in redis.scan_iter(match=prefix + b"*", count=5000):
+            rest = key[len(prefix):]
+            families.setdefault(rest.split(b":", 1)[0].decode(errors="replace"), []).append(key)
+        out: dict[str, Any] = {"families": {}}
+        for name, keys in sorted(families.items()):
+            pipe = redis.pipeline(transaction=False)
+            for key in keys[:sample]:
+                pipe.memory_usage(key, samples=0)
+            usage = [u for u in await pipe.execute() if u is not None]
+            per_key = sum(usage) / len(usage) if usage else 0.0
+            out["families"][name] = {"keys": len(keys), "per_event": len(keys) / events if events else None,
+                                     "bytes_per_key": per_key}
+    finally:
+        await redis.aclose()
+    fams = out["families"]
+    dedup = sum(f["keys"] * f["bytes_per_key"] for n, f in fams.items() if n in DEDUP_FAMILIES)
+    graph = sum(f["keys"] * f["bytes_per_key"] for n, f in fams.items() if n not in DEDUP_FAMILIES)
+    out["dedup_bytes_per_event"] = dedup / events if events else None
+    out["graph_bytes_per_event"] = graph / events if events else None
     return out
 
 

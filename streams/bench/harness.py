@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.bench import procstat
-from streams.bench.figures import batching, hops, memory, per_event_us, stages_present
+from streams.bench.figures import batching, hops, memory, per_event_us, redis_keys, stages_present
 from streams.bench.latency import measure_latency
 from streams.bench.machine import ensure_stack, machine_info, stack_pids
 from streams.bench.peering import peer_python, run_peer
@@ -286,6 +286,8 @@ async def run_bench(base: Settings, opts: BenchOptions, log: Callable[[str], Non
         result["memory"] = mem
         result["bytes_per_profile"] = mem.get("bytes_per_profile")
         result["bytes_per_demand_key"] = mem.get("bytes_per_demand_key")
+        assert d1.settings is not None
+        result["redis"] = await redis_keys(d1.settings, d1.events)
         if "profiles" not in d1.stages:
             bench.notes.append("profiles stage not present in this worker: no profile memory figure; latency observed on profile-events")
         if "demand" not in d1.stages:

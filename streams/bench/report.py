@@ -81,6 +81,7 @@ def human_table(result: Mapping[str, Any]) -> str:
     reference = peers.get("reference") or {}
     lat = r.get("latency") or {}
     mem = r.get("memory") or {}
+    redis = r.get("redis") or {}
     machine = r.get("machine") or {}
     rows: list[tuple[str, str, str]] = [
         ("pipeline stages present", ", ".join(r.get("stages") or []) or "n/a", ""),
@@ -105,6 +106,10 @@ def human_table(result: Mapping[str, Any]) -> str:
         ("bytes per demand key", fmt_num(r.get("bytes_per_demand_key"), "B", 0), mem.get("demand_method", "")),
         ("worker RSS growth per profile", fmt_num(mem.get("rss_bytes_per_profile"), "B", 0),
          f"{fmt_num(mem.get('profiles'), 'profiles', 0)}, {fmt_num(mem.get('demand_keys'), 'demand keys', 0)}"),
+        ("Redis bytes per event: dedup window", fmt_num(redis.get("dedup_bytes_per_event"), "B", 0),
+         "dedup: + dres: keys (MEMORY USAGE; docs/performance.md, Capacity)"),
+        ("Redis bytes per event: identity graph", fmt_num(redis.get("graph_bytes_per_event"), "B", 0),
+         "every other key of the namespace (kept: grows with identifiers)"),
         ("", "", ""),
     ]
     hops = r.get("hops_per_event") or {}

@@ -53,6 +53,9 @@ def test_quick_bench_prints_a_complete_json_line_last(settings, stack, tmp_path)
         assert p.get("events_per_s") and p["events_per_s"] > 0, p
         assert p["events"] == 3000 and p["valid"] == 3000 and not p["timed_out"]
     assert r["fraction_of_floor"] > 0 and r["ratio_vs_reference"] > 0 and r["ratio_vs_quixstreams"] > 0
+    # every event claims a dedup key; the graph holds at least one identifier per event's person
+    assert r["redis"]["families"]["dedup"]["per_event"] == 1.0
+    assert r["redis"]["dedup_bytes_per_event"] > 50 and r["redis"]["graph_bytes_per_event"] > 0
     if "profiles" in r["stages"]:
         assert r["bytes_per_profile"] > 0
     if "demand" in r["stages"]:

@@ -18,6 +18,7 @@ def sample_result() -> dict:
                            "consumed_total": 1.0, "total": 2.01},
         "peers": {"quixstreams": {"events_per_s": 8000.0}, "reference": {"events_per_s": 20000.0}, "decode_floor": {"events_per_s": 40000.0}},
         "fraction_of_floor": 0.4, "ratio_vs_reference": 0.8, "ratio_vs_quixstreams": 2.0,
+        "redis": {"dedup_bytes_per_event": 281.0, "graph_bytes_per_event": 233.0, "families": {}},
     }
 
 
@@ -57,6 +58,7 @@ def test_human_table_shows_every_headline_figure():
     assert "peer: Quix Streams" in text and "8,000 ev/s" in text and "2.00 x" in text
     assert "peer: no-framework reference" in text and "20,000 ev/s" in text and "0.80 x" in text
     assert "floor: decode + validate only" in text and "40,000 ev/s" in text
+    assert "Redis bytes per event: dedup window" in text and "281 B" in text and "233 B" in text
     assert "target throughput >= 15000 ev/s" in text and "met" in text
     assert "ingest, identity, profiles, demand" in text
 
