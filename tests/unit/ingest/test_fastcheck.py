@@ -7,6 +7,7 @@ bench/prepare_cost.py (the workload plus ~5,000 malformed and edge-case records)
 events aimed at each rule's edges, and check that the fast path really decides the valid workload.
 """
 
+import importlib
 import importlib.util
 import re
 from pathlib import Path
@@ -26,6 +27,12 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def _prepare_cost():
+    """The corpus builders of the prepare_cost bench (a module of touchpoint_tools once the tooling
+    moved there, a script under bench/ before)."""
+    try:
+        return importlib.import_module("touchpoint_tools.bench.prepare_cost")
+    except ImportError:
+        pass
     spec = importlib.util.spec_from_file_location("prepare_cost", ROOT / "bench" / "prepare_cost.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
