@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print only the JSON line on stdout")
     p.add_argument("--latency-rate", type=float, default=5000.0, help="offered load of the latency run, events/s")
     p.add_argument("--latency-seconds", type=float, help="length of the latency run (default 20; --quick 4)")
-    p.add_argument("--no-peers", action="store_true", help="skip the aiokafka ceiling and Quix Streams peers")
+    p.add_argument("--no-peers", action="store_true", help="skip the peers (decode-only floor, no-framework reference, Quix Streams)")
     p.add_argument("--no-two-workers", action="store_true", help="skip the 2-worker throughput run")
     p.add_argument("--profile", metavar="FILE", help="also profile one 1-worker drain with py-spy (collapsed stacks to FILE)")
     p.add_argument("--keep", action="store_true", help="keep the bench namespaces (topics, Redis keys) afterwards")

@@ -3,7 +3,8 @@
     .venv/bin/python touchpoint_tools/bench/prepare_cost.py [--n 20000] [--repeats 5] [--dump FILE]
 
 Times, per event of the benchmark's event mix (``touchpoint_tools.bench.pipeline.workload.make_records``):
-``decode`` (size guard, JSON, schema validation), ``Normalizer.normalize`` and
+``decode`` (size guard, JSON, schema validation: msgspec on the accept path), the same with the
+fastjsonschema validator alone (``decode_reference``, the code before the msgspec path), ``Normalizer.normalize`` and
 ``Touchpoint.to_bytes`` (with ``profile_id`` and ``source`` set, as the stage emits it); the best
 of ``--repeats`` timed passes, in microseconds per event. No Kafka, no Redis. "normalize (new
 Normalizer)" starts each pass with an empty memo of hashed emails and phones; the workload has
@@ -27,7 +28,7 @@ import orjson
 
 from streams.events.model import Touchpoint
 from streams.events.reasons import Rejected
-from streams.ingest.decode import decode
+from streams.ingest.decode import decode, decode_reference
 from streams.ingest.normalize import Normalizer
 from streams.ingest.pii import PiiHasher
 from touchpoint_tools.bench.pipeline.workload import make_records
@@ -194,6 +195,10 @@ def main() -> None:
         for raw in records:
             decode(raw, MAX_BYTES)
 
+    def run_decode_reference() -> None:
+        for raw in records:
+            decode_reference(raw, MAX_BYTES)
+
     def run_normalize() -> None:
         normalize = normalizer.normalize
         for event in events:
@@ -214,10 +219,10 @@ def main() -> None:
             normalize(decode(raw, MAX_BYTES), NOW_MS).to_bytes()  # type: ignore[arg-type,union-attr]
 
     n = len(records)
-    steps = {"decode": run_decode, "normalize": run_normalize, "normalize (new Normalizer)": run_normalize_cold,
+    steps = {"decode": run_decode, "decode (fastjsonschema only)": run_decode_reference, "normalize": run_normalize, "normalize (new Normalizer)": run_normalize_cold,
              "to_bytes": run_to_bytes, "total": run_all}
     for name, step in steps.items():
-        print(f"{name:<27} {best_us(step, n, args.repeats):7.2f} us/event")
+        print(f"{name:<29} {best_us(step, n, args.repeats):7.2f} us/event")
 
     if args.dump:
         fixed = fixed_records(args.n)

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import platform
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -31,17 +28,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from streams.kafka import topics as T
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 from touchpoint_tools.bench.pipeline import procstat
+from touchpoint_tools.bench.pipeline.figures import batching, hops, memory, per_event_us, redis_keys, stages_present
+from touchpoint_tools.bench.pipeline.latency import measure_latency
+from touchpoint_tools.bench.pipeline.machine import ensure_stack, machine_info, stack_pids
+from touchpoint_tools.bench.pipeline.peering import peer_python, run_peer
 from touchpoint_tools.bench.pipeline.report import evaluate_targets
-from touchpoint_tools.bench.pipeline.stats import percentile, rate, ratio
-from touchpoint_tools.bench.pipeline.topics import Kafka, OffsetSamples, delete_namespace, log_batches
+from touchpoint_tools.bench.pipeline.stats import rate, ratio
+from touchpoint_tools.bench.pipeline.topics import Kafka, OffsetSamples, delete_namespace
 from touchpoint_tools.bench.pipeline.workers import WorkerProc, free_port, wait_all_ready
-from touchpoint_tools.bench.pipeline.workload import make_records, offer, preload
+from touchpoint_tools.bench.pipeline.workload import make_records, preload
 
 __all__ = ["BenchOptions", "run_bench", "Drain"]
 
@@ -79,74 +78,6 @@ class Drain:
     preload_s: float = 0.0
     settings: Settings | None = None
     complete: bool = True             # False: cut at drain_cap_s; events = input records committed by then
-
-
-def _machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "platform": platform.platform()}
-
-
-def stack_pids(settings: Settings) -> dict[str, int | None]:
-    """Pids of the embedded broker and Redis when the settings point at them (else None)."""
-    from touchpoint_tools.devstack.stack import StackConfig, status
-
-    cfg = StackConfig.from_settings(settings)
-    st = status(cfg)
-    ours_kafka = settings.kafka_bootstrap.strip() == cfg.bootstrap_servers
-    ours_redis = settings.redis_url.startswith(cfg.redis_url.rsplit("/", 1)[0])
-    return {"broker": st.kafka.pid if ours_kafka else None, "redis": st.redis.pid if ours_redis else None}
-
-
-def ensure_stack(settings: Settings, log: Callable[[str], None]) -> None:
-    """Start the embedded stack when the settings point at it and it is not answering."""
-    from touchpoint_tools.devstack.stack import StackConfig, status, up
-
-    cfg = StackConfig.from_settings(settings)
-    if settings.kafka_bootstrap.strip() != cfg.bootstrap_servers:
-        return
-    if not status(cfg).ready:
-        log("starting the embedded stack (touchpoint stack up)")
-        up(cfg, timeout_s=180)
-
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def peer_python(module: str, log: Callable[[str], None], timeout_s: float = 900.0) -> str:
-    """The interpreter for a peer: this one, unless the peer needs Quix Streams and it is not
-    installed here; then ``.venv-bench`` (created on first use from the pinned ``bench`` extra)."""
-    import importlib.util
-
-    if module != "quix_app" or importlib.util.find_spec("quixstreams") is not None:
-        return sys.executable
-    venv = ROOT / ".venv-bench"
-    python = venv / "bin" / "python"
-    probe = [str(python), "-c", "import quixstreams, streams.ingest.decode"]
-    if python.exists() and subprocess.run(probe, capture_output=True, timeout=60).returncode == 0:
-        return str(python)
-    lock = ROOT / "requirements.lock"
-    if not (ROOT / "pyproject.toml").exists() or not lock.exists():
-        raise RuntimeError("quixstreams is not installed: pip install 'touchpoint-streams[bench]'")
-    log(f"installing the bench peers (quixstreams, pinned) into {venv} (first use only)")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", str(lock),
-                    "-e", f"{ROOT}[bench]"], check=True, timeout=timeout_s, cwd=ROOT)
-    return str(python)
-
-
-def stages_present(topics: list[str], settings: Settings) -> list[str]:
-    """The pipeline stages this worker runs, from the topics it declared at start-up."""
-    stages = ["ingest", "identity"]
-    if f"{settings.app_id}-profiles-changelog" in topics:
-        stages.append("profiles")
-    if f"{settings.app_id}-demand-changelog" in topics:
-        stages.append("demand")
-    return stages
 
 
 class Bench:
@@ -268,162 +199,6 @@ class Bench:
             for w in workers:
                 w.stop()
 
-    # -- memory ----------------------------------------------------------------------------
-    async def memory(self, drain: Drain) -> dict[str, Any]:
-        s = drain.settings
-        assert s is not None
-        out: dict[str, Any] = {}
-        async with Kafka(s) as k:
-            topics = await k.topics(s.app_id + "-")
-            prof_topic, demand_topic = f"{s.app_id}-profiles-changelog", f"{s.app_id}-demand-changelog"
-            if prof_topic in topics:
-                from streams.profiles.profile import is_tomb_bytes
-
-                st = await k.changelog_stats(prof_topic, is_dead=is_tomb_bytes)
-                out.update(profiles=st.live_keys, profile_keys=st.keys, bytes_per_profile=st.bytes_per_key,
-                           profile_method="newest changelog value per live profile (key + value bytes, orjson)")
-            if demand_topic in topics:
-                st = await k.changelog_stats(demand_topic)
-                out.update(demand_keys=st.live_keys, bytes_per_demand_key=st.bytes_per_key,
-                           demand_method="newest changelog value per demand key (key + value bytes, Faust JSON)")
-        if drain.rss_before and drain.rss_after:
-            grown = drain.rss_after - drain.rss_before
-            out["rss_growth_bytes"] = grown
-            if out.get("profiles"):
-                out["rss_bytes_per_profile"] = grown / out["profiles"]
-            entries = (out.get("profiles") or 0) + (out.get("demand_keys") or 0)
-            if entries:
-                out["rss_bytes_per_table_entry"] = grown / entries
-        return out
-
-    # -- peers -----------------------------------------------------------------------------
-    async def peer(self, module: str, settings: Settings, group: str, expect: int) -> dict[str, Any]:
-        try:
-            python = await asyncio.to_thread(peer_python, module, self.log)
-        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-            return {"events_per_s": None, "error": f"peer not available: {exc}"[:400]}
-        cmd = [python, "-m", f"touchpoint_tools.bench.pipeline.peers.{module}", "--topic", settings.topic(T.INPUT),
-               "--group", group, "--expect", str(expect), "--timeout", str(self.opts.phase_timeout_s),
-               "--state-dir", str(self.opts.workdir / f"{group}-state")]
-        env = {**os.environ, **settings.to_env()}
-        self.log(f"[peer {module}] consuming {expect:,} events")
-        log_path = self.opts.workdir / f"peer-{module}.log"
-        with open(log_path, "wb") as err:
-            proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=subprocess.PIPE, stderr=err,
-                                                        stdin=subprocess.DEVNULL)
-            try:
-                stdout, _ = await asyncio.wait_for(proc.communicate(), self.opts.phase_timeout_s + 60)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-                return {"events_per_s": None, "error": "timed out"}
-        lines = [ln for ln in stdout.decode(errors="replace").splitlines() if ln.startswith("{")]
-        if not lines:
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-            return {"events_per_s": None, "error": f"no result (exit {proc.returncode}): {tail[-600:]}"}
-        result = orjson.loads(lines[-1])
-        self.log(f"[peer {module}] {result.get('events_per_s') or 0:,.0f} ev/s")
-        return result
-
-    # -- latency ---------------------------------------------------------------------------
-    async def latency(self) -> dict[str, Any]:
-        from streams.profiles.stage import message_digest
-
-        o = self.opts
-        count = int(o.latency_rate * o.latency_seconds)
-        records = make_records(count, seed=11, rate=o.latency_rate)
-        settings = self.fresh("lat")
-        self.log(f"[latency] 1 worker, {o.latency_rate:,.0f} ev/s for {o.latency_seconds:.0f}s")
-        workers = await self.start_workers(settings, 1, "lat")
-        try:
-            async with Kafka(settings) as k:
-                topics = await k.topics(settings.namespace + ".")
-                changelog = f"{settings.app_id}-profiles-changelog"
-                mode = "profiles" if changelog in topics else "profile-events"
-                observed = changelog if mode == "profiles" else settings.topic(T.PROFILE_EVENTS)
-                tps = await k.partitions([observed])
-            index: dict[str, int] = {}
-            for i, raw in enumerate(records):
-                mid = orjson.loads(raw)["messageId"]
-                index[message_digest(mid) if mode == "profiles" else mid] = i
-            sent_t: list[float] = [0.0] * count
-            seen_t: list[float | None] = [None] * count
-            from aiokafka import AIOKafkaConsumer
-
-            from streams.kafka.client import client_options
-            from streams.profiles.bundle import decoded_items
-
-            consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, group_id=None,
-                                        fetch_max_wait_ms=100, max_partition_fetch_bytes=8 * 1024 * 1024)
-            await consumer.start()
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            done = asyncio.Event()
-
-            def match(value: bytes, now: float) -> None:
-                if mode == "profiles":
-                    start = value.find(b'"rc":[')
-                    if start < 0:
-                        return
-                    end = value.find(b"]", start)
-                    for part in value[start + 6:end].split(b","):
-                        i = index.get(part.strip(b'"').decode())
-                        if i is not None and seen_t[i] is None:
-                            seen_t[i] = now
-                else:
-                    for _, item in decoded_items(None, value):  # ingest bundles profile-events
-                        if not isinstance(item, dict) or "control" in item:
-                            continue
-                        i = index.get(item.get("message_id"))
-                        if i is not None and seen_t[i] is None:
-                            seen_t[i] = now
-
-            async def observe() -> None:
-                while not done.is_set():
-                    batches = await consumer.getmany(timeout_ms=50, max_records=5000)
-                    now = time.perf_counter()
-                    for recs in batches.values():
-                        for r in recs:
-                            if r.value:
-                                match(r.value, now)
-
-            observer = asyncio.create_task(observe())
-            try:
-                cpu0 = {"worker0": procstat.cpu_seconds(workers[0].pid)}
-                sent, seconds = await offer(settings, settings.topic(T.INPUT), records, o.latency_rate,
-                                            lambda i, t: sent_t.__setitem__(i, t))
-                cpu1 = {"worker0": procstat.cpu_seconds(workers[0].pid)}
-                deadline = time.monotonic() + o.latency_drain_s
-                while time.monotonic() < deadline and None in seen_t:
-                    await asyncio.sleep(0.2)
-            finally:
-                done.set()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(observer, 5)
-                await consumer.stop()
-        finally:
-            for w in workers:
-                w.stop()
-        t0, t_end = sent_t[0], time.perf_counter()
-        # An event never seen counts with the time it waited until the end (a lower bound), so a
-        # pipeline that cannot keep up gets a p99 that says so instead of none at all.
-        matched = [(seen - sent) * 1000 for sent, seen in zip(sent_t, seen_t, strict=True)
-                   if seen is not None and sent - t0 >= o.latency_warmup_s]
-        censored = [(t_end - sent) * 1000 for sent, seen in zip(sent_t, seen_t, strict=True)
-                    if seen is None and sent - t0 >= o.latency_warmup_s]
-        lat = matched + censored
-        worker_cpu = None if cpu0["worker0"] is None or cpu1["worker0"] is None else cpu1["worker0"] - cpu0["worker0"]
-        return {
-            "observed": "profile updated (profiles changelog, message-id digest)" if mode == "profiles"
-                        else "applied record on profile-events (no profiles stage)",
-            "offered_per_s": o.latency_rate, "achieved_per_s": rate(sent, seconds), "seconds": seconds,
-            "warmup_s": o.latency_warmup_s, "samples": len(matched), "unmatched": len(censored),
-            "lower_bound": bool(censored),
-            "p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90), "p99_ms": percentile(lat, 99),
-            "p999_ms": percentile(lat, 99.9), "max_ms": max(lat) if lat else None,
-            "worker_cpu_s_while_offered": worker_cpu,
-        }
-
     # -- profiling -------------------------------------------------------------------------
     async def profile(self, records: list[bytes]) -> dict[str, Any]:
         from touchpoint_tools.bench.pipeline import pyspy
@@ -460,48 +235,24 @@ class Bench:
                 await asyncio.wait_for(delete_namespace(s), 90)
 
 
-def hops(drain: Drain) -> dict[str, Any]:
-    """Records produced per input event on each output topic, and agent deliveries per input event."""
-    s = drain.settings
+PEERS = ("decode_floor", "reference", "quixstreams")
+
+
+async def run_peers(bench: Bench, d1: Drain, n: int) -> dict[str, Any]:
+    """The peers on the 1-worker run's preloaded input topic, one after the other, each in its own
+    process and consumer group. The reference writes into a fresh namespace of its own: in the
+    1-worker run's Redis namespace every event would already be a duplicate."""
+    if not bench.opts.peers:
+        return {name: {"events_per_s": None, "skipped": True} for name in PEERS}
+    s = d1.settings
     assert s is not None
-    n = drain.events
-    prefix = s.namespace + "."
-    produced = {}
-    for topic, count in sorted(drain.topic_records.items()):
-        if topic == s.topic(T.INPUT):
-            continue
-        name = topic[len(prefix):] if topic.startswith(prefix) else topic
-        name = name.replace("touchpoint-", "") if name.startswith("touchpoint-") else name
-        produced[name] = count / n
-    consumed = {T.INPUT: 1.0}
-    if "profiles" in drain.stages:
-        consumed[T.PROFILE_EVENTS] = drain.topic_records.get(s.topic(T.PROFILE_EVENTS), 0) / n
-    if "demand" in drain.stages:
-        consumed[T.DEMAND_COUNTS] = drain.topic_records.get(s.topic(T.DEMAND_COUNTS), 0) / n
-    p_total, c_total = sum(produced.values()), sum(consumed.values())
-    return {"produced": produced, "produced_total": p_total, "consumed": consumed, "consumed_total": c_total,
-            "total": p_total + c_total}
-
-
-def batching(base: Settings, drain: Drain, broker_pid: int | None) -> dict[str, float] | None:
-    """Records per produce batch on each output topic, from the local broker's log segments."""
-    from touchpoint_tools.devstack.stack import StackConfig
-
-    if broker_pid is None or drain.settings is None:
-        return None
-    data_dir = StackConfig.from_settings(base).data_dir("kafka")
-    out = {}
-    for topic in drain.topic_records:
-        if topic == drain.settings.topic(T.INPUT):
-            continue
-        batches, records = log_batches(data_dir, topic)
-        if batches:
-            out[topic[len(drain.settings.namespace) + 1:].removeprefix("touchpoint-")] = records / batches
-    return out or None
-
-
-def per_event_us(seconds: float | None, events: int) -> float | None:
-    return seconds / events * 1e6 if seconds is not None and events else None
+    opts, log, topic = bench.opts, bench.log, s.topic(T.INPUT)
+    ref = bench.fresh("ref")
+    return {
+        "decode_floor": await run_peer("decode_floor", s, f"{s.namespace}.bench-floor", n, opts, log),
+        "reference": await run_peer("reference", ref, f"{ref.namespace}.bench-reference", n, opts, log, topic=topic),
+        "quixstreams": await run_peer("quix_app", s, f"{s.namespace}.bench-quix", n, opts, log),
+    }
 
 
 async def run_bench(base: Settings, opts: BenchOptions, log: Callable[[str], None]) -> dict[str, Any]:
@@ -515,7 +266,7 @@ async def run_bench(base: Settings, opts: BenchOptions, log: Callable[[str], Non
             await asyncio.to_thread(peer_python, "quix_app", log)  # the bench extra (py-spy included)
             pyspy.executable()
     bench = Bench(base, opts, log)
-    result: dict[str, Any] = {"events": opts.events, "machine": _machine(), "notes": bench.notes}
+    result: dict[str, Any] = {"events": opts.events, "machine": machine_info(), "notes": bench.notes}
     try:
         log(f"generating {opts.events:,} events from the simulator's population")
         records = make_records(opts.events)
@@ -531,25 +282,20 @@ async def run_bench(base: Settings, opts: BenchOptions, log: Callable[[str], Non
         result["redis_cpu_us_per_event"] = per_event_us(d1.cpu.get("redis"), d1.events)
         result["hops_per_event"] = hops(d1)
         result["records_per_produce_batch"] = batching(base, d1, bench.pids.get("broker"))
-        memory = await bench.memory(d1)
-        result["memory"] = memory
-        result["bytes_per_profile"] = memory.get("bytes_per_profile")
-        result["bytes_per_demand_key"] = memory.get("bytes_per_demand_key")
+        mem = await memory(d1)
+        result["memory"] = mem
+        result["bytes_per_profile"] = mem.get("bytes_per_profile")
+        result["bytes_per_demand_key"] = mem.get("bytes_per_demand_key")
+        assert d1.settings is not None
+        result["redis"] = await redis_keys(d1.settings, d1.events)
         if "profiles" not in d1.stages:
             bench.notes.append("profiles stage not present in this worker: no profile memory figure; latency observed on profile-events")
         if "demand" not in d1.stages:
             bench.notes.append("demand stage not present in this worker")
 
-        peers: dict[str, Any] = {}
-        if opts.peers:
-            s = d1.settings
-            assert s is not None
-            peers["aiokafka_ceiling"] = await bench.peer("aiokafka_ceiling", s, f"{s.namespace}.bench-ceiling", len(records))
-            peers["quixstreams"] = await bench.peer("quix_app", s, f"{s.namespace}.bench-quix", len(records))
-        else:
-            peers = {"aiokafka_ceiling": {"events_per_s": None, "skipped": True}, "quixstreams": {"events_per_s": None, "skipped": True}}
-        result["peers"] = peers
-        result["fraction_of_ceiling"] = ratio(result["events_per_s"], peers["aiokafka_ceiling"].get("events_per_s"))
+        result["peers"] = peers = await run_peers(bench, d1, len(records))
+        result["fraction_of_floor"] = ratio(result["events_per_s"], peers["decode_floor"].get("events_per_s"))
+        result["ratio_vs_reference"] = ratio(result["events_per_s"], peers["reference"].get("events_per_s"))
         result["ratio_vs_quixstreams"] = ratio(result["events_per_s"], peers["quixstreams"].get("events_per_s"))
 
         if opts.two_workers:
@@ -563,7 +309,7 @@ async def run_bench(base: Settings, opts: BenchOptions, log: Callable[[str], Non
         else:
             result["events_per_s_2_workers"] = None
 
-        lat = await bench.latency()
+        lat = await measure_latency(bench)
         result["latency"] = lat
         result["p50_latency_ms"] = lat.get("p50_ms")
         result["p99_latency_ms"] = lat.get("p99_ms")

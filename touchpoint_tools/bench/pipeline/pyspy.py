@@ -21,7 +21,7 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<path>[^():]*?)(?::(?P<line>\d+))?\)$"
 
 def executable() -> str:
     """The py-spy next to this interpreter (the venv's bin), in the bench peers' venv
-    (``.venv-bench``, see harness.peer_python), else the one on PATH."""
+    (``.venv-bench``, see peering.peer_python), else the one on PATH."""
     here = Path(sys.executable).with_name("py-spy")
     bench_venv = Path(__file__).resolve().parents[2] / ".venv-bench" / "bin" / "py-spy"
     for candidate in (here, bench_venv):
