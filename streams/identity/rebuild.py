@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from streams.events.model import dedup_id
 from streams.identity.model import LINK_SEP, encode_link, parse, seq_of
 from streams.identity.rules import PYTHON_RULES, IdentityRules
+from streams.identity.sealing import is_erased
 
 __all__ = ["GraphImage", "build_image", "write_image", "rebuild", "RebuildError"]
 
@@ -77,7 +78,7 @@ class _Changes:
     missing_via: int = 0
 
 
-_REPLY_FIELDS = ("message_id", "profile_id", "ts_ms")
+_REPLY_FIELDS = ("message_id", "profile_id", "ts_ms", "unreadable")
 
 
 def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
@@ -85,7 +86,8 @@ def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
     pid = rec.get("profile_id")
     mid = rec.get("message_id")
     ts = rec.get("ts_ms")
-    idents = list(rec.get("identifiers") or [])
+    # identifiers whose data key was shredded (an erased person) read "erased": nothing to restore
+    idents = [f for f in rec.get("identifiers") or [] if not is_erased(f)]
     if pid:
         ch.pids.add(pid)
     if kind == "erased":
@@ -105,6 +107,8 @@ def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
             ch.links[pid][f] = encode_link(first, mid, "co_occurrence", ts)
     elif kind == "linked" and pid:
         via = rec.get("via")
+        if isinstance(via, str) and is_erased(via):
+            via = ""
         if via is None:  # records written before the audit trail carried the anchor
             ch.missing_via += 1
             via = ""
@@ -116,7 +120,7 @@ def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
         ch.parent[loser] = pid
         if len(idents) == 2:
             ch.bridges[pid].append(LINK_SEP.join((idents[0], idents[1], mid, rec.get("rule", "co_occurrence"), str(ts))))
-        bridged = rec.get("bridged") or []  # cjson may write an empty array as {}
+        bridged = [f for f in rec.get("bridged") or [] if not is_erased(f)]  # cjson may write an empty array as {}
         for f in bridged:
             ch.deg[f] += 1
     elif kind == "quarantined":
@@ -308,15 +312,16 @@ async def write_image(redis: Redis, namespace: str, img: GraphImage, force: bool
 
 async def rebuild(settings: Any, force: bool = False, timeout_s: float = 600.0) -> dict[str, int]:
     """Read both topics to their current end and write the graph; returns counts."""
+    from streams.identity.keys import key_value, load_keyring, read_changes
     from streams.kafka.reading import read_to_end
-    from streams.kafka.topics import IDENTITY_CHANGES, PROFILE_EVENTS
+    from streams.kafka.topics import PROFILE_EVENTS
     from streams.profiles.bundle import decoded_items
 
     def ts(record: Any) -> int:
         return int(record.timestamp) if record.timestamp is not None and record.timestamp >= 0 else time.time_ns() // 1_000_000
 
-    changes = [(orjson.loads(r.value), ts(r)) async for r in read_to_end(settings, settings.topic(IDENTITY_CHANGES), timeout_s)
-               if r.value]
+    ring = await load_keyring(settings, timeout_s)
+    changes = await read_changes(settings, timeout_s, ring)  # identifiers opened; shredded ones read "erased"
     events: list[tuple[dict[str, Any], int]] = []
     async for r in read_to_end(settings, settings.topic(PROFILE_EVENTS), timeout_s):
         if not r.value:
@@ -329,6 +334,10 @@ async def rebuild(settings: Any, force: bool = False, timeout_s: float = 600.0) 
     from streams.identity.rules_file import rules_from_settings
 
     img = build_image(changes, events, rules_from_settings(settings), settings.dedup_ttl_s)
+    # the data keys too, else the workers would file new ones and the old records become unreadable
+    for digest, (kid, key) in ring.by_digest.items():
+        img.strings[f"dk:{digest}"] = key_value(kid, key)
+    img.stats["data_keys"] = len(ring.by_digest)
     redis = Redis.from_url(settings.redis_url)
     try:
         await write_image(redis, settings.namespace, img, force=force)

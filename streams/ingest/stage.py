@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -78,9 +78,15 @@ class Resolver(Protocol):
     async def resolve_batch(self, requests: Sequence[ResolveRequest]) -> list[Resolution]: ...
 
 
+class Sealer(Protocol):
+    """Seals the identifiers of audit records (streams/identity/sealing.py: AuditSealer)."""
+
+    async def seal(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+
+
 class IngestStage:
     def __init__(self, *, max_event_bytes: int, normalizer: Normalizer, resolver: Resolver,
-                 codec: DlqCodec, sink: Sink, metrics: Metrics,
+                 codec: DlqCodec, sink: Sink, metrics: Metrics, sealer: Sealer | None = None,
                  demand_bucket_s: int = 300, demand_dimensions: tuple[str, ...] = DIMENSIONS, profile_partitions: int = 1,
                  demand_measures: tuple[str, ...] = MEASURES, demand_currency: str = "CNY",
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
@@ -92,6 +98,9 @@ class IngestStage:
         self.transient = transient
         self.normalizer = normalizer
         self.resolver = resolver
+        # identity.changes is kept forever: identifiers go there sealed under per-identifier data
+        # keys that an erasure shreds (None = written in clear, for tests of other concerns)
+        self.sealer = sealer
         self.codec = codec
         self.sink = sink
         self.metrics = metrics
@@ -147,7 +156,7 @@ class IngestStage:
         emits: dict[int, list[Emit]] = defaultdict(list)  # profile-events partition -> items in batch order
         last_offset: dict[int, int] = {}
         duplicates = erased = 0  # counted per batch: one metric update per batch, not per event
-        audit: list[tuple[bytes, bytes]] = []  # identity.changes records, sent together below
+        audit: list[tuple[bytes, dict[str, Any]]] = []  # identity.changes records, sealed and sent together below
         for i, outcome in enumerate(outcomes):
             if isinstance(outcome, Rejected):
                 await self._dead_letter(records[i], outcome, now_ms)
@@ -173,7 +182,7 @@ class IngestStage:
             applied_by_partition[records[i].partition].append(outcome)
             last_offset[records[i].partition] = records[i].offset
             self.metrics.event_lag.observe(max(0.0, (now_ms - outcome.ts_ms) / 1000))
-        await self._send_all(self.sink.identity_change, audit)
+        await self._send_all(self.sink.identity_change, await self._sealed(audit))
         for failed in await self._send_bundles(emits):
             # A bundle the broker refused for good (not unavailability: that is waited out): its
             # events were sent one by one, and these could not be sent at all.
@@ -207,11 +216,20 @@ class IngestStage:
         if records:
             await self._send(rest)
 
-    def _audit(self, resolution: Resolution, message_id: str, audit: list[tuple[bytes, bytes]]) -> None:
+    async def _sealed(self, audit: list[tuple[bytes, dict[str, Any]]]) -> list[tuple[bytes, bytes]]:
+        """The audit records as sent: identifiers sealed (new data keys published first)."""
+        records = [change for _, change in audit]
+        if self.sealer is not None and records:
+            sealer = self.sealer
+            records = await retry_until_ok(lambda: sealer.seal(records), "redis",
+                                           self.metrics.dependency_retries.labels("redis"), transient=self.transient)
+        return [(key, orjson.dumps(change)) for (key, _), change in zip(audit, records, strict=True)]
+
+    def _audit(self, resolution: Resolution, message_id: str, audit: list[tuple[bytes, dict[str, Any]]]) -> None:
         """The identity audit trail (identity.changes), keyed by profile id (or message id when blocked)."""
         key = (resolution.profile_id or message_id).encode()
         for change in resolution.changes:
-            audit.append((key, orjson.dumps(change)))
+            audit.append((key, change))
             counter = self.metrics.identity_change_by_type.get(change.get("type", ""))
             if counter is not None:
                 counter.inc()
