@@ -55,7 +55,9 @@ TOPICS = (
     TopicSpec(DEMAND_COUNTS, "partial demand counts per dimension key and event-time bucket", {"retention.ms": str(7 * _DAY_MS)}, consumed=True),
     TopicSpec(ALERTS, "demand-shift alert lifecycle records", {"retention.ms": str(90 * _DAY_MS)}),
     TopicSpec(PROFILE_UPDATES, "public: the current profile per profile id, redirects of merged ids, tombstones of erased ones",
-              {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000", "delete.retention.ms": str(_DAY_MS)}),
+              {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000", "delete.retention.ms": str(_DAY_MS),
+               # an erased profile's old values are compacted away within a day (the segment is rolled for it)
+               "max.compaction.lag.ms": str(_DAY_MS)}),
     # Consumed by the destinations forwarder (its own group, not the worker group: not "consumed" here).
     TopicSpec(AUDIENCES, "public: audience entries and exits keyed by profile id", {"retention.ms": "-1"}),
     TopicSpec(DESTINATIONS_DLQ, "destination deliveries that failed after retries (touchpoint destinations redrive)", {"retention.ms": str(30 * _DAY_MS)}),
