@@ -63,7 +63,7 @@ async def _erase_one(graph: RedisIdentityGraph, ident: Identifier, send_change: 
         pid = await graph.lookup(ident)
         names = [fmt(i) for i in await graph.identifiers_of(pid)] if pid else []
         await shred(shredder.store, shredder.pii_key, [fmt(ident), *names], shredder.send_key)
-    result = await graph.erase(ident)
+    result = await graph.erase(ident, now_ms)
     if result.refused:
         return result
     if shredder is not None:

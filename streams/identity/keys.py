@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from streams.identity.sealing import KeyRing, derive, new_key, open_record, open_suppressed
 
-__all__ = ["RedisKeyStore", "load_keyring", "read_changes", "key_value"]
+__all__ = ["RedisKeyStore", "RedisReadmitter", "load_keyring", "read_changes", "key_value"]
 
 # Flag a key published only if it is still the value we created (an erasure may have deleted it,
 # and a person who came back may have a new one since).
@@ -21,6 +21,20 @@ _CONFIRM = """
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, -2) == ':0' then redis.call('SET', KEYS[1], string.sub(v, 1, -2) .. '1') end
 return 0
+"""
+
+
+# The way back (streams/identity/rights.py): readmit the suppression entries erased before the event.
+_READMIT = """
+local out, ts = {}, tonumber(ARGV[1])
+for i, k in ipairs(KEYS) do
+  local v = redis.call('GET', k)
+  if v and string.match(v, '^%d+$') and v ~= '1' and tonumber(v) < ts then
+    redis.call('SET', k, 'r' .. v)
+    out[#out + 1] = i
+  end
+end
+return out
 """
 
 
@@ -108,8 +122,26 @@ async def read_changes(settings: Any, timeout_s: float = 120.0, ring: KeyRing | 
         if not r.value:
             continue
         rec = open_record(orjson.loads(r.value), ring)
-        if rec.get("type") == "erased" and "suppressed" in rec:
+        if rec.get("type") in ("erased", "readmitted") and "suppressed" in rec:
             rec["suppressed"] = open_suppressed(ledger, rec["suppressed"])
         ts = int(r.timestamp) if r.timestamp is not None and r.timestamp >= 0 else time.time_ns() // 1_000_000
         out.append((rec, ts))
     return out
+
+
+class RedisReadmitter:
+    """:class:`streams.identity.rights.Readmitter` on Redis: one pipelined round trip per batch."""
+
+    def __init__(self, redis: Redis, namespace: str) -> None:
+        self.redis = redis
+        self.prefix = f"{namespace}:supp:"
+        self._script = redis.register_script(_READMIT)
+
+    async def readmit(self, items: Any) -> list[list[str]]:
+        if not items:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for digests, ts in items:
+            await self._script(keys=[self.prefix + d for d in digests], args=[str(ts)], client=pipe)
+        replies = await pipe.execute()
+        return [[digests[int(i) - 1] for i in reply] for (digests, _), reply in zip(items, replies, strict=True)]

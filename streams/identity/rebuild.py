@@ -72,6 +72,7 @@ class _Changes:
     deg: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     lnk: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     erased: list[dict[str, Any]] = field(default_factory=list)
+    readmitted: dict[str, int] = field(default_factory=dict)  # digest -> time of the consented event that readmitted it
     replies: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))  # mid -> Lua changes
     reply_pid: dict[str, str | None] = field(default_factory=dict)
     reply_ts: dict[str, int] = field(default_factory=dict)        # mid -> Kafka timestamp of its records
@@ -92,6 +93,10 @@ def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
         ch.pids.add(pid)
     if kind == "erased":
         ch.erased.append(rec)
+        return
+    if kind == "readmitted":  # the way back (streams/identity/rights.py)
+        for d in rec.get("suppressed") or []:
+            ch.readmitted[d] = max(ch.readmitted.get(d, 0), int(ts or 0))
         return
     for f, per_type in (rec.get("gathered") or {}).items():  # link breaker counts (lnk:*)
         for t, n in per_type.items():
@@ -162,10 +167,13 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
     # Erasures remove whole trees (the live profile and everything merged into it).
     erased_pids: set[str] = set()
     erased_digests: set[str] = set()  # SHA-1 of each erased TYPE:VALUE (the suppression key)
+    erased_at: dict[str, int] = {}  # digest -> time of its latest erasure (the suppression entry's value)
     for rec in ch.erased:
         # today's records carry the digests only; older ones the identifiers themselves
-        erased_digests.update(rec.get("suppressed") or [])
-        erased_digests.update(_sha1(f) for f in rec.get("identifiers") or [])
+        digests = [*(rec.get("suppressed") or []), *(_sha1(f) for f in rec.get("identifiers") or [])]
+        erased_digests.update(digests)
+        for d in digests:
+            erased_at[d] = max(erased_at.get(d, 0), int(rec.get("ts_ms") or 0))
         if rec.get("profile_id"):
             erased_pids.add(_root(ch.parent, rec["profile_id"]))
     trees: dict[str, list[str]] = defaultdict(list)
@@ -214,7 +222,9 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
         if _sha1(f) not in erased_digests and any(per_type.values()):
             img.hashes[f"lnk:{f}"] = {t: str(n) for t, n in per_type.items() if n}
     for digest in erased_digests:
-        img.strings[f"supp:{digest}"] = "1"
+        at = erased_at.get(digest) or 1
+        readmitted = ch.readmitted.get(digest)
+        img.strings[f"supp:{digest}"] = f"r{at}" if readmitted is not None and readmitted > at else str(at)
 
     def remaining(kafka_ts: int) -> int:
         return dedup_ttl_s - max(0, now_ms - kafka_ts) // 1000

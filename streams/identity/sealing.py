@@ -226,10 +226,13 @@ class AuditSealer:
         self.store = store
         self.secret = derive(pii_key, b"identity-keys-digest-v1")
         self.kek = derive(pii_key, b"identity-keys-kek-v1")
+        self.ledger = derive(pii_key, b"erasure-ledger-v1")
         self.publish = publish
         self._unconfirmed: set[str] = set()
 
     async def seal(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        records = [{**r, "suppressed": seal_suppressed(self.ledger, r["suppressed"])} if isinstance(r.get("suppressed"), list) else r
+                   for r in records]  # readmissions: their digests under the ledger key, like an erasure's
         names = list(dict.fromkeys(n for rec in records for n in names_in(rec)))
         if not names:
             return records

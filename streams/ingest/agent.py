@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 
 from streams.demand.dimensions import parse_dimensions, parse_measures
-from streams.identity.keys import RedisKeyStore
+from streams.identity.keys import RedisKeyStore, RedisReadmitter
 from streams.identity.sealing import AuditSealer
 from streams.ingest.dlq import DeadLetter
 from streams.ingest.eventtime import EventTimeWindow
@@ -92,7 +92,8 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                         s.partitions, ctx.metrics.send_failures.labels("ingest"), keys=s.topic(T.IDENTITY_KEYS))
     sealer = AuditSealer(RedisKeyStore(ctx.identity.redis, s.namespace), s.pii_key, sink.data_key)
     stage = IngestStage(max_event_bytes=s.max_event_bytes, normalizer=ctx.normalizer, resolver=ctx.identity,
-                        codec=ctx.dlq_codec, sink=sink, metrics=ctx.metrics, sealer=sealer, demand_bucket_s=s.demand_bucket_s,
+                        codec=ctx.dlq_codec, sink=sink, metrics=ctx.metrics, sealer=sealer,
+                        readmitter=RedisReadmitter(ctx.identity.redis, s.namespace), demand_bucket_s=s.demand_bucket_s,
                         demand_dimensions=parse_dimensions(s.demand_dimensions),
                         demand_measures=parse_measures(s.demand_measures), demand_currency=s.demand_currency,
                         profile_partitions=s.partitions,
