@@ -405,7 +405,12 @@ class MemoryIdentityGraph:
         for L in losers:
             self._fwd.pop(L, None)
         if pid is not None:
-            del self._profiles[pid]
+            p = self._profiles.pop(pid)
+            # the stored replies of the events in its provenance name the person (erase.lua does the same)
+            for enc in p.links.values():
+                self._dres.pop(enc.split(LINK_SEP)[1], None)
+            for enc in p.edges:
+                self._dres.pop(enc.split(LINK_SEP)[2], None)
         return ErasureResult(pid, tuple(([pid] if pid else []) + sorted(losers, key=seq_of)),
                              tuple(sort_identifiers(self.rules, idents)))
 

@@ -798,3 +798,17 @@ def test_the_way_back_after_an_erasure(make: Callable[..., Any]) -> None:
     g.resolve_batch([R("m6", "user_id:u9")])
     g.erase(ID("user_id:u9"))  # no time: never readmitted
     assert g.readmit([suppression_digest("user_id:u9")], T * 2) == []
+
+
+def test_erasure_removes_the_stored_replies_that_name_the_person(make: Callable[..., Any]) -> None:
+    """Stored replies (dres) of the person's non-trivial resolutions name her identifiers: an erasure
+    removes them; a redelivery of one of those events is dropped as erased, as before."""
+    g = make()
+    g.resolve_batch([R("m1", "user_id:u1", "anonymous_id:a1"), R("m2", "anonymous_id:a2"), R("m3", "anonymous_id:a2", "anonymous_id:a1"),
+                     R("k1", "user_id:u2", "anonymous_id:b1")])
+    stored = (lambda: {k.rsplit(":", 1)[1] for k in g.keys() if ":dres:" in k}) if hasattr(g, "keys") else (lambda: set(g._dres))
+    assert {"m1", "m3", "k1"} <= stored()
+    g.erase(ID("anonymous_id:a2"), 1_700_000_100_000)
+    assert stored() & {"m1", "m2", "m3"} == set() and "k1" in stored()
+    [again] = g.resolve_batch([R("m3", "anonymous_id:a2", "anonymous_id:a1")])
+    assert again.outcome == "erased"
