@@ -101,12 +101,14 @@ async def load_keyring(settings: Any, timeout_s: float = 120.0) -> KeyRing:
     return KeyRing.from_records(derive(settings.pii_key, b"identity-keys-kek-v1"), records)
 
 
-async def read_changes(settings: Any, timeout_s: float = 120.0, ring: KeyRing | None = None) -> list[tuple[dict[str, Any], int]]:
+async def read_changes(settings: Any, timeout_s: float = 120.0, ring: KeyRing | None = None,
+                       strict: bool = False) -> list[tuple[dict[str, Any], int]]:
     """Every record of ``<ns>.identity.changes`` opened: ``(record, Kafka timestamp ms)``.
 
     Identifiers whose data key was shredded read ``"erased"`` (the record counts them in
     ``"unreadable"``); an erasure's sealed suppression list is opened with the ledger key.
-    Raises MissingTopicError when the topic does not exist.
+    Raises MissingTopicError when the topic does not exist; with ``strict`` (rebuild) a
+    suppression list that does not open with this PII key is a SettingsError (one line).
     """
     import time
 
@@ -114,6 +116,7 @@ async def read_changes(settings: Any, timeout_s: float = 120.0, ring: KeyRing | 
 
     from streams.kafka.reading import read_to_end
     from streams.kafka.topics import IDENTITY_CHANGES
+    from streams.settings import SettingsError
 
     ring = ring if ring is not None else await load_keyring(settings, timeout_s)
     ledger = derive(settings.pii_key, b"erasure-ledger-v1")
@@ -123,7 +126,12 @@ async def read_changes(settings: Any, timeout_s: float = 120.0, ring: KeyRing | 
             continue
         rec = open_record(orjson.loads(r.value), ring)
         if rec.get("type") in ("erased", "readmitted") and "suppressed" in rec:
-            rec["suppressed"] = open_suppressed(ledger, rec["suppressed"])
+            try:
+                rec["suppressed"] = open_suppressed(ledger, rec["suppressed"])
+            except ValueError as exc:  # another PII key: rebuild must stop (the suppressions would be lost)
+                if strict:
+                    raise SettingsError(f"{settings.topic(IDENTITY_CHANGES)} at {r.partition}/{r.offset}: {exc}") from None
+                rec["suppressed"], rec["unreadable"] = [], rec.get("unreadable", 0) + 1
         ts = int(r.timestamp) if r.timestamp is not None and r.timestamp >= 0 else time.time_ns() // 1_000_000
         out.append((rec, ts))
     return out

@@ -331,7 +331,7 @@ async def rebuild(settings: Any, force: bool = False, timeout_s: float = 600.0) 
         return int(record.timestamp) if record.timestamp is not None and record.timestamp >= 0 else time.time_ns() // 1_000_000
 
     ring = await load_keyring(settings, timeout_s)
-    changes = await read_changes(settings, timeout_s, ring)  # identifiers opened; shredded ones read "erased"
+    changes = await read_changes(settings, timeout_s, ring, strict=True)  # identifiers opened; shredded ones read "erased"
     events: list[tuple[dict[str, Any], int]] = []
     async for r in read_to_end(settings, settings.topic(PROFILE_EVENTS), timeout_s):
         if not r.value:

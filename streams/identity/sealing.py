@@ -185,7 +185,9 @@ class KeyRing(dict[str, bytes]):
     """kid -> data key, as the ``identity.keys`` topic holds them now (tombstones applied);
     ``by_digest``: digest -> (kid, key), what ``identity rebuild`` writes back to Redis."""
 
-    by_digest: dict[str, tuple[str, bytes]]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.by_digest: dict[str, tuple[str, bytes]] = {}
 
     @classmethod
     def from_records(cls, kek: bytes, records: Iterable[tuple[bytes | None, bytes | None]]) -> KeyRing:
@@ -195,7 +197,6 @@ class KeyRing(dict[str, bytes]):
             if k is not None:
                 by_digest[k] = v
         ring = cls()
-        ring.by_digest = {}
         for k, v in by_digest.items():
             if v is not None and (got := decode_key_record(kek, v)) is not None:
                 ring[got[0]] = got[1]

@@ -166,3 +166,27 @@ def test_the_ingest_stage_writes_only_sealed_identifiers() -> None:
         assert raw not in text
     opened = [open_record(orjson.loads(v), topic.ring()) for v in sink.changes]
     assert {"user_id:member-0", "anonymous_id:anon-3", "pos_card_id:card-7"} <= {n for r in opened for n in names_in(r)}
+
+
+def test_rebuild_skips_erased_identifiers_and_restores_erasure_times_and_readmissions() -> None:
+    from streams.identity.memory_graph import suppression_digest
+    from streams.identity.rebuild import build_image
+
+    store, topic = MemoryKeyStore(), Topic()
+    sealer = AuditSealer(store, PII, topic.send)
+    ann = [{"type": "created", "rule": "first_seen", "identifiers": ["user_id:ann-lee-1971", "email:hash-0001"], "profile_id": "p1",
+            "message_id": "m1", "ts_ms": 10}]
+    bob = [{"type": "created", "rule": "first_seen", "identifiers": ["user_id:bob-ross-42"], "profile_id": "p2", "message_id": "m2", "ts_ms": 11}]
+    sealed = run(sealer.seal(ann + bob))
+    run(shred(store, PII, ["user_id:ann-lee-1971", "email:hash-0001"], topic.send))
+    digests = [suppression_digest("user_id:ann-lee-1971"), suppression_digest("email:hash-0001")]
+    erased = {"type": "erased", "rule": "erasure", "message_id": None, "profile_id": "p1", "identifiers": [], "suppressed": digests, "ts_ms": 500}
+    readmitted = {"type": "readmitted", "rule": "consent", "message_id": "m9", "profile_id": None, "identifiers": [],
+                  "suppressed": digests[1:], "ts_ms": 900}
+    ring = topic.ring()
+    changes = [(open_record(r, ring), 1) for r in sealed] + [(erased, 1), (readmitted, 1)]
+    img = build_image(changes, [], IdentityRules(), 86400, now_ms=2)
+    assert img.hashes["p:p2"].keys() == {"user_id:bob-ross-42"} and "p:p1" not in img.hashes
+    assert not any("erased" in k for k in img.strings)
+    assert img.strings[f"supp:{digests[0]}"] == "500" and img.strings[f"supp:{digests[1]}"] == "r500"
+    assert KeyRing().by_digest == {} and len(ring.by_digest) == 1  # bob's key only
