@@ -72,6 +72,7 @@ class _Changes:
     deg: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     lnk: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     erased: list[dict[str, Any]] = field(default_factory=list)
+    prov: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # pid -> message ids in its provenance
     readmitted: dict[str, int] = field(default_factory=dict)  # digest -> time of the consented event that readmitted it
     replies: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))  # mid -> Lua changes
     reply_pid: dict[str, str | None] = field(default_factory=dict)
@@ -105,6 +106,8 @@ def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
         ch.replies[mid].append({k: v for k, v in rec.items() if k not in _REPLY_FIELDS})
         ch.reply_pid[mid] = pid
         ch.reply_ts[mid] = kafka_ts_ms
+    if kind in ("created", "linked", "merged") and pid and mid is not None and rec.get("identifiers"):
+        ch.prov[pid].add(mid)  # whether readable or not: an erasure deletes these events' stored replies
     if kind == "created" and pid and idents:
         first = idents[0]
         ch.links[pid][first] = encode_link("", mid, "first_seen", ts)
@@ -179,8 +182,11 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
     trees: dict[str, list[str]] = defaultdict(list)
     for pid in ch.pids:
         trees[_root(ch.parent, pid)].append(pid)
+    erased_mids: set[str] = set()  # the events in an erased tree's provenance: erase.lua deleted their stored replies
     for root in list(trees):
         if root in erased_pids:
+            for pid in trees[root]:
+                erased_mids |= ch.prov.get(pid, set())
             del trees[root]
 
     for root, members in trees.items():
@@ -232,6 +238,8 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
     # Stored replies of non-trivial resolutions (replayed when the same record is redelivered).
     n_replies = 0
     for mid, recs in ch.replies.items():
+        if mid in erased_mids:
+            continue
         ttl = remaining(ch.reply_ts[mid])
         if ttl <= 0:
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from urllib.parse import quote
 
 import orjson
@@ -151,6 +152,13 @@ def test_stitch_explain_erase_and_replay(settings, start_worker, tmp_path):
     assert doc["profile_id"] == again and doc["consent"] == {"analytics": False, "marketing": True}
     assert doc["profile"]["consent"] == doc["consent"] and len(doc["identifiers"]) == 2
     assert all("[erased]" not in n for r in doc["audit"] for n in names_in(r))
+
+    # The worker's HTTP erasure shreds too: the other person's records become unreadable.
+    request = urllib.request.Request(f"{worker.url}/identity/erase?id=user_id:u-2", method="POST")
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        assert resp.status == 200 and json.loads(resp.read())["erased"]
+    names = {n for rec, _ in asyncio.run(read_changes(settings)) for n in names_in(rec)}
+    assert "user_id:u-2" not in names and "device_id:shared-dev" not in names
 
     bad = run_cli(settings, "erase", "--id", "email:not-an-email")
     assert bad.returncode == 2 and b"not a usable email" in bad.stderr
