@@ -234,6 +234,7 @@ class IngestStage:
         for t, digests in zip(consented, done, strict=True):
             if digests:
                 audit.append((b"readmission", readmitted_record(t.message_id, digests, t.ts_ms)))
+                self.metrics.identity_change_by_type["readmitted"].inc()
 
     async def _sealed(self, audit: list[tuple[bytes, dict[str, Any]]]) -> list[tuple[bytes, bytes]]:
         """The audit records as sent: identifiers sealed (new data keys published first)."""
