@@ -81,10 +81,11 @@ def is_erased(name: str) -> bool:
     return name == ERASED or name.endswith(":" + ERASED)
 
 
-def seal_value(kid: str, key: bytes, plain: str, kind: str = "") -> str:
-    """``plain`` sealed; ``kind`` (an identifier's type) is written before it in clear."""
+def seal_value(kid: str, key: bytes, plain: str, kind: str = "", aead: AESGCM | None = None) -> str:
+    """``plain`` sealed; ``kind`` (an identifier's type) is written before it in clear; ``aead``:
+    the cipher of ``key`` when the caller keeps one (setting one up costs more than encrypting)."""
     nonce = os.urandom(12)
-    body = AESGCM(key).encrypt(nonce, plain.encode(), kid.encode())
+    body = (aead or AESGCM(key)).encrypt(nonce, plain.encode(), kid.encode())
     return f"{kind + ':' if kind else ''}{PREFIX}{kid}:{base64.urlsafe_b64encode(nonce + body).decode().rstrip('=')}"
 
 
@@ -167,9 +168,9 @@ def open_suppressed(ledger: bytes | None, value: Any) -> list[str]:
     return [x for x in orjson.loads(plain) if isinstance(x, str)]
 
 
-def encode_key_record(kek: bytes, kid: str, key: bytes) -> bytes:
+def encode_key_record(kek: bytes, kid: str, key: bytes, aead: AESGCM | None = None) -> bytes:
     """The value of a data key on ``identity.keys``: the key sealed under the key-encryption key."""
-    return orjson.dumps({"kid": kid, "key": seal_value(KEK_KID, kek, base64.b64encode(key).decode())})
+    return orjson.dumps({"kid": kid, "key": seal_value(KEK_KID, kek, base64.b64encode(key).decode(), aead=aead)})
 
 
 def decode_key_record(kek: bytes, value: bytes) -> tuple[str, bytes] | None:
@@ -227,6 +228,7 @@ class AuditSealer:
         self.store = store
         self.secret = derive(pii_key, b"identity-keys-digest-v1")
         self.kek = derive(pii_key, b"identity-keys-kek-v1")
+        self._kek_aead = AESGCM(self.kek)
         self.ledger = derive(pii_key, b"erasure-ledger-v1")
         self.publish = publish
         self._unconfirmed: set[str] = set()
@@ -241,7 +243,7 @@ class AuditSealer:
         got = await self.store.get_or_create(sorted(set(digests.values())))
         for d, (kid, key, published) in got.items():
             if not published:
-                await self.publish(d.encode(), encode_key_record(self.kek, kid, key))
+                await self.publish(d.encode(), encode_key_record(self.kek, kid, key, self._kek_aead))
                 self._unconfirmed.add(d)
         sealed = {n: seal_value(got[d][0], got[d][1], n, n.partition(":")[0]) for n, d in digests.items()}
         return [seal_record(rec, sealed) for rec in records]
