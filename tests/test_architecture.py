@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, str]] = [
     # adapters: talk to Kafka, Redis, HTTP or Prometheus on behalf of the core
     ("streams.identity.redis_graph", "adapter"),
     ("streams.identity.rebuild", "adapter"),
-    ("streams.identity.keys", "adapter"),
+    ("streams.identity.data_keys", "adapter"),
     ("streams.demand.alerting", "adapter"),
     ("streams.profiles.sends", "adapter"),
     ("streams.activation.destinations", "adapter"),

@@ -160,7 +160,7 @@ def parse(text: str, path: str = "<definitions>") -> Definitions:
         audiences.append(_audience(path, name, body, known))
     from streams.activation.destinations import parse_destinations
 
-    destinations = parse_destinations(doc.get("destinations", {}), path, {a.name for a in audiences}, DefinitionsError)
+    destinations = parse_destinations(doc.get("destinations", {}), path, {a.name: a.purpose for a in audiences}, DefinitionsError)
     return Definitions(tuple(traits), tuple(audiences), path, destinations)
 
 

@@ -8,6 +8,7 @@ unit-tested; streams/activation/forwarder.py feeds it from the topics.
     url = "http://127.0.0.1:9000/hooks"   # webhook: POST, JSON body, signed (X-Touchpoint-Signature)
     streams = ["audiences", "profile-updates"]
     audiences = ["repeat_mask_buyers_hubei"]   # optional: only these audiences' changes
+    purpose = "marketing"                 # the consent purpose this destination serves (default "none")
     max_attempts = 8                      # then the delivery goes to <ns>.destinations.dlq
     backoff_s = 0.5                       # first retry wait; doubles, at most max_backoff_s
     max_backoff_s = 30.0
@@ -16,6 +17,14 @@ unit-tested; streams/activation/forwarder.py feeds it from the topics.
     [destinations.warehouse]
     kind = "kafka"
     topic = "crm-inbox"                   # produced as <ns>.crm-inbox, key = profile id
+
+Consent (``purpose``): a destination with a purpose other than ``"none"`` receives the changes
+of audiences of that purpose only (their members consented to it: audiences.py), and a profile
+update only when the profile's consent flag for the purpose is true; otherwise it receives
+``{"type": "withheld", "profile_id", "purpose"}`` instead, which tells it to drop what it holds
+about that profile (consent withdrawn, or never given). ``"none"`` (the default) forwards
+everything, as before purposes existed: give one to every destination that is not a
+suppression list.
 
 Request body: ``{"stream", "key", "idempotency_key", "record"}`` (``record`` null = the profile
 was erased). Headers: ``X-Touchpoint-Idempotency-Key``, ``X-Touchpoint-Timestamp`` (epoch
@@ -30,7 +39,7 @@ import asyncio
 import hashlib
 import hmac
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,21 +65,35 @@ class DestinationDef:
     backoff_s: float = 0.5
     max_backoff_s: float = 30.0
     timeout_s: float = 10.0
+    purpose: str = "none"                  # consent purpose served; "none" = no consent required
 
     def wants(self, stream: str, record: dict[str, Any] | None) -> bool:
         if stream not in self.streams:
             return False
-        if stream == "audiences" and self.audiences is not None:
-            return record is not None and record.get("audience") in self.audiences
+        if stream == "audiences":
+            if record is None or (self.audiences is not None and record.get("audience") not in self.audiences):
+                return False
+            return self.purpose == "none" or record.get("purpose") == self.purpose
         return True
 
+    def visible(self, stream: str, record: dict[str, Any] | None) -> dict[str, Any] | None:
+        """What this destination may receive of a record it wants: a profile update of a profile
+        that has not consented to :attr:`purpose` becomes a ``withheld`` notice (no personal data)."""
+        if stream != "profile-updates" or record is None or self.purpose == "none" or record.get("type") != "profile":
+            return record
+        consent = (record.get("profile") or {}).get("consent") or {}
+        if consent.get(self.purpose) is True:
+            return record
+        return {"schema": record.get("schema"), "type": "withheld", "profile_id": record.get("profile_id"),
+                "purpose": self.purpose, "ts_ms": record.get("ts_ms")}
 
-def parse_destinations(doc: Any, path: str, audiences: set[str], error: type[Exception]) -> tuple[DestinationDef, ...]:
-    """Validate ``[destinations.*]``; raise ``error`` with a one-line message."""
+
+def parse_destinations(doc: Any, path: str, audiences: Mapping[str, str], error: type[Exception]) -> tuple[DestinationDef, ...]:
+    """Validate ``[destinations.*]`` (``audiences``: name -> purpose); raise ``error`` with a one-line message."""
     if not isinstance(doc, dict):
         raise error(f"{path}: destinations must be a table")
     out = []
-    allowed = {"kind", "url", "topic", "streams", "audiences", "max_attempts", "backoff_s", "max_backoff_s", "timeout_s"}
+    allowed = {"kind", "url", "topic", "streams", "audiences", "max_attempts", "backoff_s", "max_backoff_s", "timeout_s", "purpose"}
     for name, b in doc.items():
         at = f"{path}: destinations.{name}"
         if not _NAME.match(name):
@@ -87,6 +110,12 @@ def parse_destinations(doc: Any, path: str, audiences: set[str], error: type[Exc
         only = b.get("audiences")
         if only is not None and (not isinstance(only, list) or any(a not in audiences for a in only)):
             raise error(f"{at}.audiences: a list of audiences defined in this file")
+        purpose = b.get("purpose", "none")
+        if not isinstance(purpose, str) or not purpose or len(purpose) > 64:
+            raise error(f"{at}.purpose: the consent purpose it serves (e.g. \"marketing\"), or \"none\"")
+        wrong = sorted(a for a in (only or ()) if purpose != "none" and audiences[a] != purpose)
+        if wrong:
+            raise error(f"{at}.audiences: {', '.join(wrong)} serve(s) another purpose than {purpose!r}")
         nums = {}
         for field, default, lo in (("max_attempts", 8, 1), ("backoff_s", 0.5, 0.0), ("max_backoff_s", 30.0, 0.0), ("timeout_s", 10.0, 0.1)):
             v = b.get(field, default)
@@ -94,7 +123,8 @@ def parse_destinations(doc: Any, path: str, audiences: set[str], error: type[Exc
                 raise error(f"{at}.{field}: a number >= {lo}")
             nums[field] = v
         common = dict(streams=tuple(streams), audiences=None if only is None else frozenset(only), max_attempts=int(nums["max_attempts"]),
-                      backoff_s=float(nums["backoff_s"]), max_backoff_s=float(nums["max_backoff_s"]), timeout_s=float(nums["timeout_s"]))
+                      backoff_s=float(nums["backoff_s"]), max_backoff_s=float(nums["max_backoff_s"]), timeout_s=float(nums["timeout_s"]),
+                      purpose=purpose)
         if kind == "webhook":
             url = b.get("url")
             parts = urlsplit(url) if isinstance(url, str) else None

@@ -118,6 +118,7 @@ class Forwarder:
         for r in records:  # in order: the next record of this partition waits for this one
             record = None if r.value is None else orjson.loads(r.value)
             if self.dest.wants(stream, record):
+                record = self.dest.visible(stream, record)  # consent: the destination's purpose
                 source = f"{r.topic}/{r.partition}/{r.offset}"
                 key = r.key.decode() if r.key else ""
                 await self.handle(Delivery(stream, key, record, idempotency_key_for(stream, record, source), source))

@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def list_destinations(args: argparse.Namespace, settings: Settings) -> int:
     for d in load(settings.traits).destinations:
         print(orjson.dumps({"name": d.name, "kind": d.kind, "url": d.url or None, "topic": d.topic or None, "streams": list(d.streams),
-                            "audiences": sorted(d.audiences) if d.audiences is not None else None, "max_attempts": d.max_attempts}).decode())
+                            "audiences": sorted(d.audiences) if d.audiences is not None else None, "purpose": d.purpose,
+                            "max_attempts": d.max_attempts}).decode())
     return 0
 
 

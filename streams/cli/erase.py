@@ -10,13 +10,14 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from streams.identity.erasure import erase_person
+from streams.identity.data_keys import RedisKeyStore
+from streams.identity.erasure import Shredder, erase_person
 from streams.identity.identifiers import RefusedIdentifier, legacy_forms, stored_identifier
 from streams.identity.redis_graph import RedisIdentityGraph
 from streams.identity.rules_file import rules_from_settings
 from streams.ingest.pii import PiiHasher
 from streams.kafka.client import client_options
-from streams.kafka.topics import IDENTITY_CHANGES, PROFILE_EVENTS, ensure_topics
+from streams.kafka.topics import IDENTITY_CHANGES, IDENTITY_KEYS, PROFILE_EVENTS, ensure_topics
 from streams.settings import Settings
 
 
@@ -51,7 +52,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         async def send_control(key: bytes, value: bytes) -> None:
             await producer.send_and_wait(settings.topic(PROFILE_EVENTS), value=value, key=key)
 
-        result = await erase_person(graph, ident, send_change, send_control, time.time_ns() // 1_000_000, legacy)
+        async def send_key(key: bytes, value: bytes | None) -> None:
+            await producer.send_and_wait(settings.topic(IDENTITY_KEYS), value=value, key=key)
+
+        shredder = Shredder(RedisKeyStore(redis, settings.namespace), settings.pii_key, send_key)
+        result = await erase_person(graph, ident, send_change, send_control, time.time_ns() // 1_000_000, legacy, shredder)
     finally:
         await producer.stop()
         await redis.aclose()

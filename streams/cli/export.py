@@ -4,8 +4,10 @@ The person is found by any identifier (raw emails and phones accepted, hashed li
 Printed: the live profile id and every profile id merged into it, the identifiers the graph
 holds (emails and phones as the keyed hashes that are all we keep), which of them are
 quarantined, the profile as folded by the profiles stage (read from its table changelog), and
-every audit record on ``identity.changes`` about the person (their profile ids or identifiers).
-Reads two topics to their end: seconds on a small installation, longer on a large one.
+every audit record on ``identity.changes`` about the person (their profile ids or identifiers),
+opened with the data keys of ``identity.keys`` (an identifier of someone erased since reads
+"erased"), and the consent flags per purpose as the profile holds them.
+Reads three topics to their end: seconds on a small installation, longer on a large one.
 """
 
 from __future__ import annotations
@@ -30,13 +32,12 @@ async def run_export(args: argparse.Namespace, settings: Settings) -> int:
     from redis.asyncio import Redis
 
     from streams.cli.profile import dump_profiles
+    from streams.identity.data_keys import read_changes
     from streams.identity.identifiers import stored_identifier
     from streams.identity.model import fmt
     from streams.identity.redis_graph import RedisIdentityGraph
     from streams.identity.rules_file import rules_from_settings
     from streams.ingest.pii import PiiHasher
-    from streams.kafka.reading import read_to_end
-    from streams.kafka.topics import IDENTITY_CHANGES
     from streams.profiles.profile import decode, is_tomb_bytes, render
 
     rules = rules_from_settings(settings)
@@ -59,14 +60,12 @@ async def run_export(args: argparse.Namespace, settings: Settings) -> int:
     pids = {pid, *merged}
     names = {fmt(i) for i in idents}
     audit: list[dict[str, Any]] = []
-    async for record in read_to_end(settings, settings.topic(IDENTITY_CHANGES), args.timeout):
-        if not record.value:
-            continue
-        rec = orjson.loads(record.value)
+    for rec, _ in await read_changes(settings, args.timeout):  # identifiers opened with their data keys
         if rec.get("profile_id") in pids or rec.get("from_profile_id") in pids or names & set(rec.get("identifiers") or ()):
             audit.append(rec)
     value = (await dump_profiles(settings)).get(pid.encode())
     profile = render(pid, decode(value)) if value is not None and not is_tomb_bytes(value) else None
+    consent = (profile or {}).get("consent") or {}
     print(orjson.dumps({"id": fmt(ident), "profile_id": pid, "merged_from": merged, "identifiers": [fmt(i) for i in idents],
-                        "quarantined": quarantined, "profile": profile, "audit": audit}).decode())
+                        "quarantined": quarantined, "consent": consent, "profile": profile, "audit": audit}).decode())
     return 0

@@ -101,12 +101,13 @@ async def run_why(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await redis.aclose()
     if not answer["linked"] and not args.no_records:
-        from streams.kafka.reading import read_to_end, topic_exists
+        from streams.identity.data_keys import read_changes
+        from streams.kafka.reading import topic_exists
         from streams.kafka.topics import IDENTITY_CHANGES
 
         topic = settings.topic(IDENTITY_CHANGES)
-        records = ([orjson.loads(r.value) async for r in read_to_end(settings, topic, args.timeout) if r.value]
-                   if await topic_exists(settings, topic) else [])
+        # opened with the data keys: an identifier of a person erased since reads "erased"
+        records = [rec for rec, _ in await read_changes(settings, args.timeout)] if await topic_exists(settings, topic) else []
         answer["records"] = related_records(records, answer, pids)
     print(orjson.dumps(answer).decode())
     return 0

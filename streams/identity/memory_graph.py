@@ -27,10 +27,21 @@ from streams.identity.model import (
 )
 from streams.identity.rules import IdentityRules
 
-__all__ = ["MemoryIdentityGraph", "suppression_digest", "finish_resolution", "REFUSAL_TYPES"]
+__all__ = ["MemoryIdentityGraph", "suppression_digest", "finish_resolution", "REFUSAL_TYPES", "suppressed", "readmittable"]
 
 # Audit record types whose identifiers are not linked to the event's profile.
 REFUSAL_TYPES = frozenset({"blocked", "conflict", "quarantined"})
+
+
+def suppressed(entry: str | None, ts_ms: int) -> bool:
+    """Does a suppression entry drop an event at ``ts_ms``? (resolve.lua decides the same.)"""
+    return entry is not None and not (entry.startswith("r") and ts_ms > int(entry[1:]))
+
+
+def readmittable(entry: str | None, ts_ms: int) -> bool:
+    """May a consented event at ``ts_ms`` readmit this suppression entry? Only one that knows its
+    erasure time, not yet readmitted, erased before the event."""
+    return entry is not None and entry.isdigit() and entry != "1" and int(entry) < ts_ms
 
 
 def suppression_digest(f: str) -> str:
@@ -94,7 +105,7 @@ class MemoryIdentityGraph:
         self._dedup: dict[str, str] = {}
         self._trivial: dict[str, tuple[str, str]] = {}  # message id -> (outcome, pid) of a trivial resolution
         self._dres: dict[str, tuple[str, str | None, list[str], list[dict[str, Any]]]] = {}
-        self._supp: set[str] = set()
+        self._supp: dict[str, str] = {}  # digest -> erasure ms ("1": unknown), "r<ms>" once readmitted
         self._quar: set[str] = set()
         self._quar_by: dict[str, str] = {}  # quarantined -> message id that tripped it
         self._deg: dict[str, int] = {}
@@ -123,7 +134,7 @@ class MemoryIdentityGraph:
             return "duplicate", None, [], []
         same_claim_redelivery = prev is not None and req.message_id in self._dres
         cands = [_Cand(t, v, fmt((t, v))) for t, v in linkable]
-        if any(suppression_digest(c.f) in self._supp for c in cands):
+        if any(suppressed(self._supp.get(suppression_digest(c.f)), req.ts_ms) for c in cands):
             return "erased", None, [], []
         if same_claim_redelivery:
             outcome, pid, losers, stored = self._dres[req.message_id]
@@ -363,7 +374,18 @@ class MemoryIdentityGraph:
 
     # -- erasure ------------------------------------------------------------------------------
 
-    def erase(self, ident: Identifier) -> ErasureResult:
+    def readmit(self, digests: Sequence[str], ts_ms: int) -> list[str]:
+        """The way back: suppression entries erased before ``ts_ms`` let later events pass (see
+        streams/identity/rights.py); returns the digests readmitted."""
+        out = []
+        for d in digests:
+            value = self._supp.get(d)
+            if readmittable(value, ts_ms):
+                self._supp[d] = "r" + str(value)
+                out.append(d)
+        return out
+
+    def erase(self, ident: Identifier, at_ms: int | None = None) -> ErasureResult:
         """Remove the whole component of ``ident`` and suppress all its identifiers (invariant 5)."""
         if self.rules.is_blocked(ident):
             return ErasureResult(None, (), (), refused="blocked_value")
@@ -379,11 +401,16 @@ class MemoryIdentityGraph:
             self._lnk.pop(x, None)
             self._quar.discard(x)
             self._quar_by.pop(x, None)
-            self._supp.add(suppression_digest(x))
+            self._supp[suppression_digest(x)] = str(at_ms) if at_ms is not None else "1"
         for L in losers:
             self._fwd.pop(L, None)
         if pid is not None:
-            del self._profiles[pid]
+            p = self._profiles.pop(pid)
+            # the stored replies of the events in its provenance name the person (erase.lua does the same)
+            for enc in p.links.values():
+                self._dres.pop(enc.split(LINK_SEP)[1], None)
+            for enc in p.edges:
+                self._dres.pop(enc.split(LINK_SEP)[2], None)
         return ErasureResult(pid, tuple(([pid] if pid else []) + sorted(losers, key=seq_of)),
                              tuple(sort_identifiers(self.rules, idents)))
 

@@ -20,7 +20,7 @@ Identifier = tuple[str, str]
 """``(type, value)``; values are normalised by ingest, email/phone already keyed hashes (invariant 7)."""
 
 OUTCOMES = ("applied", "duplicate", "erased", "blocked")
-CHANGE_TYPES = ("created", "linked", "merged", "blocked", "quarantined", "conflict", "erased")
+CHANGE_TYPES = ("created", "linked", "merged", "blocked", "quarantined", "conflict", "erased", "readmitted")
 
 # Separates the parts of one stored link; cannot occur in ids we generate or in sane message ids.
 LINK_SEP = "\x1f"

@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from streams.events.model import dedup_id
 from streams.identity.model import LINK_SEP, encode_link, parse, seq_of
 from streams.identity.rules import PYTHON_RULES, IdentityRules
+from streams.identity.sealing import is_erased
 
 __all__ = ["GraphImage", "build_image", "write_image", "rebuild", "RebuildError"]
 
@@ -71,13 +72,15 @@ class _Changes:
     deg: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     lnk: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     erased: list[dict[str, Any]] = field(default_factory=list)
+    prov: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # pid -> message ids in its provenance
+    readmitted: dict[str, int] = field(default_factory=dict)  # digest -> time of the consented event that readmitted it
     replies: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))  # mid -> Lua changes
     reply_pid: dict[str, str | None] = field(default_factory=dict)
     reply_ts: dict[str, int] = field(default_factory=dict)        # mid -> Kafka timestamp of its records
     missing_via: int = 0
 
 
-_REPLY_FIELDS = ("message_id", "profile_id", "ts_ms")
+_REPLY_FIELDS = ("message_id", "profile_id", "ts_ms", "unreadable")
 
 
 def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
@@ -85,11 +88,16 @@ def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
     pid = rec.get("profile_id")
     mid = rec.get("message_id")
     ts = rec.get("ts_ms")
-    idents = list(rec.get("identifiers") or [])
+    # identifiers whose data key was shredded (an erased person) read "erased": nothing to restore
+    idents = [f for f in rec.get("identifiers") or [] if not is_erased(f)]
     if pid:
         ch.pids.add(pid)
     if kind == "erased":
         ch.erased.append(rec)
+        return
+    if kind == "readmitted":  # the way back (streams/identity/rights.py)
+        for d in rec.get("suppressed") or []:
+            ch.readmitted[d] = max(ch.readmitted.get(d, 0), int(ts or 0))
         return
     for f, per_type in (rec.get("gathered") or {}).items():  # link breaker counts (lnk:*)
         for t, n in per_type.items():
@@ -98,6 +106,8 @@ def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
         ch.replies[mid].append({k: v for k, v in rec.items() if k not in _REPLY_FIELDS})
         ch.reply_pid[mid] = pid
         ch.reply_ts[mid] = kafka_ts_ms
+    if kind in ("created", "linked", "merged") and pid and mid is not None and rec.get("identifiers"):
+        ch.prov[pid].add(mid)  # whether readable or not: an erasure deletes these events' stored replies
     if kind == "created" and pid and idents:
         first = idents[0]
         ch.links[pid][first] = encode_link("", mid, "first_seen", ts)
@@ -105,6 +115,8 @@ def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
             ch.links[pid][f] = encode_link(first, mid, "co_occurrence", ts)
     elif kind == "linked" and pid:
         via = rec.get("via")
+        if isinstance(via, str) and is_erased(via):
+            via = ""
         if via is None:  # records written before the audit trail carried the anchor
             ch.missing_via += 1
             via = ""
@@ -116,7 +128,7 @@ def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
         ch.parent[loser] = pid
         if len(idents) == 2:
             ch.bridges[pid].append(LINK_SEP.join((idents[0], idents[1], mid, rec.get("rule", "co_occurrence"), str(ts))))
-        bridged = rec.get("bridged") or []  # cjson may write an empty array as {}
+        bridged = [f for f in rec.get("bridged") or [] if not is_erased(f)]  # cjson may write an empty array as {}
         for f in bridged:
             ch.deg[f] += 1
     elif kind == "quarantined":
@@ -158,17 +170,23 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
     # Erasures remove whole trees (the live profile and everything merged into it).
     erased_pids: set[str] = set()
     erased_digests: set[str] = set()  # SHA-1 of each erased TYPE:VALUE (the suppression key)
+    erased_at: dict[str, int] = {}  # digest -> time of its latest erasure (the suppression entry's value)
     for rec in ch.erased:
         # today's records carry the digests only; older ones the identifiers themselves
-        erased_digests.update(rec.get("suppressed") or [])
-        erased_digests.update(_sha1(f) for f in rec.get("identifiers") or [])
+        digests = [*(rec.get("suppressed") or []), *(_sha1(f) for f in rec.get("identifiers") or [])]
+        erased_digests.update(digests)
+        for d in digests:
+            erased_at[d] = max(erased_at.get(d, 0), int(rec.get("ts_ms") or 0))
         if rec.get("profile_id"):
             erased_pids.add(_root(ch.parent, rec["profile_id"]))
     trees: dict[str, list[str]] = defaultdict(list)
     for pid in ch.pids:
         trees[_root(ch.parent, pid)].append(pid)
+    erased_mids: set[str] = set()  # the events in an erased tree's provenance: erase.lua deleted their stored replies
     for root in list(trees):
         if root in erased_pids:
+            for pid in trees[root]:
+                erased_mids |= ch.prov.get(pid, set())
             del trees[root]
 
     for root, members in trees.items():
@@ -210,7 +228,9 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
         if _sha1(f) not in erased_digests and any(per_type.values()):
             img.hashes[f"lnk:{f}"] = {t: str(n) for t, n in per_type.items() if n}
     for digest in erased_digests:
-        img.strings[f"supp:{digest}"] = "1"
+        at = erased_at.get(digest) or 1
+        readmitted = ch.readmitted.get(digest)
+        img.strings[f"supp:{digest}"] = f"r{at}" if readmitted is not None and readmitted > at else str(at)
 
     def remaining(kafka_ts: int) -> int:
         return dedup_ttl_s - max(0, now_ms - kafka_ts) // 1000
@@ -218,6 +238,8 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
     # Stored replies of non-trivial resolutions (replayed when the same record is redelivered).
     n_replies = 0
     for mid, recs in ch.replies.items():
+        if mid in erased_mids:
+            continue
         ttl = remaining(ch.reply_ts[mid])
         if ttl <= 0:
             continue
@@ -308,15 +330,16 @@ async def write_image(redis: Redis, namespace: str, img: GraphImage, force: bool
 
 async def rebuild(settings: Any, force: bool = False, timeout_s: float = 600.0) -> dict[str, int]:
     """Read both topics to their current end and write the graph; returns counts."""
+    from streams.identity.data_keys import key_value, load_keyring, read_changes
     from streams.kafka.reading import read_to_end
-    from streams.kafka.topics import IDENTITY_CHANGES, PROFILE_EVENTS
+    from streams.kafka.topics import PROFILE_EVENTS
     from streams.profiles.bundle import decoded_items
 
     def ts(record: Any) -> int:
         return int(record.timestamp) if record.timestamp is not None and record.timestamp >= 0 else time.time_ns() // 1_000_000
 
-    changes = [(orjson.loads(r.value), ts(r)) async for r in read_to_end(settings, settings.topic(IDENTITY_CHANGES), timeout_s)
-               if r.value]
+    ring = await load_keyring(settings, timeout_s)
+    changes = await read_changes(settings, timeout_s, ring, strict=True)  # identifiers opened; shredded ones read "erased"
     events: list[tuple[dict[str, Any], int]] = []
     async for r in read_to_end(settings, settings.topic(PROFILE_EVENTS), timeout_s):
         if not r.value:
@@ -329,6 +352,10 @@ async def rebuild(settings: Any, force: bool = False, timeout_s: float = 600.0) 
     from streams.identity.rules_file import rules_from_settings
 
     img = build_image(changes, events, rules_from_settings(settings), settings.dedup_ttl_s)
+    # the data keys too, else the workers would file new ones and the old records become unreadable
+    for digest, (kid, key) in ring.by_digest.items():
+        img.strings[f"dk:{digest}"] = key_value(kid, key)
+    img.stats["data_keys"] = len(ring.by_digest)
     redis = Redis.from_url(settings.redis_url)
     try:
         await write_image(redis, settings.namespace, img, force=force)

@@ -17,7 +17,8 @@ Key layout (all under ``<namespace>:``; email/phone values are keyed hashes, inv
 - ``dedup:<message_id>`` -> claim of the first record carrying it (SET NX EX ttl), then for a trivial
   resolution (no stored reply) ``claim SEP outcome SEP profile``: a redelivery reports that profile
 - ``dres:<message_id>``  -> stored reply of a non-trivial resolution, replayed on redelivery (same ttl)
-- ``supp:<sha1(type:value)>`` erasure suppression (no identifier value kept)
+- ``supp:<sha1(type:value)>`` erasure suppression (no identifier value kept): the erasure time in ms
+  ("1" before it was kept), ``r<ms>`` once readmitted by a consented event (events after ``ms`` pass)
 - ``quar:<type>:<value>`` quarantined supernode (-> message id that tripped it)
 - ``deg:<type>:<value>``  merges bridged by this identifier (supernode breaker)
 - ``lnk:<type>:<value>``  hash ``<type>`` -> identifiers of that type this one gathered (link breaker)
@@ -292,13 +293,15 @@ class RedisIdentityGraph:
 
     # -- erasure ------------------------------------------------------------------------------
 
-    async def erase(self, ident: Identifier) -> ErasureResult:
-        """Remove the whole component of ``ident`` and suppress all its identifiers (invariant 5)."""
+    async def erase(self, ident: Identifier, at_ms: int | None = None) -> ErasureResult:
+        """Remove the whole component of ``ident`` and suppress all its identifiers (invariant 5);
+        ``at_ms``, the erasure time, is kept in the suppression entries (the way back: only events
+        after it can be readmitted)."""
         if self.rules.is_blocked(ident):
             return ErasureResult(None, (), (), refused="blocked_value")
         if not self._loaded:
             await self.load_scripts()
-        args = (self._erase_sha, 0, self.prefix, fmt(ident))
+        args = (self._erase_sha, 0, self.prefix, fmt(ident), *((str(at_ms),) if at_ms is not None else ()))
         try:
             pid, idents, losers = await self.redis.evalsha(*args)
         except NoScriptError:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 import faust
 from faust.web import Request, Response, View
 
-from streams.identity.erasure import erase_person
+from streams.identity.data_keys import RedisKeyStore
+from streams.identity.erasure import Shredder, erase_person
 from streams.identity.identifiers import explained_identifier, legacy_forms, stored_identifier
 from streams.kafka import topics as T
 from streams.web.views import authorized
@@ -62,8 +63,12 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             async def send_control(key: bytes, value: bytes) -> None:
                 await profile_events.send(key=key, value=value)
 
+            async def send_key(key: bytes, value: bytes | None) -> None:  # a tombstone: the producer, not Topic.send
+                await (await app.producer.send(s.topic(T.IDENTITY_KEYS), key, value, partition=None, timestamp=None, headers=None))
+
+            shredder = Shredder(RedisKeyStore(ctx.identity.redis, s.namespace), s.pii_key, send_key)
             legacy = legacy_forms(request.query["id"], ctx.normalizer.hasher, s.default_phone_region)
-            result = await erase_person(ctx.identity, ident, send_change, send_control, time.time_ns() // 1_000_000, legacy)
+            result = await erase_person(ctx.identity, ident, send_change, send_control, time.time_ns() // 1_000_000, legacy, shredder)
             if result.refused:
                 return self.json({"error": f"refused: {result.refused}"}, status=409)
             return self.json({"erased": result.profile_id is not None, "profile_id": result.profile_id,

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import faust
 
 from streams.demand.dimensions import parse_dimensions, parse_measures
+from streams.identity.data_keys import RedisKeyStore, RedisReadmitter
+from streams.identity.sealing import AuditSealer
 from streams.ingest.dlq import DeadLetter
 from streams.ingest.eventtime import EventTimeWindow
 from streams.ingest.stage import IngestStage, RawRecord
@@ -33,14 +35,15 @@ class ProducerSink:
     """
 
     def __init__(self, app: faust.App, applied: str, dlq: str, demand: str, identity: str, partitions: int,
-                 failures: Any = None) -> None:
+                 failures: Any = None, keys: str = "") -> None:
         self._app = app
         self._applied, self._dlq, self._demand, self._identity = applied, dlq, demand, identity
+        self._keys = keys  # identity.keys: data keys of the sealed audit identifiers
         self._partitions = partitions  # of every topic of the namespace (ensure_topics checks it)
         self._failures = failures  # counter child: touchpoint_send_failures_total{kind="ingest"}
         self.undelivered = 0  # sends whose delivery failed since the last check (issue 21: never silent)
 
-    async def _send(self, topic: str, key: bytes | None, value: bytes, headers: Any = None, partition: int | None = None) -> None:
+    async def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None, partition: int | None = None) -> None:
         fut = await self._app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=headers)
         fut.add_done_callback(self._delivered)
 
@@ -72,6 +75,9 @@ class ProducerSink:
     async def demand(self, key: bytes, value: bytes) -> None:
         await self._send(self._demand, key, value)
 
+    async def data_key(self, key: bytes, value: bytes | None) -> None:
+        await self._send(self._keys, key, value, partition=key_partition(key, self._partitions))
+
     async def identity_change(self, key: bytes, value: bytes) -> None:
         # The default partitioner's choice, from the cache instead of a murmur2 per record.
         await self._send(self._identity, key, value, partition=key_partition(key, self._partitions))
@@ -83,9 +89,11 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
     source, ordered = ctx.sources().topic(s.topic(T.INPUT), "ingest", **raw)
     sink = ProducerSink(app, s.topic(T.PROFILE_EVENTS), s.topic(T.DLQ), s.topic(T.DEMAND_COUNTS), s.topic(T.IDENTITY_CHANGES),
-                        s.partitions, ctx.metrics.send_failures.labels("ingest"))
+                        s.partitions, ctx.metrics.send_failures.labels("ingest"), keys=s.topic(T.IDENTITY_KEYS))
+    sealer = AuditSealer(RedisKeyStore(ctx.identity.redis, s.namespace), s.pii_key, sink.data_key)
     stage = IngestStage(max_event_bytes=s.max_event_bytes, normalizer=ctx.normalizer, resolver=ctx.identity,
-                        codec=ctx.dlq_codec, sink=sink, metrics=ctx.metrics, demand_bucket_s=s.demand_bucket_s,
+                        codec=ctx.dlq_codec, sink=sink, metrics=ctx.metrics, sealer=sealer,
+                        readmitter=RedisReadmitter(ctx.identity.redis, s.namespace), demand_bucket_s=s.demand_bucket_s,
                         demand_dimensions=parse_dimensions(s.demand_dimensions),
                         demand_measures=parse_measures(s.demand_measures), demand_currency=s.demand_currency,
                         profile_partitions=s.partitions,
@@ -95,6 +103,7 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     ctx.ingest = stage
     ctx.sources().before_commit.append(stage.flush_demand)
     ctx.sources().before_commit.append(lambda: sink.check(ordered.restart_all))
+    ctx.sources().before_commit.append(sealer.confirm)  # after the check: the new keys' sends were delivered
 
     # concurrency=1: one batch at a time, in order. The offsets committed are the ones the
     # ordered source saw complete (streams/kafka/ordering.py), after the producer flushed.

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -22,6 +22,7 @@ from streams.events.model import Touchpoint, dedup_id
 from streams.events.reasons import Reason, Rejected
 from streams.identity.memory_graph import REFUSAL_TYPES
 from streams.identity.model import Resolution, ResolveRequest, refusal_reason
+from streams.identity.rights import Readmitter, grants_consent, readmission_digests, readmitted_record
 from streams.ingest.decode import decode
 from streams.ingest.dlq import DeadLetter, DlqCodec
 from streams.ingest.eventtime import EventTimeWindow
@@ -78,9 +79,16 @@ class Resolver(Protocol):
     async def resolve_batch(self, requests: Sequence[ResolveRequest]) -> list[Resolution]: ...
 
 
+class Sealer(Protocol):
+    """Seals the identifiers of audit records (streams/identity/sealing.py: AuditSealer)."""
+
+    async def seal(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+
+
 class IngestStage:
     def __init__(self, *, max_event_bytes: int, normalizer: Normalizer, resolver: Resolver,
-                 codec: DlqCodec, sink: Sink, metrics: Metrics,
+                 codec: DlqCodec, sink: Sink, metrics: Metrics, sealer: Sealer | None = None,
+                 readmitter: Readmitter | None = None,
                  demand_bucket_s: int = 300, demand_dimensions: tuple[str, ...] = DIMENSIONS, profile_partitions: int = 1,
                  demand_measures: tuple[str, ...] = MEASURES, demand_currency: str = "CNY",
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
@@ -92,6 +100,11 @@ class IngestStage:
         self.transient = transient
         self.normalizer = normalizer
         self.resolver = resolver
+        # identity.changes is kept forever: identifiers go there sealed under per-identifier data
+        # keys that an erasure shreds (None = written in clear, for tests of other concerns)
+        self.sealer = sealer
+        # the way back of an erased person: consented events readmit their identifiers (rights.py)
+        self.readmitter = readmitter
         self.codec = codec
         self.sink = sink
         self.metrics = metrics
@@ -139,6 +152,9 @@ class IngestStage:
             touchpoint.source = records[i].claim
             requests.append(ResolveRequest(dedup_id(touchpoint.message_id, touchpoint.scope), touchpoint.source,
                                            touchpoint.identifiers, touchpoint.ts_ms))
+        audit: list[tuple[bytes, dict[str, Any]]] = []  # identity.changes records, sealed and sent together below
+        if self.readmitter is not None:
+            await self._readmit([t for _, t in accepted], audit)
         resolutions = await retry_until_ok(lambda: self.resolver.resolve_batch(requests), "redis",
                                            self.metrics.dependency_retries.labels("redis"), transient=self.transient)
         verdict = {i: r for (i, _), r in zip(accepted, resolutions, strict=True)}
@@ -147,7 +163,6 @@ class IngestStage:
         emits: dict[int, list[Emit]] = defaultdict(list)  # profile-events partition -> items in batch order
         last_offset: dict[int, int] = {}
         duplicates = erased = 0  # counted per batch: one metric update per batch, not per event
-        audit: list[tuple[bytes, bytes]] = []  # identity.changes records, sent together below
         for i, outcome in enumerate(outcomes):
             if isinstance(outcome, Rejected):
                 await self._dead_letter(records[i], outcome, now_ms)
@@ -173,7 +188,7 @@ class IngestStage:
             applied_by_partition[records[i].partition].append(outcome)
             last_offset[records[i].partition] = records[i].offset
             self.metrics.event_lag.observe(max(0.0, (now_ms - outcome.ts_ms) / 1000))
-        await self._send_all(self.sink.identity_change, audit)
+        await self._send_all(self.sink.identity_change, await self._sealed(audit))
         for failed in await self._send_bundles(emits):
             # A bundle the broker refused for good (not unavailability: that is waited out): its
             # events were sent one by one, and these could not be sent at all.
@@ -207,11 +222,34 @@ class IngestStage:
         if records:
             await self._send(rest)
 
-    def _audit(self, resolution: Resolution, message_id: str, audit: list[tuple[bytes, bytes]]) -> None:
+    async def _readmit(self, touchpoints: list[Touchpoint], audit: list[tuple[bytes, dict[str, Any]]]) -> None:
+        """Before resolving: events with fresh consent readmit their erased identifiers (rights.py)."""
+        consented = [t for t in touchpoints if grants_consent(t.consent)]
+        if not consented or self.readmitter is None:
+            return
+        items = [(readmission_digests(t.identifiers), t.ts_ms) for t in consented]
+        readmitter = self.readmitter
+        done = await retry_until_ok(lambda: readmitter.readmit(items), "redis",
+                                    self.metrics.dependency_retries.labels("redis"), transient=self.transient)
+        for t, digests in zip(consented, done, strict=True):
+            if digests:
+                audit.append((b"readmission", readmitted_record(t.message_id, digests, t.ts_ms)))
+                self.metrics.identity_change_by_type["readmitted"].inc()
+
+    async def _sealed(self, audit: list[tuple[bytes, dict[str, Any]]]) -> list[tuple[bytes, bytes]]:
+        """The audit records as sent: identifiers sealed (new data keys published first)."""
+        records = [change for _, change in audit]
+        if self.sealer is not None and records:
+            sealer = self.sealer
+            records = await retry_until_ok(lambda: sealer.seal(records), "redis",
+                                           self.metrics.dependency_retries.labels("redis"), transient=self.transient)
+        return [(key, orjson.dumps(change)) for (key, _), change in zip(audit, records, strict=True)]
+
+    def _audit(self, resolution: Resolution, message_id: str, audit: list[tuple[bytes, dict[str, Any]]]) -> None:
         """The identity audit trail (identity.changes), keyed by profile id (or message id when blocked)."""
         key = (resolution.profile_id or message_id).encode()
         for change in resolution.changes:
-            audit.append((key, orjson.dumps(change)))
+            audit.append((key, change))
             counter = self.metrics.identity_change_by_type.get(change.get("type", ""))
             if counter is not None:
                 counter.inc()

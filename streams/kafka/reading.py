@@ -10,9 +10,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.kafka.client import admin_and_reader, admin_client, reader
 from streams.kafka.topics import TOPICS, group_offsets
-from streams.settings import Settings
+from streams.settings import Settings, SettingsError
 
-__all__ = ["read_to_end", "namespace_lag", "GroupLag", "partitions_of"]
+__all__ = ["read_to_end", "namespace_lag", "GroupLag", "partitions_of", "MissingTopicError"]
+
+
+class MissingTopicError(SettingsError):
+    """The topic to read does not exist (a wrong namespace, or no worker ever ran in it); one line."""
 
 
 async def partitions_of(admin: AIOKafkaAdminClient, topics: list[str]) -> list[TopicPartition]:
@@ -34,18 +38,23 @@ async def topic_exists(settings: Settings, topic: str) -> bool:
 
 
 async def read_to_end(settings: Settings, topic: str, timeout_s: float = 60.0) -> AsyncIterator[ConsumerRecord]:
-    """Every record of ``topic`` up to the end offsets seen at the start (no consumer group)."""
+    """Every record of ``topic`` up to the end offsets seen at the start (no consumer group).
+
+    Raises :class:`MissingTopicError` when the topic does not exist (checked before a consumer is
+    started: stopping one that was never assigned raised a bare CancelledError from aiokafka).
+    """
     admin = admin_client(settings)
     await admin.start()
     try:
         tps = await partitions_of(admin, [topic])
     finally:
         await admin.close()
+    if not tps:
+        raise MissingTopicError(f"topic {topic} does not exist (namespace {settings.namespace!r}: is it the right one, "
+                                "and has a worker or `touchpoint send` created its topics?)")
     consumer = reader(settings, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        if not tps:
-            return
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)

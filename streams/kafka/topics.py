@@ -13,7 +13,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from streams.kafka.client import admin_client
 from streams.settings import Settings, SettingsError
 
-__all__ = ["TopicSpec", "TOPICS", "ensure_topics", "INPUT", "DLQ", "IDENTITY_CHANGES", "PROFILE_EVENTS", "DEMAND_COUNTS", "ALERTS",
+__all__ = ["TopicSpec", "TOPICS", "ensure_topics", "INPUT", "DLQ", "IDENTITY_CHANGES", "IDENTITY_KEYS", "PROFILE_EVENTS", "DEMAND_COUNTS", "ALERTS",
            "PROFILE_UPDATES", "AUDIENCES", "DESTINATIONS_DLQ"]
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 INPUT = "touchpoints"
 DLQ = "touchpoints.dlq"
 IDENTITY_CHANGES = "identity.changes"
+IDENTITY_KEYS = "identity.keys"        # data keys of the identifiers sealed in identity.changes (streams/identity/sealing.py)
 PROFILE_EVENTS = "profile-events"
 DEMAND_COUNTS = "demand-counts"
 ALERTS = "alerts"
@@ -44,11 +45,19 @@ TOPICS = (
     TopicSpec(DLQ, "rejected records: original bytes (sealed) + reason headers", {"retention.ms": str(30 * _DAY_MS)}),
     # The identity graph in Redis is a view of this log; keep it forever so Redis can be rebuilt.
     TopicSpec(IDENTITY_CHANGES, "identity audit trail: created/linked/merged/blocked/quarantined/erased", {"retention.ms": "-1"}),
+    # Compacted: the current data key per identifier digest; an erasure's tombstone removes it (crypto-shredding).
+    # max.compaction.lag.ms bounds how long the shredded key's old record may stay on disk (the active
+    # segment is rolled for it); delete.retention.ms how long the tombstone itself is kept.
+    TopicSpec(IDENTITY_KEYS, "data keys of the identifiers sealed in identity.changes (tombstone = erased)",
+              {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "max.compaction.lag.ms": str(_DAY_MS),
+               "delete.retention.ms": str(_DAY_MS), "segment.ms": str(_DAY_MS)}),
     TopicSpec(PROFILE_EVENTS, "normalised, resolved events and merge/absorb/erase controls keyed by profile id", {"retention.ms": str(7 * _DAY_MS)}, consumed=True),
     TopicSpec(DEMAND_COUNTS, "partial demand counts per dimension key and event-time bucket", {"retention.ms": str(7 * _DAY_MS)}, consumed=True),
     TopicSpec(ALERTS, "demand-shift alert lifecycle records", {"retention.ms": str(90 * _DAY_MS)}),
     TopicSpec(PROFILE_UPDATES, "public: the current profile per profile id, redirects of merged ids, tombstones of erased ones",
-              {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000", "delete.retention.ms": str(_DAY_MS)}),
+              {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000", "delete.retention.ms": str(_DAY_MS),
+               # an erased profile's old values are compacted away within a day (the segment is rolled for it)
+               "max.compaction.lag.ms": str(_DAY_MS)}),
     # Consumed by the destinations forwarder (its own group, not the worker group: not "consumed" here).
     TopicSpec(AUDIENCES, "public: audience entries and exits keyed by profile id", {"retention.ms": "-1"}),
     TopicSpec(DESTINATIONS_DLQ, "destination deliveries that failed after retries (touchpoint destinations redrive)", {"retention.ms": str(30 * _DAY_MS)}),

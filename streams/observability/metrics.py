@@ -47,7 +47,7 @@ class Metrics:
         self.demand_errors = Counter("touchpoint_demand_errors", "Demand-counts records that failed to process (logged and skipped).", registry=r)
         self.demand_alerts_forwarded = Counter("touchpoint_demand_alerts_forwarded", "Alert records forwarded to Alertmanager, by outcome.", ["outcome"], registry=r)
         self.identity_merges = Counter("touchpoint_identity_merges", "Profiles merged into another by identity resolution.", registry=r)
-        self.identity_changes = Counter("touchpoint_identity_changes", "Identity audit records by type (created, linked, merged, blocked, quarantined, conflict, erased).", ["type"], registry=r)
+        self.identity_changes = Counter("touchpoint_identity_changes", "Identity audit records by type (created, linked, merged, blocked, quarantined, conflict, erased, readmitted).", ["type"], registry=r)
         self.identity_refused = Counter("touchpoint_identity_refused", "Identifiers refused a link, by reason (placeholder value or pattern, invalid or service phone, invalid email, limit:TYPE, unique:TYPE, supernode, ...).", ["reason"], registry=r)
         # Live profiles (labels: record outcome - the bounded set of streams.profiles.stage.OUTCOMES).
         self.profiles = Gauge("touchpoint_profiles", "Live (not merged, not erased) profiles in the partitions this worker owns.", registry=r)

@@ -31,6 +31,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.backoff import delays
+from streams.identity.sealing import PREFIX, is_sealed
 from streams.kafka import topics as T
 from streams.kafka.client import admin_client, reader
 from streams.kafka.reading import partitions_of
@@ -54,6 +55,12 @@ _MAX_IDENT = 48  # identifiers are shown shortened; email/phone values are keyed
 
 def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _shown(ident: str) -> str:
+    if is_sealed(ident):
+        return ident.partition(":")[0] + ":[sealed]" if not ident.startswith(PREFIX) else "[sealed]"
+    return ident[:_MAX_IDENT]
 
 
 @dataclass
@@ -116,7 +123,8 @@ class OncallFeed:
         self.changes.append({
             "type": kind, "rule": str(rec.get("rule", "")), "ts_ms": rec.get("ts_ms"),
             "profile_id": rec.get("profile_id"), "from_profile_id": rec.get("from_profile_id"),
-            "identifiers": [str(i)[:_MAX_IDENT] for i in idents[:4]] if isinstance(idents, list) else [],
+            # sealed under data keys (streams/identity/sealing.py): the page shows the type only
+            "identifiers": [_shown(str(i)) for i in idents[:4]] if isinstance(idents, list) else [],
         })
         while len(self.changes) > self.max_changes:
             self.changes.popleft()

@@ -55,7 +55,9 @@ def register(app: faust.App, ctx: WorkerContext) -> faust.types.TableT:
     # raw bytes, exactly the input's key bytes, so the table is co-partitioned with profile-events
     # (a str key would be JSON-quoted in the changelog and hash to other partitions).
     table = app.Table(TABLE, key_type=bytes, value_type=bytes,  # bytes = Faust's "raw" codec
-                      partitions=s.partitions, help="live profile per profile id (tombstones for merged/erased)")
+                      partitions=s.partitions, help="live profile per profile id (tombstones for merged/erased)",
+                      # an erased profile's earlier values leave the changelog within a day (docs/identity.md, rights)
+                      extra_topic_configs={"max.compaction.lag.ms": str(86_400_000)})
     rules = getattr(ctx.identity, "rules", None)
     keep = (lambda f: not rules.is_blocked(parse(f))) if rules is not None else None
     profile_stage = ProfileStage(Limits(max_bytes=s.profile_max_bytes), keep_identifier=keep)

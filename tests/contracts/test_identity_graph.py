@@ -114,8 +114,14 @@ class RedisTwin:
     def identifiers_of(self, pid: str) -> list[Identifier]:
         return self.run(self.graph.identifiers_of(pid))
 
-    def erase(self, ident: Identifier) -> Any:
-        return self.run(self.graph.erase(ident))
+    def erase(self, ident: Identifier, at_ms: int | None = None) -> Any:
+        return self.run(self.graph.erase(ident, at_ms))
+
+    def readmit(self, digests: Sequence[str], ts_ms: int) -> list[str]:
+        from streams.identity.data_keys import RedisReadmitter
+
+        [done] = self.run(RedisReadmitter(self.client, self.namespace).readmit([(digests, ts_ms)]))
+        return done
 
     def why(self, a: Identifier, b: Identifier) -> Any:
         return self.run(self.graph.why(a, b))
@@ -769,3 +775,40 @@ def test_erasure_also_finds_what_an_older_version_stored(redis_url: str) -> None
         assert legacy_forms("user_id:plain-id", hasher) == [] and legacy_forms("passport:1", hasher) == []
     finally:
         g.close()
+
+
+def test_the_way_back_after_an_erasure(make: Callable[..., Any]) -> None:
+    """Erased at T: everything carrying its identifiers is dropped until a consented event after T
+    readmits the ones it carries (streams/identity/rights.py); events before T stay dropped, and
+    the identifiers not readmitted too; an erasure without a time ("1") is never readmitted."""
+    g = make()
+    T = 1_700_000_500_000
+    g.resolve_batch([R("m1", "user_id:u1", "email:e1", "anonymous_id:a1")])
+    assert g.erase(ID("user_id:u1"), T).profile_id == "p1"
+    email = suppression_digest("email:e1")
+    assert g.readmit([email], T) == [] and g.readmit([suppression_digest("email:nobody")], T + 1) == []
+    [before] = g.resolve_batch([R("m2", "email:e1", ts=T + 5)])
+    assert before.outcome == "erased"
+    assert g.readmit([email, suppression_digest("anonymous_id:zz")], T + 5) == [email]
+    assert g.readmit([email], T + 6) == []  # once
+    r = g.resolve_batch([R("m3", "email:e1", "anonymous_id:new", ts=T + 5), R("m4", "email:e1", ts=T - 1),
+                         R("m5", "email:e1", "user_id:u1", ts=T + 9)])
+    assert [x.outcome for x in r] == ["applied", "erased", "erased"] and r[0].profile_id == "p2"
+    assert g.identifiers_of("p2") == [ID("email:e1"), ID("anonymous_id:new")]
+    g.resolve_batch([R("m6", "user_id:u9")])
+    g.erase(ID("user_id:u9"))  # no time: never readmitted
+    assert g.readmit([suppression_digest("user_id:u9")], T * 2) == []
+
+
+def test_erasure_removes_the_stored_replies_that_name_the_person(make: Callable[..., Any]) -> None:
+    """Stored replies (dres) of the person's non-trivial resolutions name her identifiers: an erasure
+    removes them; a redelivery of one of those events is dropped as erased, as before."""
+    g = make()
+    g.resolve_batch([R("m1", "user_id:u1", "anonymous_id:a1"), R("m2", "anonymous_id:a2"), R("m3", "anonymous_id:a2", "anonymous_id:a1"),
+                     R("k1", "user_id:u2", "anonymous_id:b1")])
+    stored = (lambda: {k.rsplit(":", 1)[1] for k in g.keys() if ":dres:" in k}) if hasattr(g, "keys") else (lambda: set(g._dres))
+    assert {"m1", "m3", "k1"} <= stored()
+    g.erase(ID("anonymous_id:a2"), 1_700_000_100_000)
+    assert stored() & {"m1", "m2", "m3"} == set() and "k1" in stored()
+    [again] = g.resolve_batch([R("m3", "anonymous_id:a2", "anonymous_id:a1")])
+    assert again.outcome == "erased"

@@ -113,6 +113,11 @@ max_backoff_s = 0.2
 [destinations.inbox]
 kind = "kafka"
 topic = "crm-inbox"
+
+[destinations.ads]
+kind = "kafka"
+topic = "ads-inbox"
+purpose = "marketing"
 ''')
         settings = settings.with_(traits=str(defs), webhook_secret=SECRET)
         now_ms = time.time_ns() // 1_000_000
@@ -146,12 +151,45 @@ topic = "crm-inbox"
             assert len({b for b in bodies}) == 1, "one idempotency key, one change"
         copies = sum(len(b) for b in receiver.accepted.values()) - len(receiver.accepted)
         wait_for(lambda: kafka_destination_keys(settings) >= set(expected), 60, "kafka destination incomplete")
+        check_consented_destination(settings, expected)
         again = run_cli(settings, "destinations", "redrive")  # nothing left: a second redrive sends nothing
         assert again.returncode == 0 and "crm: 0 delivered" in again.stdout.decode(), again.stdout.decode()
         print(f"\n[destinations] {len(expected)} changes, {receiver.refused} refused while down, {missing_before} dead-lettered then redriven,"
               f" {copies} re-deliveries after kill -9 (same keys)")
     finally:
         receiver.close()
+
+
+def check_consented_destination(settings, expected: dict[str, bytes | None]) -> None:
+    """The "ads" destination (purpose marketing) got exactly: the marketing audiences' changes,
+    the profile updates of people whose marketing consent is true, a withheld notice for the
+    others, and erasure tombstones."""
+    async def go() -> dict[str, dict]:
+        return {(b := orjson.loads(r.value))["idempotency_key"]: b async for r in read_to_end(settings, settings.topic("ads-inbox"))}
+
+    want: dict[str, str] = {}
+    for key, value in expected.items():
+        record = None if value is None else orjson.loads(value)
+        if record is not None and "audience" in record:
+            if record["purpose"] == "marketing":
+                want[key] = "audience"
+        elif record is None or record.get("type") != "profile":
+            want[key] = "other"
+        else:
+            want[key] = "profile" if record["profile"]["consent"].get("marketing") is True else "withheld"
+    wait_for(lambda: set(asyncio.run(go())) >= set(want), 60, "ads destination incomplete")
+    got = asyncio.run(go())
+    assert set(got) == set(want), (len(set(got) - set(want)), len(set(want) - set(got)))
+    kinds = defaultdict(int)
+    for key, body in got.items():
+        record, kind = body["record"], want[key]
+        kinds[kind] += 1
+        if kind == "withheld":
+            assert record["type"] == "withheld" and record["purpose"] == "marketing" and "profile" not in record
+        elif kind == "profile":
+            assert record["profile"]["consent"]["marketing"] is True
+    assert kinds["audience"] and kinds["profile"] and kinds["withheld"], dict(kinds)
+    print(f"\n[consent] ads (marketing): {dict(kinds)}")
 
 
 def dead_letters(settings) -> int:

@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from urllib.parse import quote
 
 import orjson
 import pytest
 from redis import Redis
 
+from streams.identity.data_keys import read_changes
 from streams.identity.identifiers import stored_identifier
+from streams.identity.sealing import names_in
 from streams.ingest.pii import PiiHasher
 from streams.kafka.reading import read_to_end
-from streams.kafka.topics import IDENTITY_CHANGES, PROFILE_EVENTS
+from streams.kafka.topics import IDENTITY_CHANGES, IDENTITY_KEYS, PROFILE_EVENTS
 from streams.profiles.bundle import decoded_items
 from tests.fixtures.stack import run_cli
 
 pytestmark = pytest.mark.integration
 STORE = "13800000000"
+ANN = ("user_id:u-1", "anonymous_id:anon-1", "wechat_openid:open-1", "pos_card_id:POS1", "order_id:o-1")
 
 
 def events() -> list[bytes]:
@@ -77,6 +81,13 @@ def test_stitch_explain_erase_and_replay(settings, start_worker, tmp_path):
         return [orjson.loads(r.value) async for r in read_to_end(settings, settings.topic(IDENTITY_CHANGES))]
 
     changes = asyncio.run(audit())
+    raw_changes = b"".join(orjson.dumps(c) for c in changes)
+    for f in ANN:  # identifiers are sealed on the audit trail (crypto-shredding)...
+        assert b'"' + f.encode() + b'"' not in raw_changes, f
+    opened = asyncio.run(read_changes(settings))
+    names = {n for rec, _ in opened for n in names_in(rec)}
+    assert {"user_id:u-1", "user_id:u-2", "pos_card_id:POS1", "order_id:o-1"} <= names  # ...and open with their keys
+    changes = [rec for rec, _ in opened]
     kinds = {c["type"] for c in changes}
     assert {"created", "linked", "merged", "conflict", "blocked"} <= kinds, kinds
     assert all(c.get("message_id") for c in changes)
@@ -101,12 +112,53 @@ def test_stitch_explain_erase_and_replay(settings, start_worker, tmp_path):
     for gone in ("user_id:u-1", "email:ann@example.com", "wechat_openid:open-1"):
         assert profile(gone) is None, gone
 
+    async def records(name: str) -> list:
+        return [r async for r in read_to_end(settings, settings.topic(name))]
+
     async def profile_events() -> list[dict]:
         return [v async for r in read_to_end(settings, settings.topic(PROFILE_EVENTS)) for _, v in decoded_items(r.key, r.value)]
 
     after = asyncio.run(profile_events())
     assert not [e for e in after if str(e.get("message_id", "")).endswith("-replayed") and "control" not in e]
     assert any(e.get("control") == "erase" and e["profile_id"] == ann for e in after)
+
+    # After the erasure her records on identity.changes are unreadable: her keys were shredded.
+    opened = asyncio.run(read_changes(settings))
+    names = {n for rec, _ in opened for n in names_in(rec)}
+    assert not names & set(ANN), names & set(ANN)
+    assert "user_id:u-2" in names and "user_id:[erased]" in names
+    assert sum(rec.get("unreadable", 0) for rec, _ in opened) >= 7
+    erasure = [rec for rec, _ in opened if rec["type"] == "erased"]
+    assert len(erasure) == 1 and len(erasure[0]["suppressed"]) >= 7 and erasure[0]["identifiers"] == []
+    raw = b"".join(r.value or b"" for r in asyncio.run(records(IDENTITY_CHANGES)))
+    assert not any(d.encode() in raw for d in erasure[0]["suppressed"])  # the digests are sealed too
+    keys = {r.key: r.value for r in asyncio.run(records(IDENTITY_KEYS))}  # compacted view: her keys are tombstones
+    assert sum(v is None for v in keys.values()) >= 7
+
+    # The way back: she returns and consents; a new profile with what that event carries, nothing old.
+    back = {"type": "identify", "messageId": "back-1", "anonymousId": "anon-back", "traits": {"email": "ann@example.com"},
+            "context": {"consent": {"categoryPreferences": {"marketing": True, "analytics": False}}}}
+    stale = {"type": "page", "messageId": "stale-1", "userId": "u-1", "name": "home"}  # no consent: stays dropped
+    path.write_bytes(orjson.dumps(stale) + b"\n" + orjson.dumps(back) + b"\n")
+    assert run_cli(settings, "send", str(path)).returncode == 0
+    assert run_cli(settings, "wait-idle", "--timeout", "60").returncode == 0
+    again = profile("email:ann@example.com")
+    assert again is not None and again != ann and profile("anonymous_id:anon-back") == again
+    for gone in ("user_id:u-1", "anonymous_id:anon-1", "pos_card_id:POS1"):
+        assert profile(gone) is None, gone
+    exported = run_cli(settings, "export", "--id", "email:Ann@Example.com")
+    assert exported.returncode == 0, exported.stderr.decode()
+    doc = orjson.loads(exported.stdout)
+    assert doc["profile_id"] == again and doc["consent"] == {"analytics": False, "marketing": True}
+    assert doc["profile"]["consent"] == doc["consent"] and len(doc["identifiers"]) == 2
+    assert all("[erased]" not in n for r in doc["audit"] for n in names_in(r))
+
+    # The worker's HTTP erasure shreds too: the other person's records become unreadable.
+    request = urllib.request.Request(f"{worker.url}/identity/erase?id=user_id:u-2", method="POST")
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        assert resp.status == 200 and json.loads(resp.read())["erased"]
+    names = {n for rec, _ in asyncio.run(read_changes(settings)) for n in names_in(rec)}
+    assert "user_id:u-2" not in names and "device_id:shared-dev" not in names
 
     bad = run_cli(settings, "erase", "--id", "email:not-an-email")
     assert bad.returncode == 2 and b"not a usable email" in bad.stderr

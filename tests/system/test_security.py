@@ -11,22 +11,32 @@
 - No raw PII (invariant 7): after traffic carrying raw emails and phones (valid events and
   poison records), scan the worker's log file, every topic of the namespace (keys, values,
   headers), every Redis key and value of the namespace, and /metrics.
+- Erasure end to end (invariant 5): three people erased by their email as typed; once the
+  compacted topics have been compacted (forced here: the topics' max.compaction.lag.ms is a day),
+  none of their identifiers (email, phone, user id, device id, anonymous id), their keyed hashes
+  or the SHA-1 digests of their identifiers is anywhere but in the two 7-day transit topics (the
+  raw input and profile-events) and Redis's suppression keys (docs/identity.md, rights).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 import uuid
 
+import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from redis import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
+from streams.ingest.pii import PiiHasher
 from streams.kafka.client import client_options
-from streams.kafka.reading import read_to_end
+from streams.kafka.reading import partitions_of, read_to_end
 from tests.fixtures.stack import free_port, run_cli
 from tests.system.conftest import SCRAM_PASSWORD, SCRAM_USER
 from tests.system.verifier import make_traffic, publish_records, verify, wait_idle
@@ -74,11 +84,52 @@ async def all_topic_bytes(settings) -> dict[str, bytes]:
     return out
 
 
-def redis_bytes(url: str, namespace: str) -> bytes:
+def erased_patterns(settings, people) -> list[re.Pattern[bytes]]:
+    """What must be gone after an erasure: raw identifiers, keyed hashes, SHA-1 digests of TYPE:VALUE."""
+    hasher = PiiHasher(settings.pii_key)
+    pats = pii_patterns(people)
+    for p in people:
+        digits = p.phone.replace(" ", "")
+        stored = [("user_id", p.user_id), ("device_id", p.device_id), ("anonymous_id", p.anonymous_id),
+                  ("email", hasher.hash("email", p.email.strip().lower())), ("phone", hasher.hash("phone", "+86" + digits))]
+        for kind, value in stored:
+            pats.append(re.compile(rb"(?<![0-9A-Za-z])" + re.escape(value.encode()) + rb"(?![0-9A-Za-z])"))
+            pats.append(re.compile(hashlib.sha1(f"{kind}:{value}".encode()).hexdigest().encode()))
+    return pats
+
+
+async def compact_now(settings) -> list[str]:
+    """Make the broker compact every compacted topic of the namespace now (what max.compaction.lag.ms
+    does within a day): roll the segments with a filler record, then wait for the cleaner."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(settings.namespace + ".")
+                 and (t.endswith("-changelog") or t in (settings.topic("profile-updates"), settings.topic("identity.keys")))]
+        fast = {"cleanup.policy": "compact", "segment.ms": "500", "min.cleanable.dirty.ratio": "0.001", "min.compaction.lag.ms": "0",
+                "max.compaction.lag.ms": "500", "delete.retention.ms": "86400000"}
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t, configs=fast) for t in names])
+        tps = await partitions_of(admin, names)
+    finally:
+        await admin.close()
+    await asyncio.sleep(1.5)
+    producer = AIOKafkaProducer(**client_options(settings))
+    await producer.start()
+    try:
+        for tp in tps:  # the next append rolls the segment holding the erasure's tombstones
+            await producer.send_and_wait(tp.topic, b"{}", key=b"~compact-now", partition=tp.partition)
+    finally:
+        await producer.stop()
+    return names
+
+
+def redis_bytes(url: str, namespace: str, skip: tuple[bytes, ...] = ()) -> bytes:
     redis = Redis.from_url(url)
     parts = []
     try:
         for key in redis.scan_iter(match=namespace + ":*", count=1000):
+            if key.startswith(skip):
+                continue
             parts.append(key)
             kind = redis.type(key)
             if kind == b"string":
@@ -123,6 +174,13 @@ def test_scram_worker_with_redis_acl_user_and_no_raw_pii(system_stack, tmp_path,
         wait_idle(settings, worker)
         report = verify(settings, traffic)  # profiles dump and DLQ read over SASL, graph read as the ACL user
 
+        # Erasure (invariant 5): three people, by their email as typed.
+        gone = traffic.people[:3]
+        for p in gone:
+            erased = run_cli(settings, "erase", "--id", f"email:{p.email}")
+            assert erased.returncode == 0 and orjson.loads(erased.stdout)["erased"], erased.stderr.decode()
+        wait_idle(settings, worker)
+
         # No raw email or phone anywhere (invariant 7).
         pats = pii_patterns(traffic.people)
         metrics = worker.get("/metrics")[1]
@@ -136,11 +194,32 @@ def test_scram_worker_with_redis_acl_user_and_no_raw_pii(system_stack, tmp_path,
         # The scan does find raw PII where it is expected: in the input topic (sanity of the scan).
         assert find_pii(raw_input, pats)
         scanned = {k: len(v) for k, v in places.items()}
+
+        # The erased people: nowhere once the compacted topics are compacted, but in the 7-day transit
+        # topics (raw input, profile-events) and Redis's suppression keys (supp:<sha1>, by design).
+        erased_pats = erased_patterns(settings, gone)
+        assert find_pii(raw_input, erased_pats) and find_pii(places[settings.topic("profile-events")], erased_pats)  # the scan sees them
+        transit = {settings.topic("profile-events")}
+        # before compaction the compacted topics still hold their old values (the scan can fail)
+        uncompacted = sorted(where for where, blob in places.items() if where not in transit and find_pii(blob, erased_pats))
+        assert settings.topic("profile-updates") in uncompacted, uncompacted
+        compacted = asyncio.run(compact_now(settings))
+        deadline = time.monotonic() + 120
+        while True:
+            after = {"redis": redis_bytes(settings.redis_url, ns, skip=(f"{ns}:supp:".encode(),)), "worker log": worker.log_path.read_bytes(),
+                     "/metrics": metrics, **asyncio.run(all_topic_bytes(settings))}
+            after.pop(settings.topic("touchpoints"))
+            left = {where: hits[:2] for where, blob in after.items() if where not in transit and (hits := find_pii(blob, erased_pats))}
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(5)  # the log cleaner runs every 15 s
+        assert not left, (left, compacted)
     finally:
         admin.execute_command("ACL", "DELUSER", user)
         admin.close()
     print(f"\n[security: SCRAM-SHA-512 + Redis ACL user] {report.line()}; scanned {sum(scanned.values()) // 1024} KiB in"
-          f" {len(scanned)} places, no raw PII; total {time.monotonic() - started:.0f}s")
+          f" {len(scanned)} places, no raw PII; {len(gone)} erased people gone from {len(after) - len(transit)} places"
+          f" ({len(compacted)} compacted topics; before compaction in {uncompacted}); total {time.monotonic() - started:.0f}s")
 
 
 def test_wrong_scram_password_fails_clearly(system_stack, tmp_path, start_worker):

@@ -263,9 +263,12 @@ local function resolve(dkey, claim, ts, a, n)
     end
   end
 
-  -- Erased people stay erased (invariant 5): any suppressed identifier drops the whole event.
+  -- Erased people stay erased (invariant 5): any suppressed identifier drops the whole event,
+  -- unless it was readmitted ('r' .. erasure ms, written by ingest for an event with fresh
+  -- consent, docs/identity.md "the way back") and this event is later than the erasure.
   for i = 2, n + 1 do
-    if got[i] then
+    local s = got[i]
+    if s and not (byte(s, 1) == 114 and tonumber(ts) > tonumber(sub(s, 2))) then
       if not prev then call('SET', dkey, claim, 'EX', ttl) end
       return {'erased', false, false}
     end

@@ -65,3 +65,41 @@ def test_gives_up_after_max_attempts_and_permanent_errors_at_once():
     assert not outcome.delivered and outcome.attempts == 4 and outcome.reason == "http_503" and calls == 4
     outcome, calls, _ = run_deliverer([(False, False, "http_400")], max_attempts=4)
     assert not outcome.delivered and calls == 1 and outcome.reason == "http_400"
+
+
+CONSENT = ('[audiences.promo]\nwhen = "event_count > 0"\npurpose = "marketing"\n'
+           '[audiences.stats]\nwhen = "event_count > 0"\npurpose = "analytics"\n'
+           '[audiences.suppressed]\nwhen = "event_count > 0"\npurpose = "none"\n')
+
+
+def update(consent):
+    return {"schema": "touchpoint.profile-update.v1", "type": "profile", "profile_id": "p1", "ts_ms": 5,
+            "profile": {"identifiers": [{"type": "user_id", "value": "u1"}], "consent": consent}}
+
+
+def test_a_destination_gets_only_people_who_consented_to_its_purpose():
+    dests = parse(CONSENT + '[destinations.ads]\nkind = "webhook"\nurl = "http://127.0.0.1:9/h"\npurpose = "marketing"\n'
+                            '[destinations.legacy]\nkind = "kafka"\ntopic = "all"\n').destinations
+    ads, legacy = dests
+    assert ads.purpose == "marketing" and legacy.purpose == "none"
+    # audience changes: only the audiences of its purpose (whose members consented to it)
+    assert ads.wants("audiences", {"audience": "promo", "purpose": "marketing"})
+    assert not ads.wants("audiences", {"audience": "stats", "purpose": "analytics"})
+    assert not ads.wants("audiences", {"audience": "suppressed", "purpose": "none"})
+    assert legacy.wants("audiences", {"audience": "stats", "purpose": "analytics"})
+    # profile updates: the profile when it consented, else a notice to drop it
+    assert ads.visible("profile-updates", update({"marketing": True})) == update({"marketing": True})
+    for consent in ({}, {"marketing": False}, {"analytics": True}, {"marketing": "yes"}):
+        shown = ads.visible("profile-updates", update(consent))
+        assert shown == {"schema": "touchpoint.profile-update.v1", "type": "withheld", "profile_id": "p1", "purpose": "marketing", "ts_ms": 5}
+    assert ads.visible("profile-updates", None) is None  # an erasure's tombstone still goes out
+    redirect = {"type": "redirect", "profile_id": "p2", "redirect_to": "p1"}
+    assert ads.visible("profile-updates", redirect) == redirect
+    assert legacy.visible("profile-updates", update({})) == update({})
+
+
+def test_a_destination_purpose_is_checked_against_its_audiences():
+    with pytest.raises(DefinitionsError, match=r"destinations.ads.audiences: stats serve\(s\) another purpose than 'marketing'"):
+        parse(CONSENT + '[destinations.ads]\nkind = "webhook"\nurl = "http://x"\npurpose = "marketing"\naudiences = ["promo", "stats"]\n')
+    with pytest.raises(DefinitionsError, match=r"\.purpose"):
+        parse(CONSENT + '[destinations.ads]\nkind = "webhook"\nurl = "http://x"\npurpose = ""\n')
