@@ -253,6 +253,11 @@ class MemoryIdentityGraph:
             head, _, t = a["rule"].partition(":")
             if head in ("limit", "unique"):
                 total[t] = total.get(t, 0) + 1
+                # a profile refused by another type's rule (an order-id limit, say) still brings
+                # in the refused identifier's own type (resolve.lua does the same)
+                tf = a["identifiers"][0].partition(":")[0]
+                if a.get("from_profile_id") and tf != t:
+                    total[tf] = total.get(tf, 0) + 1
         out: dict[str, dict[str, int]] = {}
         for c in mapped:
             if rules.exempt_from_breaker(c.t):

@@ -202,7 +202,14 @@ local function gathered_of(order, attach, audits, mapped)
     local r = x.rule
     local t = nil
     if sub(r, 1, 6) == 'limit:' then t = sub(r, 7) elseif sub(r, 1, 7) == 'unique:' then t = sub(r, 8) end
-    if t then total[t] = (total[t] or 0) + 1 end
+    if t then
+      total[t] = (total[t] or 0) + 1
+      -- a profile refused by another type's rule (an order-id limit, say) still brings in the
+      -- refused identifier's own type: counted too, so the refusal is blamed whatever the rule
+      local f = x.identifiers[1]
+      local tf = sub(f, 1, find(f, ':', 1, true) - 1)
+      if x.from_profile_id and tf ~= t then total[tf] = (total[tf] or 0) + 1 end
+    end
   end
   local out = nil
   for _, c in ipairs(mapped) do
