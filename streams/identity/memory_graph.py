@@ -18,6 +18,7 @@ from streams.identity.model import (
     Identifier,
     Resolution,
     ResolveRequest,
+    SplitResult,
     encode_link,
     fmt,
     parse,
@@ -26,6 +27,7 @@ from streams.identity.model import (
     seq_of,
 )
 from streams.identity.rules import IdentityRules
+from streams.identity.split import KEPT, MOVED, SPLIT_RULE, SplitError, plan_split
 
 __all__ = ["MemoryIdentityGraph", "suppression_digest", "finish_resolution", "REFUSAL_TYPES"]
 
@@ -73,6 +75,7 @@ class _Profile:
     uniq: dict[str, str] = field(default_factory=dict)    # unique type -> its one value
     edges: list[str] = field(default_factory=list)        # merge bridges (provenance)
     losers: set[str] = field(default_factory=set)         # every id forwarded here
+    tags: dict[str, str] = field(default_factory=dict)    # split id -> side (streams/identity/split.py)
 
 
 @dataclass
@@ -188,6 +191,7 @@ class MemoryIdentityGraph:
             for t, n in lp.counts.items():
                 prof.counts[t] = prof.counts.get(t, 0) + n
             prof.uniq.update(lp.uniq)
+            prof.tags.update(lp.tags)
             prof.edges.extend(lp.edges)
             fwd = lp.losers | {L}
             for x in fwd:
@@ -290,6 +294,7 @@ class MemoryIdentityGraph:
         group: dict[str, str] = {}
         order: list[str] = []
         U: dict[str, str] = {}
+        TG: dict[str, str] = {}  # split tags of the planned profile
         C: dict[str, int] = {}
         attach: list[_Cand] = []
         mapped: list[_Cand] = []
@@ -308,6 +313,9 @@ class MemoryIdentityGraph:
                     if bad is not None:
                         audits.append({"type": "conflict", "rule": f"unique:{bad}", "identifiers": [c.f], "from_profile_id": pid})
                         continue
+                    if any(TG.get(k, side) != side for k, side in p.tags.items()):
+                        audits.append({"type": "conflict", "rule": SPLIT_RULE, "identifiers": [c.f], "from_profile_id": pid})
+                        continue
                     over = next((lt for lt in sorted(p.counts) if C.get(lt, 0) + p.counts[lt] > rules.limit(lt)), None)
                     if over is not None:
                         audits.append({"type": "blocked", "rule": f"limit:{over}", "identifiers": [c.f], "from_profile_id": pid})
@@ -316,6 +324,7 @@ class MemoryIdentityGraph:
                     order.append(pid)
                     mapped.append(c)
                     U.update(p.uniq)
+                    TG.update(p.tags)
                     for lt, n in p.counts.items():
                         C[lt] = C.get(lt, 0) + n
             elif t in rules.unique_types and t in U and U[t] != v:
@@ -365,6 +374,42 @@ class MemoryIdentityGraph:
             return Side(i, pid, quar, dict(p.counts) if p else {}, dict(p.uniq) if p else {})
 
         return explain(self.rules, side(a), side(b), self.why(a, b))
+
+    # -- split --------------------------------------------------------------------------------
+
+    def split(self, ts_ms: int, *, cut: tuple[Identifier, Identifier] | None = None,
+              detach: Identifier | None = None) -> SplitResult:
+        """Cut one recorded link (or merge bridge) or detach one identifier (mirrors lua/split.lua);
+        raises :class:`streams.identity.split.SplitError` when that cannot be done."""
+        first = fmt(cut[0] if cut is not None else detach)  # type: ignore[index,arg-type]
+        S = self._ids.get(first)
+        if S is None:
+            raise SplitError(f"{first} is not in a profile")
+        prof = self._profiles[S]
+        N = profile_id_of(self._seq + 1)  # the next profile id, taken once the plan stands
+        plan = plan_split(prof.links, prof.edges,
+                          cut=(fmt(cut[0]), fmt(cut[1])) if cut is not None else None,
+                          detach=fmt(detach) if detach is not None else None, split_id=N, ts_ms=ts_ms)
+        self._seq += 1
+        new = self._profiles[N] = _Profile()
+        for f in plan.moved:
+            t, v = parse(f)
+            self._ids[f] = N
+            del prof.links[f]
+            new.links[f] = plan.moved_links[f]
+            prof.counts[t] -= 1
+            if not prof.counts[t]:
+                del prof.counts[t]
+            new.counts[t] = new.counts.get(t, 0) + 1
+            if prof.uniq.get(t) == v:
+                del prof.uniq[t]
+                new.uniq[t] = v
+        prof.links.update(plan.kept_links)
+        prof.edges = list(plan.kept_edges)
+        new.edges = list(plan.moved_edges)
+        new.tags = dict(prof.tags)
+        prof.tags[N], new.tags[N] = KEPT, MOVED
+        return SplitResult(S, N, plan.moved, len(prof.links))
 
     # -- erasure ------------------------------------------------------------------------------
 

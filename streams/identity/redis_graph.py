@@ -43,11 +43,13 @@ from streams.identity.model import (
     Identifier,
     Resolution,
     ResolveRequest,
+    SplitResult,
     fmt,
     provenance_path,
     seq_of,
 )
 from streams.identity.rules import IdentityRules
+from streams.identity.split import SplitError
 
 __all__ = ["RedisIdentityGraph", "IdentityGraphError", "EVENTS_PER_CALL"]
 
@@ -96,6 +98,8 @@ class RedisIdentityGraph:
         # The rule numbers are compiled into the script text: one rule set = one script SHA.
         self._resolve_src = _lua("resolve.lua").replace("__RULES__", rules.lua_config())
         self._erase_src = _lua("erase.lua")
+        self._split_src = _lua("split.lua")
+        self._split_sha = hashlib.sha1(self._split_src.encode()).hexdigest()
         self._resolve_sha = hashlib.sha1(self._resolve_src.encode()).hexdigest()
         self._erase_sha = hashlib.sha1(self._erase_src.encode()).hexdigest()
         self._loaded = False
@@ -111,6 +115,7 @@ class RedisIdentityGraph:
         pipe = self.redis.pipeline(transaction=False)
         pipe.script_load(self._resolve_src)
         pipe.script_load(self._erase_src)
+        pipe.script_load(self._split_src)
         await pipe.execute()
         self._loaded = True
 
@@ -308,3 +313,24 @@ class RedisIdentityGraph:
         ids = [pid] if pid else []
         return ErasureResult(pid, tuple(ids + sorted((_s(x) for x in losers), key=seq_of)),
                              tuple(sort_identifiers(self.rules, (_s(x) for x in idents))))
+
+    # -- split --------------------------------------------------------------------------------
+
+    async def split(self, ts_ms: int, *, cut: tuple[Identifier, Identifier] | None = None,
+                    detach: Identifier | None = None) -> SplitResult:
+        """Cut one recorded link (or merge bridge) or detach one identifier, atomically
+        (lua/split.lua; streams/identity/split.py); raises :class:`SplitError` when that cannot be done."""
+        if (cut is None) == (detach is None):
+            raise ValueError("give exactly one of cut or detach")
+        if not self._loaded:
+            await self.load_scripts()
+        a, b = (fmt(cut[0]), fmt(cut[1])) if cut is not None else (fmt(detach), "")  # type: ignore[arg-type]
+        args = (self._split_sha, 0, self.prefix, "cut" if cut is not None else "detach", a, b, str(ts_ms))
+        try:
+            reply = await self.redis.evalsha(*args)
+        except NoScriptError:
+            await self.load_scripts()
+            reply = await self.redis.evalsha(*args)
+        if _s(reply[0]) != "ok":
+            raise SplitError(_s(reply[1]))
+        return SplitResult(_s(reply[1]), _s(reply[2]), tuple(_s(x) for x in reply[3] or ()), int(reply[4]))

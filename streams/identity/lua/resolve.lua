@@ -115,7 +115,7 @@ local function meta(pid, flat)
   local m = meta_cache[pid]
   if m then return m end
   flat = flat or call('HGETALL', K_PM .. pid)
-  local counts, uniq, types, nt = {}, {}, {}, 0
+  local counts, uniq, tags, types, nt = {}, {}, {}, {}, 0
   for i = 1, #flat, 2 do
     local k = flat[i]
     local b1, b2 = byte(k, 1, 2)
@@ -123,10 +123,11 @@ local function meta(pid, flat)
       local t, cv = sub(k, 3), tonumber(flat[i + 1])
       if cv ~= nil and counts[t] == nil then nt = nt + 1 types[nt] = t end
       counts[t] = cv
+    elseif b1 == 115 and b2 == 58 then tags[sub(k, 3)] = flat[i + 1]  -- 's:' split tag (split.lua)
     else uniq[sub(k, 3)] = flat[i + 1] end
   end
   if nt > 1 then sort(types) end
-  m = {counts = counts, uniq = uniq, types = types, flat = flat}
+  m = {counts = counts, uniq = uniq, tags = tags, types = types, flat = flat}
   meta_cache[pid] = m
   return m
 end
@@ -134,7 +135,7 @@ end
 -- One planning pass in priority order over candidate indices: the stronger identifier wins
 -- every conflict. C = identifiers per type the planned profile will hold.
 local function plan(list, nlist)
-  local group, order, U, C = {}, {}, {}, {}
+  local group, order, U, C, TG = {}, {}, {}, {}, {}  -- TG: split tags of the planned profile
   local attach, mapped, audits = {}, {}, {}
   local no, na, nm = 0, 0, 0
   for x = 1, nlist do
@@ -152,8 +153,16 @@ local function plan(list, nlist)
           local uv = uniq[ut]
           if uv and U[ut] and U[ut] ~= uv then bad = ut break end
         end
+        local parted = false
+        if not bad then
+          for k, side in pairs(m.tags) do
+            if TG[k] and TG[k] ~= side then parted = true break end
+          end
+        end
         if bad then
           audits[#audits + 1] = {type = 'conflict', rule = 'unique:' .. bad, identifiers = {F[c]}, from_profile_id = pid}
+        elseif parted then
+          audits[#audits + 1] = {type = 'conflict', rule = 'split', identifiers = {F[c]}, from_profile_id = pid}
         else
           local counts, over = m.counts, nil
           for _, lt in ipairs(m.types) do
@@ -166,6 +175,7 @@ local function plan(list, nlist)
             no = no + 1 order[no] = pid
             nm = nm + 1 mapped[nm] = c
             for ut, uv in pairs(uniq) do U[ut] = uv end
+            for k, side in pairs(m.tags) do TG[k] = side end
             for lt, k in pairs(counts) do C[lt] = (C[lt] or 0) + k end
           end
         end
