@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from streams.identity.split import SplitError
-from tests.contracts.test_identity_graph import ID, R, kinds, make, redis_url  # noqa: F401  (fixtures)
+from tests.contracts.test_identity_graph import ID, R, kinds
 
 
 def _merged_family(g: Any) -> None:
