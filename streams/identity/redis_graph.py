@@ -261,6 +261,10 @@ class RedisIdentityGraph:
         keys = await self.redis.hkeys(self.prefix + "p:" + cur)
         return sort_identifiers(self.rules, (_s(k) for k in keys))
 
+    async def merged_into(self, profile_id: str) -> list[str]:
+        """Every profile id ever forwarded to the live ``profile_id`` (``pl:``), sorted."""
+        return sorted((_s(x) for x in await self.redis.smembers(self.prefix + "pl:" + profile_id)), key=seq_of)
+
     async def why(self, a: Identifier, b: Identifier) -> list[dict[str, Any]] | None:
         """Chain of links (message id and rule per link) joining two identifiers, or None."""
         for _ in range(3):  # a merge between the reads moves the profile: read again
