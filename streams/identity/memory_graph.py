@@ -381,7 +381,7 @@ class MemoryIdentityGraph:
               detach: Identifier | None = None) -> SplitResult:
         """Cut one recorded link (or merge bridge) or detach one identifier (mirrors lua/split.lua);
         raises :class:`streams.identity.split.SplitError` when that cannot be done."""
-        first = fmt(cut[0] if cut is not None else detach)  # type: ignore[index,arg-type]
+        first = fmt(cut[0] if cut is not None else detach)  # type: ignore[arg-type]
         S = self._ids.get(first)
         if S is None:
             raise SplitError(f"{first} is not in a profile")
