@@ -2,7 +2,7 @@
 
 Sources, both kept in Kafka:
 
-- ``<ns>.identity.changes`` (retention: forever): every created/linked/merged/quarantined/erased
+- ``<ns>.identity.changes`` (retention: forever): every created/linked/merged/quarantined/erased/split
   record rebuilds the graph keys (``id:``, ``p:``, ``pm:``, ``pe:``, ``pl:``, ``fwd:``, ``seq``,
   ``quar:``, ``deg:``, ``lnk:``, ``supp:``) and the stored replies of non-trivial resolutions (``dres:``);
 - ``<ns>.profile-events``: every emitted event carries its ``message_id`` and its source claim
@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from streams.events.model import dedup_id
 from streams.identity.model import LINK_SEP, encode_link, parse, seq_of
 from streams.identity.rules import PYTHON_RULES, IdentityRules
+from streams.identity.split import KEPT, MOVED, SplitError, plan_split
 
 __all__ = ["GraphImage", "build_image", "write_image", "rebuild", "RebuildError"]
 
@@ -75,6 +76,7 @@ class _Changes:
     reply_pid: dict[str, str | None] = field(default_factory=dict)
     reply_ts: dict[str, int] = field(default_factory=dict)        # mid -> Kafka timestamp of its records
     missing_via: int = 0
+    splits: list[dict[str, Any]] = field(default_factory=list)
 
 
 _REPLY_FIELDS = ("message_id", "profile_id", "ts_ms")
@@ -119,6 +121,9 @@ def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
         bridged = rec.get("bridged") or []  # cjson may write an empty array as {}
         for f in bridged:
             ch.deg[f] += 1
+    elif kind == "split" and pid:
+        ch.splits.append(rec)
+        ch.pids.add(rec["into_profile_id"])
     elif kind == "quarantined":
         for f in idents:
             ch.quar[f] = mid
@@ -134,6 +139,31 @@ def _root(parent: dict[str, str], pid: str) -> str:
         pid = parent[pid]
         seen += 1
     return pid
+
+
+def _apply_splits(ch: _Changes, links: dict[str, dict[str, str]], bridges: dict[str, list[str]]) -> dict[str, dict[str, str]]:
+    """Replay the recorded splits (oldest first) on the assembled trees, as lua/split.lua did;
+    returns the split tags per root."""
+    tags: dict[str, dict[str, str]] = defaultdict(dict)
+    for rec in sorted(ch.splits, key=lambda r: (r.get("ts_ms") or 0, r["into_profile_id"])):
+        S, N = _root(ch.parent, rec["profile_id"]), _root(ch.parent, rec["into_profile_id"])
+        if S not in links or N not in links:  # erased since
+            continue
+        cut = rec.get("cut")
+        try:
+            plan = plan_split(links[S], bridges[S], cut=(cut[0], cut[1]) if cut else None, detach=rec.get("detached"),
+                              split_id=rec["into_profile_id"], ts_ms=rec.get("ts_ms") or 0)
+        except SplitError:
+            continue
+        for f in plan.moved:
+            del links[S][f]
+        links[S].update(plan.kept_links)
+        links[N].update(plan.moved_links)
+        bridges[S] = list(plan.kept_edges)
+        bridges[N] = [*bridges[N], *plan.moved_edges]
+        tags[N].update(tags[S])
+        tags[S][rec["into_profile_id"]], tags[N][rec["into_profile_id"]] = KEPT, MOVED
+    return tags
 
 
 def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[tuple[dict[str, Any], int]],
@@ -171,16 +201,22 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
         if root in erased_pids:
             del trees[root]
 
+    tree_links: dict[str, dict[str, str]] = {}
+    tree_bridges: dict[str, list[str]] = {}
     for root, members in trees.items():
         links: dict[str, str] = {}
         bridges: list[str] = []
         for pid in sorted(members, key=seq_of):
             links.update(ch.links.get(pid, {}))
             bridges.extend(ch.bridges.get(pid, ()))
+        tree_links[root], tree_bridges[root] = links, bridges
+    tags = _apply_splits(ch, tree_links, tree_bridges)
+    for root, members in trees.items():
+        links, bridges = tree_links[root], tree_bridges[root]
         if not links:
             continue
         img.hashes[f"p:{root}"] = links
-        meta: dict[str, str] = {}
+        meta: dict[str, str] = {f"s:{k}": side for k, side in sorted(tags.get(root, {}).items())}
         counts: dict[str, int] = defaultdict(int)
         for f in links:
             t, v = parse(f)
