@@ -89,6 +89,7 @@ async def run_why(args: argparse.Namespace, settings: Settings) -> int:
 
     from streams.identity.explain import related_records
     from streams.identity.identifiers import explained_identifier
+    from streams.identity.keys import Keys
     from streams.identity.redis_graph import RedisIdentityGraph
     from streams.identity.rules_file import rules_from_settings
     from streams.ingest.pii import PiiHasher
@@ -107,7 +108,7 @@ async def run_why(args: argparse.Namespace, settings: Settings) -> int:
         pids: set[str] = set()
         for pid in (answer["a_profile"], answer["b_profile"]):
             if pid:
-                pids.update(x.decode() if isinstance(x, bytes) else x for x in await redis.smembers(f"{settings.namespace}:pl:{pid}"))
+                pids.update(x.decode() if isinstance(x, bytes) else x for x in await redis.smembers(Keys(settings.namespace).merged(pid)))
     finally:
         await redis.aclose()
     if not answer["linked"] and not args.no_records:

@@ -39,6 +39,7 @@ import orjson
 from redis.asyncio import Redis
 
 from streams.events.model import dedup_id
+from streams.identity import keys as K
 from streams.identity.model import LINK_SEP, encode_link, parse, seq_of
 from streams.identity.rules import PYTHON_RULES, IdentityRules
 from streams.identity.split import KEPT, MOVED, SplitError, plan_split
@@ -215,38 +216,38 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
         links, bridges = tree_links[root], tree_bridges[root]
         if not links:
             continue
-        img.hashes[f"p:{root}"] = links
+        img.hashes[K.LINKS + root] = links
         meta: dict[str, str] = {f"s:{k}": side for k, side in sorted(tags.get(root, {}).items())}
         counts: dict[str, int] = defaultdict(int)
         for f in links:
             t, v = parse(f)
             counts[t] += 1
-            img.strings[f"id:{f}"] = root
+            img.strings[K.ID + f] = root
             if t in rules.unique_types:
                 meta[f"u:{t}"] = v
         meta.update({f"n:{t}": str(n) for t, n in counts.items()})
-        img.hashes[f"pm:{root}"] = meta
+        img.hashes[K.META + root] = meta
         if bridges:
-            img.lists[f"pe:{root}"] = bridges
+            img.lists[K.BRIDGES + root] = bridges
         losers = {m for m in members if m != root}
         if losers:
-            img.sets[f"pl:{root}"] = losers
+            img.sets[K.MERGED + root] = losers
             for x in losers:
-                img.strings[f"fwd:{x}"] = root
+                img.strings[K.FWD + x] = root
     all_pids = ch.pids
     if all_pids:
-        img.strings["seq"] = str(max(seq_of(p) for p in all_pids))
+        img.strings[K.SEQ] = str(max(seq_of(p) for p in all_pids))
     for f, mid in ch.quar.items():
         if _sha1(f) not in erased_digests:
-            img.strings[f"quar:{f}"] = mid
+            img.strings[K.QUAR + f] = mid
     for f, n in ch.deg.items():
         if _sha1(f) not in erased_digests and n:
-            img.strings[f"deg:{f}"] = str(n)
+            img.strings[K.DEG + f] = str(n)
     for f, per_type in ch.lnk.items():
         if _sha1(f) not in erased_digests and any(per_type.values()):
-            img.hashes[f"lnk:{f}"] = {t: str(n) for t, n in per_type.items() if n}
+            img.hashes[K.LNK + f] = {t: str(n) for t, n in per_type.items() if n}
     for digest in erased_digests:
-        img.strings[f"supp:{digest}"] = "1"
+        img.strings[K.SUPP + digest] = "1"
 
     def remaining(kafka_ts: int) -> int:
         return dedup_ttl_s - max(0, now_ms - kafka_ts) // 1000
@@ -260,7 +261,7 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
         pid = ch.reply_pid.get(mid)
         merged = [r["from_profile_id"] for r in recs if r.get("type") == "merged"]
         body = orjson.dumps({"m": merged, "c": recs}).decode()
-        key = f"dres:{mid}"
+        key = K.REPLY + mid
         img.strings[key] = f"{'applied' if pid else 'blocked'}{LINK_SEP}{pid or ''}{LINK_SEP}{body}"
         img.ttl_s[key] = ttl
         n_replies += 1
@@ -272,7 +273,7 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
         mid, claim = ev.get("message_id"), ev.get("source")
         if not mid or not claim:
             continue
-        key = f"dedup:{mid}"
+        key = K.DEDUP + mid
         if key in img.strings:
             continue
         ttl = remaining(kafka_ts)
@@ -283,10 +284,10 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
         img.strings[key] = claim if mid in ch.replies or not origin else f"{claim}{LINK_SEP}applied{LINK_SEP}{origin}"
         img.ttl_s[key] = ttl
         n_dedup += 1
-    img.stats = {"audit_records": n_changes, "profiles": sum(1 for k in img.hashes if k.startswith("p:")), "identifiers": sum(1 for k in img.strings if k.startswith("id:")),
-                 "merged_away": sum(1 for k in img.strings if k.startswith("fwd:")), "erased_identifiers": len(erased_digests),
-                 "quarantined": sum(1 for k in img.strings if k.startswith("quar:")), "stored_replies": n_replies,
-                 "dedup_keys": n_dedup, "seq": int(img.strings.get("seq", "0")), "links_without_via": ch.missing_via}
+    img.stats = {"audit_records": n_changes, "profiles": sum(1 for k in img.hashes if k.startswith(K.LINKS)), "identifiers": sum(1 for k in img.strings if k.startswith(K.ID)),
+                 "merged_away": sum(1 for k in img.strings if k.startswith(K.FWD)), "erased_identifiers": len(erased_digests),
+                 "quarantined": sum(1 for k in img.strings if k.startswith(K.QUAR)), "stored_replies": n_replies,
+                 "dedup_keys": n_dedup, "seq": int(img.strings.get(K.SEQ, "0")), "links_without_via": ch.missing_via}
     return img
 
 

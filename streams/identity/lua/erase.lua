@@ -4,20 +4,21 @@
 -- and writes a suppression entry (keyed by SHA-1, not the value) for each identifier so that replayed
 -- events cannot bring the person back. Reply = {profile_id|false, {"type:value", ...}, {forwarded ids}}.
 local ns, f = ARGV[1], ARGV[2]
-local pid = redis.call('GET', ns .. 'id:' .. f)
+__KEYS__
+local pid = redis.call('GET', K_ID .. f)
 local idents, losers = {f}, {}
 if pid then
-  idents = redis.call('HKEYS', ns .. 'p:' .. pid)
-  losers = redis.call('SMEMBERS', ns .. 'pl:' .. pid)
+  idents = redis.call('HKEYS', K_P .. pid)
+  losers = redis.call('SMEMBERS', K_PL .. pid)
 end
 for _, x in ipairs(idents) do
-  redis.call('DEL', ns .. 'id:' .. x, ns .. 'deg:' .. x, ns .. 'lnk:' .. x, ns .. 'quar:' .. x)
-  redis.call('SET', ns .. 'supp:' .. redis.sha1hex(x), '1')
+  redis.call('DEL', K_ID .. x, K_DEG .. x, K_LNK .. x, K_QUAR .. x)
+  redis.call('SET', K_SUPP .. redis.sha1hex(x), '1')
 end
 for _, L in ipairs(losers) do
-  redis.call('DEL', ns .. 'fwd:' .. L)
+  redis.call('DEL', K_FWD .. L)
 end
 if pid then
-  redis.call('DEL', ns .. 'p:' .. pid, ns .. 'pm:' .. pid, ns .. 'pe:' .. pid, ns .. 'pl:' .. pid)
+  redis.call('DEL', K_P .. pid, K_PM .. pid, K_PE .. pid, K_PL .. pid)
 end
 return {pid or false, idents, losers}

@@ -5,7 +5,7 @@
 -- run is then one atomic step instead of one per event. Redis checks maxmemory (deny-oom) once per
 -- script call, before its first write, and freezes the clock it expires keys by at the start of a
 -- call: both now happen once per run instead of once per event.
--- KEYS    = <ns>dedup:<message_id> of each event, in order
+-- KEYS    = the dedup key (K_DEDUP .. message_id) of each event, in order
 -- ARGV    = ns ("<namespace>:"), dedup ttl (s), then per event: claim, ts_ms, n, type1, value1, ...,
 --           type_n, value_n: identifiers already without blocked values and sorted by priority
 --           (rules.prepare).
@@ -13,7 +13,8 @@
 --           {"=", stored reply} | an error (that event failed; its writes so far stay, like a
 --           failed call of its own, and the next events still run)
 --           json = {"m": [losers in merge order], "c": [audit records without message_id/ts/profile_id]}
--- Single-instance Redis: keys other than KEYS are derived inside (use a {hash-tag} namespace on a cluster).
+-- Single-instance Redis: keys other than KEYS are derived inside (use a {hash-tag} namespace on a cluster);
+-- their prefixes come from streams/identity/keys.py (filled into the line below ns).
 --
 -- Cost: Redis CPU is what an ingest batch waits for (bench/identity_bench.py). Per event the
 -- script reads the dedup entry and the suppression, quarantine and owner keys of all identifiers
@@ -32,9 +33,8 @@ local tonumber, tostring, unpack, ipairs, pairs, type, pcall = tonumber, tostrin
 
 local ns, ttl = ARGV[1], ARGV[2]
 local SEP = '\31'
-local K_SUPP, K_QUAR, K_ID, K_P, K_PM, K_PE, K_PL = ns .. 'supp:', ns .. 'quar:', ns .. 'id:', ns .. 'p:', ns .. 'pm:', ns .. 'pe:', ns .. 'pl:'
-local K_FWD, K_DEG, K_DRES, K_SEQ, K_LNK = ns .. 'fwd:', ns .. 'deg:', ns .. 'dres:', ns .. 'seq', ns .. 'lnk:'
-local MSG_AT = #ns + 7  -- a dedup key is ns .. 'dedup:' .. message_id
+__KEYS__
+local MSG_AT = #K_DEDUP + 1  -- a dedup key is K_DEDUP .. message_id
 
 local limit, default_limit, unique, nomerge = CFG.limit, CFG.default_limit, CFG.unique, CFG.nomerge
 local unique_list, supernode = CFG.unique_list, CFG.supernode

@@ -3,6 +3,7 @@
 -- "detach"), a, b ("" for detach), ts_ms.
 -- Reply = {"ok", kept pid, new pid, {moved "type:value", sorted}, kept count} | {"refused", why}.
 local ns, mode, a, b, ts = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+__KEYS__
 local SEP = '\31'
 local call = redis.call
 local sub, find, sort = string.sub, string.find, table.sort
@@ -22,12 +23,12 @@ local function pid_of(x)
   return 'p' .. table.concat(out)
 end
 
-local S = call('GET', ns .. 'id:' .. a)
+local S = call('GET', K_ID .. a)
 if not S then return {'refused', a .. ' is not in a profile'} end
-local flat = call('HGETALL', ns .. 'p:' .. S)
+local flat = call('HGETALL', K_P .. S)
 local links, n = {}, 0
 for i = 1, #flat, 2 do links[flat[i]] = flat[i + 1] n = n + 1 end
-local edges = call('LRANGE', ns .. 'pe:' .. S, 0, -1)
+local edges = call('LRANGE', K_PE .. S, 0, -1)
 
 -- the provenance tree: adjacency with edge ids
 local adj = {}
@@ -49,7 +50,7 @@ for i, e in ipairs(edges) do
   add(x, y, 'e:' .. i) add(y, x, 'e:' .. i)
 end
 
-local N = pid_of(tonumber(call('GET', ns .. 'seq') or '0') + 1)
+local N = pid_of(tonumber(call('GET', K_SEQ) or '0') + 1)
 local moved, nmoved = {}, 0
 local rejoins = {}
 if mode == 'cut' then
@@ -87,10 +88,10 @@ else
   end
 end
 if nmoved >= n then return {'refused', 'nothing would stay: the profile holds only what would move'} end
-call('INCR', ns .. 'seq')
+call('INCR', K_SEQ)
 
 -- links: moved ones to p:N (without via where the cut crosses), crossing kept ones rewritten
-local pS, pN, pmS, pmN = ns .. 'p:' .. S, ns .. 'p:' .. N, ns .. 'pm:' .. S, ns .. 'pm:' .. N
+local pS, pN, pmS, pmN = K_P .. S, K_P .. N, K_PM .. S, K_PM .. N
 local meta = call('HGETALL', pmS)
 local m = {}
 for i = 1, #meta, 2 do m[meta[i]] = meta[i + 1] end
@@ -110,7 +111,7 @@ for _, f in ipairs(list) do
   local x = find(f, ':', 1, true)
   local t, v = sub(f, 1, x - 1), sub(f, x + 1)
   call('HDEL', pS, f)
-  call('SET', ns .. 'id:' .. f, N)
+  call('SET', K_ID .. f, N)
   if call('HINCRBY', pmS, 'n:' .. t, -1) == 0 then call('HDEL', pmS, 'n:' .. t) end
   call('HINCRBY', pmN, 'n:' .. t, 1)
   if m['u:' .. t] == v then call('HDEL', pmS, 'u:' .. t) call('HSET', pmN, 'u:' .. t, v) end
@@ -122,9 +123,9 @@ for i, e in ipairs(edges) do
   if moved[x] and moved[y] then go[#go + 1] = e elseif not moved[x] and not moved[y] then keep[#keep + 1] = e end
 end
 for _, e in ipairs(rejoins) do keep[#keep + 1] = e end
-call('DEL', ns .. 'pe:' .. S)
-if #keep > 0 then call('RPUSH', ns .. 'pe:' .. S, unpack(keep)) end
-if #go > 0 then call('RPUSH', ns .. 'pe:' .. N, unpack(go)) end
+call('DEL', K_PE .. S)
+if #keep > 0 then call('RPUSH', K_PE .. S, unpack(keep)) end
+if #go > 0 then call('RPUSH', K_PE .. N, unpack(go)) end
 -- split tags: the new profile inherits the old ones; the two sides refuse each other from now on
 for k, v in pairs(m) do
   if sub(k, 1, 2) == 's:' then call('HSET', pmN, k, v) end
