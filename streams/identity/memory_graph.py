@@ -371,7 +371,7 @@ class MemoryIdentityGraph:
             pid = self.lookup(i)
             p = self._profiles.get(pid) if pid else None
             quar = None if fmt(i) not in self._quar else self._quar_by.get(fmt(i), "")
-            return Side(i, pid, quar, dict(p.counts) if p else {}, dict(p.uniq) if p else {})
+            return Side(i, pid, quar, dict(p.counts) if p else {}, dict(p.uniq) if p else {}, dict(p.tags) if p else {})
 
         return explain(self.rules, side(a), side(b), self.why(a, b))
 

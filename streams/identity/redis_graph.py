@@ -283,7 +283,8 @@ class RedisIdentityGraph:
             meta = {_s(k): _s(v) for k, v in (await self.redis.hgetall(self.keys.meta(pid))).items()} if pid else {}
             counts = {k[2:]: int(v) for k, v in meta.items() if k.startswith("n:")}
             uniq = {k[2:]: v for k, v in meta.items() if k.startswith("u:")}
-            return Side(i, pid, quar, counts, uniq)
+            tags = {k[2:]: v for k, v in meta.items() if k.startswith("s:")}
+            return Side(i, pid, quar, counts, uniq, tags)
 
         return explain(self.rules, await side(a), await side(b), chain)
 

@@ -38,6 +38,8 @@ def test_undoing_a_merge_gives_two_profiles_that_stay_apart(make: Callable[..., 
     fresh = g.resolve_batch([R("m5", "anonymous_id:a2", "device_id:tablet")])[0]
     assert (fresh.profile_id, kinds(fresh), fresh.refused) == ("p1", [("conflict", "split")], ("anonymous_id:a2",))
     assert g.lookup(ID("device_id:tablet")) == "p1" and g.lookup(ID("anonymous_id:a2")) == "p3"
+    answer = g.explain(ID("user_id:u1"), ID("email:e2"))
+    assert (answer["linked"], answer["rule"]) == (False, "split") and "split p3" in answer["detail"]
 
 
 def test_the_refusal_survives_later_merges(make: Callable[..., Any]) -> None:
