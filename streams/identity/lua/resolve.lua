@@ -244,6 +244,206 @@ local function gathered_of(order, attach, audits, mapped)
   return out
 end
 
+-- The breakers' verdict on one plan: identifiers that would bridge more than `supernode`
+-- merges, or gather more identifiers of a type than the link breaker allows (invariant 4).
+local function breaker_hits(order, mapped, g)
+  local hit, any = {}, false
+  if supernode >= 0 and #order >= 2 then
+    local k = #order - 1
+    local nk = 0
+    for _, c in ipairs(mapped) do
+      if not (unique[T[c]] or nomerge[T[c]]) then
+        nk = nk + 1 W1[nk] = K_DEG .. F[c] W2[nk] = c
+      end
+    end
+    if nk > 0 then
+      local degs = mget(W1, nk)
+      for j = 1, nk do
+        if tonumber(degs[j] or '0') + k > supernode then hit[F[W2[j]]] = true any = true end
+      end
+    end
+  end
+  if g then
+    for _, b in ipairs(g) do
+      if not hit[b.f] then
+        local flat = call('HGETALL', K_LNK .. b.f)
+        local cur = {}
+        for i = 1, #flat, 2 do cur[flat[i]] = tonumber(flat[i + 1]) end
+        for _, t in ipairs(b.types) do
+          if (cur[t] or 0) + b.n[t] > (links_by_type[t] or max_links) then hit[b.f] = true any = true break end
+        end
+      end
+    end
+  end
+  return hit, any
+end
+
+-- Quarantine the hit identifiers (SET quar:, one record each); the candidates left.
+local function quarantine(live, nlive, hit, msg, quarantined)
+  local rest, nrest = {}, 0
+  for x = 1, nlive do
+    local c = live[x]
+    if hit[F[c]] then
+      call('SET', K_QUAR .. F[c], msg)
+      quarantined[#quarantined + 1] = {type = 'quarantined', rule = 'supernode', identifiers = {F[c]}, from_profile_id = P[c]}
+    else
+      nrest = nrest + 1 rest[nrest] = c
+    end
+  end
+  return rest, nrest
+end
+
+-- The surviving profile: the oldest of the group (smallest sequence), or a new one.
+local function survivor(order)
+  local norder = #order
+  if norder == 0 then return pid_of(call('INCR', K_SEQ)), true end
+  local S, sS = order[1], seq_of(order[1])
+  for i = 2, norder do
+    local s = seq_of(order[i])
+    if s < sS then S, sS = order[i], s end
+  end
+  return S, false
+end
+
+-- Merge: the older profile (smaller sequence) survives; losers are folded into S, oldest first.
+local function fold_losers(S, order)
+  local norder, pS, pmS = #order, K_P .. S, K_PM .. S
+  local losers, nl = {}, 0
+  if norder > 1 then
+    for _, pid in ipairs(order) do
+      if pid ~= S then nl = nl + 1 losers[nl] = pid end
+    end
+    if nl > 1 then sort(losers, function(x, y) return seq_of(x) < seq_of(y) end) end
+  end
+  local peS, plS = K_PE .. S, K_PL .. S
+  for _, L in ipairs(losers) do
+    local pL = K_P .. L
+    local flat = call('HGETALL', pL)
+    local nw = 0
+    for i = 1, #flat, 2 do
+      W1[nw + 1], W1[nw + 2] = K_ID .. flat[i], S
+      nw = nw + 2
+    end
+    callv('MSET', nil, W1, nw)
+    callv('HSET', pS, flat, #flat)
+    local mflat = meta(L).flat  -- pm:L as plan read it (only pm:S is written in between)
+    for i = 1, #mflat, 2 do
+      local k = mflat[i]
+      local b1, b2 = byte(k, 1, 2)
+      if b1 == 110 and b2 == 58 then call('HINCRBY', pmS, k, mflat[i + 1])
+      else call('HSET', pmS, k, mflat[i + 1]) end
+    end
+    local edges = call('LRANGE', K_PE .. L, 0, -1)
+    callv('RPUSH', peS, edges, #edges)
+    local fwd = call('SMEMBERS', K_PL .. L)
+    fwd[#fwd + 1] = L
+    nw = 0
+    for _, x in ipairs(fwd) do
+      W1[nw + 1], W1[nw + 2] = K_FWD .. x, S
+      nw = nw + 2
+    end
+    callv('MSET', nil, W1, nw)
+    callv('SADD', plS, fwd, #fwd)
+    call('DEL', pL, K_PM .. L, K_PE .. L, K_PL .. L)
+  end
+  return losers
+end
+
+-- Bridges: the anchor (strongest accepted, already mapped identifier) joins every other profile
+-- of the group; recorded once per merge as provenance for why(), with its audit record.
+local function record_merges(S, order, group, mapped, losers, anchor_f, anchor_pid, msg, ts, changes)
+  local norder, peS = #order, K_PE .. S
+  local merged = {}
+  if norder >= 2 then
+    local nw = 0
+    for _, pid in ipairs(order) do
+      if pid ~= anchor_pid then
+        nw = nw + 1
+        W1[nw] = anchor_f .. SEP .. group[pid] .. SEP .. msg .. SEP .. 'co_occurrence' .. SEP .. ts
+      end
+    end
+    callv('RPUSH', peS, W1, nw)
+    -- bridged: the identifiers whose breaker count (deg) this event raises by 1 per merged record,
+    -- so `touchpoint identity rebuild` can restore deg:* from the audit trail alone.
+    local bridged = {}
+    if supernode >= 0 then
+      for _, c in ipairs(mapped) do
+        if not (unique[T[c]] or nomerge[T[c]]) then bridged[#bridged + 1] = F[c] end
+      end
+    end
+    for _, L in ipairs(losers) do
+      local pair
+      if L == anchor_pid then pair = {group[S], anchor_f} else pair = {anchor_f, group[L]} end
+      local rec = {type = 'merged', rule = 'co_occurrence', identifiers = pair, from_profile_id = L}
+      if #bridged > 0 then rec.bridged = bridged end
+      changes[#changes + 1] = rec
+      merged[#merged + 1] = L
+    end
+    if supernode >= 0 then
+      for _, c in ipairs(mapped) do
+        if not (unique[T[c]] or nomerge[T[c]]) then
+          call('INCRBY', K_DEG .. F[c], norder - 1)
+        end
+      end
+    end
+  end
+  return merged
+end
+
+-- Link breaker: each bridge (a mapped identifier that is not unique or no-merge) is credited
+-- with what this event gathers of the types other than its own; returns the record of it (or nil).
+local function credit_gathered(g)
+  local grec = nil
+  if g then
+    grec = {}
+    for _, b in ipairs(g) do
+      local per = {}
+      for _, t in ipairs(b.types) do
+        call('HINCRBY', K_LNK .. b.f, t, b.n[t])
+        per[t] = b.n[t]
+      end
+      grec[b.f] = per
+    end
+  end
+  return grec
+end
+
+-- Attach the new identifiers to S, each linked to the anchor with this event as provenance.
+local function attach_new(S, attach, anchor, anchor_f, msg, ts, created, changes)
+  local nattach, pS, pmS = #attach, K_P .. S, K_PM .. S
+  if nattach > 0 then
+    local fs = {}
+    local via = nil
+    for i, c in ipairs(attach) do
+      local f, t = F[c], T[c]
+      W1[i + i - 1], W1[i + i] = K_ID .. f, S
+      W2[i + i - 1] = f
+      if c == anchor then
+        W2[i + i] = SEP .. msg .. SEP .. 'first_seen' .. SEP .. ts
+      else
+        via = via or (anchor_f .. SEP .. msg .. SEP .. 'co_occurrence' .. SEP .. ts)
+        W2[i + i] = via
+      end
+      fs[i] = f
+    end
+    callv('MSET', nil, W1, nattach + nattach)
+    hset_pairs(pS, W2, nattach)
+    -- pm:S: one HINCRBY per identifier, as many operations on the hash as one call per event
+    -- would make (the iteration order of a hashtable-encoded hash depends on them).
+    for _, c in ipairs(attach) do
+      local t = T[c]
+      call('HINCRBY', pmS, 'n:' .. t, '1')
+      if unique[t] then call('HSET', pmS, 'u:' .. t, V[c]) end
+    end
+    if created then
+      changes[#changes + 1] = {type = 'created', rule = 'first_seen', identifiers = fs}
+    else
+      -- via: the anchor the new identifiers are linked to (provenance; needed by identity rebuild)
+      changes[#changes + 1] = {type = 'linked', rule = 'co_occurrence', identifiers = fs, via = anchor_f}
+    end
+  end
+end
+
 -- One event. a = index in ARGV of its first identifier type, n = number of identifiers.
 local function resolve(dkey, claim, ts, a, n)
   -- One read: the dedup entry, then suppression, quarantine and owner of every candidate (all
@@ -347,46 +547,9 @@ local function resolve(dkey, claim, ts, a, n)
   while true do
     group, order, attach, mapped, audits, C = plan(live, nlive)
     g = gathered_of(order, attach, audits, mapped)
-    local hit, any = {}, false
-    if supernode >= 0 and #order >= 2 then
-      local k = #order - 1
-      local nk = 0
-      for _, c in ipairs(mapped) do
-        if not (unique[T[c]] or nomerge[T[c]]) then
-          nk = nk + 1 W1[nk] = K_DEG .. F[c] W2[nk] = c
-        end
-      end
-      if nk > 0 then
-        local degs = mget(W1, nk)
-        for j = 1, nk do
-          if tonumber(degs[j] or '0') + k > supernode then hit[F[W2[j]]] = true any = true end
-        end
-      end
-    end
-    if g then
-      for _, b in ipairs(g) do
-        if not hit[b.f] then
-          local flat = call('HGETALL', K_LNK .. b.f)
-          local cur = {}
-          for i = 1, #flat, 2 do cur[flat[i]] = tonumber(flat[i + 1]) end
-          for _, t in ipairs(b.types) do
-            if (cur[t] or 0) + b.n[t] > (links_by_type[t] or max_links) then hit[b.f] = true any = true break end
-          end
-        end
-      end
-    end
+    local hit, any = breaker_hits(order, mapped, g)
     if not any then break end
-    local rest, nrest = {}, 0
-    for x = 1, nlive do
-      local c = live[x]
-      if hit[F[c]] then
-        call('SET', K_QUAR .. F[c], msg)
-        quarantined[#quarantined + 1] = {type = 'quarantined', rule = 'supernode', identifiers = {F[c]}, from_profile_id = P[c]}
-      else
-        nrest = nrest + 1 rest[nrest] = c
-      end
-    end
-    live, nlive = rest, nrest
+    live, nlive = quarantine(live, nlive, hit, msg, quarantined)
   end
 
   local changes = quarantined
@@ -407,150 +570,13 @@ local function resolve(dkey, claim, ts, a, n)
     return reply('blocked', nil, {})
   end
 
-  local S
-  local created = false
-  if norder == 0 then
-    S = pid_of(call('INCR', K_SEQ))
-    created = true
-  else
-    S = order[1]
-    if norder > 1 then
-      local sS = seq_of(S)
-      for i = 2, norder do
-        local s = seq_of(order[i])
-        if s < sS then S, sS = order[i], s end
-      end
-    end
-  end
-
+  local S, created = survivor(order)
   local anchor = mapped[1] or attach[1]
   local anchor_f, anchor_pid = F[anchor], P[anchor]
-  local pS, pmS = K_P .. S, K_PM .. S
-
-  -- Merge: the older profile (smaller sequence) survives; losers are folded in, oldest first.
-  local losers, nl = {}, 0
-  if norder > 1 then
-    for _, pid in ipairs(order) do
-      if pid ~= S then nl = nl + 1 losers[nl] = pid end
-    end
-    if nl > 1 then sort(losers, function(x, y) return seq_of(x) < seq_of(y) end) end
-  end
-  local peS, plS = K_PE .. S, K_PL .. S
-  for _, L in ipairs(losers) do
-    local pL = K_P .. L
-    local flat = call('HGETALL', pL)
-    local nw = 0
-    for i = 1, #flat, 2 do
-      W1[nw + 1], W1[nw + 2] = K_ID .. flat[i], S
-      nw = nw + 2
-    end
-    callv('MSET', nil, W1, nw)
-    callv('HSET', pS, flat, #flat)
-    local mflat = meta(L).flat  -- pm:L as plan read it (only pm:S is written in between)
-    for i = 1, #mflat, 2 do
-      local k = mflat[i]
-      local b1, b2 = byte(k, 1, 2)
-      if b1 == 110 and b2 == 58 then call('HINCRBY', pmS, k, mflat[i + 1])
-      else call('HSET', pmS, k, mflat[i + 1]) end
-    end
-    local edges = call('LRANGE', K_PE .. L, 0, -1)
-    callv('RPUSH', peS, edges, #edges)
-    local fwd = call('SMEMBERS', K_PL .. L)
-    fwd[#fwd + 1] = L
-    nw = 0
-    for _, x in ipairs(fwd) do
-      W1[nw + 1], W1[nw + 2] = K_FWD .. x, S
-      nw = nw + 2
-    end
-    callv('MSET', nil, W1, nw)
-    callv('SADD', plS, fwd, #fwd)
-    call('DEL', pL, K_PM .. L, K_PE .. L, K_PL .. L)
-  end
-
-  -- Bridges: the anchor (strongest accepted, already mapped identifier) joins every other profile
-  -- of the group; recorded once per merge as provenance for why().
-  local merged = {}
-  if norder >= 2 then
-    local nw = 0
-    for _, pid in ipairs(order) do
-      if pid ~= anchor_pid then
-        nw = nw + 1
-        W1[nw] = anchor_f .. SEP .. group[pid] .. SEP .. msg .. SEP .. 'co_occurrence' .. SEP .. ts
-      end
-    end
-    callv('RPUSH', peS, W1, nw)
-    -- bridged: the identifiers whose breaker count (deg) this event raises by 1 per merged record,
-    -- so `touchpoint identity rebuild` can restore deg:* from the audit trail alone.
-    local bridged = {}
-    if supernode >= 0 then
-      for _, c in ipairs(mapped) do
-        if not (unique[T[c]] or nomerge[T[c]]) then bridged[#bridged + 1] = F[c] end
-      end
-    end
-    for _, L in ipairs(losers) do
-      local pair
-      if L == anchor_pid then pair = {group[S], anchor_f} else pair = {anchor_f, group[L]} end
-      local rec = {type = 'merged', rule = 'co_occurrence', identifiers = pair, from_profile_id = L}
-      if #bridged > 0 then rec.bridged = bridged end
-      changes[#changes + 1] = rec
-      merged[#merged + 1] = L
-    end
-    if supernode >= 0 then
-      for _, c in ipairs(mapped) do
-        if not (unique[T[c]] or nomerge[T[c]]) then
-          call('INCRBY', K_DEG .. F[c], norder - 1)
-        end
-      end
-    end
-  end
-
-  -- Link breaker: each bridge (a mapped identifier that is not unique or no-merge) is credited
-  -- with what this event gathers of the types other than its own.
-  local grec = nil
-  if g then
-    grec = {}
-    for _, b in ipairs(g) do
-      local per = {}
-      for _, t in ipairs(b.types) do
-        call('HINCRBY', K_LNK .. b.f, t, b.n[t])
-        per[t] = b.n[t]
-      end
-      grec[b.f] = per
-    end
-  end
-
-  -- Attach the new identifiers, each linked to the anchor with this event as provenance.
-  if nattach > 0 then
-    local fs = {}
-    local via = nil
-    for i, c in ipairs(attach) do
-      local f, t = F[c], T[c]
-      W1[i + i - 1], W1[i + i] = K_ID .. f, S
-      W2[i + i - 1] = f
-      if c == anchor then
-        W2[i + i] = SEP .. msg .. SEP .. 'first_seen' .. SEP .. ts
-      else
-        via = via or (anchor_f .. SEP .. msg .. SEP .. 'co_occurrence' .. SEP .. ts)
-        W2[i + i] = via
-      end
-      fs[i] = f
-    end
-    callv('MSET', nil, W1, nattach + nattach)
-    hset_pairs(pS, W2, nattach)
-    -- pm:S: one HINCRBY per identifier, as many operations on the hash as one call per event
-    -- would make (the iteration order of a hashtable-encoded hash depends on them).
-    for _, c in ipairs(attach) do
-      local t = T[c]
-      call('HINCRBY', pmS, 'n:' .. t, '1')
-      if unique[t] then call('HSET', pmS, 'u:' .. t, V[c]) end
-    end
-    if created then
-      changes[#changes + 1] = {type = 'created', rule = 'first_seen', identifiers = fs}
-    else
-      -- via: the anchor the new identifiers are linked to (provenance; needed by identity rebuild)
-      changes[#changes + 1] = {type = 'linked', rule = 'co_occurrence', identifiers = fs, via = anchor_f}
-    end
-  end
+  local losers = fold_losers(S, order)
+  local merged = record_merges(S, order, group, mapped, losers, anchor_f, anchor_pid, msg, ts, changes)
+  local grec = credit_gathered(g)
+  attach_new(S, attach, anchor, anchor_f, msg, ts, created, changes)
   -- on the event's last record: `identity rebuild` restores lnk:* from it
   if grec then changes[#changes].gathered = grec end
 
