@@ -118,7 +118,6 @@ class MemoryIdentityGraph:
 
     def _resolve_one(self, req: ResolveRequest, linkable: list[Identifier]
                      ) -> tuple[str, str | None, list[str], list[dict[str, Any]]]:
-        rules = self.rules
         prev = self._dedup.get(req.message_id)
         if prev is None:
             self._dedup[req.message_id] = req.claim
@@ -149,15 +148,7 @@ class MemoryIdentityGraph:
             hit = self._breaker_hits(order, mapped, gathered)
             if not hit:
                 break
-            rest = []
-            for c in live:
-                if c.f in hit:
-                    self._quar.add(c.f)
-                    self._quar_by[c.f] = req.message_id
-                    quarantined.append({"type": "quarantined", "rule": "supernode", "identifiers": [c.f], "from_profile_id": c.pid})
-                else:
-                    rest.append(c)
-            live = rest
+            live = self._quarantine(live, hit, req.message_id, quarantined)
 
         changes = quarantined + audits
         merged: list[str] = []
@@ -172,16 +163,42 @@ class MemoryIdentityGraph:
         if not order and not attach:
             return reply("blocked", None)
 
-        created = not order
-        if created:
-            self._seq += 1
-            S = profile_id_of(self._seq)
-            self._profiles[S] = _Profile()
-        else:
-            S = min(order, key=seq_of)
+        S, created = self._survivor(order)
         anchor = mapped[0] if mapped else attach[0]
-        prof = self._profiles[S]
+        losers = self._fold_losers(S, order)
+        merged.extend(self._record_merges(req, S, order, group, mapped, losers, anchor, changes))
+        self._credit_gathered(gathered)
+        self._attach_new(req, S, attach, anchor, created, changes)
+        if gathered:  # on the event's last record: `identity rebuild` restores lnk:* from it
+            changes[-1]["gathered"] = gathered
+        return reply("applied", S)
 
+    # The steps of one resolution, named as in resolve.lua.
+
+    def _quarantine(self, live: list[_Cand], hit: set[str], message_id: str, quarantined: list[dict[str, Any]]) -> list[_Cand]:
+        """Quarantine the hit identifiers (one record each); the candidates left."""
+        rest = []
+        for c in live:
+            if c.f in hit:
+                self._quar.add(c.f)
+                self._quar_by[c.f] = message_id
+                quarantined.append({"type": "quarantined", "rule": "supernode", "identifiers": [c.f], "from_profile_id": c.pid})
+            else:
+                rest.append(c)
+        return rest
+
+    def _survivor(self, order: list[str]) -> tuple[str, bool]:
+        """The oldest profile of the group (smallest sequence), or a new one (and True)."""
+        if order:
+            return min(order, key=seq_of), False
+        self._seq += 1
+        S = profile_id_of(self._seq)
+        self._profiles[S] = _Profile()
+        return S, True
+
+    def _fold_losers(self, S: str, order: list[str]) -> list[str]:
+        """Fold every other profile of the group into S, oldest first; the losers."""
+        prof = self._profiles[S]
         losers = sorted((p for p in order if p != S), key=seq_of)
         for L in losers:
             lp = self._profiles.pop(L)
@@ -197,7 +214,13 @@ class MemoryIdentityGraph:
             for x in fwd:
                 self._fwd[x] = S
             prof.losers |= fwd
+        return losers
 
+    def _record_merges(self, req: ResolveRequest, S: str, order: list[str], group: dict[str, str], mapped: list[_Cand],
+                       losers: list[str], anchor: _Cand, changes: list[dict[str, Any]]) -> list[str]:
+        """The anchor's bridges to every other profile of the group (provenance for why), a
+        ``merged`` record per loser and the merge breaker's counts; the merged ids."""
+        rules, prof, merged = self.rules, self._profiles[S], []
         if len(order) >= 2:
             for pid in order:
                 if pid != anchor.pid:
@@ -215,12 +238,19 @@ class MemoryIdentityGraph:
                 for c in mapped:
                     if not rules.exempt_from_breaker(c.t):
                         self._deg[c.f] = self._deg.get(c.f, 0) + len(order) - 1
+        return merged
 
+    def _credit_gathered(self, gathered: dict[str, dict[str, int]]) -> None:
+        """Link breaker: credit each bridge with what this event gathers."""
         for f, per_type in gathered.items():
             counts = self._lnk.setdefault(f, {})
             for t, n in per_type.items():
                 counts[t] = counts.get(t, 0) + n
 
+    def _attach_new(self, req: ResolveRequest, S: str, attach: list[_Cand], anchor: _Cand, created: bool,
+                    changes: list[dict[str, Any]]) -> None:
+        """Attach the new identifiers to S, each linked to the anchor with this event as provenance."""
+        rules, prof = self.rules, self._profiles[S]
         if attach:
             fs = []
             for c in attach:
@@ -235,9 +265,6 @@ class MemoryIdentityGraph:
                 changes.append({"type": "created", "rule": "first_seen", "identifiers": fs})
             else:  # via = the anchor they were linked to (identity rebuild restores provenance)
                 changes.append({"type": "linked", "rule": "co_occurrence", "identifiers": fs, "via": anchor.f})
-        if gathered:  # on the event's last record: `identity rebuild` restores lnk:* from it
-            changes[-1]["gathered"] = gathered
-        return reply("applied", S)
 
     def _gathered(self, order: list[str], attach: list[_Cand], audits: list[dict[str, Any]],
                   mapped: list[_Cand]) -> dict[str, dict[str, int]]:
