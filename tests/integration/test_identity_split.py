@@ -105,3 +105,11 @@ def test_split_undoes_a_merge_refolds_both_profiles_and_holds(settings, start_wo
     assert email["profile_id"] == body["new_profile_id"] and email["event_count"] == 0
     assert _profile(settings, "user_id:u-7")["event_count"] == 3  # s1, s3, s5
     assert _post(worker, "/identity/split?id=email:kim@example.com&actor=ops-bob")[0] == 409  # nothing would stay
+
+    # bad input: one line and exit 2; a split the graph refuses: exit 1, nothing changed
+    bad = run_cli(settings, "identity", "split", "--id", "email:not-an-email", "--actor", "x")
+    assert bad.returncode == 2 and b"not a usable email" in bad.stderr
+    bad = run_cli(settings, "identity", "split", "--merge", "p999", "--actor", "x")
+    assert bad.returncode == 2 and b"no merged record" in bad.stderr
+    refused = run_cli(settings, "identity", "split", "--link", "user_id:u-7", "anonymous_id:kid-anon", "--actor", "x")
+    assert refused.returncode == 1 and b"are not two identifiers of one profile" in refused.stderr
