@@ -444,10 +444,9 @@ local function attach_new(S, attach, anchor, anchor_f, msg, ts, created, changes
   end
 end
 
--- One event. a = index in ARGV of its first identifier type, n = number of identifiers.
-local function resolve(dkey, claim, ts, a, n)
-  -- One read: the dedup entry, then suppression, quarantine and owner of every candidate (all
-  -- plain strings, so "MGET gives a value" = "EXISTS").
+-- One read for one event: the dedup entry, then suppression, quarantine and owner of every
+-- candidate (all plain strings, so "MGET gives a value" = "EXISTS"); fills T, V, F.
+local function read_event(dkey, a, n)
   local n2 = n + n
   W1[1] = dkey
   for i = 1, n do
@@ -457,7 +456,42 @@ local function resolve(dkey, claim, ts, a, n)
     T[i], V[i], F[i] = t, v, f
     W1[1 + i], W1[1 + n + i], W1[1 + n2 + i] = K_SUPP .. sha1hex(f), K_QUAR .. f, K_ID .. f
   end
-  local got = mget(W1, 1 + n2 + n)
+  return mget(W1, 1 + n2 + n)
+end
+
+-- Candidates not quarantined, with their current owner (P); the owner of the first and whether
+-- they all share it.
+local function live_candidates(got, n)
+  local n2 = n + n
+  local live, nlive = {}, 0
+  local pid0, same = false, true
+  for i = 1, n do
+    if not got[1 + n + i] then
+      local pid = got[1 + n2 + i]
+      P[i] = pid
+      nlive = nlive + 1 live[nlive] = i
+      if nlive == 1 then pid0 = pid elseif pid ~= pid0 then same = false end
+    end
+  end
+  return live, nlive, pid0, same
+end
+
+-- Whether a profile (its pm hash as read) holds more of a type than the type's limit.
+local function over_a_limit(flat)
+  for i = 1, #flat, 2 do
+    local k = flat[i]
+    local b1, b2 = byte(k, 1, 2)
+    if b1 == 110 and b2 == 58 then  -- 'n:'
+      local cv = tonumber(flat[i + 1])
+      if cv and cv > (limit[sub(k, 3)] or default_limit) then return true end
+    end
+  end
+  return false
+end
+
+-- One event. a = index in ARGV of its first identifier type, n = number of identifiers.
+local function resolve(dkey, claim, ts, a, n)
+  local got = read_event(dkey, a, n)
 
   -- Dedup: another claim on this message id = duplicate (invariant 2); our own claim =
   -- redelivery after a crash before the offset commit: replay the stored reply, or re-run.
@@ -501,17 +535,7 @@ local function resolve(dkey, claim, ts, a, n)
     if prev_pid then return {prev_outcome, prev_pid, false, skip} end
   end
 
-  -- Candidates not quarantined, with their current owner.
-  local live, nlive = {}, 0
-  local pid0, same = false, true
-  for i = 1, n do
-    if not got[1 + n + i] then
-      local pid = got[1 + n2 + i]
-      P[i] = pid
-      nlive = nlive + 1 live[nlive] = i
-      if nlive == 1 then pid0 = pid elseif pid ~= pid0 then same = false end
-    end
-  end
+  local live, nlive, pid0, same = live_candidates(got, n)
 
   -- Fast path, most events of a known person: every candidate left already belongs to one
   -- profile. The plan below would accept them all (nothing to merge, attach or refuse) unless
@@ -520,16 +544,7 @@ local function resolve(dkey, claim, ts, a, n)
   local flat0 = nil
   if pid0 and same then
     flat0 = call('HGETALL', K_PM .. pid0)
-    local over = false
-    for i = 1, #flat0, 2 do
-      local k = flat0[i]
-      local b1, b2 = byte(k, 1, 2)
-      if b1 == 110 and b2 == 58 then  -- 'n:'
-        local cv = tonumber(flat0[i + 1])
-        if cv and cv > (limit[sub(k, 3)] or default_limit) then over = true break end
-      end
-    end
-    if not over then
+    if not over_a_limit(flat0) then
       if prev then call('SET', dkey, claim .. SEP .. 'applied' .. SEP .. pid0, 'XX', 'KEEPTTL')
       else call('SET', dkey, claim .. SEP .. 'applied' .. SEP .. pid0, 'EX', ttl) end
       return {'applied', pid0, false, skip}
