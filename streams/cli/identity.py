@@ -5,6 +5,8 @@
 - ``why A B``: the chain linking two identifiers, or the rule that keeps them apart with the
   audit records behind it (read from ``identity.changes``).
 - ``rules --check FILE``: validate a rules file (one-line error, exit 2) and print the rules.
+- ``split``: detach an identifier, cut a recorded link or undo a merge; both profiles are folded
+  again (streams/identity/split_person.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     why.add_argument("--no-records", action="store_true", help="do not read identity.changes for the audit records")
     why.add_argument("--timeout", type=float, default=60.0, help="longest time to read identity.changes, in seconds")
     why.set_defaults(run=run_why)
+    sp = isub.add_parser("split", help="undo a wrong link: detach an identifier, cut a recorded link or undo a merge")
+    how = sp.add_mutually_exclusive_group(required=True)
+    how.add_argument("--id", metavar="TYPE:VALUE", help="detach this identifier into a profile of its own")
+    how.add_argument("--link", nargs=2, metavar=("A", "B"), help="cut the recorded link between A and B (a step of identity why); B's side moves")
+    how.add_argument("--merge", metavar="PROFILE_ID", help="undo the merge that folded PROFILE_ID away (from_profile_id of its merged record)")
+    sp.add_argument("--actor", default=None, help="who splits (recorded on identity.changes; default: the login name)")
+    sp.add_argument("--timeout", type=float, default=600.0, help="longest time to read each topic, in seconds")
+    sp.set_defaults(run=run_split)
     rules = isub.add_parser("rules", help="validate an identity rules file (TOML)")
     rules.add_argument("--check", metavar="FILE", required=True, help="the rules file to validate")
     rules.set_defaults(run=run_rules_check)
@@ -79,6 +89,7 @@ async def run_why(args: argparse.Namespace, settings: Settings) -> int:
 
     from streams.identity.explain import related_records
     from streams.identity.identifiers import explained_identifier
+    from streams.identity.keys import Keys
     from streams.identity.redis_graph import RedisIdentityGraph
     from streams.identity.rules_file import rules_from_settings
     from streams.ingest.pii import PiiHasher
@@ -97,7 +108,7 @@ async def run_why(args: argparse.Namespace, settings: Settings) -> int:
         pids: set[str] = set()
         for pid in (answer["a_profile"], answer["b_profile"]):
             if pid:
-                pids.update(x.decode() if isinstance(x, bytes) else x for x in await redis.smembers(f"{settings.namespace}:pl:{pid}"))
+                pids.update(x.decode() if isinstance(x, bytes) else x for x in await redis.smembers(Keys(settings.namespace).merged(pid)))
     finally:
         await redis.aclose()
     if not answer["linked"] and not args.no_records:
@@ -110,4 +121,89 @@ async def run_why(args: argparse.Namespace, settings: Settings) -> int:
         records = [rec for rec, _ in await read_changes(settings, args.timeout)] if await topic_exists(settings, topic) else []
         answer["records"] = related_records(records, answer, pids)
     print(orjson.dumps(answer).decode())
+    return 0
+
+
+async def merge_pair(settings: Settings, loser: str, timeout_s: float) -> tuple[str, str]:
+    """The pair of identifiers the ``merged`` record of ``loser`` names (read from identity.changes,
+    opened with the data keys: a pair of someone erased since cannot be split)."""
+    from streams.identity.data_keys import read_changes
+    from streams.identity.sealing import is_erased
+    from streams.kafka.reading import topic_exists
+    from streams.kafka.topics import IDENTITY_CHANGES
+
+    topic = settings.topic(IDENTITY_CHANGES)
+    if await topic_exists(settings, topic):
+        for rec, _ in await read_changes(settings, timeout_s):
+            pair = rec.get("identifiers") or ()
+            if rec.get("type") == "merged" and rec.get("from_profile_id") == loser and len(pair) == 2 and not any(map(is_erased, pair)):
+                return pair[0], pair[1]
+    raise UsageError(f"--merge {loser}: no merged record of that profile id on {topic}")
+
+
+async def run_split(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from aiokafka import AIOKafkaProducer
+    from redis.asyncio import Redis
+
+    from streams.identity.data_keys import RedisKeyStore
+    from streams.identity.identifiers import stored_identifier
+    from streams.identity.model import parse
+    from streams.identity.redis_graph import RedisIdentityGraph
+    from streams.identity.rules_file import rules_from_settings
+    from streams.identity.sealing import AuditSealer
+    from streams.identity.split import SplitError
+    from streams.identity.split_person import split_person
+    from streams.ingest.pii import PiiHasher
+    from streams.kafka.client import client_options
+    from streams.kafka.topics import IDENTITY_CHANGES, IDENTITY_KEYS, PROFILE_EVENTS, ensure_topics
+
+    settings.require_pii_key()  # with another key than the workers', the hashes would match nobody
+    rules = rules_from_settings(settings)
+    hasher = PiiHasher(settings.pii_key)
+
+    def ident(text: str) -> Any:
+        try:
+            return stored_identifier(text, hasher, settings.default_phone_region, rules)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+    cut = detach = None
+    if args.id:
+        detach = ident(args.id)
+    elif args.link:
+        cut = (ident(args.link[0]), ident(args.link[1]))
+    else:
+        a, b = await merge_pair(settings, args.merge, args.timeout)
+        cut = (parse(a), parse(b))  # as stored (hashed where they are)
+    actor = args.actor or getpass.getuser()
+    await ensure_topics(settings)
+    redis = Redis.from_url(settings.redis_url)
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        graph = RedisIdentityGraph(redis, settings.namespace, rules, settings.dedup_ttl_s)
+
+        async def send_change(key: bytes, value: bytes) -> Any:
+            return await producer.send_and_wait(settings.topic(IDENTITY_CHANGES), value=value, key=key)
+
+        async def send_control(key: bytes, value: bytes) -> Any:
+            return await producer.send_and_wait(settings.topic(PROFILE_EVENTS), value=value, key=key)
+
+        async def send_key(key: bytes, value: bytes | None) -> Any:
+            return await producer.send_and_wait(settings.topic(IDENTITY_KEYS), value=value, key=key)
+
+        sealer = AuditSealer(RedisKeyStore(redis, settings.namespace), settings.pii_key, send_key)
+        try:
+            out = await split_person(graph, settings, actor, send_change, send_control, time.time_ns() // 1_000_000,
+                                     cut=cut, detach=detach, timeout_s=args.timeout, seal=sealer.seal)
+            await sealer.confirm()  # every send above was acknowledged
+        except SplitError as exc:
+            print(f"touchpoint identity split: refused: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        await producer.stop()
+        await redis.aclose()
+    print(orjson.dumps(out).decode())
     return 0

@@ -11,6 +11,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from streams.identity import keys as K
 from streams.identity.sealing import KeyRing, derive, new_key, open_record, open_suppressed
 
 __all__ = ["RedisKeyStore", "RedisReadmitter", "load_keyring", "read_changes", "key_value"]
@@ -57,7 +58,7 @@ class RedisKeyStore:
 
     def __init__(self, redis: Redis, namespace: str) -> None:
         self.redis = redis
-        self.prefix = f"{namespace}:dk:"
+        self.prefix = f"{namespace}:{K.DATA_KEY}"
         self._confirm = redis.register_script(_CONFIRM)
 
     async def get_or_create(self, digests: list[str]) -> dict[str, tuple[str, bytes, bool]]:
@@ -142,7 +143,7 @@ class RedisReadmitter:
 
     def __init__(self, redis: Redis, namespace: str) -> None:
         self.redis = redis
-        self.prefix = f"{namespace}:supp:"
+        self.prefix = f"{namespace}:{K.SUPP}"
         self._script = redis.register_script(_READMIT)
 
     async def readmit(self, items: Any) -> list[list[str]]:

@@ -2,7 +2,7 @@
 
 Linked: the chain of recorded links (each with its event and rule). Not linked: the rule that
 refuses joining them, decided from the graph as it stands by the same rules resolution applies
-(placeholder, quarantine, uniqueness, limits, no-merge), or ``never_met`` when no rule refuses it
+(placeholder, quarantine, a split, uniqueness, limits, no-merge), or ``never_met`` when no rule refuses it
 and simply no event has carried identifiers of both. The audit records behind a refusal live on
 ``identity.changes``; :func:`related_records` picks them out of that topic.
 """
@@ -28,6 +28,7 @@ class Side:
     quarantined_by: str | None = None          # message id that tripped the breaker
     counts: Mapping[str, int] = field(default_factory=dict)   # the profile's identifiers per type
     uniq: Mapping[str, str] = field(default_factory=dict)     # the profile's unique values
+    tags: Mapping[str, str] = field(default_factory=dict)     # the profile's split tags (split.py)
 
 
 def _refusal(rules: IdentityRules, a: Side, b: Side) -> tuple[str, str]:
@@ -44,6 +45,9 @@ def _refusal(rules: IdentityRules, a: Side, b: Side) -> tuple[str, str]:
     for s in (a, b):
         if s.ident[0] in rules.no_merge_types:
             return f"no_merge:{s.ident[0]}", f"{s.ident[0]} attaches to a profile but never joins two"
+    parted = sorted(k for k, side in a.tags.items() if b.tags.get(k, side) != side)
+    if parted:
+        return "split", f"an operator split them apart (split {parted[0]}; its record is on identity.changes)"
     for ut in sorted(rules.unique_types):
         va, vb = a.uniq.get(ut), b.uniq.get(ut)
         if va is not None and vb is not None and va != vb:
@@ -71,8 +75,9 @@ def related_records(records: Iterable[dict[str, Any]], answer: Mapping[str, Any]
     pids = set(profile_ids) | {p for p in (answer.get("a_profile"), answer.get("b_profile")) if p}
     out = []
     for rec in records:
-        if rec.get("type") not in ("conflict", "blocked", "quarantined"):
+        if rec.get("type") not in ("conflict", "blocked", "quarantined", "split"):
             continue
-        if names & set(rec.get("identifiers") or ()) or rec.get("from_profile_id") in pids:
+        if (names & set(rec.get("identifiers") or ()) or rec.get("from_profile_id") in pids
+                or (rec.get("type") == "split" and {rec.get("profile_id"), rec.get("into_profile_id")} & pids)):
             out.append(rec)
     return out

@@ -18,6 +18,7 @@ from streams.identity.model import (
     Identifier,
     Resolution,
     ResolveRequest,
+    SplitResult,
     encode_link,
     fmt,
     parse,
@@ -26,6 +27,7 @@ from streams.identity.model import (
     seq_of,
 )
 from streams.identity.rules import IdentityRules
+from streams.identity.split import KEPT, MOVED, SPLIT_RULE, SplitError, plan_split
 
 __all__ = ["MemoryIdentityGraph", "suppression_digest", "finish_resolution", "REFUSAL_TYPES", "suppressed", "readmittable"]
 
@@ -84,6 +86,7 @@ class _Profile:
     uniq: dict[str, str] = field(default_factory=dict)    # unique type -> its one value
     edges: list[str] = field(default_factory=list)        # merge bridges (provenance)
     losers: set[str] = field(default_factory=set)         # every id forwarded here
+    tags: dict[str, str] = field(default_factory=dict)    # split id -> side (streams/identity/split.py)
 
 
 @dataclass
@@ -126,7 +129,6 @@ class MemoryIdentityGraph:
 
     def _resolve_one(self, req: ResolveRequest, linkable: list[Identifier]
                      ) -> tuple[str, str | None, list[str], list[dict[str, Any]]]:
-        rules = self.rules
         prev = self._dedup.get(req.message_id)
         if prev is None:
             self._dedup[req.message_id] = req.claim
@@ -157,15 +159,7 @@ class MemoryIdentityGraph:
             hit = self._breaker_hits(order, mapped, gathered)
             if not hit:
                 break
-            rest = []
-            for c in live:
-                if c.f in hit:
-                    self._quar.add(c.f)
-                    self._quar_by[c.f] = req.message_id
-                    quarantined.append({"type": "quarantined", "rule": "supernode", "identifiers": [c.f], "from_profile_id": c.pid})
-                else:
-                    rest.append(c)
-            live = rest
+            live = self._quarantine(live, hit, req.message_id, quarantined)
 
         changes = quarantined + audits
         merged: list[str] = []
@@ -180,16 +174,42 @@ class MemoryIdentityGraph:
         if not order and not attach:
             return reply("blocked", None)
 
-        created = not order
-        if created:
-            self._seq += 1
-            S = profile_id_of(self._seq)
-            self._profiles[S] = _Profile()
-        else:
-            S = min(order, key=seq_of)
+        S, created = self._survivor(order)
         anchor = mapped[0] if mapped else attach[0]
-        prof = self._profiles[S]
+        losers = self._fold_losers(S, order)
+        merged.extend(self._record_merges(req, S, order, group, mapped, losers, anchor, changes))
+        self._credit_gathered(gathered)
+        self._attach_new(req, S, attach, anchor, created, changes)
+        if gathered:  # on the event's last record: `identity rebuild` restores lnk:* from it
+            changes[-1]["gathered"] = gathered
+        return reply("applied", S)
 
+    # The steps of one resolution, named as in resolve.lua.
+
+    def _quarantine(self, live: list[_Cand], hit: set[str], message_id: str, quarantined: list[dict[str, Any]]) -> list[_Cand]:
+        """Quarantine the hit identifiers (one record each); the candidates left."""
+        rest = []
+        for c in live:
+            if c.f in hit:
+                self._quar.add(c.f)
+                self._quar_by[c.f] = message_id
+                quarantined.append({"type": "quarantined", "rule": "supernode", "identifiers": [c.f], "from_profile_id": c.pid})
+            else:
+                rest.append(c)
+        return rest
+
+    def _survivor(self, order: list[str]) -> tuple[str, bool]:
+        """The oldest profile of the group (smallest sequence), or a new one (and True)."""
+        if order:
+            return min(order, key=seq_of), False
+        self._seq += 1
+        S = profile_id_of(self._seq)
+        self._profiles[S] = _Profile()
+        return S, True
+
+    def _fold_losers(self, S: str, order: list[str]) -> list[str]:
+        """Fold every other profile of the group into S, oldest first; the losers."""
+        prof = self._profiles[S]
         losers = sorted((p for p in order if p != S), key=seq_of)
         for L in losers:
             lp = self._profiles.pop(L)
@@ -199,12 +219,19 @@ class MemoryIdentityGraph:
             for t, n in lp.counts.items():
                 prof.counts[t] = prof.counts.get(t, 0) + n
             prof.uniq.update(lp.uniq)
+            prof.tags.update(lp.tags)
             prof.edges.extend(lp.edges)
             fwd = lp.losers | {L}
             for x in fwd:
                 self._fwd[x] = S
             prof.losers |= fwd
+        return losers
 
+    def _record_merges(self, req: ResolveRequest, S: str, order: list[str], group: dict[str, str], mapped: list[_Cand],
+                       losers: list[str], anchor: _Cand, changes: list[dict[str, Any]]) -> list[str]:
+        """The anchor's bridges to every other profile of the group (provenance for why), a
+        ``merged`` record per loser and the merge breaker's counts; the merged ids."""
+        rules, prof, merged = self.rules, self._profiles[S], []
         if len(order) >= 2:
             for pid in order:
                 if pid != anchor.pid:
@@ -222,12 +249,19 @@ class MemoryIdentityGraph:
                 for c in mapped:
                     if not rules.exempt_from_breaker(c.t):
                         self._deg[c.f] = self._deg.get(c.f, 0) + len(order) - 1
+        return merged
 
+    def _credit_gathered(self, gathered: dict[str, dict[str, int]]) -> None:
+        """Link breaker: credit each bridge with what this event gathers."""
         for f, per_type in gathered.items():
             counts = self._lnk.setdefault(f, {})
             for t, n in per_type.items():
                 counts[t] = counts.get(t, 0) + n
 
+    def _attach_new(self, req: ResolveRequest, S: str, attach: list[_Cand], anchor: _Cand, created: bool,
+                    changes: list[dict[str, Any]]) -> None:
+        """Attach the new identifiers to S, each linked to the anchor with this event as provenance."""
+        rules, prof = self.rules, self._profiles[S]
         if attach:
             fs = []
             for c in attach:
@@ -242,9 +276,6 @@ class MemoryIdentityGraph:
                 changes.append({"type": "created", "rule": "first_seen", "identifiers": fs})
             else:  # via = the anchor they were linked to (identity rebuild restores provenance)
                 changes.append({"type": "linked", "rule": "co_occurrence", "identifiers": fs, "via": anchor.f})
-        if gathered:  # on the event's last record: `identity rebuild` restores lnk:* from it
-            changes[-1]["gathered"] = gathered
-        return reply("applied", S)
 
     def _gathered(self, order: list[str], attach: list[_Cand], audits: list[dict[str, Any]],
                   mapped: list[_Cand]) -> dict[str, dict[str, int]]:
@@ -264,6 +295,11 @@ class MemoryIdentityGraph:
             head, _, t = a["rule"].partition(":")
             if head in ("limit", "unique"):
                 total[t] = total.get(t, 0) + 1
+                # a profile refused by another type's rule (an order-id limit, say) still brings
+                # in the refused identifier's own type (resolve.lua does the same)
+                tf = a["identifiers"][0].partition(":")[0]
+                if a.get("from_profile_id") and tf != t:
+                    total[tf] = total.get(tf, 0) + 1
         out: dict[str, dict[str, int]] = {}
         for c in mapped:
             if rules.exempt_from_breaker(c.t):
@@ -296,6 +332,7 @@ class MemoryIdentityGraph:
         group: dict[str, str] = {}
         order: list[str] = []
         U: dict[str, str] = {}
+        TG: dict[str, str] = {}  # split tags of the planned profile
         C: dict[str, int] = {}
         attach: list[_Cand] = []
         mapped: list[_Cand] = []
@@ -314,6 +351,9 @@ class MemoryIdentityGraph:
                     if bad is not None:
                         audits.append({"type": "conflict", "rule": f"unique:{bad}", "identifiers": [c.f], "from_profile_id": pid})
                         continue
+                    if any(TG.get(k, side) != side for k, side in p.tags.items()):
+                        audits.append({"type": "conflict", "rule": SPLIT_RULE, "identifiers": [c.f], "from_profile_id": pid})
+                        continue
                     over = next((lt for lt in sorted(p.counts) if C.get(lt, 0) + p.counts[lt] > rules.limit(lt)), None)
                     if over is not None:
                         audits.append({"type": "blocked", "rule": f"limit:{over}", "identifiers": [c.f], "from_profile_id": pid})
@@ -322,6 +362,7 @@ class MemoryIdentityGraph:
                     order.append(pid)
                     mapped.append(c)
                     U.update(p.uniq)
+                    TG.update(p.tags)
                     for lt, n in p.counts.items():
                         C[lt] = C.get(lt, 0) + n
             elif t in rules.unique_types and t in U and U[t] != v:
@@ -368,9 +409,45 @@ class MemoryIdentityGraph:
             pid = self.lookup(i)
             p = self._profiles.get(pid) if pid else None
             quar = None if fmt(i) not in self._quar else self._quar_by.get(fmt(i), "")
-            return Side(i, pid, quar, dict(p.counts) if p else {}, dict(p.uniq) if p else {})
+            return Side(i, pid, quar, dict(p.counts) if p else {}, dict(p.uniq) if p else {}, dict(p.tags) if p else {})
 
         return explain(self.rules, side(a), side(b), self.why(a, b))
+
+    # -- split --------------------------------------------------------------------------------
+
+    def split(self, ts_ms: int, *, cut: tuple[Identifier, Identifier] | None = None,
+              detach: Identifier | None = None) -> SplitResult:
+        """Cut one recorded link (or merge bridge) or detach one identifier (mirrors lua/split.lua);
+        raises :class:`streams.identity.split.SplitError` when that cannot be done."""
+        first = fmt(cut[0] if cut is not None else detach)  # type: ignore[arg-type]
+        S = self._ids.get(first)
+        if S is None:
+            raise SplitError(f"{first} is not in a profile")
+        prof = self._profiles[S]
+        N = profile_id_of(self._seq + 1)  # the next profile id, taken once the plan stands
+        plan = plan_split(prof.links, prof.edges,
+                          cut=(fmt(cut[0]), fmt(cut[1])) if cut is not None else None,
+                          detach=fmt(detach) if detach is not None else None, split_id=N, ts_ms=ts_ms)
+        self._seq += 1
+        new = self._profiles[N] = _Profile()
+        for f in plan.moved:
+            t, v = parse(f)
+            self._ids[f] = N
+            del prof.links[f]
+            new.links[f] = plan.moved_links[f]
+            prof.counts[t] -= 1
+            if not prof.counts[t]:
+                del prof.counts[t]
+            new.counts[t] = new.counts.get(t, 0) + 1
+            if prof.uniq.get(t) == v:
+                del prof.uniq[t]
+                new.uniq[t] = v
+        prof.links.update(plan.kept_links)
+        prof.edges = list(plan.kept_edges)
+        new.edges = list(plan.moved_edges)
+        new.tags = dict(prof.tags)
+        prof.tags[N], new.tags[N] = KEPT, MOVED
+        return SplitResult(S, N, plan.moved, len(prof.links))
 
     # -- erasure ------------------------------------------------------------------------------
 

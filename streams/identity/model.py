@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 __all__ = [
-    "Identifier", "ResolveRequest", "Resolution", "ErasureResult", "IdentityGraph", "AsyncIdentityGraph",
+    "Identifier", "ResolveRequest", "Resolution", "ErasureResult", "SplitResult", "IdentityGraph", "AsyncIdentityGraph",
     "OUTCOMES", "CHANGE_TYPES", "refusal_reason", "fmt", "parse", "seq_of", "profile_id_of", "encode_link", "provenance_path",
 ]
 
@@ -20,7 +20,7 @@ Identifier = tuple[str, str]
 """``(type, value)``; values are normalised by ingest, email/phone already keyed hashes (invariant 7)."""
 
 OUTCOMES = ("applied", "duplicate", "erased", "blocked")
-CHANGE_TYPES = ("created", "linked", "merged", "blocked", "quarantined", "conflict", "erased", "readmitted")
+CHANGE_TYPES = ("created", "linked", "merged", "blocked", "quarantined", "conflict", "erased", "readmitted", "split")
 
 # Separates the parts of one stored link; cannot occur in ids we generate or in sane message ids.
 LINK_SEP = "\x1f"
@@ -70,6 +70,17 @@ class ErasureResult:
     profile_ids: tuple[str, ...]
     identifiers: tuple[Identifier, ...]
     refused: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SplitResult:
+    """What one split did (streams/identity/split.py): ``moved`` (``TYPE:VALUE``, sorted) left
+    ``profile_id`` for the new profile ``new_profile_id``; the two now refuse each other."""
+
+    profile_id: str
+    new_profile_id: str
+    moved: tuple[str, ...]
+    kept: int  # identifiers left in profile_id
 
 
 class IdentityGraph(Protocol):

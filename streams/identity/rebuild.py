@@ -2,7 +2,7 @@
 
 Sources, both kept in Kafka:
 
-- ``<ns>.identity.changes`` (retention: forever): every created/linked/merged/quarantined/erased
+- ``<ns>.identity.changes`` (retention: forever): every created/linked/merged/quarantined/erased/split
   record rebuilds the graph keys (``id:``, ``p:``, ``pm:``, ``pe:``, ``pl:``, ``fwd:``, ``seq``,
   ``quar:``, ``deg:``, ``lnk:``, ``supp:``) and the stored replies of non-trivial resolutions (``dres:``);
 - ``<ns>.profile-events``: every emitted event carries its ``message_id`` and its source claim
@@ -39,9 +39,11 @@ import orjson
 from redis.asyncio import Redis
 
 from streams.events.model import dedup_id
+from streams.identity import keys as K
 from streams.identity.model import LINK_SEP, encode_link, parse, seq_of
 from streams.identity.rules import PYTHON_RULES, IdentityRules
 from streams.identity.sealing import is_erased
+from streams.identity.split import KEPT, MOVED, SplitError, plan_split
 
 __all__ = ["GraphImage", "build_image", "write_image", "rebuild", "RebuildError"]
 
@@ -78,6 +80,7 @@ class _Changes:
     reply_pid: dict[str, str | None] = field(default_factory=dict)
     reply_ts: dict[str, int] = field(default_factory=dict)        # mid -> Kafka timestamp of its records
     missing_via: int = 0
+    splits: list[dict[str, Any]] = field(default_factory=list)
 
 
 _REPLY_FIELDS = ("message_id", "profile_id", "ts_ms", "unreadable")
@@ -131,6 +134,9 @@ def _apply_change(ch: _Changes, rec: dict[str, Any], kafka_ts_ms: int) -> None:
         bridged = [f for f in rec.get("bridged") or [] if not is_erased(f)]  # cjson may write an empty array as {}
         for f in bridged:
             ch.deg[f] += 1
+    elif kind == "split" and pid:
+        ch.splits.append(rec)
+        ch.pids.add(rec["into_profile_id"])
     elif kind == "quarantined":
         for f in idents:
             ch.quar[f] = mid
@@ -146,6 +152,31 @@ def _root(parent: dict[str, str], pid: str) -> str:
         pid = parent[pid]
         seen += 1
     return pid
+
+
+def _apply_splits(ch: _Changes, links: dict[str, dict[str, str]], bridges: dict[str, list[str]]) -> dict[str, dict[str, str]]:
+    """Replay the recorded splits (oldest first) on the assembled trees, as lua/split.lua did;
+    returns the split tags per root."""
+    tags: dict[str, dict[str, str]] = defaultdict(dict)
+    for rec in sorted(ch.splits, key=lambda r: (r.get("ts_ms") or 0, r["into_profile_id"])):
+        S, N = _root(ch.parent, rec["profile_id"]), _root(ch.parent, rec["into_profile_id"])
+        if S not in links or N not in links:  # erased since
+            continue
+        cut = rec.get("cut")
+        try:
+            plan = plan_split(links[S], bridges[S], cut=(cut[0], cut[1]) if cut else None, detach=rec.get("detached"),
+                              split_id=rec["into_profile_id"], ts_ms=rec.get("ts_ms") or 0)
+        except SplitError:
+            continue
+        for f in plan.moved:
+            del links[S][f]
+        links[S].update(plan.kept_links)
+        links[N].update(plan.moved_links)
+        bridges[S] = list(plan.kept_edges)
+        bridges[N] = [*bridges[N], *plan.moved_edges]
+        tags[N].update(tags[S])
+        tags[S][rec["into_profile_id"]], tags[N][rec["into_profile_id"]] = KEPT, MOVED
+    return tags
 
 
 def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[tuple[dict[str, Any], int]],
@@ -189,48 +220,54 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
                 erased_mids |= ch.prov.get(pid, set())
             del trees[root]
 
+    tree_links: dict[str, dict[str, str]] = {}
+    tree_bridges: dict[str, list[str]] = {}
     for root, members in trees.items():
         links: dict[str, str] = {}
         bridges: list[str] = []
         for pid in sorted(members, key=seq_of):
             links.update(ch.links.get(pid, {}))
             bridges.extend(ch.bridges.get(pid, ()))
+        tree_links[root], tree_bridges[root] = links, bridges
+    tags = _apply_splits(ch, tree_links, tree_bridges)
+    for root, members in trees.items():
+        links, bridges = tree_links[root], tree_bridges[root]
         if not links:
             continue
-        img.hashes[f"p:{root}"] = links
-        meta: dict[str, str] = {}
+        img.hashes[K.LINKS + root] = links
+        meta: dict[str, str] = {f"s:{k}": side for k, side in sorted(tags.get(root, {}).items())}
         counts: dict[str, int] = defaultdict(int)
         for f in links:
             t, v = parse(f)
             counts[t] += 1
-            img.strings[f"id:{f}"] = root
+            img.strings[K.ID + f] = root
             if t in rules.unique_types:
                 meta[f"u:{t}"] = v
         meta.update({f"n:{t}": str(n) for t, n in counts.items()})
-        img.hashes[f"pm:{root}"] = meta
+        img.hashes[K.META + root] = meta
         if bridges:
-            img.lists[f"pe:{root}"] = bridges
+            img.lists[K.BRIDGES + root] = bridges
         losers = {m for m in members if m != root}
         if losers:
-            img.sets[f"pl:{root}"] = losers
+            img.sets[K.MERGED + root] = losers
             for x in losers:
-                img.strings[f"fwd:{x}"] = root
+                img.strings[K.FWD + x] = root
     all_pids = ch.pids
     if all_pids:
-        img.strings["seq"] = str(max(seq_of(p) for p in all_pids))
+        img.strings[K.SEQ] = str(max(seq_of(p) for p in all_pids))
     for f, mid in ch.quar.items():
         if _sha1(f) not in erased_digests:
-            img.strings[f"quar:{f}"] = mid
+            img.strings[K.QUAR + f] = mid
     for f, n in ch.deg.items():
         if _sha1(f) not in erased_digests and n:
-            img.strings[f"deg:{f}"] = str(n)
+            img.strings[K.DEG + f] = str(n)
     for f, per_type in ch.lnk.items():
         if _sha1(f) not in erased_digests and any(per_type.values()):
-            img.hashes[f"lnk:{f}"] = {t: str(n) for t, n in per_type.items() if n}
+            img.hashes[K.LNK + f] = {t: str(n) for t, n in per_type.items() if n}
     for digest in erased_digests:
         at = erased_at.get(digest) or 1
         readmitted = ch.readmitted.get(digest)
-        img.strings[f"supp:{digest}"] = f"r{at}" if readmitted is not None and readmitted > at else str(at)
+        img.strings[K.SUPP + digest] = f"r{at}" if readmitted is not None and readmitted > at else str(at)
 
     def remaining(kafka_ts: int) -> int:
         return dedup_ttl_s - max(0, now_ms - kafka_ts) // 1000
@@ -246,7 +283,7 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
         pid = ch.reply_pid.get(mid)
         merged = [r["from_profile_id"] for r in recs if r.get("type") == "merged"]
         body = orjson.dumps({"m": merged, "c": recs}).decode()
-        key = f"dres:{mid}"
+        key = K.REPLY + mid
         img.strings[key] = f"{'applied' if pid else 'blocked'}{LINK_SEP}{pid or ''}{LINK_SEP}{body}"
         img.ttl_s[key] = ttl
         n_replies += 1
@@ -258,7 +295,7 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
         mid, claim = ev.get("message_id"), ev.get("source")
         if not mid or not claim:
             continue
-        key = f"dedup:{mid}"
+        key = K.DEDUP + mid
         if key in img.strings:
             continue
         ttl = remaining(kafka_ts)
@@ -269,10 +306,10 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
         img.strings[key] = claim if mid in ch.replies or not origin else f"{claim}{LINK_SEP}applied{LINK_SEP}{origin}"
         img.ttl_s[key] = ttl
         n_dedup += 1
-    img.stats = {"audit_records": n_changes, "profiles": sum(1 for k in img.hashes if k.startswith("p:")), "identifiers": sum(1 for k in img.strings if k.startswith("id:")),
-                 "merged_away": sum(1 for k in img.strings if k.startswith("fwd:")), "erased_identifiers": len(erased_digests),
-                 "quarantined": sum(1 for k in img.strings if k.startswith("quar:")), "stored_replies": n_replies,
-                 "dedup_keys": n_dedup, "seq": int(img.strings.get("seq", "0")), "links_without_via": ch.missing_via}
+    img.stats = {"audit_records": n_changes, "profiles": sum(1 for k in img.hashes if k.startswith(K.LINKS)), "identifiers": sum(1 for k in img.strings if k.startswith(K.ID)),
+                 "merged_away": sum(1 for k in img.strings if k.startswith(K.FWD)), "erased_identifiers": len(erased_digests),
+                 "quarantined": sum(1 for k in img.strings if k.startswith(K.QUAR)), "stored_replies": n_replies,
+                 "dedup_keys": n_dedup, "seq": int(img.strings.get(K.SEQ, "0")), "links_without_via": ch.missing_via}
     return img
 
 
@@ -354,7 +391,7 @@ async def rebuild(settings: Any, force: bool = False, timeout_s: float = 600.0) 
     img = build_image(changes, events, rules_from_settings(settings), settings.dedup_ttl_s)
     # the data keys too, else the workers would file new ones and the old records become unreadable
     for digest, (kid, key) in ring.by_digest.items():
-        img.strings[f"dk:{digest}"] = key_value(kid, key)
+        img.strings[K.DATA_KEY + digest] = key_value(kid, key)
     img.stats["data_keys"] = len(ring.by_digest)
     redis = Redis.from_url(settings.redis_url)
     try:

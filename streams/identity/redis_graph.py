@@ -5,23 +5,7 @@ A batch goes out as one write of ``EVALSHA resolve.lua`` calls, each resolving a
 same writes; see the script's header). NOSCRIPT fails a whole call before it runs, so the re-send
 after a script-cache flush repeats exactly the events of the failed calls.
 
-Key layout (all under ``<namespace>:``; email/phone values are keyed hashes, invariant 7):
-
-- ``id:<type>:<value>``  -> live profile id (always the survivor: merges repoint every identifier)
-- ``p:<pid>``            hash ``<type>:<value>`` -> link provenance ``via SEP message_id SEP rule SEP ts``
-- ``pm:<pid>``           hash ``n:<type>`` -> identifier count, ``u:<type>`` -> value of a unique type
-- ``pe:<pid>``           list of merge bridges ``x SEP y SEP message_id SEP rule SEP ts`` (provenance)
-- ``pl:<pid>``           set of every profile id forwarded to ``pid``
-- ``fwd:<pid>``          -> survivor of a merged-away profile (one hop: repointed on later merges)
-- ``seq``                profile sequence; profile id = "p" + base36(INCR seq)
-- ``dedup:<message_id>`` -> claim of the first record carrying it (SET NX EX ttl), then for a trivial
-  resolution (no stored reply) ``claim SEP outcome SEP profile``: a redelivery reports that profile
-- ``dres:<message_id>``  -> stored reply of a non-trivial resolution, replayed on redelivery (same ttl)
-- ``supp:<sha1(type:value)>`` erasure suppression (no identifier value kept): the erasure time in ms
-  ("1" before it was kept), ``r<ms>`` once readmitted by a consented event (events after ``ms`` pass)
-- ``quar:<type>:<value>`` quarantined supernode (-> message id that tripped it)
-- ``deg:<type>:<value>``  merges bridged by this identifier (supernode breaker)
-- ``lnk:<type>:<value>``  hash ``<type>`` -> identifiers of that type this one gathered (link breaker)
+Key layout: streams/identity/keys.py (the one place that names the keys, for this module and the scripts).
 """
 
 from __future__ import annotations
@@ -38,17 +22,20 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
 from streams.identity.explain import Side, explain
+from streams.identity.keys import Keys, lua_source
 from streams.identity.memory_graph import finish_resolution, sort_identifiers
 from streams.identity.model import (
     ErasureResult,
     Identifier,
     Resolution,
     ResolveRequest,
+    SplitResult,
     fmt,
     provenance_path,
     seq_of,
 )
 from streams.identity.rules import IdentityRules
+from streams.identity.split import SplitError
 
 __all__ = ["RedisIdentityGraph", "IdentityGraphError", "EVENTS_PER_CALL"]
 
@@ -61,7 +48,8 @@ class IdentityGraphError(RuntimeError):
 
 
 def _lua(name: str) -> str:
-    return resources.files("streams.identity").joinpath("lua", name).read_text(encoding="utf-8")
+    """A script's source with the key layout of streams/identity/keys.py filled in."""
+    return lua_source(resources.files("streams.identity").joinpath("lua", name).read_text(encoding="utf-8"))
 
 
 def _s(x: Any) -> Any:
@@ -93,15 +81,18 @@ class RedisIdentityGraph:
         self.redis = redis
         self.rules = rules
         self.prefix = namespace + ":"
+        self.keys = Keys(namespace)
         self._ttl = str(dedup_ttl_s)
         # The rule numbers are compiled into the script text: one rule set = one script SHA.
         self._resolve_src = _lua("resolve.lua").replace("__RULES__", rules.lua_config())
         self._erase_src = _lua("erase.lua")
+        self._split_src = _lua("split.lua")
+        self._split_sha = hashlib.sha1(self._split_src.encode()).hexdigest()
         self._resolve_sha = hashlib.sha1(self._resolve_src.encode()).hexdigest()
         self._erase_sha = hashlib.sha1(self._erase_src.encode()).hexdigest()
         self._loaded = False
         # Constant RESP fragments of every resolve call (see _run).
-        self._dedup_prefix = (self.prefix + "dedup:").encode()
+        self._dedup_prefix = self.keys.dedup("").encode()
         self._dedup_len = len(self._dedup_prefix)
         self._head = b"$7\r\nEVALSHA\r\n$40\r\n%b\r\n" % self._resolve_sha.encode()
         ns_b, ttl_b = self.prefix.encode(), self._ttl.encode()
@@ -112,6 +103,7 @@ class RedisIdentityGraph:
         pipe = self.redis.pipeline(transaction=False)
         pipe.script_load(self._resolve_src)
         pipe.script_load(self._erase_src)
+        pipe.script_load(self._split_src)
         await pipe.execute()
         self._loaded = True
 
@@ -239,13 +231,13 @@ class RedisIdentityGraph:
 
     async def lookup(self, ident: Identifier) -> str | None:
         """Current profile id of an identifier (always the live survivor), or None."""
-        return _s(await self.redis.get(self.prefix + "id:" + fmt(ident)))
+        return _s(await self.redis.get(self.keys.id(fmt(ident))))
 
     async def current_profile(self, profile_id: str) -> str | None:
         """The live profile a (possibly merged-away) profile id now lives in, or None."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(self.prefix + "pm:" + profile_id)
-        pipe.get(self.prefix + "fwd:" + profile_id)
+        pipe.exists(self.keys.meta(profile_id))
+        pipe.get(self.keys.fwd(profile_id))
         live, fwd = await pipe.execute()
         return profile_id if live else _s(fwd)
 
@@ -254,22 +246,26 @@ class RedisIdentityGraph:
         cur = await self.current_profile(profile_id)
         if cur is None:
             return []
-        keys = await self.redis.hkeys(self.prefix + "p:" + cur)
+        keys = await self.redis.hkeys(self.keys.links(cur))
         return sort_identifiers(self.rules, (_s(k) for k in keys))
+
+    async def merged_into(self, profile_id: str) -> list[str]:
+        """Every profile id ever forwarded to the live ``profile_id`` (``pl:``), sorted."""
+        return sorted((_s(x) for x in await self.redis.smembers(self.keys.merged(profile_id))), key=seq_of)
 
     async def why(self, a: Identifier, b: Identifier) -> list[dict[str, Any]] | None:
         """Chain of links (message id and rule per link) joining two identifiers, or None."""
         for _ in range(3):  # a merge between the reads moves the profile: read again
             pipe = self.redis.pipeline(transaction=False)
-            pipe.get(self.prefix + "id:" + fmt(a))
-            pipe.get(self.prefix + "id:" + fmt(b))
+            pipe.get(self.keys.id(fmt(a)))
+            pipe.get(self.keys.id(fmt(b)))
             pa, pb = (_s(x) for x in await pipe.execute())
             if pa is None or pa != pb:
                 return None
             pipe = self.redis.pipeline(transaction=True)
-            pipe.hgetall(self.prefix + "p:" + pa)
-            pipe.lrange(self.prefix + "pe:" + pa, 0, -1)
-            pipe.get(self.prefix + "id:" + fmt(a))
+            pipe.hgetall(self.keys.links(pa))
+            pipe.lrange(self.keys.bridges(pa), 0, -1)
+            pipe.get(self.keys.id(fmt(a)))
             links, edges, again = await pipe.execute()
             if _s(again) == pa:
                 return provenance_path({_s(k): _s(v) for k, v in links.items()}, [_s(e) for e in edges], fmt(a), fmt(b))
@@ -281,13 +277,14 @@ class RedisIdentityGraph:
 
         async def side(i: Identifier) -> Side:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.get(self.prefix + "id:" + fmt(i))
-            pipe.get(self.prefix + "quar:" + fmt(i))
+            pipe.get(self.keys.id(fmt(i)))
+            pipe.get(self.keys.quar(fmt(i)))
             pid, quar = (_s(x) for x in await pipe.execute())
-            meta = {_s(k): _s(v) for k, v in (await self.redis.hgetall(self.prefix + "pm:" + pid)).items()} if pid else {}
+            meta = {_s(k): _s(v) for k, v in (await self.redis.hgetall(self.keys.meta(pid))).items()} if pid else {}
             counts = {k[2:]: int(v) for k, v in meta.items() if k.startswith("n:")}
             uniq = {k[2:]: v for k, v in meta.items() if k.startswith("u:")}
-            return Side(i, pid, quar, counts, uniq)
+            tags = {k[2:]: v for k, v in meta.items() if k.startswith("s:")}
+            return Side(i, pid, quar, counts, uniq, tags)
 
         return explain(self.rules, await side(a), await side(b), chain)
 
@@ -311,3 +308,24 @@ class RedisIdentityGraph:
         ids = [pid] if pid else []
         return ErasureResult(pid, tuple(ids + sorted((_s(x) for x in losers), key=seq_of)),
                              tuple(sort_identifiers(self.rules, (_s(x) for x in idents))))
+
+    # -- split --------------------------------------------------------------------------------
+
+    async def split(self, ts_ms: int, *, cut: tuple[Identifier, Identifier] | None = None,
+                    detach: Identifier | None = None) -> SplitResult:
+        """Cut one recorded link (or merge bridge) or detach one identifier, atomically
+        (lua/split.lua; streams/identity/split.py); raises :class:`SplitError` when that cannot be done."""
+        if (cut is None) == (detach is None):
+            raise ValueError("give exactly one of cut or detach")
+        if not self._loaded:
+            await self.load_scripts()
+        a, b = (fmt(cut[0]), fmt(cut[1])) if cut is not None else (fmt(detach), "")  # type: ignore[arg-type]
+        args = (self._split_sha, 0, self.prefix, "cut" if cut is not None else "detach", a, b, str(ts_ms))
+        try:
+            reply = await self.redis.evalsha(*args)
+        except NoScriptError:
+            await self.load_scripts()
+            reply = await self.redis.evalsha(*args)
+        if _s(reply[0]) != "ok":
+            raise SplitError(_s(reply[1]))
+        return SplitResult(_s(reply[1]), _s(reply[2]), tuple(_s(x) for x in reply[3] or ()), int(reply[4]))

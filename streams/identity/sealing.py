@@ -1,6 +1,7 @@
 """Crypto-shredding of the identity audit trail (``identity.changes``, kept forever).
 
-Every identifier an audit record names (``identifiers``, ``via``, ``bridged``, the keys of
+Every identifier an audit record names (``identifiers``, ``via``, ``bridged``, a split's ``cut``
+and ``detached``, the keys of
 ``gathered``) is written sealed: AES-GCM under a **data key of that identifier**, as
 ``TYPE:enc1:<kid>:<base64url(nonce + ciphertext)>`` (the type stays readable; the kid, random,
 is the associated data). Data keys
@@ -113,6 +114,9 @@ def names_in(rec: Mapping[str, Any]) -> list[str]:
     if isinstance(rec.get("via"), str) and rec["via"]:
         out.append(rec["via"])
     out.extend(x for x in rec.get("bridged") or () if isinstance(x, str))
+    out.extend(x for x in rec.get("cut") or () if isinstance(x, str))  # a split's cut link
+    if isinstance(rec.get("detached"), str) and rec["detached"]:
+        out.append(rec["detached"])
     gathered = rec.get("gathered")
     if isinstance(gathered, dict):
         out.extend(gathered)
@@ -127,6 +131,10 @@ def _map(rec: Mapping[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
         out["via"] = fn(rec["via"])
     if rec.get("bridged"):  # cjson may have written an empty list as {}
         out["bridged"] = [fn(x) for x in rec["bridged"]]
+    if rec.get("cut"):
+        out["cut"] = [fn(x) for x in rec["cut"]]
+    if isinstance(rec.get("detached"), str) and rec["detached"]:
+        out["detached"] = fn(rec["detached"])
     if isinstance(rec.get("gathered"), dict):
         out["gathered"] = {fn(k): v for k, v in rec["gathered"].items()}
     return out

@@ -1,4 +1,4 @@
-"""HTTP views of the identity graph: explain a link, erase a person."""
+"""HTTP views of the identity graph: explain a link, erase or split a person."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from faust.web import Request, Response, View
 from streams.identity.data_keys import RedisKeyStore
 from streams.identity.erasure import Shredder, erase_person
 from streams.identity.identifiers import explained_identifier, legacy_forms, stored_identifier
+from streams.identity.sealing import AuditSealer
+from streams.identity.split import SplitError
+from streams.identity.split_person import split_person
 from streams.kafka import topics as T
 from streams.web.views import authorized
 
@@ -73,3 +76,43 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                 return self.json({"error": f"refused: {result.refused}"}, status=409)
             return self.json({"erased": result.profile_id is not None, "profile_id": result.profile_id,
                               "profile_ids": list(result.profile_ids), "identifiers": len(result.identifiers)})
+
+    @app.page("/identity/split")
+    class Split(View):
+        """``POST /identity/split?id=TYPE:VALUE`` (detach) or ``?a=A&b=B`` (cut a recorded link),
+        ``&actor=NAME`` (recorded on identity.changes). Reads profile-events to its end."""
+
+        async def post(self, request: Request) -> Response:
+            if not authorized(s.web_token, request):
+                return self.json({"error": "missing or wrong bearer token"}, status=401)
+            actor = (request.query.get("actor") or "").strip()
+            if not actor:
+                return self.json({"error": "missing query parameter actor=NAME (who splits)"}, status=400)
+            how: dict[str, Any] = {}
+            if "id" in request.query:
+                how["detach"], err = parse(request, "id")
+            else:
+                a, err_a = parse(request, "a")
+                b, err_b = parse(request, "b")
+                err = err_a or err_b
+                how["cut"] = (a, b)
+            if err:
+                return self.json({"error": err}, status=400)
+
+            async def send_change(key: bytes, value: bytes) -> Any:
+                return await (await changes.send(key=key, value=value))
+
+            async def send_control(key: bytes, value: bytes) -> Any:
+                return await (await profile_events.send(key=key, value=value))
+
+            async def send_key(key: bytes, value: bytes | None) -> None:
+                await (await app.producer.send(s.topic(T.IDENTITY_KEYS), key, value, partition=None, timestamp=None, headers=None))
+
+            sealer = AuditSealer(RedisKeyStore(ctx.identity.redis, s.namespace), s.pii_key, send_key)
+            try:
+                out = await split_person(ctx.identity, s, actor[:200], send_change, send_control, time.time_ns() // 1_000_000,
+                                         **how, seal=sealer.seal)
+                await sealer.confirm()  # every send above was acknowledged
+            except SplitError as exc:
+                return self.json({"error": f"refused: {exc}"}, status=409)
+            return self.json(out)

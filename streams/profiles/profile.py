@@ -24,6 +24,9 @@ Internal layout (short keys: the value is written once per event)::
     wm   {"ORIGIN/PARTITION": input offset}: dedup watermarks (see streams/profiles/stage.py)
     rc   short hashes of the message ids of the last Limits.recent_ids applied events (dedup)
     po   position (offset x POSITIONS + bundle index) of the last profile-events record written into this value (replay guard)
+    so   {new profile id: [TYPE:VALUE, ...]} of each split of this profile: in-flight events carrying
+         only those identifiers are forwarded there (only in split profiles; streams/profiles/refold.py)
+    rf   split ids whose refolded value was folded in (refold exactly once; only in split profiles)
 
 A tombstone is ``{"tomb": "merged", "into": ID, ...}`` or ``{"tomb": "erased", ...}``.
 """

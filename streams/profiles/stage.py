@@ -13,6 +13,12 @@ bundles, one record per batch and partition, which the agent takes apart: ``bund
 - ``{"control": "absorb", "from": B, "into": A, "state": {...}}`` keyed A (from this stage):
   B's whole state, folded into A exactly once.
 - ``{"control": "erase", "profile_id": P}`` keyed P: delete P, keep an erased tombstone.
+- ``{"control": "split", "profile_id": S, "into": N, "moved": [TYPE:VALUE, ...]}`` keyed S (from
+  ``touchpoint identity split``, streams/profiles/refold.py): S starts again from an empty value
+  (keeping its dedup memory ``wm``/``rc`` and ``ab``); events still in flight for S that carry
+  only moved identifiers are forwarded to N from then on (``so``).
+- ``{"control": "refold", "profile_id": P, "split": N, "state": {...}}`` keyed P: the value
+  refolded from the events before the split that belong to P's side, folded in once (``rf``).
 
 Merge protocol. At B, ``merge`` sends ``absorb(B's state)`` to A, waits until the broker has it,
 then replaces B by ``{"tomb": "merged", "into": A}``. Later records for B (events still in flight
@@ -69,6 +75,7 @@ OUTCOMES = (
     "applied", "duplicate", "replayed", "forwarded", "merged", "merge_duplicate", "absorbed",
     "absorb_duplicate", "erased", "erase_duplicate", "erased_dropped", "invalid",
     "reevaluated",  # streams/activation/stage.py: a time-dependent profile settled again (window slide)
+    "split", "refolded", "refold_duplicate",  # touchpoint identity split (streams/profiles/refold.py)
 )
 
 
@@ -122,6 +129,17 @@ def parse_source(source: Any) -> tuple[str, int] | None:
     return partition, int(offset)
 
 
+def split_off(so: dict[str, list[str]], event: dict[str, Any]) -> str | None:
+    """The profile a split moved every identifier of ``event`` to (order ids aside), or None."""
+    ids = [i for i in event.get("identifiers") or () if not i.startswith("order_id:")]
+    if not ids:
+        return None
+    for into, moved in so.items():
+        if all(i in moved for i in ids):
+            return into
+    return None
+
+
 class ProfileStage:
     """Decides what each record does; holds only configuration."""
 
@@ -156,6 +174,10 @@ class ProfileStage:
             return self._absorb(key, state, msg, offset)
         if control == "erase":
             return self._erase(key, state, msg, offset)
+        if control == "split":
+            return self._split(state, msg, offset)
+        if control == "refold":
+            return self._refold(state, msg, offset)
         return Decision("invalid", detail=f"unknown control {str(control)[:40]!r}")
 
     # -- records -------------------------------------------------------------------------------
@@ -171,6 +193,10 @@ class ProfileStage:
                 return self._forward(state["into"], msg)
             if tomb == "erased":
                 return _ERASED_DROPPED  # invariant 5: late events of an erased person stay dropped
+            if "so" in state:
+                into = split_off(state["so"], msg)
+                if into is not None:
+                    return self._forward(into, msg)
         src = parse_source(msg.get("source"))
         if src is not None:
             partition, input_offset = src
@@ -237,6 +263,42 @@ class ProfileStage:
             fwd = {"control": "erase", "profile_id": state["into"], "ts_ms": msg.get("ts_ms"), "fwd": int(msg.get("fwd", 0)) + 1}
             sends = (Send(state["into"], orjson.dumps(fwd), must_land=True),)
         return Decision("erased", tomb, sends)
+
+    def _split(self, state: dict[str, Any] | None, msg: dict[str, Any], offset: int) -> Decision:
+        into, moved = msg.get("into"), msg.get("moved")
+        if not isinstance(into, str) or not isinstance(moved, list):
+            return Decision("invalid", detail="split without into/moved")
+        if state is not None and state.get("tomb") == "merged":
+            return self._forward(state["into"], msg)
+        if state is not None and state.get("tomb") == "erased":
+            return _ERASED_DROPPED
+        old = state if state is not None else new_profile()
+        if into in old.get("so", {}):
+            return Decision("split", None)  # the same split again: nothing more to reset
+        # Everything folded so far comes back with the refold; the dedup memory stays so that
+        # re-emitted events are still recognised, and absorbed ids stay absorbed.
+        fresh = new_profile()
+        fresh.update(wm=old["wm"], rc=old.get("rc", []), ab=old["ab"], so={**old.get("so", {}), into: sorted(moved)})
+        if "rf" in old:
+            fresh["rf"] = old["rf"]
+        fresh["po"] = offset
+        return Decision("split", bounded_encode(fresh, self.limits, self.trimmed), identifiers=0)
+
+    def _refold(self, state: dict[str, Any] | None, msg: dict[str, Any], offset: int) -> Decision:
+        split, other = msg.get("split"), msg.get("state")
+        if not isinstance(split, str) or not isinstance(other, dict):
+            return Decision("invalid", detail="refold without split/state")
+        if state is not None and state.get("tomb") == "merged":
+            return self._forward(state["into"], msg)
+        if state is not None and state.get("tomb") == "erased":
+            return _ERASED_DROPPED
+        state = state if state is not None else new_profile()
+        if split in state.get("rf", ()):
+            return Decision("refold_duplicate")
+        merge(state, {**new_profile(), **other}, self.limits)
+        state["rf"] = sorted({*state.get("rf", ()), split})
+        state["po"] = offset
+        return Decision("refolded", bounded_encode(state, self.limits, self.trimmed), identifiers=len(state["ids"]))
 
     def _forward(self, into: str, msg: dict[str, Any]) -> Decision:
         hops = int(msg.get("fwd", 0)) + 1

@@ -34,6 +34,7 @@ from streams.identity import (
 )
 from streams.identity.memory_graph import suppression_digest
 from streams.identity.model import Identifier
+from streams.identity.split import SplitError
 from tests.unit.identity.test_order_independence import RULES as ORDER_RULES
 from tests.unit.identity.test_order_independence import batches as order_batches
 from tests.unit.identity.test_order_independence import check as check_order_independence
@@ -125,6 +126,9 @@ class RedisTwin:
 
     def why(self, a: Identifier, b: Identifier) -> Any:
         return self.run(self.graph.why(a, b))
+
+    def split(self, ts_ms: int, **how: Any) -> Any:
+        return self.run(self.graph.split(ts_ms, **how))
 
     def explain(self, a: Identifier, b: Identifier) -> Any:
         return self.run(self.graph.explain(a, b))
@@ -415,7 +419,29 @@ def ops_strategy() -> st.SearchStrategy[list[Op]]:
     erase = st.tuples(st.just("erase"), st.sampled_from([("anonymous_id", "a1"), ("user_id", "u0"), ("device_id", "d0"),
                                                           ("email", "e1"), ("device_id", "null")]))
     redo = st.tuples(st.just("redo"), st.integers(0, 50))
-    return st.lists(st.one_of(resolve, resolve, resolve, erase, redo), min_size=1, max_size=8)
+    split = st.tuples(st.just("split"), st.tuples(st.booleans(), st.integers(0, 50), st.integers(0, 50)))
+    return st.lists(st.one_of(resolve, resolve, resolve, erase, redo, split), min_size=1, max_size=8)
+
+
+def _split_both(mem: MemoryIdentityGraph, red: RedisTwin, idents: list[Identifier], arg: tuple[bool, int, int]) -> None:
+    """The same split on both graphs: a detach, or a cut of the first step of a why chain (or
+    of a pair with no recorded link, refused by both with the same reason)."""
+    if not idents:
+        return
+    detach, i, j = arg
+    a, b = idents[i % len(idents)], idents[j % len(idents)]
+    if detach:
+        how: dict[str, Any] = {"detach": a}
+    else:
+        chain = mem.why(a, b)
+        how = {"cut": (ID(chain[0]["from"]), ID(chain[0]["to"])) if chain else (a, b)}
+    outcomes = []
+    for g in (mem, red):
+        try:
+            outcomes.append(g.split(5000, **how))
+        except SplitError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
 
 
 @PROPS
@@ -438,6 +464,8 @@ def test_redis_and_memory_agree_exactly_on_conflicting_traffic(redis_url: str, o
                 resolutions.extend(a)
             elif kind == "erase":
                 assert mem.erase(arg) == red.erase(arg)
+            elif kind == "split":
+                _split_both(mem, red, sorted({i for ids in events for i in ids}), arg)
             elif sent:  # redelivery of an earlier record, same claim
                 req = sent[arg % len(sent)]
                 assert mem.resolve_batch([req]) == red.resolve_batch([req])

@@ -6,34 +6,35 @@
 -- profile's provenance go too: they name the person's identifiers, and a redelivery of one of those
 -- events is dropped as erased before any stored reply would be read. Reply = {profile_id|false, {"type:value", ...}, {forwarded ids}}.
 local ns, f, at = ARGV[1], ARGV[2], ARGV[3] or '1'
-local pid = redis.call('GET', ns .. 'id:' .. f)
+__KEYS__
+local pid = redis.call('GET', K_ID .. f)
 local idents, losers = {f}, {}
 if pid then
-  idents = redis.call('HKEYS', ns .. 'p:' .. pid)
-  losers = redis.call('SMEMBERS', ns .. 'pl:' .. pid)
+  idents = redis.call('HKEYS', K_P .. pid)
+  losers = redis.call('SMEMBERS', K_PL .. pid)
 end
 for _, x in ipairs(idents) do
-  redis.call('DEL', ns .. 'id:' .. x, ns .. 'deg:' .. x, ns .. 'lnk:' .. x, ns .. 'quar:' .. x)
-  redis.call('SET', ns .. 'supp:' .. redis.sha1hex(x), at)
+  redis.call('DEL', K_ID .. x, K_DEG .. x, K_LNK .. x, K_QUAR .. x)
+  redis.call('SET', K_SUPP .. redis.sha1hex(x), at)
 end
 for _, L in ipairs(losers) do
-  redis.call('DEL', ns .. 'fwd:' .. L)
+  redis.call('DEL', K_FWD .. L)
 end
 if pid then
   local SEP, find, sub = '\31', string.find, string.sub
   local mids = {}
-  for _, v in ipairs(redis.call('HVALS', ns .. 'p:' .. pid)) do    -- via SEP msg SEP rule SEP ts
+  for _, v in ipairs(redis.call('HVALS', K_P .. pid)) do    -- via SEP msg SEP rule SEP ts
     local a = find(v, SEP, 1, true)
     local b = a and find(v, SEP, a + 1, true)
     if b then mids[sub(v, a + 1, b - 1)] = true end
   end
-  for _, v in ipairs(redis.call('LRANGE', ns .. 'pe:' .. pid, 0, -1)) do  -- x SEP y SEP msg SEP rule SEP ts
+  for _, v in ipairs(redis.call('LRANGE', K_PE .. pid, 0, -1)) do  -- x SEP y SEP msg SEP rule SEP ts
     local a = find(v, SEP, 1, true)
     local b = a and find(v, SEP, a + 1, true)
     local c = b and find(v, SEP, b + 1, true)
     if c then mids[sub(v, b + 1, c - 1)] = true end
   end
-  for m in pairs(mids) do redis.call('DEL', ns .. 'dres:' .. m) end
-  redis.call('DEL', ns .. 'p:' .. pid, ns .. 'pm:' .. pid, ns .. 'pe:' .. pid, ns .. 'pl:' .. pid)
+  for m in pairs(mids) do redis.call('DEL', K_DRES .. m) end
+  redis.call('DEL', K_P .. pid, K_PM .. pid, K_PE .. pid, K_PL .. pid)
 end
 return {pid or false, idents, losers}

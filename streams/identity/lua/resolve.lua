@@ -5,7 +5,7 @@
 -- run is then one atomic step instead of one per event. Redis checks maxmemory (deny-oom) once per
 -- script call, before its first write, and freezes the clock it expires keys by at the start of a
 -- call: both now happen once per run instead of once per event.
--- KEYS    = <ns>dedup:<message_id> of each event, in order
+-- KEYS    = the dedup key (K_DEDUP .. message_id) of each event, in order
 -- ARGV    = ns ("<namespace>:"), dedup ttl (s), then per event: claim, ts_ms, n, type1, value1, ...,
 --           type_n, value_n: identifiers already without blocked values and sorted by priority
 --           (rules.prepare).
@@ -13,7 +13,8 @@
 --           {"=", stored reply} | an error (that event failed; its writes so far stay, like a
 --           failed call of its own, and the next events still run)
 --           json = {"m": [losers in merge order], "c": [audit records without message_id/ts/profile_id]}
--- Single-instance Redis: keys other than KEYS are derived inside (use a {hash-tag} namespace on a cluster).
+-- Single-instance Redis: keys other than KEYS are derived inside (use a {hash-tag} namespace on a cluster);
+-- their prefixes come from streams/identity/keys.py (filled into the line below ns).
 --
 -- Cost: Redis CPU is what an ingest batch waits for (bench/identity_bench.py). Per event the
 -- script reads the dedup entry and the suppression, quarantine and owner keys of all identifiers
@@ -32,9 +33,8 @@ local tonumber, tostring, unpack, ipairs, pairs, type, pcall = tonumber, tostrin
 
 local ns, ttl = ARGV[1], ARGV[2]
 local SEP = '\31'
-local K_SUPP, K_QUAR, K_ID, K_P, K_PM, K_PE, K_PL = ns .. 'supp:', ns .. 'quar:', ns .. 'id:', ns .. 'p:', ns .. 'pm:', ns .. 'pe:', ns .. 'pl:'
-local K_FWD, K_DEG, K_DRES, K_SEQ, K_LNK = ns .. 'fwd:', ns .. 'deg:', ns .. 'dres:', ns .. 'seq', ns .. 'lnk:'
-local MSG_AT = #ns + 7  -- a dedup key is ns .. 'dedup:' .. message_id
+__KEYS__
+local MSG_AT = #K_DEDUP + 1  -- a dedup key is K_DEDUP .. message_id
 
 local limit, default_limit, unique, nomerge = CFG.limit, CFG.default_limit, CFG.unique, CFG.nomerge
 local unique_list, supernode = CFG.unique_list, CFG.supernode
@@ -115,7 +115,7 @@ local function meta(pid, flat)
   local m = meta_cache[pid]
   if m then return m end
   flat = flat or call('HGETALL', K_PM .. pid)
-  local counts, uniq, types, nt = {}, {}, {}, 0
+  local counts, uniq, tags, types, nt = {}, {}, {}, {}, 0
   for i = 1, #flat, 2 do
     local k = flat[i]
     local b1, b2 = byte(k, 1, 2)
@@ -123,10 +123,11 @@ local function meta(pid, flat)
       local t, cv = sub(k, 3), tonumber(flat[i + 1])
       if cv ~= nil and counts[t] == nil then nt = nt + 1 types[nt] = t end
       counts[t] = cv
+    elseif b1 == 115 and b2 == 58 then tags[sub(k, 3)] = flat[i + 1]  -- 's:' split tag (split.lua)
     else uniq[sub(k, 3)] = flat[i + 1] end
   end
   if nt > 1 then sort(types) end
-  m = {counts = counts, uniq = uniq, types = types, flat = flat}
+  m = {counts = counts, uniq = uniq, tags = tags, types = types, flat = flat}
   meta_cache[pid] = m
   return m
 end
@@ -134,7 +135,7 @@ end
 -- One planning pass in priority order over candidate indices: the stronger identifier wins
 -- every conflict. C = identifiers per type the planned profile will hold.
 local function plan(list, nlist)
-  local group, order, U, C = {}, {}, {}, {}
+  local group, order, U, C, TG = {}, {}, {}, {}, {}  -- TG: split tags of the planned profile
   local attach, mapped, audits = {}, {}, {}
   local no, na, nm = 0, 0, 0
   for x = 1, nlist do
@@ -152,8 +153,16 @@ local function plan(list, nlist)
           local uv = uniq[ut]
           if uv and U[ut] and U[ut] ~= uv then bad = ut break end
         end
+        local parted = false
+        if not bad then
+          for k, side in pairs(m.tags) do
+            if TG[k] and TG[k] ~= side then parted = true break end
+          end
+        end
         if bad then
           audits[#audits + 1] = {type = 'conflict', rule = 'unique:' .. bad, identifiers = {F[c]}, from_profile_id = pid}
+        elseif parted then
+          audits[#audits + 1] = {type = 'conflict', rule = 'split', identifiers = {F[c]}, from_profile_id = pid}
         else
           local counts, over = m.counts, nil
           for _, lt in ipairs(m.types) do
@@ -166,6 +175,7 @@ local function plan(list, nlist)
             no = no + 1 order[no] = pid
             nm = nm + 1 mapped[nm] = c
             for ut, uv in pairs(uniq) do U[ut] = uv end
+            for k, side in pairs(m.tags) do TG[k] = side end
             for lt, k in pairs(counts) do C[lt] = (C[lt] or 0) + k end
           end
         end
@@ -202,7 +212,14 @@ local function gathered_of(order, attach, audits, mapped)
     local r = x.rule
     local t = nil
     if sub(r, 1, 6) == 'limit:' then t = sub(r, 7) elseif sub(r, 1, 7) == 'unique:' then t = sub(r, 8) end
-    if t then total[t] = (total[t] or 0) + 1 end
+    if t then
+      total[t] = (total[t] or 0) + 1
+      -- a profile refused by another type's rule (an order-id limit, say) still brings in the
+      -- refused identifier's own type: counted too, so the refusal is blamed whatever the rule
+      local f = x.identifiers[1]
+      local tf = sub(f, 1, find(f, ':', 1, true) - 1)
+      if x.from_profile_id and tf ~= t then total[tf] = (total[tf] or 0) + 1 end
+    end
   end
   local out = nil
   for _, c in ipairs(mapped) do
@@ -227,10 +244,209 @@ local function gathered_of(order, attach, audits, mapped)
   return out
 end
 
--- One event. a = index in ARGV of its first identifier type, n = number of identifiers.
-local function resolve(dkey, claim, ts, a, n)
-  -- One read: the dedup entry, then suppression, quarantine and owner of every candidate (all
-  -- plain strings, so "MGET gives a value" = "EXISTS").
+-- The breakers' verdict on one plan: identifiers that would bridge more than `supernode`
+-- merges, or gather more identifiers of a type than the link breaker allows (invariant 4).
+local function breaker_hits(order, mapped, g)
+  local hit, any = {}, false
+  if supernode >= 0 and #order >= 2 then
+    local k = #order - 1
+    local nk = 0
+    for _, c in ipairs(mapped) do
+      if not (unique[T[c]] or nomerge[T[c]]) then
+        nk = nk + 1 W1[nk] = K_DEG .. F[c] W2[nk] = c
+      end
+    end
+    if nk > 0 then
+      local degs = mget(W1, nk)
+      for j = 1, nk do
+        if tonumber(degs[j] or '0') + k > supernode then hit[F[W2[j]]] = true any = true end
+      end
+    end
+  end
+  if g then
+    for _, b in ipairs(g) do
+      if not hit[b.f] then
+        local flat = call('HGETALL', K_LNK .. b.f)
+        local cur = {}
+        for i = 1, #flat, 2 do cur[flat[i]] = tonumber(flat[i + 1]) end
+        for _, t in ipairs(b.types) do
+          if (cur[t] or 0) + b.n[t] > (links_by_type[t] or max_links) then hit[b.f] = true any = true break end
+        end
+      end
+    end
+  end
+  return hit, any
+end
+
+-- Quarantine the hit identifiers (SET quar:, one record each); the candidates left.
+local function quarantine(live, nlive, hit, msg, quarantined)
+  local rest, nrest = {}, 0
+  for x = 1, nlive do
+    local c = live[x]
+    if hit[F[c]] then
+      call('SET', K_QUAR .. F[c], msg)
+      quarantined[#quarantined + 1] = {type = 'quarantined', rule = 'supernode', identifiers = {F[c]}, from_profile_id = P[c]}
+    else
+      nrest = nrest + 1 rest[nrest] = c
+    end
+  end
+  return rest, nrest
+end
+
+-- The surviving profile: the oldest of the group (smallest sequence), or a new one.
+local function survivor(order)
+  local norder = #order
+  if norder == 0 then return pid_of(call('INCR', K_SEQ)), true end
+  local S, sS = order[1], seq_of(order[1])
+  for i = 2, norder do
+    local s = seq_of(order[i])
+    if s < sS then S, sS = order[i], s end
+  end
+  return S, false
+end
+
+-- Merge: the older profile (smaller sequence) survives; losers are folded into S, oldest first.
+local function fold_losers(S, order)
+  local norder, pS, pmS = #order, K_P .. S, K_PM .. S
+  local losers, nl = {}, 0
+  if norder > 1 then
+    for _, pid in ipairs(order) do
+      if pid ~= S then nl = nl + 1 losers[nl] = pid end
+    end
+    if nl > 1 then sort(losers, function(x, y) return seq_of(x) < seq_of(y) end) end
+  end
+  local peS, plS = K_PE .. S, K_PL .. S
+  for _, L in ipairs(losers) do
+    local pL = K_P .. L
+    local flat = call('HGETALL', pL)
+    local nw = 0
+    for i = 1, #flat, 2 do
+      W1[nw + 1], W1[nw + 2] = K_ID .. flat[i], S
+      nw = nw + 2
+    end
+    callv('MSET', nil, W1, nw)
+    callv('HSET', pS, flat, #flat)
+    local mflat = meta(L).flat  -- pm:L as plan read it (only pm:S is written in between)
+    for i = 1, #mflat, 2 do
+      local k = mflat[i]
+      local b1, b2 = byte(k, 1, 2)
+      if b1 == 110 and b2 == 58 then call('HINCRBY', pmS, k, mflat[i + 1])
+      else call('HSET', pmS, k, mflat[i + 1]) end
+    end
+    local edges = call('LRANGE', K_PE .. L, 0, -1)
+    callv('RPUSH', peS, edges, #edges)
+    local fwd = call('SMEMBERS', K_PL .. L)
+    fwd[#fwd + 1] = L
+    nw = 0
+    for _, x in ipairs(fwd) do
+      W1[nw + 1], W1[nw + 2] = K_FWD .. x, S
+      nw = nw + 2
+    end
+    callv('MSET', nil, W1, nw)
+    callv('SADD', plS, fwd, #fwd)
+    call('DEL', pL, K_PM .. L, K_PE .. L, K_PL .. L)
+  end
+  return losers
+end
+
+-- Bridges: the anchor (strongest accepted, already mapped identifier) joins every other profile
+-- of the group; recorded once per merge as provenance for why(), with its audit record.
+local function record_merges(S, order, group, mapped, losers, anchor_f, anchor_pid, msg, ts, changes)
+  local norder, peS = #order, K_PE .. S
+  local merged = {}
+  if norder >= 2 then
+    local nw = 0
+    for _, pid in ipairs(order) do
+      if pid ~= anchor_pid then
+        nw = nw + 1
+        W1[nw] = anchor_f .. SEP .. group[pid] .. SEP .. msg .. SEP .. 'co_occurrence' .. SEP .. ts
+      end
+    end
+    callv('RPUSH', peS, W1, nw)
+    -- bridged: the identifiers whose breaker count (deg) this event raises by 1 per merged record,
+    -- so `touchpoint identity rebuild` can restore deg:* from the audit trail alone.
+    local bridged = {}
+    if supernode >= 0 then
+      for _, c in ipairs(mapped) do
+        if not (unique[T[c]] or nomerge[T[c]]) then bridged[#bridged + 1] = F[c] end
+      end
+    end
+    for _, L in ipairs(losers) do
+      local pair
+      if L == anchor_pid then pair = {group[S], anchor_f} else pair = {anchor_f, group[L]} end
+      local rec = {type = 'merged', rule = 'co_occurrence', identifiers = pair, from_profile_id = L}
+      if #bridged > 0 then rec.bridged = bridged end
+      changes[#changes + 1] = rec
+      merged[#merged + 1] = L
+    end
+    if supernode >= 0 then
+      for _, c in ipairs(mapped) do
+        if not (unique[T[c]] or nomerge[T[c]]) then
+          call('INCRBY', K_DEG .. F[c], norder - 1)
+        end
+      end
+    end
+  end
+  return merged
+end
+
+-- Link breaker: each bridge (a mapped identifier that is not unique or no-merge) is credited
+-- with what this event gathers of the types other than its own; returns the record of it (or nil).
+local function credit_gathered(g)
+  local grec = nil
+  if g then
+    grec = {}
+    for _, b in ipairs(g) do
+      local per = {}
+      for _, t in ipairs(b.types) do
+        call('HINCRBY', K_LNK .. b.f, t, b.n[t])
+        per[t] = b.n[t]
+      end
+      grec[b.f] = per
+    end
+  end
+  return grec
+end
+
+-- Attach the new identifiers to S, each linked to the anchor with this event as provenance.
+local function attach_new(S, attach, anchor, anchor_f, msg, ts, created, changes)
+  local nattach, pS, pmS = #attach, K_P .. S, K_PM .. S
+  if nattach > 0 then
+    local fs = {}
+    local via = nil
+    for i, c in ipairs(attach) do
+      local f, t = F[c], T[c]
+      W1[i + i - 1], W1[i + i] = K_ID .. f, S
+      W2[i + i - 1] = f
+      if c == anchor then
+        W2[i + i] = SEP .. msg .. SEP .. 'first_seen' .. SEP .. ts
+      else
+        via = via or (anchor_f .. SEP .. msg .. SEP .. 'co_occurrence' .. SEP .. ts)
+        W2[i + i] = via
+      end
+      fs[i] = f
+    end
+    callv('MSET', nil, W1, nattach + nattach)
+    hset_pairs(pS, W2, nattach)
+    -- pm:S: one HINCRBY per identifier, as many operations on the hash as one call per event
+    -- would make (the iteration order of a hashtable-encoded hash depends on them).
+    for _, c in ipairs(attach) do
+      local t = T[c]
+      call('HINCRBY', pmS, 'n:' .. t, '1')
+      if unique[t] then call('HSET', pmS, 'u:' .. t, V[c]) end
+    end
+    if created then
+      changes[#changes + 1] = {type = 'created', rule = 'first_seen', identifiers = fs}
+    else
+      -- via: the anchor the new identifiers are linked to (provenance; needed by identity rebuild)
+      changes[#changes + 1] = {type = 'linked', rule = 'co_occurrence', identifiers = fs, via = anchor_f}
+    end
+  end
+end
+
+-- One read for one event: the dedup entry, then suppression, quarantine and owner of every
+-- candidate (all plain strings, so "MGET gives a value" = "EXISTS"); fills T, V, F.
+local function read_event(dkey, a, n)
   local n2 = n + n
   W1[1] = dkey
   for i = 1, n do
@@ -240,7 +456,42 @@ local function resolve(dkey, claim, ts, a, n)
     T[i], V[i], F[i] = t, v, f
     W1[1 + i], W1[1 + n + i], W1[1 + n2 + i] = K_SUPP .. sha1hex(f), K_QUAR .. f, K_ID .. f
   end
-  local got = mget(W1, 1 + n2 + n)
+  return mget(W1, 1 + n2 + n)
+end
+
+-- Candidates not quarantined, with their current owner (P); the owner of the first and whether
+-- they all share it.
+local function live_candidates(got, n)
+  local n2 = n + n
+  local live, nlive = {}, 0
+  local pid0, same = false, true
+  for i = 1, n do
+    if not got[1 + n + i] then
+      local pid = got[1 + n2 + i]
+      P[i] = pid
+      nlive = nlive + 1 live[nlive] = i
+      if nlive == 1 then pid0 = pid elseif pid ~= pid0 then same = false end
+    end
+  end
+  return live, nlive, pid0, same
+end
+
+-- Whether a profile (its pm hash as read) holds more of a type than the type's limit.
+local function over_a_limit(flat)
+  for i = 1, #flat, 2 do
+    local k = flat[i]
+    local b1, b2 = byte(k, 1, 2)
+    if b1 == 110 and b2 == 58 then  -- 'n:'
+      local cv = tonumber(flat[i + 1])
+      if cv and cv > (limit[sub(k, 3)] or default_limit) then return true end
+    end
+  end
+  return false
+end
+
+-- One event. a = index in ARGV of its first identifier type, n = number of identifiers.
+local function resolve(dkey, claim, ts, a, n)
+  local got = read_event(dkey, a, n)
 
   -- Dedup: another claim on this message id = duplicate (invariant 2); our own claim =
   -- redelivery after a crash before the offset commit: replay the stored reply, or re-run.
@@ -287,17 +538,7 @@ local function resolve(dkey, claim, ts, a, n)
     if prev_pid then return {prev_outcome, prev_pid, false, skip} end
   end
 
-  -- Candidates not quarantined, with their current owner.
-  local live, nlive = {}, 0
-  local pid0, same = false, true
-  for i = 1, n do
-    if not got[1 + n + i] then
-      local pid = got[1 + n2 + i]
-      P[i] = pid
-      nlive = nlive + 1 live[nlive] = i
-      if nlive == 1 then pid0 = pid elseif pid ~= pid0 then same = false end
-    end
-  end
+  local live, nlive, pid0, same = live_candidates(got, n)
 
   -- Fast path, most events of a known person: every candidate left already belongs to one
   -- profile. The plan below would accept them all (nothing to merge, attach or refuse) unless
@@ -306,16 +547,7 @@ local function resolve(dkey, claim, ts, a, n)
   local flat0 = nil
   if pid0 and same then
     flat0 = call('HGETALL', K_PM .. pid0)
-    local over = false
-    for i = 1, #flat0, 2 do
-      local k = flat0[i]
-      local b1, b2 = byte(k, 1, 2)
-      if b1 == 110 and b2 == 58 then  -- 'n:'
-        local cv = tonumber(flat0[i + 1])
-        if cv and cv > (limit[sub(k, 3)] or default_limit) then over = true break end
-      end
-    end
-    if not over then
+    if not over_a_limit(flat0) then
       if prev then call('SET', dkey, claim .. SEP .. 'applied' .. SEP .. pid0, 'XX', 'KEEPTTL')
       else call('SET', dkey, claim .. SEP .. 'applied' .. SEP .. pid0, 'EX', ttl) end
       return {'applied', pid0, false, skip}
@@ -333,46 +565,9 @@ local function resolve(dkey, claim, ts, a, n)
   while true do
     group, order, attach, mapped, audits, C = plan(live, nlive)
     g = gathered_of(order, attach, audits, mapped)
-    local hit, any = {}, false
-    if supernode >= 0 and #order >= 2 then
-      local k = #order - 1
-      local nk = 0
-      for _, c in ipairs(mapped) do
-        if not (unique[T[c]] or nomerge[T[c]]) then
-          nk = nk + 1 W1[nk] = K_DEG .. F[c] W2[nk] = c
-        end
-      end
-      if nk > 0 then
-        local degs = mget(W1, nk)
-        for j = 1, nk do
-          if tonumber(degs[j] or '0') + k > supernode then hit[F[W2[j]]] = true any = true end
-        end
-      end
-    end
-    if g then
-      for _, b in ipairs(g) do
-        if not hit[b.f] then
-          local flat = call('HGETALL', K_LNK .. b.f)
-          local cur = {}
-          for i = 1, #flat, 2 do cur[flat[i]] = tonumber(flat[i + 1]) end
-          for _, t in ipairs(b.types) do
-            if (cur[t] or 0) + b.n[t] > (links_by_type[t] or max_links) then hit[b.f] = true any = true break end
-          end
-        end
-      end
-    end
+    local hit, any = breaker_hits(order, mapped, g)
     if not any then break end
-    local rest, nrest = {}, 0
-    for x = 1, nlive do
-      local c = live[x]
-      if hit[F[c]] then
-        call('SET', K_QUAR .. F[c], msg)
-        quarantined[#quarantined + 1] = {type = 'quarantined', rule = 'supernode', identifiers = {F[c]}, from_profile_id = P[c]}
-      else
-        nrest = nrest + 1 rest[nrest] = c
-      end
-    end
-    live, nlive = rest, nrest
+    live, nlive = quarantine(live, nlive, hit, msg, quarantined)
   end
 
   local changes = quarantined
@@ -393,150 +588,13 @@ local function resolve(dkey, claim, ts, a, n)
     return reply('blocked', nil, {})
   end
 
-  local S
-  local created = false
-  if norder == 0 then
-    S = pid_of(call('INCR', K_SEQ))
-    created = true
-  else
-    S = order[1]
-    if norder > 1 then
-      local sS = seq_of(S)
-      for i = 2, norder do
-        local s = seq_of(order[i])
-        if s < sS then S, sS = order[i], s end
-      end
-    end
-  end
-
+  local S, created = survivor(order)
   local anchor = mapped[1] or attach[1]
   local anchor_f, anchor_pid = F[anchor], P[anchor]
-  local pS, pmS = K_P .. S, K_PM .. S
-
-  -- Merge: the older profile (smaller sequence) survives; losers are folded in, oldest first.
-  local losers, nl = {}, 0
-  if norder > 1 then
-    for _, pid in ipairs(order) do
-      if pid ~= S then nl = nl + 1 losers[nl] = pid end
-    end
-    if nl > 1 then sort(losers, function(x, y) return seq_of(x) < seq_of(y) end) end
-  end
-  local peS, plS = K_PE .. S, K_PL .. S
-  for _, L in ipairs(losers) do
-    local pL = K_P .. L
-    local flat = call('HGETALL', pL)
-    local nw = 0
-    for i = 1, #flat, 2 do
-      W1[nw + 1], W1[nw + 2] = K_ID .. flat[i], S
-      nw = nw + 2
-    end
-    callv('MSET', nil, W1, nw)
-    callv('HSET', pS, flat, #flat)
-    local mflat = meta(L).flat  -- pm:L as plan read it (only pm:S is written in between)
-    for i = 1, #mflat, 2 do
-      local k = mflat[i]
-      local b1, b2 = byte(k, 1, 2)
-      if b1 == 110 and b2 == 58 then call('HINCRBY', pmS, k, mflat[i + 1])
-      else call('HSET', pmS, k, mflat[i + 1]) end
-    end
-    local edges = call('LRANGE', K_PE .. L, 0, -1)
-    callv('RPUSH', peS, edges, #edges)
-    local fwd = call('SMEMBERS', K_PL .. L)
-    fwd[#fwd + 1] = L
-    nw = 0
-    for _, x in ipairs(fwd) do
-      W1[nw + 1], W1[nw + 2] = K_FWD .. x, S
-      nw = nw + 2
-    end
-    callv('MSET', nil, W1, nw)
-    callv('SADD', plS, fwd, #fwd)
-    call('DEL', pL, K_PM .. L, K_PE .. L, K_PL .. L)
-  end
-
-  -- Bridges: the anchor (strongest accepted, already mapped identifier) joins every other profile
-  -- of the group; recorded once per merge as provenance for why().
-  local merged = {}
-  if norder >= 2 then
-    local nw = 0
-    for _, pid in ipairs(order) do
-      if pid ~= anchor_pid then
-        nw = nw + 1
-        W1[nw] = anchor_f .. SEP .. group[pid] .. SEP .. msg .. SEP .. 'co_occurrence' .. SEP .. ts
-      end
-    end
-    callv('RPUSH', peS, W1, nw)
-    -- bridged: the identifiers whose breaker count (deg) this event raises by 1 per merged record,
-    -- so `touchpoint identity rebuild` can restore deg:* from the audit trail alone.
-    local bridged = {}
-    if supernode >= 0 then
-      for _, c in ipairs(mapped) do
-        if not (unique[T[c]] or nomerge[T[c]]) then bridged[#bridged + 1] = F[c] end
-      end
-    end
-    for _, L in ipairs(losers) do
-      local pair
-      if L == anchor_pid then pair = {group[S], anchor_f} else pair = {anchor_f, group[L]} end
-      local rec = {type = 'merged', rule = 'co_occurrence', identifiers = pair, from_profile_id = L}
-      if #bridged > 0 then rec.bridged = bridged end
-      changes[#changes + 1] = rec
-      merged[#merged + 1] = L
-    end
-    if supernode >= 0 then
-      for _, c in ipairs(mapped) do
-        if not (unique[T[c]] or nomerge[T[c]]) then
-          call('INCRBY', K_DEG .. F[c], norder - 1)
-        end
-      end
-    end
-  end
-
-  -- Link breaker: each bridge (a mapped identifier that is not unique or no-merge) is credited
-  -- with what this event gathers of the types other than its own.
-  local grec = nil
-  if g then
-    grec = {}
-    for _, b in ipairs(g) do
-      local per = {}
-      for _, t in ipairs(b.types) do
-        call('HINCRBY', K_LNK .. b.f, t, b.n[t])
-        per[t] = b.n[t]
-      end
-      grec[b.f] = per
-    end
-  end
-
-  -- Attach the new identifiers, each linked to the anchor with this event as provenance.
-  if nattach > 0 then
-    local fs = {}
-    local via = nil
-    for i, c in ipairs(attach) do
-      local f, t = F[c], T[c]
-      W1[i + i - 1], W1[i + i] = K_ID .. f, S
-      W2[i + i - 1] = f
-      if c == anchor then
-        W2[i + i] = SEP .. msg .. SEP .. 'first_seen' .. SEP .. ts
-      else
-        via = via or (anchor_f .. SEP .. msg .. SEP .. 'co_occurrence' .. SEP .. ts)
-        W2[i + i] = via
-      end
-      fs[i] = f
-    end
-    callv('MSET', nil, W1, nattach + nattach)
-    hset_pairs(pS, W2, nattach)
-    -- pm:S: one HINCRBY per identifier, as many operations on the hash as one call per event
-    -- would make (the iteration order of a hashtable-encoded hash depends on them).
-    for _, c in ipairs(attach) do
-      local t = T[c]
-      call('HINCRBY', pmS, 'n:' .. t, '1')
-      if unique[t] then call('HSET', pmS, 'u:' .. t, V[c]) end
-    end
-    if created then
-      changes[#changes + 1] = {type = 'created', rule = 'first_seen', identifiers = fs}
-    else
-      -- via: the anchor the new identifiers are linked to (provenance; needed by identity rebuild)
-      changes[#changes + 1] = {type = 'linked', rule = 'co_occurrence', identifiers = fs, via = anchor_f}
-    end
-  end
+  local losers = fold_losers(S, order)
+  local merged = record_merges(S, order, group, mapped, losers, anchor_f, anchor_pid, msg, ts, changes)
+  local grec = credit_gathered(g)
+  attach_new(S, attach, anchor, anchor_f, msg, ts, created, changes)
   -- on the event's last record: `identity rebuild` restores lnk:* from it
   if grec then changes[#changes].gathered = grec end
 
