@@ -12,6 +12,7 @@ import urllib.request
 import orjson
 import pytest
 
+from streams.identity.data_keys import read_changes
 from streams.kafka.reading import read_to_end
 from streams.kafka.topics import IDENTITY_CHANGES
 from tests.fixtures.stack import run_cli
@@ -43,10 +44,16 @@ def _profile(settings, ident: str) -> dict:
     return json.loads(out.stdout)
 
 
-def _audit(settings) -> list[dict]:
+def _raw_audit(settings) -> list[dict]:
+    """identity.changes as stored: identifiers sealed under their data keys."""
     async def read() -> list[dict]:
         return [orjson.loads(r.value) async for r in read_to_end(settings, settings.topic(IDENTITY_CHANGES)) if r.value]
     return asyncio.run(read())
+
+
+def _audit(settings) -> list[dict]:
+    """identity.changes opened with the data keys, as every reader sees it."""
+    return [rec for rec, _ in asyncio.run(read_changes(settings, 60))]
 
 
 def _post(worker, path: str, headers: dict | None = None) -> tuple[int, dict]:
@@ -83,6 +90,8 @@ def test_split_undoes_a_merge_refolds_both_profiles_and_holds(settings, start_wo
     assert "anonymous_id:kid-anon" not in json.dumps(kept["identifiers"])
     assert "device_id:tablet-1" not in json.dumps(moved["identifiers"])
     split = [c for c in _audit(settings) if c["type"] == "split"]
+    sealed = [c for c in _raw_audit(settings) if c["type"] == "split"]
+    assert "kid-anon" not in json.dumps(sealed) and "tablet-1" not in json.dumps(sealed)  # sealed like every audit record
     assert len(split) == 1 and split[0]["actor"] == "ops-ann" and split[0]["identifiers"] == ["anonymous_id:kid-anon"]
 
     # a replay of the same events changes nothing; the same pair in a new event is refused
