@@ -13,7 +13,8 @@ from typing import Any
 
 from streams.settings import Settings
 
-__all__ = ["client_options", "ssl_context", "faust_credentials", "admin_client", "reader", "producer", "admin_and_reader"]
+__all__ = ["client_options", "ssl_context", "faust_credentials", "admin_client", "reader", "producer", "admin_and_reader",
+           "group_consumer"]
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -69,6 +70,15 @@ def reader(settings: Settings, **extra: Any) -> Any:
     from aiokafka import AIOKafkaConsumer
 
     return AIOKafkaConsumer(**{**client_options(settings), "enable_auto_commit": False, "group_id": None, **extra})
+
+
+def group_consumer(settings: Settings, group_id: str, **extra: Any) -> Any:
+    """An (unstarted) consumer in group ``group_id`` that commits only when told (the ingest
+    service's own consumer, streams/kafka/batchsource.py)."""
+    from aiokafka import AIOKafkaConsumer
+
+    return AIOKafkaConsumer(**{**client_options(settings), "group_id": group_id, "enable_auto_commit": False,
+                               "auto_offset_reset": "earliest", **extra})
 
 
 def producer(settings: Settings, **extra: Any) -> Any:
