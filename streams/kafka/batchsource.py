@@ -125,26 +125,32 @@ class BatchSource(Service):
     async def _consume(self) -> None:
         while not self.should_stop:
             try:
-                fetched = await self.consumer.getmany(timeout_ms=IDLE_WAIT_MS, max_records=self.batch_size)
+                await self.run_once()
             except ConsumerStoppedError:
                 return
-            records = [r for batch in fetched.values() for r in batch]
-            if records:
-                async with self._lock:
-                    try:
-                        async with self.source.admitted(records) as admitted:
-                            if admitted.keep:
-                                await self.process([records[i] for i in admitted.keep])
-                    except Exception:
-                        log.exception("%s: a batch of %d records failed; its partitions restart from their commit",
-                                      self.source.stage, len(records))
-                        await asyncio.sleep(FAIL_PAUSE_S)
-            now = time.monotonic()
-            if now >= self._next_commit:
-                self._next_commit = now + self.commit_interval_s
-                async with self._lock:
-                    await self._commit()
-                await self._watch()
+
+    async def run_once(self) -> int:
+        """One batch (whatever the broker has, no wait window), then the commit when it is due;
+        returns the number of records fetched."""
+        fetched = await self.consumer.getmany(timeout_ms=IDLE_WAIT_MS, max_records=self.batch_size)
+        records = [r for batch in fetched.values() for r in batch]  # in order per partition
+        if records:
+            async with self._lock:
+                try:
+                    async with self.source.admitted(records) as admitted:
+                        if admitted.keep:
+                            await self.process([records[i] for i in admitted.keep])
+                except Exception:
+                    log.exception("%s: a batch of %d records failed; its partitions restart from their commit",
+                                  self.source.stage, len(records))
+                    await asyncio.sleep(FAIL_PAUSE_S)
+        now = time.monotonic()
+        if now >= self._next_commit:
+            self._next_commit = now + self.commit_interval_s
+            async with self._lock:
+                await self._commit()
+            await self._watch()
+        return len(records)
 
     async def _watch(self) -> None:
         assigned = {tp.partition for tp in self.consumer.assignment() if tp.topic == self.topic}
