@@ -83,7 +83,7 @@ def register(app: faust.App, ctx: WorkerContext) -> faust.types.TableT:
     ctx.sources().before_commit.append(sends.repair)
 
     async def send_public(logical: str, key: bytes, value: bytes | None) -> Awaitable[Any]:
-        """A record on one of the activation topics (awaited with the record's must-land sends)."""
+        """A record on one of the activation topics (landed before the changelog of its value)."""
         return await app.producer.send(s.topic(logical), key, value, partition=None, timestamp=None, headers=None)
 
     async def apply(key: bytes | None, record: Any, pos: int, message: Any, staged: dict[bytes, tuple[bytes, int | None]],
@@ -137,11 +137,17 @@ def register(app: faust.App, ctx: WorkerContext) -> faust.types.TableT:
                     await sends.dead_letter(_item_bytes(key, record), f"item {index}: {type(exc).__name__}: {exc}", message,
                                             Reason.REFUSED_BY_BROKER if isinstance(exc, KafkaError) else Reason.PROCESSING_ERROR)
             if activation is not None and staged:
-                # Profile-updates and audience changes land with the record's must-land sends
-                # (index -1: they belong to no single item).
-                public: list[Awaitable[Any]] = []
+                # Profile-updates and audience changes must be in Kafka before the changelog
+                # records of the values they publish: with the memory store the changelog flush
+                # awaits them (sends.hold: no wait per record); otherwise (a write sends its
+                # changelog record at once) they land with the record's must-land sends (index -1).
+                public: list[Any] = []
                 await activation.settle(staged, stored, send_public, public)
-                landing.extend((fut, -1) for fut in public)
+                if direct:
+                    for fut in public:
+                        sends.hold(fut)
+                else:
+                    landing.extend((fut, -1) for fut in public)
             # The writes make a replay skip this record, so the absorbs (and forwarded erasures)
             # they depend on must be in Kafka first: one wait per record, not one per merge.
             results = await asyncio.gather(*(fut for fut, _ in landing), return_exceptions=True)
@@ -175,9 +181,10 @@ def register(app: faust.App, ctx: WorkerContext) -> faust.types.TableT:
     flush_every = s.batch_within_s
     next_flush = [0.0]
 
-    async def flush_changelog() -> None:
+    def flush_changelog() -> None:
+        """In the background (it awaits the public records first): the agent goes on meanwhile."""
         next_flush[0] = time.monotonic() + flush_every
-        await sends.flush_changelog()
+        sends.kick()
 
     @app.agent(source, name="profiles", concurrency=1)
     async def profiles(stream: faust.StreamT) -> None:
@@ -190,19 +197,13 @@ def register(app: faust.App, ctx: WorkerContext) -> faust.types.TableT:
                 await process(message, batch)
                 seconds.observe(time.perf_counter() - started)
             if time.monotonic() >= next_flush[0]:
-                try:
-                    await flush_changelog()
-                except Exception:  # the batches stay; the next flush or the commit's repair sends them
-                    log.exception("profiles: changelog flush failed")
+                flush_changelog()
 
     @app.timer(flush_every)
     async def _flush_idle() -> None:
         """Changelog records of the last changes go out even when no record follows them."""
         if time.monotonic() >= next_flush[0]:
-            try:
-                await flush_changelog()
-            except Exception:
-                log.exception("profiles: changelog flush failed")
+            flush_changelog()
 
     async def process(message: Any, batch: Admitted) -> None:
         """One record: decide every item, land what the writes depend on, write each key once."""

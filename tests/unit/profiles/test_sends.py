@@ -89,3 +89,29 @@ async def test_a_write_whose_batch_was_lost_is_sent_again_with_the_current_value
     assert (0, b"p1", b"v2") in _records(raw)
     assert sends.app.producer.singles == [(CHANGELOG, b"p1", b"v2")]
     assert sends.dirty == {}
+
+
+async def test_the_changelog_of_a_value_waits_for_its_public_records() -> None:
+    """A replay skips a record whose value is in the changelog, so the profile-update that value
+    published must be in Kafka first."""
+    sends, raw, _ = _sends({0})
+    public = asyncio.get_running_loop().create_future()
+    sends.hold(public)
+    await sends.write(b"p1", b"v1", 0)
+    flush = asyncio.ensure_future(sends.flush_changelog())
+    await asyncio.sleep(0.02)
+    assert not flush.done() and _records(raw) == []
+    public.set_result(None)
+    assert await flush == 1
+    assert _records(raw) == [(0, b"p1", b"v1")]
+
+
+async def test_a_public_record_that_failed_is_counted_and_the_changelog_still_goes_out() -> None:
+    sends, raw, _ = _sends({0})
+    public = asyncio.get_running_loop().create_future()
+    public.set_exception(KafkaConnectionError("gone"))
+    sends.hold(public)
+    await sends.write(b"p1", b"v1", 0)
+    assert await sends.flush_changelog() == 1
+    assert sends.events_failed._value.get() == 1
+    assert _records(raw) == [(0, b"p1", b"v1")]
