@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # built inside create_app (after uvloop is chosen): types onl
     from streams.activation.wiring import Activation
     from streams.demand.stage import DemandStage
     from streams.ingest.stage import IngestStage
+    from streams.kafka.batchsource import ConsumerPositions
     from streams.kafka.ordering import OrderedSources
     from streams.observability.lag import LagSampler
     from streams.observability.oncall import OncallReader
@@ -56,6 +57,11 @@ class WorkerContext:
     profiles_table: Any = None                  # the Faust `profiles` table (profiles/agent.py)
     lag: LagSampler | None = None               # observability/lag.py
     oncall: OncallReader | None = None          # observability/oncall.py
+    ingest_positions: ConsumerPositions | None = None  # the ingest service's own consumer, once started (ingest/agent.py)
+
+    def ingest_consumer(self) -> Any:
+        """The ingest service's started aiokafka consumer, or None (not started, or no ingest)."""
+        return self.ingest_positions.consumer if self.ingest_positions is not None else None
 
     def sources(self) -> OrderedSources:
         """The ordered sources (set up by ``create_app`` before any agent registers)."""

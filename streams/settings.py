@@ -94,8 +94,8 @@ class Settings:
     # -- ingest ----------------------------------------------------------------------------
     max_event_bytes: int = _setting(32768, "Records larger than this are dead-lettered as too_large before decoding.")
     dedup_ttl_s: int = _setting(7 * 86400, "How long a messageId is remembered for deduplication.")
-    batch_size: int = _setting(500, "Most records the ingest agent takes per batch (one Redis round trip per batch).")
-    batch_within_s: float = _setting(0.05, "Longest wait to fill an ingest batch.")
+    batch_size: int = _setting(500, "Most records the ingest service takes per batch (one Redis round trip per batch).")
+    batch_within_s: float = _setting(0.05, "Longest a profile's changelog write is held back to be coalesced with later changes of the same key (the input is consumed in whatever batches the broker has, with no wait).")
     pii_key: str = _setting(DEV_PII_KEY, "Secret key of the HMAC-SHA256 applied to email and phone values (the dead-letter seal key is derived from it). Required: the worker, `erase` and `dlq show` refuse to start with the public default unless TOUCHPOINT_DEV_MODE is on.", secret=True)
     pii_key_id: str = _setting("k1", "Identifier of pii_key, written next to hashed values so keys can be rotated.")
     default_phone_region: str = _setting("CN", "Region assumed for phone numbers written without a country code (ISO 3166 alpha-2).")
@@ -263,6 +263,12 @@ class Settings:
     def app_id(self) -> str:
         """Faust app id = consumer group id; also prefixes table changelog topics."""
         return f"{self.namespace}.touchpoint"
+
+    @property
+    def ingest_group(self) -> str:
+        """Consumer group of the ingest service's own consumer of the input topic (not Faust's
+        group: Faust's assignor protocol cannot share a group with a plain consumer)."""
+        return f"{self.app_id}-ingest"
 
     @property
     def redis_prefix(self) -> str:

@@ -55,22 +55,22 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         async for event in stream.events():
             started = time.perf_counter()
             message = event.message
-            keep, last = await ordered.admit([message])
-            if not keep:  # a re-delivery, or a gap being rewound over
-                continue
-            try:
-                outcome = stage.process(message.partition, message.value)
-                for alert in outcome.alerts:
-                    await alerts.send(key=alert["key"].encode(), value=orjson.dumps(alert))
-                stage.commit(outcome)
-            except Exception:  # never let one bad record kill the agent (Faust would ack it anyway)
-                ctx.metrics.demand_errors.inc()
-                log.exception("demand: could not process %s/%s/%s", message.topic, message.partition, message.offset)
-                continue
-            finally:
-                ordered.complete(last)
-                seconds.observe(time.perf_counter() - started)
-            if forwarder is not None and outcome.alerts:
+            outcome = None
+            async with ordered.admitted([message]) as batch:
+                if not batch.keep:  # a re-delivery, or a gap being rewound over
+                    continue
+                try:
+                    outcome = stage.process(message.partition, message.value)
+                    for alert in outcome.alerts:
+                        await alerts.send(key=alert["key"].encode(), value=orjson.dumps(alert))
+                    stage.commit(outcome)
+                except Exception:  # never let one bad record kill the agent (Faust would ack it anyway)
+                    ctx.metrics.demand_errors.inc()
+                    log.exception("demand: could not process %s/%s/%s", message.topic, message.partition, message.offset)
+                    outcome = None  # counted and completed: a bad record is not retried for ever
+                finally:
+                    seconds.observe(time.perf_counter() - started)
+            if forwarder is not None and outcome is not None and outcome.alerts:
                 await forwarder.forward(outcome.alerts)
 
     if forwarder is not None:

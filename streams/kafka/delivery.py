@@ -26,7 +26,8 @@ from typing import Any
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-__all__ = ["DirectDeliveryConsumer", "DirectDeliveryTransport", "PINNED", "check_pinned_versions", "plain_commit", "tables_recovered"]
+__all__ = ["DirectDeliveryConsumer", "DirectDeliveryTransport", "PINNED", "check_pinned_versions", "plain_commit", "tables_recovered",
+           "aiokafka_producer"]
 
 # This module is the one place that leans on private Faust/aiokafka internals (the consumer's fetch
 # loop and offset bookkeeping below, the driver's plain commit in plain_commit). They are only
@@ -53,6 +54,13 @@ async def plain_commit(app: Any, offsets: Mapping[Any, int]) -> bool:
     """Commit ``offsets`` through the driver's plain commit (no Faust bookkeeping of acked
     offsets: our ordered sources decide what is done, streams/kafka/ordering.py)."""
     return bool(await app.consumer._commit(offsets))  # noqa: SLF001 - private, pinned versions only
+
+
+def aiokafka_producer(app: Any) -> Any:
+    """The worker's started aiokafka producer under Faust's (``create_batch``/``send_batch``,
+    which Faust's producer does not offer: streams/kafka/batches.py). One producer for every
+    send of the worker, so one ``flush`` before a commit covers batches and single sends alike."""
+    return app.producer._ensure_producer()  # noqa: SLF001 - private, pinned versions only
 
 
 def tables_recovered(app: Any) -> bool:

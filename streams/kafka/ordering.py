@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import faust
@@ -30,7 +32,7 @@ from streams.kafka.topics import group_offsets
 from streams.resilience import retry_until_ok
 from streams.settings import Settings
 
-__all__ = ["OrderedSources", "OrderedSource"]
+__all__ = ["OrderedSources", "OrderedSource", "Admitted", "Positions", "FaustPositions", "BrokerView"]
 
 log = logging.getLogger(__name__)
 
@@ -63,20 +65,20 @@ class BrokerView:
             self._consumer = consumer
         return self._admin, self._consumer
 
-    async def start_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
-        """Where the group resumes each partition: its committed offset, else the log start."""
+    async def start_offsets(self, topic: str, partitions: Iterable[int], groups: Sequence[str] = ()) -> dict[int, int]:
+        """Where the group resumes each partition: the committed offset of the first of
+        ``groups`` (default: the worker's Faust group) that has one, else the log start."""
         async with self._lock:
             admin, consumer = await self._clients()
-            committed = await group_offsets(admin, self.settings.app_id)
             tps = [TopicPartition(topic, p) for p in partitions]
-            out = {}
-            missing = []
-            for tp in tps:
-                meta = committed.get(tp)
-                if meta is not None and meta.offset >= 0:
-                    out[tp.partition] = meta.offset
-                else:
-                    missing.append(tp)
+            out: dict[int, int] = {}
+            for group in groups or (self.settings.app_id,):
+                committed = await group_offsets(admin, group)
+                for tp in tps:
+                    meta = committed.get(tp)
+                    if tp.partition not in out and meta is not None and meta.offset >= 0:
+                        out[tp.partition] = meta.offset
+            missing = [tp for tp in tps if tp.partition not in out]
             if missing:
                 begins = await consumer.beginning_offsets(missing)
                 out.update({tp.partition: begins[tp] for tp in missing})
@@ -103,16 +105,52 @@ class BrokerView:
         self._admin = self._consumer = None
 
 
+class Positions(Protocol):
+    """The consumer of one source topic, as the guard needs it: where it is, and a seek back."""
+
+    async def position(self, partition: int) -> int | None: ...
+    async def seek(self, partition: int, offset: int) -> None: ...
+
+
+class FaustPositions:
+    """The worker's Faust consumer (sources of Faust agents)."""
+
+    def __init__(self, app: faust.App, topic: str) -> None:
+        self.app, self.topic = app, topic
+
+    async def position(self, partition: int) -> int | None:
+        return await self.app.consumer.position(TP(self.topic, partition))
+
+    async def seek(self, partition: int, offset: int) -> None:
+        await self.app.consumer.seek(TP(self.topic, partition), offset)
+
+
+@dataclass(slots=True)
+class Admitted:
+    """One admitted batch (:meth:`OrderedSource.admitted`): the indexes of the records to
+    process, in order; :meth:`fail` makes the partitions restart from their commit."""
+
+    keep: list[int]
+    last: dict[int, tuple[int, int]]
+    failed: bool = False
+
+    def fail(self) -> None:
+        self.failed = True
+
+
 class OrderedSource:
     """One source topic: its guard, and the calls an agent makes around each batch."""
 
-    def __init__(self, app: faust.App, name: str, stage: str, broker: BrokerView, metrics: Any = None) -> None:
+    def __init__(self, app: faust.App, name: str, stage: str, broker: BrokerView, metrics: Any = None,
+                 positions: Positions | None = None, groups: Sequence[str] = ()) -> None:
         self.app = app
         self.name = name
         self.stage = stage
         self.guard = OffsetGuard()
         self.broker = broker
         self.metrics = metrics
+        self.positions: Positions = positions if positions is not None else FaustPositions(app, name)
+        self.groups = tuple(groups)  # whose committed offsets a partition resumes from (default: Faust's group)
         # Counter children resolved once: replays are counted on the per-event path.
         self._replayed = metrics.ordering.labels(stage, "replay") if metrics is not None else None
         self._rewound = metrics.ordering.labels(stage, "rewind") if metrics is not None else None
@@ -125,6 +163,24 @@ class OrderedSource:
         # the first failure): a poison record retried forever shows here, in /readyz and in
         # touchpoint_partition_stuck_seconds (issue 21).
         self.failing_since: dict[int, float] = {}
+
+    @asynccontextmanager
+    async def admitted(self, records: Sequence[Positioned]) -> AsyncIterator[Admitted]:
+        """The one shape of every agent's loop: admit, process, then complete or fail.
+
+        ``async with source.admitted(records) as batch:`` processes ``batch.keep``; leaving the
+        block completes the batch, an exception (re-raised) or ``batch.fail()`` fails it."""
+        keep, last = await self.admit(records)
+        batch = Admitted(keep, last)
+        try:
+            yield batch
+        except BaseException:
+            self.fail(last)
+            raise
+        if batch.failed:
+            self.fail(last)
+        else:
+            self.complete(last)
 
     async def admit(self, records: Sequence[Positioned]) -> tuple[list[int], dict[int, tuple[int, int]]]:
         """Indexes of ``records`` to process, in order, and per partition (last offset, epoch)
@@ -162,7 +218,7 @@ class OrderedSource:
         unknown = {p for p in partitions if not self.guard.knows(p)}
         if unknown:
             retries = self.metrics.dependency_retries.labels("kafka") if self.metrics is not None else None
-            starts = await retry_until_ok(lambda: self.broker.start_offsets(self.name, sorted(unknown)), "kafka", retries)
+            starts = await retry_until_ok(lambda: self.broker.start_offsets(self.name, sorted(unknown), self.groups), "kafka", retries)
             now = time.monotonic()
             for p, offset in starts.items():
                 if not self.guard.knows(p):  # the agent and the watchdog may both have asked
@@ -174,7 +230,7 @@ class OrderedSource:
         now = time.monotonic()
         for p in assigned:
             try:
-                position = await asyncio.wait_for(self.app.consumer.position(TP(self.name, p)), 2.0)
+                position = await asyncio.wait_for(self.positions.position(p), 2.0)
             except Exception:  # mid-rebalance: the partition may be gone; the next tick looks again
                 continue
             if self.guard.stalled(p, position, now, STALL_AFTER_S) and self.guard.should_rewind(p, now, REWIND_EVERY_S):
@@ -202,7 +258,7 @@ class OrderedSource:
         log.warning("ordering: %s/%d %s: rewinding", self.name, partition, why)
         if self._rewound is not None:
             self._rewound.inc()
-        await self.app.consumer.seek(TP(self.name, partition), self.guard.expected(partition))
+        await self.positions.seek(partition, self.guard.expected(partition))
 
     def complete(self, last: dict[int, tuple[int, int]]) -> None:
         """The admitted records are processed (call once per :meth:`admit`, or :meth:`fail`)."""
@@ -249,7 +305,8 @@ class OrderedSources:
         self.settings = settings
         self.metrics = metrics
         self.broker = BrokerView(settings)
-        self.sources: dict[str, OrderedSource] = {}
+        self.sources: dict[str, OrderedSource] = {}   # read by Faust agents, committed here
+        self.own_sources: list[OrderedSource] = []      # read and committed by their own service
         # Called before each commit, before the producer flush: a stage that holds back records
         # covering processed offsets (the ingest stage's demand counts) sends them here.
         self.before_commit: list[Callable[[], Awaitable[Any]]] = []
@@ -288,7 +345,14 @@ class OrderedSources:
 
     def stuck_seconds(self) -> float:
         """The longest time any source partition has been failing without completing a record."""
-        return max((s.stuck_seconds() for s in self.sources.values()), default=0.0)
+        return max((s.stuck_seconds() for s in (*self.sources.values(), *self.own_sources)), default=0.0)
+
+    def own(self, name: str, stage: str, positions: Positions, groups: Sequence[str]) -> OrderedSource:
+        """A source read and committed by a service with its own consumer (streams/kafka/batchsource.py):
+        guarded the same way, but neither committed nor watched here."""
+        source = OrderedSource(self.app, name, stage, self.broker, self.metrics, positions, groups)
+        self.own_sources.append(source)
+        return source
 
     def topic(self, name: str, stage: str, **options: Any) -> tuple[faust.types.TopicT, OrderedSource]:
         source = self.sources[name] = OrderedSource(self.app, name, stage, self.broker, self.metrics)

@@ -9,7 +9,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.kafka.client import admin_and_reader, admin_client, reader
-from streams.kafka.topics import TOPICS, group_offsets
+from streams.kafka.topics import INPUT, TOPICS, group_offsets
 from streams.settings import Settings, SettingsError
 
 __all__ = ["read_to_end", "namespace_lag", "GroupLag", "partitions_of", "MissingTopicError"]
@@ -84,24 +84,27 @@ class GroupLag(dict[str, int]):
 
 
 async def namespace_lag(settings: Settings) -> GroupLag:
-    """Records not yet processed by the namespace's worker group, per group.
+    """Records not yet processed by the namespace's worker groups, per group.
 
-    The worker group counts as behind on every topic that workers consume, including partitions
-    it has never committed (so a group that has not started yet is behind, not idle).
+    The worker groups (Faust's, and the ingest service's on the input topic) count as behind on
+    every topic they consume, including partitions they have never committed (so a group that
+    has not started yet is behind, not idle).
     """
     async with admin_and_reader(settings) as (admin, consumer):
         existing = set(await admin.list_topics())
         consumed = [settings.topic(t.name) for t in TOPICS if t.consumed and settings.topic(t.name) in existing]
         tps = await partitions_of(admin, consumed)
         ends = await consumer.end_offsets(tps) if tps else {}
+        input_topic = settings.topic(INPUT)
+        workers = {settings.app_id: [tp for tp in tps if tp.topic != input_topic],
+                   settings.ingest_group: [tp for tp in tps if tp.topic == input_topic]}
         groups = [g for g, *_ in await admin.list_consumer_groups() if g.startswith(settings.namespace + ".")]
-        if settings.app_id not in groups:
-            groups.append(settings.app_id)
+        groups += [g for g in workers if g not in groups]
         lag = GroupLag()
         for group in groups:
             committed = await group_offsets(admin, group)
             behind = 0
-            for tp in tps if group == settings.app_id else committed:
+            for tp in workers.get(group, committed):
                 end = ends.get(tp)
                 if end is None:
                     continue

@@ -119,6 +119,7 @@ class LagSampler:
 def register(app: Any, ctx: WorkerContext) -> LagSampler:
     """Sample lag every :data:`SAMPLE_INTERVAL_S` on every worker (not only the leader)."""
     sampler = LagSampler(ctx.settings, ctx.settings.app_id)
+    ingest = LagSampler(ctx.settings, ctx.settings.ingest_group)  # the input, read by the ingest service's own group
     gauge = LagGauge(ctx.metrics.consumer_lag)
     ctx.lag = sampler
 
@@ -127,14 +128,19 @@ def register(app: Any, ctx: WorkerContext) -> LagSampler:
         try:
             assigned = app.consumer.assignment() if app.consumer is not None else set()
             lag = await asyncio.wait_for(sampler.sample(sampler.watched(assigned)), SAMPLE_INTERVAL_S * 2)
+            consumer = ctx.ingest_consumer()
+            if consumer is not None:
+                lag.update(await asyncio.wait_for(ingest.sample(ingest.watched(consumer.assignment())), SAMPLE_INTERVAL_S * 2))
         except Exception as exc:  # never let a slow or absent broker kill the worker's timer
             log.warning("consumer lag sample failed: %s", exc)
             await sampler.close()  # reconnect on the next tick
+            await ingest.close()
             return
         gauge.publish(lag)
 
     @app.on_before_shutdown.connect
     async def _close_lag(sender: Any, *args: Any, **kwargs: Any) -> None:
         await sampler.close()
+        await ingest.close()
 
     return sampler

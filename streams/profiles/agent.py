@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError
 from streams.events.reasons import Reason
 from streams.identity.model import parse
 from streams.kafka import topics as T
+from streams.kafka.ordering import Admitted
 from streams.profiles.bundle import key_partition, position, unbundle
 from streams.profiles.profile import Limits, is_tomb_bytes
 from streams.profiles.sends import ProfileSends
@@ -84,7 +85,7 @@ def register(app: faust.App, ctx: WorkerContext) -> faust.types.TableT:
     ctx.sources().before_commit.append(sends.repair)
 
     async def send_public(logical: str, key: bytes, value: bytes | None) -> Awaitable[Any]:
-        """A record on one of the activation topics (awaited with the record's must-land sends)."""
+        """A record on one of the activation topics (landed before the changelog of its value)."""
         return await app.producer.send(s.topic(logical), key, value, partition=None, timestamp=None, headers=None)
 
     async def apply(key: bytes | None, record: Any, pos: int, message: Any, staged: dict[bytes, tuple[bytes, int | None]],
@@ -138,11 +139,17 @@ def register(app: faust.App, ctx: WorkerContext) -> faust.types.TableT:
                     await sends.dead_letter(_item_bytes(key, record), f"item {index}: {type(exc).__name__}: {exc}", message,
                                             Reason.REFUSED_BY_BROKER if isinstance(exc, KafkaError) else Reason.PROCESSING_ERROR)
             if activation is not None and staged:
-                # Profile-updates and audience changes land with the record's must-land sends
-                # (index -1: they belong to no single item).
-                public: list[Awaitable[Any]] = []
+                # Profile-updates and audience changes must be in Kafka before the changelog
+                # records of the values they publish: with the memory store the changelog flush
+                # awaits them (sends.hold: no wait per record); otherwise (a write sends its
+                # changelog record at once) they land with the record's must-land sends (index -1).
+                public: list[Any] = []
                 await activation.settle(staged, stored, send_public, public)
-                landing.extend((fut, -1) for fut in public)
+                if direct:
+                    for fut in public:
+                        sends.hold(fut)
+                else:
+                    landing.extend((fut, -1) for fut in public)
             # The writes make a replay skip this record, so the absorbs (and forwarded erasures)
             # they depend on must be in Kafka first: one wait per record, not one per merge.
             results = await asyncio.gather(*(fut for fut, _ in landing), return_exceptions=True)
@@ -173,43 +180,62 @@ def register(app: faust.App, ctx: WorkerContext) -> faust.types.TableT:
                 await sends.dead_letter(_item_bytes(key, record), f"item {index}: a record it sends was refused: {type(exc).__name__}",
                                         message)
 
+    flush_every = s.batch_within_s
+    next_flush = [0.0]
+
+    def flush_changelog() -> None:
+        """In the background (it awaits the public records first): the agent goes on meanwhile."""
+        next_flush[0] = time.monotonic() + flush_every
+        sends.kick()
+
     @app.agent(source, name="profiles", concurrency=1)
     async def profiles(stream: faust.StreamT) -> None:
         async for event in stream.events():
             started = time.perf_counter()
             message = event.message
-            keep, last = await ordered.admit([message])
-            if not keep:  # a re-delivery, or a gap being rewound over
-                continue
-            # A key's new value is written once per record, after all its items: a crash before
-            # the writes replays the whole bundle, and the positions skip what was written.
-            try:
-                staged, outcomes = await decide_record(message)
-            except Exception:
-                # Not delivered: nothing is written, and the partition restarts from its commit.
-                counted["error"].inc()
-                log.exception("profiles: sends of %s/%s/%s not delivered; it will be processed again",
-                              message.topic, message.partition, message.offset)
-                ordered.fail(last)
-                continue
-            try:
-                for key, (value, identifiers) in staged.items():
-                    await sends.write(key, value, message.partition)
-                    m.profile_bytes.observe(len(value))
-                    if identifiers is not None:
-                        m.component_size.observe(identifiers)
-            except Exception:
-                outcomes["error"] += 1
-                log.exception("profiles: could not write %s/%s/%s", message.topic, message.partition, message.offset)
-            finally:
-                ordered.complete(last)
-                for outcome, n in outcomes.items():
-                    counted[outcome].inc(n)
-                if profile_stage.trimmed:
-                    for part, n in profile_stage.trimmed.items():
-                        m.profile_trimmed.labels(part).inc(n)
-                    profile_stage.trimmed.clear()
+            async with ordered.admitted([message]) as batch:
+                if not batch.keep:  # a re-delivery, or a gap being rewound over
+                    continue
+                await process(message, batch)
                 seconds.observe(time.perf_counter() - started)
+            if time.monotonic() >= next_flush[0]:
+                flush_changelog()
+
+    @app.timer(flush_every)
+    async def _flush_idle() -> None:
+        """Changelog records of the last changes go out even when no record follows them."""
+        if time.monotonic() >= next_flush[0]:
+            flush_changelog()
+
+    async def process(message: Any, batch: Admitted) -> None:
+        """One record: decide every item, land what the writes depend on, write each key once."""
+        # A key's new value is written once per record, after all its items: a crash before
+        # the writes replays the whole bundle, and the positions skip what was written.
+        try:
+            staged, outcomes = await decide_record(message)
+        except Exception:
+            # Not delivered: nothing is written, and the partition restarts from its commit.
+            counted["error"].inc()
+            log.exception("profiles: sends of %s/%s/%s not delivered; it will be processed again",
+                          message.topic, message.partition, message.offset)
+            batch.fail()
+            return
+        try:
+            for key, (value, identifiers) in staged.items():
+                await sends.write(key, value, message.partition)
+                m.profile_bytes.observe(len(value))
+                if identifiers is not None:
+                    m.component_size.observe(identifiers)
+        except Exception:
+            outcomes["error"] += 1
+            log.exception("profiles: could not write %s/%s/%s", message.topic, message.partition, message.offset)
+        finally:
+            for outcome, n in outcomes.items():
+                counted[outcome].inc(n)
+            if profile_stage.trimmed:
+                for part, n in profile_stage.trimmed.items():
+                    m.profile_trimmed.labels(part).inc(n)
+                profile_stage.trimmed.clear()
 
     partition_cache: dict[bytes, int] = {}
 

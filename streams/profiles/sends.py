@@ -1,10 +1,15 @@
 """What the profiles agent sends besides its decisions: changelog writes, dead letters, and the
 bookkeeping that keeps a send Kafka refuses from being silent (issue 21).
 
-- Changelog writes go straight to the producer (the memory store) and are not awaited one by
-  one; a write whose delivery fails marks its key, and :meth:`ProfileSends.repair` (run before
-  every commit) sends the key's current value again and awaits it. Kafka unavailable: it raises
-  and the commit is withheld; a value Kafka refuses for good is dead-lettered.
+- Changelog writes (the memory store) are coalesced: :meth:`ProfileSends.write` stores the new
+  value in the table's memory at once (what a lookup reads) and marks the key pending; the
+  changelog gets each pending key's current value once per flush (:meth:`flush_changelog`,
+  at most ``TOUCHPOINT_BATCH_WITHIN_S`` after the write and before every commit), produced in
+  batches per partition (streams/kafka/batches.py). A write whose delivery fails marks its key,
+  and :meth:`ProfileSends.repair` (run before every commit) sends the key's current value again
+  and awaits it. Kafka unavailable: it raises and the commit is withheld; a value Kafka refuses
+  for good is dead-lettered. Must-land sends (absorbs, forwarded erasures) are awaited before
+  the write that depends on them, so before its changelog record as well.
 - A forward (an event or absorb re-sent to a survivor) is not awaited either; one that fails is
   counted and dead-lettered.
 - :meth:`ProfileSends.dead_letter` writes a record this stage cannot land to the DLQ with a
@@ -18,13 +23,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import faust
 from aiokafka.errors import KafkaError
 
 from streams.events.reasons import Reason, Rejected
+from streams.kafka.batches import BatchProducer
+from streams.kafka.delivery import aiokafka_producer
 
 if TYPE_CHECKING:  # the worker context is built by streams/app.py
     from streams.app import WorkerContext
@@ -52,60 +58,123 @@ class ProfileSends:
         self.codec, self.metrics, self.stored = ctx.dlq_codec, ctx.metrics, stored
         self.direct = ctx.settings.store.startswith("memory")
         self.dirty: dict[bytes, int] = {}  # changelog writes not delivered: key -> partition
+        self.pending: dict[bytes, int] = {}  # written in memory, changelog record not sent yet: key -> partition
+        self.held: list[asyncio.Future] = []  # public records of values in memory, awaited before their changelog
+        self._flush_lock = asyncio.Lock()
+        self._flushing: asyncio.Future | None = None
         self.changelog_failed = ctx.metrics.send_failures.labels("changelog")
+        self.batches = BatchProducer(lambda: aiokafka_producer(app), ctx.settings.partitions, ctx.settings.max_record_bytes,
+                                     self.changelog_failed)
         self.events_failed = ctx.metrics.send_failures.labels("profile-events")
         self._letters: set[asyncio.Future] = set()  # dead letters sent from delivery callbacks
 
     async def write(self, key: bytes, value: bytes, partition: int) -> None:
         """``table[key] = value``. With the memory store, done as Faust's Table does it (store,
         then the changelog record on the partition being processed) minus its per-record
-        FutureMessage and send buffer: the record goes straight to the producer, and its
-        delivery is checked by :meth:`repair` before each commit."""
+        FutureMessage and send buffer, and coalesced: the value is in memory at once, the
+        changelog record leaves with the next :meth:`flush_changelog`."""
         if not self.direct:
             self.table[key] = value
             return
         self.table.data[key] = value
-        try:
-            fut = await self.app.producer.send(self.table.changelog_topic_name, key, value, partition=partition, timestamp=None, headers=None)
-        except Exception:
-            self.changelog_failed.inc()
-            self.dirty[key] = partition  # refused at send() (e.g. too large): repair() decides
-            raise
-        fut.add_done_callback(partial(self._changelog_done, key, partition))
+        self.pending[key] = partition
 
-    def _changelog_done(self, key: bytes, partition: int, fut: asyncio.Future) -> None:
-        if fut.cancelled() or fut.exception() is None:
+    def hold(self, fut: asyncio.Future) -> None:
+        """A public record (profile-updates, audiences) of a value written in memory: it must be
+        in Kafka before that value's changelog record (a replay would skip its record and never
+        publish it again), so the next flush awaits it first."""
+        self.held.append(fut)
+
+    def kick(self) -> None:
+        """Start a flush in the background unless one is running (the agent goes on meanwhile)."""
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self._flush_logged())
+
+    async def _flush_logged(self) -> None:
+        try:
+            await self.flush_changelog()
+        except Exception:  # the batches stay; the next flush or the commit's repair sends them
+            log.exception("profiles: changelog flush failed")
+
+    async def flush_changelog(self) -> int:
+        """One changelog record per pending key (its current value), in batches per partition,
+        after the public records of those values landed; returns how many. Delivery is checked
+        by :meth:`repair` before each commit."""
+        async with self._flush_lock:
+            return await self._flush()
+
+    async def _flush(self) -> int:
+        if not self.pending and not self.held:
+            return 0
+        # Values and the public records they depend on, taken at one moment: every value in
+        # memory has its public records in ``held`` already (they are sent before the write).
+        pending, self.pending = self.pending, {}
+        held, self.held = self.held, []
+        data = self.table.data
+        # Only partitions still ours: after a revocation another worker writes these keys, and a
+        # late record of ours could land after its newer one. (The revocation's commit flushed
+        # what was completed; anything else is replayed by the new owner from the commit.)
+        assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.events_topic}
+        values = [(key, partition, data.get(key)) for key, partition in pending.items() if partition in assigned]
+        await self._land(held)
+        changelog = self.table.changelog_topic_name
+        for key, partition, value in values:
+            try:
+                self.batches.append(changelog, key, value, partition, tag=(key, partition))
+            except Exception as exc:  # refused at once (too large): repair() decides
+                self.changelog_failed.inc()
+                log.error("profiles: changelog value of %r refused at send (%s); repair decides", key[:40], type(exc).__name__)
+                self.dirty[key] = partition
+        try:
+            await self.batches.send()
+        except Exception:
+            # Not handed to the producer: the batches stay and leave with the next flush.
+            log.exception("profiles: changelog batches not sent; sent again with the next flush")
+            raise
+        return len(values)
+
+    async def _land(self, held: list[asyncio.Future]) -> None:
+        """Await public records. One that failed (refused for good: a misconfigured topic; or
+        undelivered after the producer's own retries) is counted and logged; the profile's next
+        change publishes it again. Never a reason to stop the partition."""
+        if not held:
             return
-        self.changelog_failed.inc()
-        if key not in self.dirty:
-            log.error("profiles: changelog write of %r not delivered (%s); it is sent again before the next commit",
-                      key[:40], type(fut.exception()).__name__)
-        self.dirty[key] = partition
+        for result in await asyncio.gather(*held, return_exceptions=True):
+            if isinstance(result, BaseException):
+                self.events_failed.inc()
+                log.error("profiles: a profile-update/audience record was not delivered: %s", type(result).__name__)
 
     async def repair(self) -> None:
         """Before each commit: every changelog write that failed is sent again with the key's
         current value and awaited (Kafka unavailable: raises, the commit is withheld and this
         runs again); a value Kafka refuses for good is dead-lettered."""
-        await self.app.producer.flush()
-        await asyncio.sleep(0)  # let the delivery callbacks of the flushed sends run
-        if not self.dirty:
-            return
-        # Only partitions still ours (a revocation commits before it gives them up): a new owner
-        # recovers without the value and replays the uncommitted input, which re-applies it.
-        assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.events_topic}
-        changelog = self.table.changelog_topic_name
-        for key, partition in list(self.dirty.items()):
-            value = self.stored(key) if partition in assigned else None
-            try:
-                if value is not None:
-                    await (await self.app.producer.send(changelog, key, value, partition=partition, timestamp=None, headers=None))
-            except KafkaError as exc:
-                if exc.retriable:
-                    raise
-                log.error("profiles: changelog value of %r refused for good (%s); dead-lettered", key[:40], type(exc).__name__)
-                await self.dead_letter(value, f"changelog value of {len(value or b'')} bytes refused: {type(exc).__name__}",
-                                       Where(changelog, partition, -1))
-            self.dirty.pop(key, None)
+        async with self._flush_lock:
+            await self._flush()
+            await self.app.producer.flush()
+            await asyncio.sleep(0)  # let the delivery callbacks of the flushed sends run
+            _, failed = self.batches.take_failures()
+            for key, partition in failed:  # type: ignore[misc]  # tags are (key, partition)
+                self.dirty[key] = partition
+            if not self.dirty:
+                return
+            # Only partitions still ours (a revocation commits before it gives them up): a new owner
+            # recovers without the value and replays the uncommitted input, which re-applies it.
+            assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.events_topic}
+            changelog = self.table.changelog_topic_name
+            values = {key: (partition, self.stored(key) if partition in assigned else None) for key, partition in self.dirty.items()}
+            held, self.held = self.held, []
+            await self._land(held)  # what the current values depend on, first
+            for key, (partition, value) in values.items():
+                try:
+                    if value is not None:
+                        await (await self.app.producer.send(changelog, key, value, partition=partition, timestamp=None, headers=None))
+                except KafkaError as exc:
+                    if exc.retriable:
+                        raise
+                    log.error("profiles: changelog value of %r refused for good (%s); dead-lettered", key[:40], type(exc).__name__)
+                    await self.dead_letter(value, f"changelog value of {len(value or b'')} bytes refused: {type(exc).__name__}",
+                                           Where(changelog, partition, -1))
+                self.dirty.pop(key, None)
 
     async def forward(self, key: str, value: bytes) -> Any:
         """Send a record to ``profile-events`` keyed ``key``; returns its delivery future."""

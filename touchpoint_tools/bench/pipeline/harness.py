@@ -162,12 +162,15 @@ class Bench:
                     cpu_samples.append(sample_cpu())
                     if now - stable_since >= self.opts.settle_s and now - last_check >= 0.5:
                         last_check = now
-                        caught_up = await k.group_caught_up(settings.app_id, in_tps)
+                        # The input is read by the ingest service's group, the rest by Faust's group.
+                        caught_up = (await k.group_caught_up(settings.ingest_group, in_tps)
+                                     and await k.group_caught_up(settings.app_id, []))
                         if caught_up and total > samples.totals[0]:
                             break
                     if now - resumed > self.opts.drain_cap_s:
                         committed = await k.committed(settings.app_id)
-                        processed = sum(committed.get(tp, 0) for tp in in_tps)
+                        ingested = await k.committed(settings.ingest_group)
+                        processed = sum(ingested.get(tp, 0) for tp in in_tps)
                         cut_at = time.perf_counter()
                         downstream = [tp for tp in committed if tp not in in_tps]
                         ends_now = await k.ends(downstream)
