@@ -83,7 +83,7 @@ def register(app: faust.App, ctx: WorkerContext) -> IngestStage:
     ctx.ingest = stage
 
     def consumer() -> Any:
-        return group_consumer(s, s.ingest_group, max_poll_records=s.batch_size,
+        return group_consumer(s, group_id=s.ingest_group, max_poll_records=s.batch_size,
                               session_timeout_ms=int(s.session_timeout_s * 1000),
                               heartbeat_interval_ms=int(max(1.0, s.session_timeout_s / 5) * 1000),
                               rebalance_timeout_ms=int(max(30.0, s.session_timeout_s * 3) * 1000))
