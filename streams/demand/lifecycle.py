@@ -85,6 +85,12 @@ class LifecycleConfig:
         a surge of them from almost nothing is already an orders alert).
     alert_tiers: detector tiers whose judgement may open an alert (seasonal ones, and the pooled
         prior of a promoted key: a key's first two days, judged by its running level, raise nothing).
+    publish_buckets: an alert not published within this many buckets of its OPEN is dropped
+        silently (None of its records was emitted; 0 = ``recent_buckets``, a day): a shift that
+        takes longer than a day to move ``min_excess`` is not one a planner acts on, and against
+        a sparse baseline a single odd bucket would otherwise keep an alert open for days until
+        the baseline's own error added up to the volume rule. The volume rule also leaves out the
+        alert's largest single bucket: one big order or one bot burst is not a shift.
     """
 
     new_normal_buckets: int = 864
@@ -100,6 +106,8 @@ class LifecycleConfig:
     fast_threshold: float = 3.5
     alert_tiers: tuple[str, ...] = ("week", "day", "prior")
     min_base: float = 0.0
+    publish_buckets: int = 0
+    publish_z: float = 0.0
     judge: str = "detector"
 
     def __post_init__(self) -> None:
@@ -111,6 +119,10 @@ class LifecycleConfig:
             raise ValueError("min_excess must be >= 0")
         if self.judge not in ("baseline", "detector"):
             raise ValueError("judge must be 'baseline' or 'detector'")
+
+    @property
+    def publish_within(self) -> int:
+        return self.publish_buckets or self.recent_buckets
 
     @property
     def back_threshold(self) -> float:
@@ -196,6 +208,8 @@ class AlertLifecycle:
         self.buckets = 0
         self.published = False
         self.sx = self.se = 0.0          # observed and frozen-baseline sums over the alert
+        self.top = 0.0                   # largest single-bucket excess in the alert's direction
+        self.sv = 0.0                    # predictive variance at the baseline, summed over the alert
         self.back = 0.0                  # CUSUM of evidence that demand is back at the baseline
         self.recent = [0.0, 0.0, 0.0, 0.0]  # EWMA over ~a day: observed, baseline, detector expected, llr
         self.ref: list[float] | None = None  # frozen expected per seasonal slot, from opened_ms
@@ -229,12 +243,15 @@ class AlertLifecycle:
         x = d.observed
         self.sx += x
         self.se += e
+        self.top = max(self.top, (x - e) * self.direction)
         ratio = self.sx / self.se if self.se > 0 else (2.0 if x > 0 else 1.0)
         h1 = ratio if (ratio - 1.0) * self.direction > 0 else 1.0 + 0.2 * self.direction  # never test 1 vs 1
         # One bucket weighs at most a quarter of the evidence that resolves: a single odd bucket
         # (counts are heavier-tailed than the Gaussian approximation) never ends a shift.
         cap = self.config.back_threshold / 4.0
-        llr = max(-cap, min(cap, _llr(x, e, max(h1, 1e-3), _variance(d, e, integral))))
+        var0 = _variance(d, e, integral)
+        self.sv += var0
+        llr = max(-cap, min(cap, _llr(x, e, max(h1, 1e-3), var0)))
         self.back = max(0.0, self.back - llr)
         a = max(1.0 / self.config.recent_buckets, 1.0 / self.buckets)
         det_e = d.expected if d.expected is not None else e
@@ -245,6 +262,8 @@ class AlertLifecycle:
             self.published = True
             self.severity = _severity(ratio, self.direction)
             out.append(self._record(OPEN, d, e))
+        if not self.published and self.buckets >= self.config.publish_within:
+            return self._end(RESOLVED, d, e, out)  # never actionable: dropped without a record
         if self.back >= self.config.back_threshold:
             # Back at the baseline: scale the detector back to it if it learned part of the shift.
             self.rescale = self.recent[1] / self.recent[2] if self.recent[2] > 0 else None
@@ -269,7 +288,14 @@ class AlertLifecycle:
         """The volume rule: the shift moved at least ``min_excess`` of the measure in its own
         direction since OPEN, and the level by at least ``slow_min_rel`` (20 %)."""
         moved = (self.sx - self.se) * self.direction
-        return self._shifted(ratio) and moved >= max(self.config.min_excess, 1e-9) and self.se >= self.config.min_base
+        if self.config.min_excess > 0 and self.buckets > 1:
+            moved -= max(self.top, 0.0)  # the largest bucket alone is not a shift
+        # Sums of lumpy amounts (units, revenue: a few big orders) are noisier than the count model:
+        # their shift must also be clear of the noise the residuals showed outside alerts.
+        inflation = max(1.0, self.slow[3])
+        clear = moved >= self.config.publish_z * math.sqrt(self.sv * inflation)
+        return (self._shifted(ratio) and clear and moved >= max(self.config.min_excess, 1e-9)
+                and self.se >= self.config.min_base)
 
     def _shifted(self, ratio: float) -> bool:
         """The level is at least ``slow_min_rel`` (20 %) away from the baseline, in the alert's direction."""
@@ -400,7 +426,7 @@ class AlertLifecycle:
         out: dict[str, Any] = {"alert_id": self.alert_id, "slow": list(self.slow)}
         if self.alert_id is not None:
             out.update(direction=self.direction, opened_ms=self.opened_ms, severity=self.severity,
-                       buckets=self.buckets, published=self.published, sums=[self.sx, self.se],
+                       buckets=self.buckets, published=self.published, sums=[self.sx, self.se], top=self.top, var=self.sv,
                        back=self.back, recent=list(self.recent), ref=self.ref, ref_step_ms=self.ref_step_ms)
         return out
 
@@ -423,6 +449,8 @@ class AlertLifecycle:
         lc.published = bool(data.get("published", True))
         if "sums" in data:
             lc.sx, lc.se = (float(v) for v in data["sums"])
+        lc.top = float(data.get("top", 0.0))
+        lc.sv = float(data.get("var", 0.0))
         lc.back = float(data.get("back", 0.0))
         lc.recent = [float(v) for v in data.get("recent", [0.0, 0.0, 0.0, 0.0])]
         ref = data.get("ref")

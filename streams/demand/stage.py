@@ -77,6 +77,8 @@ log = logging.getLogger(__name__)
 
 ALERT_SCHEMA_ID = "touchpoint.alert.v1"
 _STATE_VERSION = 1
+#: Measures that sum amounts of orders (lumpy: a few orders carry most of them), not count events.
+SUMMED = ("units", "revenue")
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,8 @@ class StageConfig:
                                min_excess=dict(self.min_excess).get(measure, 0.0),
                                slow_buckets=max(2, DAY_S // self.bucket_s), slow_warmup=max(2, 2 * WEEK_S // self.bucket_s),
                                fast_buckets=max(2, 6 * 3600 // self.bucket_s), judge="baseline",
-                               min_base=dict(self.min_excess).get(measure, 0.0) if measure in ("units", "revenue") else 0.0)
+                               min_base=dict(self.min_excess).get(measure, 0.0) if measure in SUMMED else 0.0,
+                               publish_z=3.0 if measure in SUMMED else 0.0)
 
 
 @dataclass
