@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streams.demand.lifecycle import DemandMonitor  # noqa: E402
+from streams.demand.monitor import DemandMonitor  # noqa: E402
 from streams.demand.stage import StageConfig  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.simulate.demand_scenarios import KINDS, VOLUMES, evaluate, make_set, run_set, summarise  # noqa: E402

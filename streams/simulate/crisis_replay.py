@@ -167,7 +167,8 @@ class Verdict:
 
 def check_alerts(records: list[dict[str, Any]], truth: Truth) -> Verdict:
     """Split the published alerts into those on a real shift of their series and the others."""
-    matched, unmatched = [], []
+    matched: list[AlertStory] = []
+    unmatched: list[AlertStory] = []
     for story in stories(records):
         skey = series_key(story.key, story.measure)
         real = truth.shifted(skey, story.direction, story.opened_ms - DAY_MS, story.published_ms)

@@ -4,7 +4,7 @@ monitors exactly as ``bench/demand_scenarios.py`` runs them, with the issue's ta
 from __future__ import annotations
 
 from streams.demand.buckets import iso_utc
-from streams.demand.lifecycle import DemandMonitor
+from streams.demand.monitor import DemandMonitor
 from streams.demand.stage import StageConfig
 from streams.simulate.demand_scenarios import (
     DAY_H,

@@ -6,15 +6,9 @@ import json
 import pytest
 
 from streams.demand.detector import Decision, DetectorConfig
-from streams.demand.lifecycle import (
-    ESCALATE,
-    NEW_NORMAL,
-    OPEN,
-    RESOLVED,
-    AlertLifecycle,
-    DemandMonitor,
-    LifecycleConfig,
-)
+from streams.demand.lifecycle import AlertLifecycle
+from streams.demand.lifecycle_config import ESCALATE, NEW_NORMAL, OPEN, RESOLVED, LifecycleConfig
+from streams.demand.monitor import DemandMonitor
 from streams.demand.stage import StageConfig
 
 from .synth import T0, series
