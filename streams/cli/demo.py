@@ -107,6 +107,9 @@ async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
         print(f"profiles             {_metric_sum(text, 'touchpoint_profiles').get('', 0):.0f} "
               f"(identity merges {_metric_sum(text, 'touchpoint_identity_merges_total').get('', 0):.0f})")
         print(f"demand alerts        {transitions or 'none'}")
+        late = _metric_sum(text, "touchpoint_demand_late_counts_total").get("", 0)
+        print(f"demand sums late     {late:.0f} partial sums arrived after their bucket had closed (not counted: the demo "
+              "runs a week in a minute, so a worker a second behind is an hour late in event time)")
         _print_shifts(await _alert_records(settings), run, settings)
         ok = idle and total == published
         print(f"accounting           in {published} = applied + duplicates + dead-lettered {total:.0f}: {'OK' if ok else 'MISMATCH'}")

@@ -85,6 +85,10 @@ class AlertLifecycle:
         # Sustained-shift test: [EWMA of residuals z, last residual, E[r r-1], E[r^2], buckets
         # learned, EWMA observed, EWMA expected].
         self.slow = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+        # Week-on-week test (ramps): [buckets into the day, observed and expected sums of the day so
+        # far, then the expected sums of up to 7 completed days, oldest first].
+        self.days: list[float] = [0.0, 0.0, 0.0]
+        self.week_scale: float | None = None
 
     @property
     def active(self) -> bool:
@@ -120,7 +124,7 @@ class AlertLifecycle:
         self.plain_rebaseline = False
         if self.config.judge == "detector":
             return self._observe_detector(d)
-        slow = self._slow_test(d)
+        slow = self._slow_test(d) or self._week_test(d)
         if not self.active:
             # Only shifts judged against a seasonal baseline (the detector's daily or weekly tier:
             # two days of history), or against the pooled level a key rose from ("prior"), are
@@ -254,6 +258,37 @@ class AlertLifecycle:
                 return -1
         return 0
 
+    def _week_test(self, d: Decision) -> int:
+        """Once a day: the day's observed sum against the expected sum of the same day a week ago.
+
+        A ramp (spending coming back over a week) is learned by the detector as it rises, so its
+        residuals stay small; a week on, the level is clearly elsewhere. Fires (outside alerts,
+        after a clean week) when the day is ``week_rel`` (25 %) or more off and ``3`` standard
+        deviations clear of Poisson noise plus a 10 % day-to-day drift."""
+        cfg, w = self.config, self.days
+        if cfg.week_rel <= 0 or d.expected is None:
+            return 0
+        w[0] += 1.0
+        w[1] += d.observed
+        w[2] += max(d.expected, 0.0)
+        if w[0] < cfg.recent_buckets:
+            return 0
+        observed, expected = w[1], w[2]
+        past = w[3:]
+        w[:] = [0.0, 0.0, 0.0, *(past + [expected])[-7:]]
+        if self.active or len(past) < 7 or past[0] <= 0:
+            return 0
+        base = past[0]
+        sd = math.sqrt(base * max(1.0, self.slow[3]) + (0.1 * base) ** 2)
+        direction = 0
+        if observed >= base * (1.0 + cfg.week_rel) and observed - base >= 3.0 * sd:
+            direction = 1
+        elif observed <= base / (1.0 + cfg.week_rel) and base - observed >= 3.0 * sd:
+            direction = -1
+        if direction and expected > 0:
+            self.week_scale = base / expected  # judge the alert against the level of a week ago
+        return direction
+
     def _open(self, d: Decision, reference: Callable[[int], list[float] | None] | None, step_ms: int,
               slow: int = 0) -> None:
         direction = d.direction if d.opened else slow
@@ -271,6 +306,9 @@ class AlertLifecycle:
                 ref = [d.expected] * len(ref)
             else:
                 ref[0] = d.expected
+        if ref and self.week_scale is not None:
+            ref = [v * self.week_scale for v in ref]
+        self.week_scale = None
         self.ref = ref
         self.ref_step_ms = step_ms if self.ref else 0
 
@@ -289,6 +327,7 @@ class AlertLifecycle:
         self.rescale, self.plain_rebaseline = rescale, plain
         self.slow[0] = self.slow[7] = 0.0  # the sustained-shift test starts afresh on the (re-learned) baseline
         self.slow[5] = self.slow[6] = 0.0
+        self.days = [0.0, 0.0, 0.0]  # a week of clean days before the week-on-week test again
         return out
 
     def _record(self, state: str, d: Decision, e: float | None) -> AlertRecord:
@@ -314,7 +353,7 @@ class AlertLifecycle:
     # ------------------------------------------------------------------ persist
     def snapshot(self) -> dict[str, Any]:
         """JSON-safe state (``ref`` only while an alert is open)."""
-        out: dict[str, Any] = {"alert_id": self.alert_id, "slow": list(self.slow)}
+        out: dict[str, Any] = {"alert_id": self.alert_id, "slow": list(self.slow), "days": list(self.days)}
         if self.alert_id is not None:
             out.update(direction=self.direction, opened_ms=self.opened_ms, severity=self.severity,
                        buckets=self.buckets, published=self.published, sums=[self.sx, self.se], top=self.top, var=self.sv,
@@ -330,6 +369,8 @@ class AlertLifecycle:
         lc = cls(key, dimension, config, measure)
         if "slow" in data:
             lc.slow = ([float(v) for v in data["slow"]] + [0.0])[:8]
+        if "days" in data:
+            lc.days = [float(v) for v in data["days"]]
         if data.get("alert_id") is None:
             return lc
         lc.alert_id = data["alert_id"]

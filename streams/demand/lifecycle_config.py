@@ -70,6 +70,7 @@ class LifecycleConfig:
     min_base: float = 0.0
     publish_buckets: int = 0
     publish_z: float = 0.0
+    week_rel: float = 0.0
     judge: str = "detector"
 
     def __post_init__(self) -> None:
