@@ -5,16 +5,9 @@ No Kafka, faust or redis here; the streaming app feeds closed buckets in.
 
 from .buckets import BucketAccumulator, BucketConfig, ClosedBucket, bucket_start_ms, iso_utc, local_slot
 from .detector import Decision, DemandDetector, DetectorConfig, tail_surprise
-from .lifecycle import (
-    ESCALATE,
-    NEW_NORMAL,
-    OPEN,
-    RESOLVED,
-    AlertLifecycle,
-    AlertRecord,
-    DemandMonitor,
-    LifecycleConfig,
-)
+from .lifecycle import AlertLifecycle
+from .lifecycle_config import ESCALATE, NEW_NORMAL, OPEN, RESOLVED, AlertRecord, LifecycleConfig
+from .monitor import DemandMonitor
 from .offline import detect_csv
 
 __all__ = [

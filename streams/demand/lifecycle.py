@@ -21,7 +21,7 @@ The detector decides when a shift *starts* (its OPEN); the lifecycle decides wha
   measure's own units and its level (observed/expected since OPEN) moved by at least 20 %; a
   shift that never moves that much stays silent end to end.
 
-:class:`DemandMonitor` wires one detector and one lifecycle together. State is fixed-size and
+:class:`~streams.demand.monitor.DemandMonitor` wires one detector and one lifecycle together. State is fixed-size and
 JSON-safe; the frozen baseline (one expected value per seasonal slot of a week) exists only
 while an alert is open.
 """
@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from .buckets import iso_utc
-from .detector import Decision, DemandDetector, DetectorConfig
+from .detector import Decision
+from .lifecycle_config import ESCALATE, NEW_NORMAL, OPEN, RESOLVED, AlertRecord, LifecycleConfig
 
 __all__ = [
     "OPEN",
@@ -44,104 +44,7 @@ __all__ = [
     "LifecycleConfig",
     "AlertRecord",
     "AlertLifecycle",
-    "DemandMonitor",
 ]
-
-OPEN = "OPEN"
-ESCALATE = "ESCALATE"
-RESOLVED = "RESOLVED"
-NEW_NORMAL = "NEW_NORMAL"
-
-
-@dataclass(frozen=True)
-class LifecycleConfig:
-    """Lifecycle parameters (in buckets; the stage derives them from durations).
-
-    new_normal_buckets: a shift still held after this many buckets is the new normal
-        (864 = three days of 5-min buckets).
-    recent_buckets: time constant of the "last day" level used for NEW_NORMAL (288).
-    settle_buckets: an alert's first ``settle_buckets`` buckets refine its severity without an
-        ESCALATE record (2).
-    back_evidence: log-likelihood evidence that demand is back at its baseline which resolves
-        an alert (None: ``ln(20 * new_normal_buckets)``, so a shift that holds is rarely
-        resolved by noise before it becomes the new normal).
-    min_excess: volume rule, in the measure's units: an alert is published once
-        ``|sum(observed - expected)|`` since it opened reaches this (0 = at once).
-    slow_buckets, slow_threshold, slow_min_rel, slow_warmup: the sustained-shift test, which
-        opens an alert the detector's per-bucket CUSUM misses (a -40 % drop on a key whose
-        buckets scatter by 20 %, a ramp): an EWMA (time constant ``slow_buckets``, a day) of
-        the detector's standardised residuals, alerting beyond ``slow_threshold`` of
-        its own standard deviation (learned: the residuals' variance and lag-1 correlation
-        outside alerts) when the level moved by at least ``slow_min_rel`` and after
-        ``slow_warmup`` buckets of learning (two weeks). 0 buckets = off. A second EWMA of
-        ``fast_buckets`` (six hours) alerts beyond ``fast_threshold`` (3.5) sd: quicker on
-        clear drops the per-bucket test sees too weakly.
-    judge: "baseline" = everything above (the live stage's choice); "detector" (the default, what
-        ``detect --csv`` and the NAB scores were tuned with) = the earlier rules: the detector's
-        OPEN and RESOLVED are the alert's, NEW_NORMAL after ``new_normal_buckets`` re-baselines
-        with the detector's own ratio; no frozen baseline, volume rule or sustained-shift test.
-    min_base: the baseline summed since OPEN must reach this too before an alert is published
-        (the stage sets it to ``min_excess`` for units and revenue: lumpy sums of a few orders;
-        a surge of them from almost nothing is already an orders alert).
-    alert_tiers: detector tiers whose judgement may open an alert (seasonal ones, and the pooled
-        prior of a promoted key: a key's first two days, judged by its running level, raise nothing).
-    """
-
-    new_normal_buckets: int = 864
-    recent_buckets: int = 288
-    settle_buckets: int = 2
-    back_evidence: float | None = None
-    min_excess: float = 0.0
-    slow_buckets: int = 288
-    slow_threshold: float = 3.0
-    slow_min_rel: float = 0.2
-    slow_warmup: int = 4032
-    fast_buckets: int = 72
-    fast_threshold: float = 3.5
-    alert_tiers: tuple[str, ...] = ("week", "day", "prior")
-    min_base: float = 0.0
-    judge: str = "detector"
-
-    def __post_init__(self) -> None:
-        if self.new_normal_buckets < 2 or self.recent_buckets < 1:
-            raise ValueError("new_normal_buckets must be >= 2, recent_buckets >= 1")
-        if self.settle_buckets < 1:
-            raise ValueError("settle_buckets must be >= 1")
-        if self.min_excess < 0:
-            raise ValueError("min_excess must be >= 0")
-        if self.judge not in ("baseline", "detector"):
-            raise ValueError("judge must be 'baseline' or 'detector'")
-
-    @property
-    def back_threshold(self) -> float:
-        if self.back_evidence is not None:
-            return self.back_evidence
-        return math.log(20.0 * self.new_normal_buckets)
-
-
-@dataclass(frozen=True)
-class AlertRecord:
-    """One alert transition, ready to serialise (``to_dict``)."""
-
-    alert_id: str
-    key: str
-    measure: str
-    dimension: str
-    state: str
-    direction: str
-    severity: int
-    observed: float
-    expected: float | None
-    excess: float
-    ratio: float
-    bucket_start: str
-    opened_at: str
-    buckets_open: int
-    surprise: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the record."""
-        return asdict(self)
 
 
 def _severity(ratio: float, direction: int) -> int:
@@ -182,6 +85,10 @@ class AlertLifecycle:
         # Sustained-shift test: [EWMA of residuals z, last residual, E[r r-1], E[r^2], buckets
         # learned, EWMA observed, EWMA expected].
         self.slow = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+        # Week-on-week test (ramps): [buckets into the day, observed and expected sums of the day so
+        # far, then the expected sums of up to 7 completed days, oldest first].
+        self.days: list[float] = [0.0, 0.0, 0.0]
+        self.week_scale: float | None = None
 
     @property
     def active(self) -> bool:
@@ -196,6 +103,8 @@ class AlertLifecycle:
         self.buckets = 0
         self.published = False
         self.sx = self.se = 0.0          # observed and frozen-baseline sums over the alert
+        self.top = 0.0                   # largest single-bucket excess in the alert's direction
+        self.sv = 0.0                    # predictive variance at the baseline, summed over the alert
         self.back = 0.0                  # CUSUM of evidence that demand is back at the baseline
         self.recent = [0.0, 0.0, 0.0, 0.0]  # EWMA over ~a day: observed, baseline, detector expected, llr
         self.ref: list[float] | None = None  # frozen expected per seasonal slot, from opened_ms
@@ -215,7 +124,7 @@ class AlertLifecycle:
         self.plain_rebaseline = False
         if self.config.judge == "detector":
             return self._observe_detector(d)
-        slow = self._slow_test(d)
+        slow = self._slow_test(d) or self._week_test(d)
         if not self.active:
             # Only shifts judged against a seasonal baseline (the detector's daily or weekly tier:
             # two days of history), or against the pooled level a key rose from ("prior"), are
@@ -229,12 +138,15 @@ class AlertLifecycle:
         x = d.observed
         self.sx += x
         self.se += e
+        self.top = max(self.top, (x - e) * self.direction)
         ratio = self.sx / self.se if self.se > 0 else (2.0 if x > 0 else 1.0)
         h1 = ratio if (ratio - 1.0) * self.direction > 0 else 1.0 + 0.2 * self.direction  # never test 1 vs 1
         # One bucket weighs at most a quarter of the evidence that resolves: a single odd bucket
         # (counts are heavier-tailed than the Gaussian approximation) never ends a shift.
         cap = self.config.back_threshold / 4.0
-        llr = max(-cap, min(cap, _llr(x, e, max(h1, 1e-3), _variance(d, e, integral))))
+        var0 = _variance(d, e, integral)
+        self.sv += var0
+        llr = max(-cap, min(cap, _llr(x, e, max(h1, 1e-3), var0)))
         self.back = max(0.0, self.back - llr)
         a = max(1.0 / self.config.recent_buckets, 1.0 / self.buckets)
         det_e = d.expected if d.expected is not None else e
@@ -245,6 +157,8 @@ class AlertLifecycle:
             self.published = True
             self.severity = _severity(ratio, self.direction)
             out.append(self._record(OPEN, d, e))
+        if not self.published and self.buckets >= self.config.publish_within:
+            return self._end(RESOLVED, d, e, out)  # never actionable: dropped without a record
         if self.back >= self.config.back_threshold:
             # Back at the baseline: scale the detector back to it if it learned part of the shift.
             self.rescale = self.recent[1] / self.recent[2] if self.recent[2] > 0 else None
@@ -269,7 +183,14 @@ class AlertLifecycle:
         """The volume rule: the shift moved at least ``min_excess`` of the measure in its own
         direction since OPEN, and the level by at least ``slow_min_rel`` (20 %)."""
         moved = (self.sx - self.se) * self.direction
-        return self._shifted(ratio) and moved >= max(self.config.min_excess, 1e-9) and self.se >= self.config.min_base
+        if self.config.min_excess > 0 and self.buckets > 1:
+            moved -= max(self.top, 0.0)  # the largest bucket alone is not a shift
+        # Sums of lumpy amounts (units, revenue: a few big orders) are noisier than the count model:
+        # their shift must also be clear of the noise the residuals showed outside alerts.
+        inflation = max(1.0, self.slow[3])
+        clear = moved >= self.config.publish_z * math.sqrt(self.sv * inflation)
+        return (self._shifted(ratio) and clear and moved >= max(self.config.min_excess, 1e-9)
+                and self.se >= self.config.min_base)
 
     def _shifted(self, ratio: float) -> bool:
         """The level is at least ``slow_min_rel`` (20 %) away from the baseline, in the alert's direction."""
@@ -337,6 +258,37 @@ class AlertLifecycle:
                 return -1
         return 0
 
+    def _week_test(self, d: Decision) -> int:
+        """Once a day: the day's observed sum against the expected sum of the same day a week ago.
+
+        A ramp (spending coming back over a week) is learned by the detector as it rises, so its
+        residuals stay small; a week on, the level is clearly elsewhere. Fires (outside alerts,
+        after a clean week) when the day is ``week_rel`` (25 %) or more off and ``3`` standard
+        deviations clear of Poisson noise plus a 10 % day-to-day drift."""
+        cfg, w = self.config, self.days
+        if cfg.week_rel <= 0 or d.expected is None:
+            return 0
+        w[0] += 1.0
+        w[1] += d.observed
+        w[2] += max(d.expected, 0.0)
+        if w[0] < cfg.recent_buckets:
+            return 0
+        observed, expected = w[1], w[2]
+        past = w[3:]
+        w[:] = [0.0, 0.0, 0.0, *(past + [expected])[-7:]]
+        if self.active or len(past) < 7 or past[0] <= 0:
+            return 0
+        base = past[0]
+        sd = math.sqrt(base * max(1.0, self.slow[3]) + (0.1 * base) ** 2)
+        direction = 0
+        if observed >= base * (1.0 + cfg.week_rel) and observed - base >= 3.0 * sd:
+            direction = 1
+        elif observed <= base / (1.0 + cfg.week_rel) and base - observed >= 3.0 * sd:
+            direction = -1
+        if direction and expected > 0:
+            self.week_scale = base / expected  # judge the alert against the level of a week ago
+        return direction
+
     def _open(self, d: Decision, reference: Callable[[int], list[float] | None] | None, step_ms: int,
               slow: int = 0) -> None:
         direction = d.direction if d.opened else slow
@@ -354,6 +306,9 @@ class AlertLifecycle:
                 ref = [d.expected] * len(ref)
             else:
                 ref[0] = d.expected
+        if ref and self.week_scale is not None:
+            ref = [v * self.week_scale for v in ref]
+        self.week_scale = None
         self.ref = ref
         self.ref_step_ms = step_ms if self.ref else 0
 
@@ -372,6 +327,7 @@ class AlertLifecycle:
         self.rescale, self.plain_rebaseline = rescale, plain
         self.slow[0] = self.slow[7] = 0.0  # the sustained-shift test starts afresh on the (re-learned) baseline
         self.slow[5] = self.slow[6] = 0.0
+        self.days = [0.0, 0.0, 0.0]  # a week of clean days before the week-on-week test again
         return out
 
     def _record(self, state: str, d: Decision, e: float | None) -> AlertRecord:
@@ -397,10 +353,10 @@ class AlertLifecycle:
     # ------------------------------------------------------------------ persist
     def snapshot(self) -> dict[str, Any]:
         """JSON-safe state (``ref`` only while an alert is open)."""
-        out: dict[str, Any] = {"alert_id": self.alert_id, "slow": list(self.slow)}
+        out: dict[str, Any] = {"alert_id": self.alert_id, "slow": list(self.slow), "days": list(self.days)}
         if self.alert_id is not None:
             out.update(direction=self.direction, opened_ms=self.opened_ms, severity=self.severity,
-                       buckets=self.buckets, published=self.published, sums=[self.sx, self.se],
+                       buckets=self.buckets, published=self.published, sums=[self.sx, self.se], top=self.top, var=self.sv,
                        back=self.back, recent=list(self.recent), ref=self.ref, ref_step_ms=self.ref_step_ms)
         return out
 
@@ -413,6 +369,8 @@ class AlertLifecycle:
         lc = cls(key, dimension, config, measure)
         if "slow" in data:
             lc.slow = ([float(v) for v in data["slow"]] + [0.0])[:8]
+        if "days" in data:
+            lc.days = [float(v) for v in data["days"]]
         if data.get("alert_id") is None:
             return lc
         lc.alert_id = data["alert_id"]
@@ -423,6 +381,8 @@ class AlertLifecycle:
         lc.published = bool(data.get("published", True))
         if "sums" in data:
             lc.sx, lc.se = (float(v) for v in data["sums"])
+        lc.top = float(data.get("top", 0.0))
+        lc.sv = float(data.get("var", 0.0))
         lc.back = float(data.get("back", 0.0))
         lc.recent = [float(v) for v in data.get("recent", [0.0, 0.0, 0.0, 0.0])]
         ref = data.get("ref")
@@ -431,74 +391,10 @@ class AlertLifecycle:
         return lc
 
 
-def _scale_baseline(detector: DemandDetector, ratio: float) -> None:
-    """Scale the detector's baseline by ``ratio`` through its NEW_NORMAL re-baseline.
+def __getattr__(name: str) -> Any:
+    # DemandMonitor lives in monitor.py (it imports this module); kept importable from here.
+    if name == "DemandMonitor":
+        from .monitor import DemandMonitor
 
-    ``DemandDetector.rebaseline()`` scales by observed/expected over its *own* alert, which may
-    have closed long before (or learned part of the shift); the lifecycle knows the level to
-    re-learn, so it sets those sums to the ratio it wants first.
-    """
-    ratio = min(max(ratio, 0.01), 100.0)
-    detector.alert_obs, detector.alert_exp = ratio, 1.0
-    detector.rebaseline()
-
-
-class DemandMonitor:
-    """Detector + lifecycle for one series: ``update(ts_ms, count) -> (Decision, records)``."""
-
-    def __init__(
-        self,
-        key: str,
-        dimension: str = "",
-        detector_config: DetectorConfig | None = None,
-        lifecycle_config: LifecycleConfig | None = None,
-        measure: str = "",
-    ) -> None:
-        self.detector = DemandDetector(detector_config)
-        self.lifecycle = AlertLifecycle(key, dimension, lifecycle_config, measure)
-
-    def _reference(self, prior: float | None) -> Callable[[int], list[float] | None]:
-        det = self.detector
-
-        def frozen(opened_ms: int) -> list[float] | None:
-            step = det.slot_s * 1000
-            start = opened_ms - opened_ms % step
-            values = [det.expected(start + i * step, prior) for i in range(det.week_slots)]
-            return None if any(v is None for v in values) else [float(v) for v in values]  # type: ignore[arg-type]
-
-        return frozen
-
-    def update(self, ts_ms: int, count: float, prior: float | None = None) -> tuple[Decision, list[AlertRecord]]:
-        """Process one closed bucket; re-baselines the detector on NEW_NORMAL (and scales it back
-        to the frozen baseline on RESOLVED)."""
-        decision = self.detector.update(ts_ms, count, prior)
-        lc = self.lifecycle
-        records = lc.observe(decision, self._reference(prior), self.detector.slot_s * 1000, self.detector.integral)
-        if lc.plain_rebaseline:
-            self.detector.rebaseline()
-            lc.plain_rebaseline = False
-        if lc.rescale is not None:
-            if not lc.active and (lc.rescale > 0) and (abs(math.log(lc.rescale)) > 0.05 or self.detector.direction != 0):
-                _scale_baseline(self.detector, lc.rescale)
-            lc.rescale = None
-        return decision, records
-
-    def snapshot(self) -> dict[str, Any]:
-        """JSON-safe state of both parts."""
-        return {"detector": self.detector.snapshot(), "lifecycle": self.lifecycle.snapshot()}
-
-    @classmethod
-    def from_snapshot(
-        cls,
-        data: dict[str, Any],
-        key: str,
-        dimension: str = "",
-        detector_config: DetectorConfig | None = None,
-        lifecycle_config: LifecycleConfig | None = None,
-        measure: str = "",
-    ) -> DemandMonitor:
-        """Restore from :meth:`snapshot` output (same configs required)."""
-        mon = cls(key, dimension, detector_config, lifecycle_config, measure)
-        mon.detector = DemandDetector.from_snapshot(data["detector"], detector_config)
-        mon.lifecycle = AlertLifecycle.from_snapshot(data["lifecycle"], key, dimension, lifecycle_config, measure)
-        return mon
+        return DemandMonitor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,8 @@ from typing import IO
 from zoneinfo import ZoneInfo
 
 from .detector import Decision, DetectorConfig
-from .lifecycle import ESCALATE, OPEN, DemandMonitor, LifecycleConfig
+from .lifecycle_config import ESCALATE, OPEN, LifecycleConfig
+from .monitor import DemandMonitor
 
 __all__ = ["WARMUP_ROWS", "HEADER", "SeriesStats", "Row", "parse_timestamp", "read_series", "infer_bucket_s", "detect_csv"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from streams.demand.dimensions import LEGACY_MEASURE, MEASURES
-from streams.demand.lifecycle import DemandMonitor
+from streams.demand.monitor import DemandMonitor
 
 if TYPE_CHECKING:
     from streams.demand.stage import StageConfig

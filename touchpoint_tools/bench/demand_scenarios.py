@@ -10,6 +10,11 @@ three days held, volume rule 12 orders).
     python touchpoint_tools/bench/demand_scenarios.py                 # sets 1-5 (the development sets)
     python touchpoint_tools/bench/demand_scenarios.py --seeds 101-105 # another draw with the same rules
     python touchpoint_tools/bench/demand_scenarios.py --json          # one JSON line of the totals last
+    python touchpoint_tools/bench/demand_scenarios.py --crisis 1-4    # the demo's crisis traffic, offline, per seed
+
+``--crisis`` replays ``touchpoint demo``'s traffic (40,000 events, crisis from day 4) through the
+demand stage as the demo configures it (hourly buckets, every dimension and measure) and checks
+every alert against the simulator's ground truth (``touchpoint_tools/simulate/crisis_replay.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from streams.demand.lifecycle import DemandMonitor  # noqa: E402
+from streams.demand.monitor import DemandMonitor  # noqa: E402
 from streams.demand.stage import StageConfig  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from touchpoint_tools.simulate.demand_scenarios import KINDS, VOLUMES, evaluate, make_set, run_set, summarise  # noqa: E402
@@ -48,7 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="1-5", help="scenario sets to draw, e.g. 1-5 or 7,9 (default 1-5)")
     p.add_argument("--json", action="store_true", help="print the totals as one JSON line at the end")
     p.add_argument("--verbose", action="store_true", help="one line per shift")
+    p.add_argument("--crisis", metavar="SEEDS", help="instead: replay the demo's crisis traffic with these seeds")
     args = p.parse_args(argv)
+    if args.crisis:
+        try:
+            return crisis(_seeds(args.crisis), args.json)
+        except ValueError:
+            print(f"demand_scenarios: --crisis {args.crisis!r}: expected numbers or ranges such as 1-4", file=sys.stderr)
+            return 2
     try:
         seeds = _seeds(args.seeds)
     except ValueError:
@@ -83,6 +95,35 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {o.key:40s} detected={o.detected!s:5} delay={o.delay_h} right={o.lifecycle_right!s:5} ends={o.ends}")
     if args.json:
         print(json.dumps({"seeds": args.seeds, "cpu_s": round(cpu, 2), **total}))
+    return 0
+
+
+def crisis(seeds: list[int], as_json: bool) -> int:
+    """The demo's crisis, replayed per seed: alerts on real shifts, alerts on series that did not shift."""
+    from dataclasses import replace
+
+    from streams.demand.dimensions import parse_dimensions
+    from touchpoint_tools.simulate.crisis_replay import CrisisRun, check_alerts, ground_truth, replay, shift_lines
+
+    settings = Settings().with_(demand_bucket_s=3600, demand_lateness_s=7200)
+    cfg = replace(StageConfig.from_settings(settings), max_future_s=0)
+    dims = parse_dimensions(settings.demand_dimensions)
+    totals = {"alerts": 0, "matched": 0, "unmatched": 0}
+    for seed in seeds:
+        started = time.process_time()
+        run = CrisisRun.ending_now(40_000, seed, 1_790_000_000_000)
+        verdict = check_alerts(replay(run, cfg, dims), ground_truth(run, dims, cfg.measures, settings.demand_currency))
+        print(f"seed {seed}: {verdict.total} alerts, {len(verdict.matched)} on series the simulator shifted, "
+              f"{len(verdict.unmatched)} on series it did not ({time.process_time() - started:.0f} s CPU)")
+        for line in shift_lines(verdict, run.scenario(), run.end_ms):
+            print(f"  {line}")
+        for story in verdict.unmatched:
+            print(f"  not a real shift: {story.line()}")
+        totals["alerts"] += verdict.total
+        totals["matched"] += len(verdict.matched)
+        totals["unmatched"] += len(verdict.unmatched)
+    if as_json:
+        print(json.dumps({"crisis_seeds": seeds, **totals}))
     return 0
 
 

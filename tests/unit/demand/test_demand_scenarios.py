@@ -4,7 +4,7 @@ monitors exactly as ``touchpoint_tools/bench/demand_scenarios.py`` runs them, wi
 from __future__ import annotations
 
 from streams.demand.buckets import iso_utc
-from streams.demand.lifecycle import DemandMonitor
+from streams.demand.monitor import DemandMonitor
 from streams.demand.stage import StageConfig
 from touchpoint_tools.simulate.demand_scenarios import (
     DAY_H,

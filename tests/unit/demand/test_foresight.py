@@ -9,7 +9,8 @@ import pytest
 
 from streams.demand.detector import DetectorConfig
 from streams.demand.foresight import Foresight, ForesightConfig
-from streams.demand.lifecycle import DemandMonitor, LifecycleConfig
+from streams.demand.lifecycle_config import LifecycleConfig
+from streams.demand.monitor import DemandMonitor
 from touchpoint_tools.simulate.sampling import poisson
 
 from .synth import T0, weekly_mean

@@ -6,15 +6,9 @@ import json
 import pytest
 
 from streams.demand.detector import Decision, DetectorConfig
-from streams.demand.lifecycle import (
-    ESCALATE,
-    NEW_NORMAL,
-    OPEN,
-    RESOLVED,
-    AlertLifecycle,
-    DemandMonitor,
-    LifecycleConfig,
-)
+from streams.demand.lifecycle import AlertLifecycle
+from streams.demand.lifecycle_config import ESCALATE, NEW_NORMAL, OPEN, RESOLVED, LifecycleConfig
+from streams.demand.monitor import DemandMonitor
 from streams.demand.stage import StageConfig
 
 from .synth import T0, series
@@ -205,3 +199,82 @@ def test_three_days_on_a_level_within_20_percent_is_resolved_not_a_new_normal() 
     for i in range(80):
         states += [(i, r.state) for r in life.observe(_decision(i, 150.0 if i == 0 else 112.0, opened=i == 0))]
     assert states[-1] == (71, RESOLVED) and NEW_NORMAL not in [s for _, s in states]
+
+
+def _seq(observed: list[float], lc: LifecycleConfig, expected: float = 100.0, sd: float = 10.0) -> tuple[AlertLifecycle, list]:
+    """Feed decisions around a flat ``expected`` (the detector opened at bucket 0)."""
+    life = AlertLifecycle("k", "sku", lc, "units")
+    out = []
+    for i, x in enumerate(observed):
+        d = dataclasses.replace(_decision(i, x, opened=i == 0), expected=expected, sd=sd)
+        out += [(i, r.state) for r in life.observe(d)]
+    return life, out
+
+
+def test_an_alert_not_actionable_within_a_day_is_dropped_without_a_record() -> None:
+    # Held 50 % above the baseline but never moving the volume rule: before, the silent alert
+    # stayed open for days (absorbing every other shift of the key); now it is dropped after a day.
+    life, recs = _seq([150.0] * 30, dataclasses.replace(LIVE, min_excess=1e9))
+    assert recs == [] and not life.active
+    life, recs = _seq([150.0] * 23, dataclasses.replace(LIVE, min_excess=1e9))
+    assert recs == [] and life.active  # not yet a day
+    # An actionable one is published and lives on.
+    life, recs = _seq([150.0] * 30, dataclasses.replace(LIVE, min_excess=100.0))
+    assert recs[0][1] == OPEN and life.active
+
+
+def test_a_shift_carried_by_its_largest_bucket_alone_is_not_published() -> None:
+    # +40, +12, then back: the excess reaches 52 (>= 50) only with the burst bucket in it.
+    _, recs = _seq([140.0, 112.0] + [100.0] * 30, dataclasses.replace(LIVE, min_excess=50.0))
+    assert recs == []
+    # A shift that holds beyond its first bucket is published once the rest of it moved 50.
+    _, recs = _seq([140.0] + [115.0] * 10, dataclasses.replace(LIVE, min_excess=50.0))
+    assert recs and recs[0] == (4, OPEN)
+    # One bucket that by itself moves the volume rule is a shift at once.
+    _, recs = _seq([160.0] * 3, dataclasses.replace(LIVE, min_excess=50.0))
+    assert recs[0] == (0, OPEN)
+
+
+def test_summed_measures_publish_only_a_shift_clear_of_their_noise() -> None:
+    # Units of a sparse key: 10 expected (sd 5), +5 per bucket. The volume rule alone publishes it
+    # within a few buckets; a surge of six buckets is within the noise of such a sum.
+    loose = dataclasses.replace(LIVE, min_excess=10.0)
+    strict = dataclasses.replace(loose, publish_z=3.0)
+    _, recs = _seq([15.0] * 6 + [10.0] * 20, loose, expected=10.0, sd=5.0)
+    assert recs and recs[0] == (2, OPEN)
+    _, recs = _seq([15.0] * 6 + [10.0] * 20, strict, expected=10.0, sd=5.0)
+    assert recs == []
+    _, recs = _seq([15.0] * 20, strict, expected=10.0, sd=5.0)  # held: clear after about 12 buckets
+    assert recs and 10 <= recs[0][0] <= 14, recs
+    cfg = StageConfig(bucket_s=3600)
+    assert cfg.lifecycle_config("units").publish_z == cfg.lifecycle_config("revenue").publish_z == 3.0
+    assert cfg.lifecycle_config("orders").publish_z == cfg.lifecycle_config("interest").publish_z == 0.0
+
+
+def test_a_slow_ramp_on_a_busy_key_is_seen_week_on_week_and_becomes_the_new_normal() -> None:
+    # The scenario benchmark's busy ramps (~400 an hour, overdispersed, x1.6-2.2 over 5-8 days):
+    # the detector learns the rise as it goes, so its residuals stay small and without the
+    # week-on-week test neither of set 1's two is ever alerted; a week on, the day is clearly up.
+    from touchpoint_tools.simulate.demand_scenarios import HISTORY_DAYS, START_MS, make_set
+    from touchpoint_tools.simulate.demand_scenarios import HOUR_MS as H
+
+    stage = StageConfig(bucket_s=3600, timezone="Asia/Shanghai")
+    live, det = stage.lifecycle_config("orders"), stage.detector_config()
+    assert live.week_rel == 0.25
+    keys = [ks for ks in make_set(1, volumes=("high",)) if ks.kind in ("ramp", "control")]
+
+    def alerts(ks, lc):
+        mon = DemandMonitor(ks.key, "product", det, lc, "orders")
+        out = [(h, r) for h, n in enumerate(ks.counts) for r in mon.update(START_MS + h * H, n)[1]]
+        return [r for h, r in out if h >= HISTORY_DAYS * 24]  # the scored window
+
+    for ks in keys:
+        before = alerts(ks, dataclasses.replace(live, week_rel=0.0))
+        now = alerts(ks, live)
+        if ks.kind == "control":
+            assert now == [], ks.key
+            continue
+        assert not [r for r in before if r.state == OPEN], ks.key
+        opened = [r for r in now if r.state == OPEN]
+        assert opened and all(r.direction == "surge" for r in opened), ks.key
+        assert [r.state for r in now if r.state in (RESOLVED, NEW_NORMAL)][0] == NEW_NORMAL

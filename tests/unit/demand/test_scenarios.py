@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.demand.lifecycle import DemandMonitor
+from streams.demand.monitor import DemandMonitor
 from streams.demand.stage import DemandStage, StageConfig
 
 from .scenario import HOUR_MS, NORMAL_WEEKS, START_MS, check_alerts, hour_of, hourly_counts
