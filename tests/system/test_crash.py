@@ -210,14 +210,18 @@ def test_redis_restart_aof(system_stack, sys_settings, start_worker):
     traffic = make_traffic(seed=14, n_people=120, n_events=2400)
     worker = start_worker(sys_settings)
     try:
-        for chunk, sig in zip(traffic.chunks(3), (signal.SIGTERM, signal.SIGKILL, None), strict=True):
-            publish_records(sys_settings, chunk)
-            if sig is None:
-                break
-            time.sleep(0.5)
+        # Each outage starts while a chunk is in flight and the next chunk arrives during it, so
+        # the worker meets Redis down however fast it drains (a fast drain once finished a chunk
+        # before the kill and never saw the outage).
+        chunks = traffic.chunks(4)
+        publish_records(sys_settings, chunks[0])
+        for chunk, sig in zip(chunks[1:3], (signal.SIGTERM, signal.SIGKILL), strict=True):
+            time.sleep(0.2)
             devstack.kill(cfg, "redis", sig)
+            publish_records(sys_settings, chunk)
             time.sleep(3)
             devstack.start(cfg, "redis", timeout_s=60)
+        publish_records(sys_settings, chunks[3])
     finally:
         ensure_up(system_stack)
     wait_idle(sys_settings, worker)
