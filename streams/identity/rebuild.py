@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,40 +186,78 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
     Both are ``(decoded value, Kafka timestamp ms)`` pairs, in any order.
     """
     now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+
+    def remaining(kafka_ts: int) -> int:
+        return dedup_ttl_s - max(0, now_ms - kafka_ts) // 1000
+
+    ch, n_changes = _read_changes(changes)
+    erased = _erasures(ch)
+    trees, erased_mids = _live_trees(ch, erased.pids)
+    tree_links, tree_bridges = _assemble(ch, trees)
+    tags = _apply_splits(ch, tree_links, tree_bridges)
+    img = GraphImage()
+    _put_trees(img, trees, tree_links, tree_bridges, tags, rules)
+    _put_counters(img, ch, erased)
+    n_replies = _put_replies(img, ch, erased_mids, remaining)
+    n_dedup = _put_dedup(img, ch, events, remaining)
+    img.stats = {"audit_records": n_changes, "profiles": sum(1 for k in img.hashes if k.startswith(K.LINKS)), "identifiers": sum(1 for k in img.strings if k.startswith(K.ID)),
+                 "merged_away": sum(1 for k in img.strings if k.startswith(K.FWD)), "erased_identifiers": len(erased.digests),
+                 "quarantined": sum(1 for k in img.strings if k.startswith(K.QUAR)), "stored_replies": n_replies,
+                 "dedup_keys": n_dedup, "seq": int(img.strings.get(K.SEQ, "0")), "links_without_via": ch.missing_via}
+    return img
+
+
+def _read_changes(changes: Iterable[tuple[dict[str, Any], int]]) -> tuple[_Changes, int]:
+    """The audit records folded into :class:`_Changes`, each distinct record once; and how many."""
     ch = _Changes()
     seen: set[bytes] = set()
-    n_changes = 0
     for rec, kafka_ts in changes:
         key = orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
         if key in seen:  # the same audit record written again after a redelivery
             continue
         seen.add(key)
-        n_changes += 1
         _apply_change(ch, rec, kafka_ts)
+    return ch, len(seen)
 
-    img = GraphImage()
-    # Erasures remove whole trees (the live profile and everything merged into it).
-    erased_pids: set[str] = set()
-    erased_digests: set[str] = set()  # SHA-1 of each erased TYPE:VALUE (the suppression key)
-    erased_at: dict[str, int] = {}  # digest -> time of its latest erasure (the suppression entry's value)
+
+@dataclass
+class _Erased:
+    pids: set[str] = field(default_factory=set)  # roots of the erased trees
+    digests: set[str] = field(default_factory=set)  # SHA-1 of each erased TYPE:VALUE (the suppression key)
+    at: dict[str, int] = field(default_factory=dict)  # digest -> time of its latest erasure (the suppression entry's value)
+
+
+def _erasures(ch: _Changes) -> _Erased:
+    """What the erasure records erased: whole trees (the live profile and everything merged into it)."""
+    erased = _Erased()
     for rec in ch.erased:
         # today's records carry the digests only; older ones the identifiers themselves
         digests = [*(rec.get("suppressed") or []), *(_sha1(f) for f in rec.get("identifiers") or [])]
-        erased_digests.update(digests)
+        erased.digests.update(digests)
         for d in digests:
-            erased_at[d] = max(erased_at.get(d, 0), int(rec.get("ts_ms") or 0))
+            erased.at[d] = max(erased.at.get(d, 0), int(rec.get("ts_ms") or 0))
         if rec.get("profile_id"):
-            erased_pids.add(_root(ch.parent, rec["profile_id"]))
+            erased.pids.add(_root(ch.parent, rec["profile_id"]))
+    return erased
+
+
+def _live_trees(ch: _Changes, erased_pids: set[str]) -> tuple[dict[str, list[str]], set[str]]:
+    """The members of each live tree by root; and the events in an erased tree's provenance
+    (erase.lua deleted their stored replies)."""
     trees: dict[str, list[str]] = defaultdict(list)
     for pid in ch.pids:
         trees[_root(ch.parent, pid)].append(pid)
-    erased_mids: set[str] = set()  # the events in an erased tree's provenance: erase.lua deleted their stored replies
+    erased_mids: set[str] = set()
     for root in list(trees):
         if root in erased_pids:
             for pid in trees[root]:
                 erased_mids |= ch.prov.get(pid, set())
             del trees[root]
+    return trees, erased_mids
 
+
+def _assemble(ch: _Changes, trees: dict[str, list[str]]) -> tuple[dict[str, dict[str, str]], dict[str, list[str]]]:
+    """Each tree's links and bridges, its members' in creation order."""
     tree_links: dict[str, dict[str, str]] = {}
     tree_bridges: dict[str, list[str]] = {}
     for root, members in trees.items():
@@ -229,7 +267,12 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
             links.update(ch.links.get(pid, {}))
             bridges.extend(ch.bridges.get(pid, ()))
         tree_links[root], tree_bridges[root] = links, bridges
-    tags = _apply_splits(ch, tree_links, tree_bridges)
+    return tree_links, tree_bridges
+
+
+def _put_trees(img: GraphImage, trees: dict[str, list[str]], tree_links: dict[str, dict[str, str]],
+               tree_bridges: dict[str, list[str]], tags: dict[str, dict[str, str]], rules: IdentityRules) -> None:
+    """The keys of each live profile: links, identifier index, meta, bridges, merged-away members."""
     for root, members in trees.items():
         links, bridges = tree_links[root], tree_bridges[root]
         if not links:
@@ -252,28 +295,30 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
             img.sets[K.MERGED + root] = losers
             for x in losers:
                 img.strings[K.FWD + x] = root
-    all_pids = ch.pids
-    if all_pids:
-        img.strings[K.SEQ] = str(max(seq_of(p) for p in all_pids))
+
+
+def _put_counters(img: GraphImage, ch: _Changes, erased: _Erased) -> None:
+    """The sequence, quarantine, degree and per-type link counters, and the suppression entries."""
+    if ch.pids:
+        img.strings[K.SEQ] = str(max(seq_of(p) for p in ch.pids))
     for f, mid in ch.quar.items():
-        if _sha1(f) not in erased_digests:
+        if _sha1(f) not in erased.digests:
             img.strings[K.QUAR + f] = mid
     for f, n in ch.deg.items():
-        if _sha1(f) not in erased_digests and n:
+        if _sha1(f) not in erased.digests and n:
             img.strings[K.DEG + f] = str(n)
     for f, per_type in ch.lnk.items():
-        if _sha1(f) not in erased_digests and any(per_type.values()):
+        if _sha1(f) not in erased.digests and any(per_type.values()):
             img.hashes[K.LNK + f] = {t: str(n) for t, n in per_type.items() if n}
-    for digest in erased_digests:
-        at = erased_at.get(digest) or 1
+    for digest in erased.digests:
+        at = erased.at.get(digest) or 1
         readmitted = ch.readmitted.get(digest)
         img.strings[K.SUPP + digest] = f"r{at}" if readmitted is not None and readmitted > at else str(at)
 
-    def remaining(kafka_ts: int) -> int:
-        return dedup_ttl_s - max(0, now_ms - kafka_ts) // 1000
 
-    # Stored replies of non-trivial resolutions (replayed when the same record is redelivered).
-    n_replies = 0
+def _put_replies(img: GraphImage, ch: _Changes, erased_mids: set[str], remaining: Callable[[int], int]) -> int:
+    """Stored replies of non-trivial resolutions (replayed when the same record is redelivered); how many."""
+    n = 0
     for mid, recs in ch.replies.items():
         if mid in erased_mids:
             continue
@@ -286,9 +331,14 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
         key = K.REPLY + mid
         img.strings[key] = f"{'applied' if pid else 'blocked'}{LINK_SEP}{pid or ''}{LINK_SEP}{body}"
         img.ttl_s[key] = ttl
-        n_replies += 1
-    # Dedup claims of every applied event (forwarded copies carry the same claim).
-    n_dedup = 0
+        n += 1
+    return n
+
+
+def _put_dedup(img: GraphImage, ch: _Changes, events: Iterable[tuple[dict[str, Any], int]],
+               remaining: Callable[[int], int]) -> int:
+    """Dedup claims of every applied event (forwarded copies carry the same claim); how many."""
+    n = 0
     for ev, kafka_ts in events:
         if "control" in ev:
             continue
@@ -305,12 +355,8 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
         # a trivial resolution (no stored reply) keeps the profile it first reported (resolve.lua)
         img.strings[key] = claim if mid in ch.replies or not origin else f"{claim}{LINK_SEP}applied{LINK_SEP}{origin}"
         img.ttl_s[key] = ttl
-        n_dedup += 1
-    img.stats = {"audit_records": n_changes, "profiles": sum(1 for k in img.hashes if k.startswith(K.LINKS)), "identifiers": sum(1 for k in img.strings if k.startswith(K.ID)),
-                 "merged_away": sum(1 for k in img.strings if k.startswith(K.FWD)), "erased_identifiers": len(erased_digests),
-                 "quarantined": sum(1 for k in img.strings if k.startswith(K.QUAR)), "stored_replies": n_replies,
-                 "dedup_keys": n_dedup, "seq": int(img.strings.get(K.SEQ, "0")), "links_without_via": ch.missing_via}
-    return img
+        n += 1
+    return n
 
 
 async def _namespace_keys(redis: Redis, prefix: str, limit: int = 10_000_000) -> AsyncIterator[bytes]:

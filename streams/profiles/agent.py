@@ -47,7 +47,7 @@ def changelog_topic(app_id: str) -> str:
 
 
 def register(app: faust.App, ctx: WorkerContext) -> faust.types.TableT:
-    """Declare the ``profiles`` table and agent on ``app``; returns the table."""
+    """Declare the ``profiles`` table, agent and timers on ``app``; returns the table."""
     s = ctx.settings
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
     source, ordered = ctx.sources().topic(s.topic(T.PROFILE_EVENTS), "profiles", **raw)
@@ -59,43 +59,85 @@ def register(app: faust.App, ctx: WorkerContext) -> faust.types.TableT:
                       partitions=s.partitions, help="live profile per profile id (tombstones for merged/erased)",
                       # an erased profile's earlier values leave the changelog within a day (docs/identity.md, rights)
                       extra_topic_configs={"max.compaction.lag.ms": str(86_400_000)})
-    rules = getattr(ctx.identity, "rules", None)
-    keep = (lambda f: not rules.is_blocked(parse(f))) if rules is not None else None
-    profile_stage = ProfileStage(Limits(max_bytes=s.profile_max_bytes), keep_identifier=keep)
-    stage: Any = profile_stage
-    activation = ctx.activation  # streams/activation/wiring.py: traits, audiences, profile-updates
-    if activation is not None:
-        stage = activation.wrap(profile_stage)
     ctx.profiles_table = table
-    m = ctx.metrics
-    counted = {o: m.profile_records.labels(o) for o in (*OUTCOMES, "error")}
-    seconds = m.batch_seconds.labels("profiles")
-    for child in counted.values():
-        child.inc(0)
+    worker = ProfilesWorker(app, ctx, table)
+    ctx.sources().before_commit.append(worker.sends.repair)
 
-    direct = s.store.startswith("memory")
+    @app.agent(source, name="profiles", concurrency=1)
+    async def profiles(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            started = time.perf_counter()
+            message = event.message
+            async with ordered.admitted([message]) as batch:
+                if not batch.keep:  # a re-delivery, or a gap being rewound over
+                    continue
+                await worker.process(message, batch)
+                worker.seconds.observe(time.perf_counter() - started)
+            worker.flush_if_due()
 
-    def stored(key: bytes) -> bytes | None:
+    @app.timer(worker.flush_every)
+    async def _flush_idle() -> None:
+        """Changelog records of the last changes go out even when no record follows them."""
+        worker.flush_if_due()
+
+    @app.timer(GAUGE_EVERY_S)
+    async def count_live() -> None:
+        worker.count_live()
+
+    return table
+
+
+Staged = dict[bytes, tuple[bytes, int | None]]  # key -> (new value, identifiers it holds)
+Landing = list[tuple[Awaitable[Any], int]]  # (delivery, item index; -1 for a public record)
+
+
+class ProfilesWorker:
+    """What the profiles agent does with one record, and its timers (the agent stays wiring).
+
+    Holds the stage (wrapped by activation when it is on), the sends, the table and the metrics.
+    """
+
+    def __init__(self, app: faust.App, ctx: WorkerContext, table: Any) -> None:
+        s = ctx.settings
+        self.app, self.settings, self.table = app, s, table
+        rules = getattr(ctx.identity, "rules", None)
+        keep = (lambda f: not rules.is_blocked(parse(f))) if rules is not None else None
+        self.profile_stage = ProfileStage(Limits(max_bytes=s.profile_max_bytes), keep_identifier=keep)
+        self.stage: Any = self.profile_stage
+        self.activation = ctx.activation  # streams/activation/wiring.py: traits, audiences, profile-updates
+        if self.activation is not None:
+            self.stage = self.activation.wrap(self.profile_stage)
+        m = self.metrics = ctx.metrics
+        self.counted = {o: m.profile_records.labels(o) for o in (*OUTCOMES, "error")}
+        self.seconds = m.batch_seconds.labels("profiles")
+        for child in self.counted.values():
+            child.inc(0)
+        self.direct = s.store.startswith("memory")
+        self.sends = ProfileSends(app, table, s.topic(T.PROFILE_EVENTS), s.topic(T.DLQ), ctx, self.stored)
+        self.flush_every = s.batch_within_s
+        self.next_flush = 0.0
+        self.partition_cache: dict[bytes, int] = {}
+
+    def stored(self, key: bytes) -> bytes | None:
         # The memory store's dict read directly: Table.get adds a sensor call and two lookups per
         # item. (table.data is only touched here, at run time: it builds the store and resolves
         # the event loop, which must not happen before the worker picks uvloop.)
-        return table.data.get(key) if direct else table.get(key)
+        return self.table.data.get(key) if self.direct else self.table.get(key)
 
-    sends = ProfileSends(app, table, s.topic(T.PROFILE_EVENTS), s.topic(T.DLQ), ctx, stored)
-    ctx.sources().before_commit.append(sends.repair)
-
-    async def send_public(logical: str, key: bytes, value: bytes | None) -> Awaitable[Any]:
+    async def send_public(self, logical: str, key: bytes, value: bytes | None) -> Awaitable[Any]:
         """A record on one of the activation topics (landed before the changelog of its value)."""
-        return await app.producer.send(s.topic(logical), key, value, partition=None, timestamp=None, headers=None)
+        return await self.app.producer.send(self.settings.topic(logical), key, value,
+                                            partition=None, timestamp=None, headers=None)
 
-    async def apply(key: bytes | None, record: Any, pos: int, message: Any, staged: dict[bytes, tuple[bytes, int | None]],
-                    landing: list[tuple[Awaitable[Any], int]], outcomes: dict[str, int], index: int) -> None:
+    async def apply(self, key: bytes | None, record: Any, pos: int, message: Any, staged: Staged,
+                    landing: Landing, outcomes: dict[str, int], index: int) -> None:
         """One record (or bundle item): decide, send, stage the new value (written per record)."""
         if not key:
             outcomes["invalid"] += 1
             return
         current = staged.get(key)
-        decision = stage.decide(key.decode(), current[0] if current is not None else stored(key), record, pos)
+        decision = self.stage.decide(key.decode(), current[0] if current is not None else self.stored(key), record, pos)
+        sends = self.sends
         for send in decision.sends:
             # Straight through the producer (no Faust FutureMessage); delivery of the ones the
             # writes depend on is awaited before the writes, the rest by the flush before commit.
@@ -110,7 +152,7 @@ def register(app: faust.App, ctx: WorkerContext) -> faust.types.TableT:
         if decision.outcome == "invalid":
             log.warning("profiles: invalid record at %s/%s/%s: %s", message.topic, message.partition, message.offset, decision.detail)
 
-    async def decide_record(message: Any) -> tuple[dict[bytes, tuple[bytes, int | None]], dict[str, int]]:
+    async def decide_record(self, message: Any) -> tuple[Staged, dict[str, int]]:
         """Decide every item of one record and land the sends its writes depend on.
 
         An item Kafka refuses for good (a must-land absorb or a send refused as too large) is
@@ -122,107 +164,97 @@ def register(app: faust.App, ctx: WorkerContext) -> faust.types.TableT:
         skip: set[int] = set()
         errors = 0
         while True:
-            staged: dict[bytes, tuple[bytes, int | None]] = {}  # key -> (new value, identifiers it holds)
-            landing: list[tuple[Awaitable[Any], int]] = []
+            staged: Staged = {}
+            landing: Landing = []
             outcomes: dict[str, int] = defaultdict(int)  # counted once per record, not per item
-            for index, (key, record) in enumerate(items):
-                if index in skip:
-                    continue
-                try:
-                    await apply(key, record, position(message.offset, index), message, staged, landing, outcomes, index)
-                except Exception as exc:
-                    if isinstance(exc, KafkaError) and exc.retriable:
-                        raise
-                    log.exception("profiles: could not process %s/%s/%s item %d", message.topic, message.partition, message.offset, index)
-                    errors += 1
-                    skip.add(index)
-                    await sends.dead_letter(_item_bytes(key, record), f"item {index}: {type(exc).__name__}: {exc}", message,
-                                            Reason.REFUSED_BY_BROKER if isinstance(exc, KafkaError) else Reason.PROCESSING_ERROR)
-            if activation is not None and staged:
-                # Profile-updates and audience changes must be in Kafka before the changelog
-                # records of the values they publish: with the memory store the changelog flush
-                # awaits them (sends.hold: no wait per record); otherwise (a write sends its
-                # changelog record at once) they land with the record's must-land sends (index -1).
-                public: list[Any] = []
-                await activation.settle(staged, stored, send_public, public)
-                if direct:
-                    for fut in public:
-                        sends.hold(fut)
-                else:
-                    landing.extend((fut, -1) for fut in public)
+            errors += await self._decide_items(message, items, skip, staged, landing, outcomes)
+            if self.activation is not None and staged:
+                await self._settle_public(staged, landing)
             # The writes make a replay skip this record, so the absorbs (and forwarded erasures)
             # they depend on must be in Kafka first: one wait per record, not one per merge.
-            results = await asyncio.gather(*(fut for fut, _ in landing), return_exceptions=True)
-            refused = [(i, r) for (_, i), r in zip(landing, results, strict=True) if isinstance(r, KafkaError) and not r.retriable]
-            for r in results:
-                if isinstance(r, BaseException) and not (isinstance(r, KafkaError) and not r.retriable):
-                    raise r
-            if not refused:
-                outcomes["error"] += errors
-                return staged, outcomes
-            public_refused = [exc for index, exc in refused if index < 0]
-            refused = [(index, exc) for index, exc in refused if index >= 0]
-            for exc in public_refused:
-                # A public record refused for good (profiles are bounded well under the record
-                # limit, so this means a misconfigured topic): counted and logged; the profile's
-                # next change publishes it again. Never a reason to stop the partition.
-                sends.events_failed.inc()
-                log.error("profiles: a profile-update/audience record of %s/%s/%s was refused: %s",
-                          message.topic, message.partition, message.offset, type(exc).__name__)
+            refused = await self._land(landing, message)
             if not refused:
                 outcomes["error"] += errors
                 return staged, outcomes
             for index, exc in refused:
-                sends.events_failed.inc()
+                self.sends.events_failed.inc()
                 errors += 1
                 skip.add(index)
                 key, record = items[index]
-                await sends.dead_letter(_item_bytes(key, record), f"item {index}: a record it sends was refused: {type(exc).__name__}",
-                                        message)
+                await self.sends.dead_letter(_item_bytes(key, record),
+                                             f"item {index}: a record it sends was refused: {type(exc).__name__}", message)
 
-    flush_every = s.batch_within_s
-    next_flush = [0.0]
+    async def _decide_items(self, message: Any, items: list[tuple[bytes | None, Any]], skip: set[int], staged: Staged,
+                            landing: Landing, outcomes: dict[str, int]) -> int:
+        """Apply every item not skipped; an item that raises is dead-lettered and skipped. Returns the errors."""
+        errors = 0
+        for index, (key, record) in enumerate(items):
+            if index in skip:
+                continue
+            try:
+                await self.apply(key, record, position(message.offset, index), message, staged, landing, outcomes, index)
+            except Exception as exc:
+                if isinstance(exc, KafkaError) and exc.retriable:
+                    raise
+                log.exception("profiles: could not process %s/%s/%s item %d", message.topic, message.partition, message.offset, index)
+                errors += 1
+                skip.add(index)
+                await self.sends.dead_letter(_item_bytes(key, record), f"item {index}: {type(exc).__name__}: {exc}", message,
+                                             Reason.REFUSED_BY_BROKER if isinstance(exc, KafkaError) else Reason.PROCESSING_ERROR)
+        return errors
 
-    def flush_changelog() -> None:
-        """In the background (it awaits the public records first): the agent goes on meanwhile."""
-        next_flush[0] = time.monotonic() + flush_every
-        sends.kick()
+    async def _settle_public(self, staged: Staged, landing: Landing) -> None:
+        """Profile-updates and audience changes of the staged values.
 
-    @app.agent(source, name="profiles", concurrency=1)
-    async def profiles(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            started = time.perf_counter()
-            message = event.message
-            async with ordered.admitted([message]) as batch:
-                if not batch.keep:  # a re-delivery, or a gap being rewound over
-                    continue
-                await process(message, batch)
-                seconds.observe(time.perf_counter() - started)
-            if time.monotonic() >= next_flush[0]:
-                flush_changelog()
+        They must be in Kafka before the changelog records of the values they publish: with the
+        memory store the changelog flush awaits them (sends.hold: no wait per record); otherwise
+        (a write sends its changelog record at once) they land with the record's must-land sends
+        (index -1).
+        """
+        public: list[Any] = []
+        await self.activation.settle(staged, self.stored, self.send_public, public)
+        if self.direct:
+            for fut in public:
+                self.sends.hold(fut)
+        else:
+            landing.extend((fut, -1) for fut in public)
 
-    @app.timer(flush_every)
-    async def _flush_idle() -> None:
-        """Changelog records of the last changes go out even when no record follows them."""
-        if time.monotonic() >= next_flush[0]:
-            flush_changelog()
+    async def _land(self, landing: Landing, message: Any) -> list[tuple[int, BaseException]]:
+        """Await every must-land send; returns the items whose sends Kafka refused for good.
 
-    async def process(message: Any, batch: Admitted) -> None:
+        Any other failure raises. A public record refused for good (profiles are bounded well
+        under the record limit, so this means a misconfigured topic) is counted and logged; the
+        profile's next change publishes it again. Never a reason to stop the partition.
+        """
+        results = await asyncio.gather(*(fut for fut, _ in landing), return_exceptions=True)
+        refused = [(i, r) for (_, i), r in zip(landing, results, strict=True) if isinstance(r, KafkaError) and not r.retriable]
+        for r in results:
+            if isinstance(r, BaseException) and not (isinstance(r, KafkaError) and not r.retriable):
+                raise r
+        for index, exc in refused:
+            if index < 0:
+                self.sends.events_failed.inc()
+                log.error("profiles: a profile-update/audience record of %s/%s/%s was refused: %s",
+                          message.topic, message.partition, message.offset, type(exc).__name__)
+        return [(index, exc) for index, exc in refused if index >= 0]
+
+    async def process(self, message: Any, batch: Admitted) -> None:
         """One record: decide every item, land what the writes depend on, write each key once."""
         # A key's new value is written once per record, after all its items: a crash before
         # the writes replays the whole bundle, and the positions skip what was written.
+        m = self.metrics
         try:
-            staged, outcomes = await decide_record(message)
+            staged, outcomes = await self.decide_record(message)
         except Exception:
             # Not delivered: nothing is written, and the partition restarts from its commit.
-            counted["error"].inc()
+            self.counted["error"].inc()
             log.exception("profiles: sends of %s/%s/%s not delivered; it will be processed again",
                           message.topic, message.partition, message.offset)
             batch.fail()
             return
         try:
             for key, (value, identifiers) in staged.items():
-                await sends.write(key, value, message.partition)
+                await self.sends.write(key, value, message.partition)
                 m.profile_bytes.observe(len(value))
                 if identifiers is not None:
                     m.component_size.observe(identifiers)
@@ -231,36 +263,41 @@ def register(app: faust.App, ctx: WorkerContext) -> faust.types.TableT:
             log.exception("profiles: could not write %s/%s/%s", message.topic, message.partition, message.offset)
         finally:
             for outcome, n in outcomes.items():
-                counted[outcome].inc(n)
-            if profile_stage.trimmed:
-                for part, n in profile_stage.trimmed.items():
+                self.counted[outcome].inc(n)
+            trimmed = self.profile_stage.trimmed
+            if trimmed:
+                for part, n in trimmed.items():
                     m.profile_trimmed.labels(part).inc(n)
-                profile_stage.trimmed.clear()
+                trimmed.clear()
 
-    partition_cache: dict[bytes, int] = {}
+    def flush_if_due(self) -> None:
+        """Kick the changelog flush when it is due: in the background (it awaits the public
+        records first); the agent goes on meanwhile."""
+        if time.monotonic() >= self.next_flush:
+            self.next_flush = time.monotonic() + self.flush_every
+            self.sends.kick()
 
-    @app.timer(GAUGE_EVERY_S)
-    async def count_live() -> None:
+    def count_live(self) -> None:
         """touchpoint_profiles: live profiles in the partitions this worker actively owns.
 
         The memory store also keeps keys of partitions this worker lost in a rebalance (live
         writes are not tracked per partition), so keys are filtered by their partition.
         """
+        s = self.settings
         try:
             topic = s.topic(T.PROFILE_EVENTS)
-            active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+            active = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
             n = 0
-            for key, value in table.items():
-                part = partition_cache.get(key)
+            cache = self.partition_cache
+            for key, value in self.table.items():
+                part = cache.get(key)
                 if part is None:
-                    part = partition_cache[key] = key_partition(key, s.partitions)
+                    part = cache[key] = key_partition(key, s.partitions)
                 if part in active and not is_tomb_bytes(value):
                     n += 1
-            m.profiles.set(n)
+            self.metrics.profiles.set(n)
         except Exception:
             log.exception("profiles: could not count live profiles")
-
-    return table
 
 
 def _item_bytes(key: bytes | None, record: Any) -> bytes:

@@ -132,28 +132,51 @@ def fold(state: dict[str, Any], event: dict[str, Any], limits: Limits = DEFAULT_
     (invariant 3) as long as no bound is hit. Traits not kept (name longer than
     ``limits.name_chars``, JSON value longer than ``limits.trait_bytes``) are counted in ``dropped``.
     """
-    # Hot path (once per event): every field of ``event`` and part of ``state`` is read once into
-    # a local. The order of writes into each dict is the one the value has always been written
-    # in: the changelog bytes are a contract (recovery and the HTTP views read them).
+    # Hot path (once per event): every field of ``event`` is read once into a local, and each
+    # part of the profile is updated by its own step, in the order the value has always been
+    # written in: the changelog bytes are a contract (recovery and the HTTP views read them).
     get = event.get
     ts = int(event["ts_ms"])
+    channel = get("channel")
+    etype = get("type")
+    kind = etype or "unknown"
+    _fold_activity(state, ts, channel, kind)
+    _fold_identifiers(state["ids"], get("identifiers"), ts, limits.identifiers, keep_identifier)
+    traits = get("traits")
+    _fold_traits(state["tr"], traits, ts, limits, dropped)
+    _fold_consent(state["cs"], get("consent"), ts, limits.consent)
+    name = get("event")
+    revenue = get("revenue")
+    # Only completed orders count, once per order id; refunds and cancellations apart (orders.py).
+    fold_order(state, event, name, ts, limits.orders, limits.name_chars)
+    category = get("category")
+    _fold_funnel(state, name, kind, category)
+    products = get("products")
+    _fold_categories(state["cat"], category, products, limits)
+    line = _summary(event, etype, name, traits, products, revenue, limits.summary_chars)
+    _timeline_add(state["tl"], [ts, channel or "", kind, line], limits.timeline)
+    return state
+
+
+def _fold_activity(state: dict[str, Any], ts: int, channel: Any, kind: str) -> None:
+    """Event count, first/last seen, and the counts per channel and per event type."""
     state["n"] += 1
     first, last = state["fs"], state["ls"]
     if first is None or ts < first:  # min()/max() keep the old value on a tie: so does this
         state["fs"] = ts
     if last is None or ts > last:
         state["ls"] = ts
-    channel = get("channel")
     counts = state["ch"]
     label = channel or "unknown"
     counts[label] = counts.get(label, 0) + 1
-    etype = get("type")
-    kind = etype or "unknown"
     counts = state["ty"]
     counts[kind] = counts.get(kind, 0) + 1
 
-    ids = state["ids"]
-    for ident in get("identifiers") or ():
+
+def _fold_identifiers(ids: dict[str, list[int]], identifiers: Any, ts: int, bound: int,
+                      keep_identifier: Callable[[str], bool] | None) -> None:
+    """Each identifier's first/last seen (the least recently seen evicted past ``bound``)."""
+    for ident in identifiers or ():
         # order ids are counted as orders, not kept as identifiers: one per purchase would
         # crowd out the person's real identifiers.
         if ident.startswith("order_id:") or (keep_identifier is not None and not keep_identifier(ident)):
@@ -166,11 +189,12 @@ def fold(state: dict[str, Any], event: dict[str, Any], limits: Limits = DEFAULT_
                 seen[0] = ts
             if ts > seen[1]:
                 seen[1] = ts
-    if len(ids) > limits.identifiers:
-        _evict(ids, limits.identifiers, _by_last_seen)
+    if len(ids) > bound:
+        _evict(ids, bound, _by_last_seen)
 
-    traits = get("traits")
-    part = state["tr"]
+
+def _fold_traits(part: dict[str, Any], traits: Any, ts: int, limits: Limits, dropped: Counter[str] | None) -> None:
+    """Traits, last writer wins; a name or value over its limit is dropped and counted."""
     if traits:
         for trait, value in traits.items():
             if len(trait) > limits.name_chars:
@@ -181,19 +205,18 @@ def fold(state: dict[str, Any], event: dict[str, Any], limits: Limits = DEFAULT_
     if len(part) > limits.traits:
         _evict(part, limits.traits, _by_last_seen)
 
-    consent = get("consent")
-    part = state["cs"]
+
+def _fold_consent(part: dict[str, Any], consent: Any, ts: int, bound: int) -> None:
+    """Consent flags, last writer wins."""
     if consent is not None:
         for flag, value in _consent_flags(consent):
             _put_lww(part, flag, value, ts, 16)
-    if len(part) > limits.consent:
-        _evict(part, limits.consent, _by_last_seen)
+    if len(part) > bound:
+        _evict(part, bound, _by_last_seen)
 
-    name = get("event")
-    revenue = get("revenue")
-    # Only completed orders count, once per order id; refunds and cancellations apart (orders.py).
-    fold_order(state, event, name, ts, limits.orders, limits.name_chars)
-    category = get("category")
+
+def _fold_funnel(state: dict[str, Any], name: Any, kind: str, category: Any) -> None:
+    """The furthest funnel step the event reaches (1 visited, 2 engaged, 3 carted)."""
     if name in _CARTED:
         step = 3
     elif name in _ENGAGED or kind == "identify" or (kind in ("page", "screen") and category):
@@ -203,8 +226,9 @@ def fold(state: dict[str, Any], event: dict[str, Any], limits: Limits = DEFAULT_
     if step > state["fu"]:
         state["fu"] = step
 
-    counts = state["cat"]
-    products = get("products")
+
+def _fold_categories(counts: dict[str, int], category: Any, products: Any, limits: Limits) -> None:
+    """Counts per category: the event's and its products', each distinct one once per event."""
     if products:
         # Distinct categories in event order (a dict: a set's order depends on the hash seed,
         # which made the changelog bytes differ between processes for the same events).
@@ -223,10 +247,6 @@ def fold(state: dict[str, Any], event: dict[str, Any], limits: Limits = DEFAULT_
         counts[label] = counts.get(label, 0) + 1
     if len(counts) > limits.categories:
         _evict(counts, limits.categories, _by_count)
-
-    line = _summary(event, etype, name, traits, products, revenue, limits.summary_chars)
-    _timeline_add(state["tl"], [ts, channel or "", kind, line], limits.timeline)
-    return state
 
 
 def summary(event: dict[str, Any], max_chars: int = 80) -> str:
