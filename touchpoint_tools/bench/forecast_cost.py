@@ -24,20 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from streams.demand.forecast import Forecaster  # noqa: E402
 from streams.demand.foresight import Foresight, ForesightConfig  # noqa: E402
 from streams.demand.stage import DemandStage, StageConfig  # noqa: E402
+from touchpoint_tools.simulate.sampling import poisson  # noqa: E402
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00Z, a Monday
 FIVE_MIN = 300_000
-
-
-def poisson(rng: random.Random, lam: float) -> int:
-    if lam > 30:
-        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
-    limit, k, p = math.exp(-lam), 0, 1.0
-    while True:
-        p *= rng.random()
-        if p <= limit:
-            return k
-        k += 1
 
 
 def series(weeks: int, per_hour: float = 120.0) -> list[tuple[int, int]]:
