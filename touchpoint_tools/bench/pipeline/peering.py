@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["peer_python", "run_peer"]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def peer_python(module: str, log: Callable[[str], None], timeout_s: float = 900.0) -> str:

@@ -23,7 +23,7 @@ def executable() -> str:
     """The py-spy next to this interpreter (the venv's bin), in the bench peers' venv
     (``.venv-bench``, see peering.peer_python), else the one on PATH."""
     here = Path(sys.executable).with_name("py-spy")
-    bench_venv = Path(__file__).resolve().parents[2] / ".venv-bench" / "bin" / "py-spy"
+    bench_venv = Path(__file__).resolve().parents[3] / ".venv-bench" / "bin" / "py-spy"
     for candidate in (here, bench_venv):
         if candidate.exists():
             return str(candidate)
@@ -46,7 +46,7 @@ def parse_frame(frame: str) -> tuple[str, str]:
         return frame.strip(), ""
     path = m.group("path")
     # Shorten to a path relative to site-packages, the stdlib, or this repository's package.
-    repo = str(Path(__file__).resolve().parents[2]) + "/"
+    repo = str(Path(__file__).resolve().parents[3]) + "/"
     for marker in ("site-packages/", "/lib/python3.11/", repo):
         if marker in path:
             path = path.split(marker, 1)[1]
