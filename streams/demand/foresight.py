@@ -45,9 +45,9 @@ LIVE_MODELS = 50_000
 def _copy_json(x: Any) -> Any:
     """A copy of nested JSON lists / dicts, so a live model never mutates a snapshot it wrote."""
     if isinstance(x, list):
-        return [_copy_json(v) for v in x]
+        return [_copy_json(v) if isinstance(v, (list, dict)) else v for v in x]
     if isinstance(x, dict):
-        return {k: _copy_json(v) for k, v in x.items()}
+        return {k: _copy_json(v) if isinstance(v, (list, dict)) else v for k, v in x.items()}
     return x
 
 
