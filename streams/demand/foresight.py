@@ -37,9 +37,9 @@ from .forecast import ForecastConfig, Forecaster
 __all__ = ["ForesightConfig", "Foresight", "OUTCOMES"]
 
 OUTCOMES = ("OPEN", "RESOLVED", "NEW_NORMAL")
-# Live forecasters kept between feeds (see Foresight._take): one entry is a model (~200 seasonal
-# floats with hourly steps, ~10 KB of Python objects) plus the snapshot dict it was written as.
-LIVE_MODELS = 50_000
+# Live forecasters kept between feeds (see Foresight._take): one entry is a model (24 + 168
+# hourly slots and their counts, a few KB of Python objects) plus the snapshot dict it wrote.
+LIVE_MODELS = 20_000
 
 
 def _copy_json(x: Any) -> Any:
