@@ -27,6 +27,7 @@ Forecasts are made lazily (on request, on OPEN), never per bucket: learning a st
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,18 @@ from .forecast import ForecastConfig, Forecaster
 __all__ = ["ForesightConfig", "Foresight", "OUTCOMES"]
 
 OUTCOMES = ("OPEN", "RESOLVED", "NEW_NORMAL")
+# Live forecasters kept between feeds (see Foresight._take): one entry is a model (24 + 168
+# hourly slots and their counts, a few KB of Python objects) plus the snapshot dict it wrote.
+LIVE_MODELS = 20_000
+
+
+def _copy_json(x: Any) -> Any:
+    """A copy of nested JSON lists / dicts, so a live model never mutates a snapshot it wrote."""
+    if isinstance(x, list):
+        return [_copy_json(v) if isinstance(v, (list, dict)) else v for v in x]
+    if isinstance(x, dict):
+        return {k: _copy_json(v) if isinstance(v, (list, dict)) else v for k, v in x.items()}
+    return x
 
 
 @dataclass(frozen=True)
@@ -63,11 +76,40 @@ def _num(x: float | None) -> float | None:
 class Foresight:
     """Feeds closed buckets into per-key forecasters and renders what the API and page show."""
 
-    def __init__(self, config: ForesightConfig | None = None) -> None:
+    def __init__(self, config: ForesightConfig | None = None, live_models: int = LIVE_MODELS) -> None:
         self.config = config or ForesightConfig()
         self._fc_cfg = self.config.forecaster_config()
         self._step_ms = self.config.step * 1000
         self._bucket_ms = self.config.bucket_s * 1000
+        # id(model snapshot dict) -> (that dict, the live model it was written from); the dict is
+        # held, so its id cannot be reused by another object while the entry exists.
+        self._live: OrderedDict[int, tuple[dict[str, Any], Forecaster]] = OrderedDict()
+        self._live_max = max(0, live_models)
+
+    def forget(self) -> None:
+        """Drop the live models (after a rebalance); they are restored from their snapshots."""
+        self._live.clear()
+
+    def _take(self, st: dict[str, Any]) -> Forecaster | None:
+        """The model of ``st``: the live one when ``st["m"]`` is the very dict :meth:`feed_many`
+        wrote from it, else restored. Popped before use: an outcome that is never committed leaves
+        the OLD snapshot dict in the table, which no longer maps to the advanced model, so a
+        replay restores from that old snapshot (identity, not equality, decides)."""
+        m = st.get("m")
+        if m is None:
+            return None
+        hit = self._live.pop(id(m), None)
+        if hit is not None and hit[0] is m:
+            return hit[1]
+        return self.model(st)
+
+    def _keep(self, model: Forecaster) -> dict[str, Any]:
+        snap: dict[str, Any] = _copy_json(model.snapshot())  # the model mutates its lists in place
+        if self._live_max:
+            self._live[id(snap)] = (snap, model)
+            while len(self._live) > self._live_max:
+                self._live.popitem(last=False)
+        return snap
 
     @property
     def max_horizon(self) -> int:
@@ -107,7 +149,7 @@ class Foresight:
             acc = [acc[0], acc[1] + float(value), acc[2] + (expected or 0.0), acc[3] if expected is not None else 0]
             complete = bucket_ms + self._bucket_ms >= step_start + self._step_ms
             if (records or complete) and not loaded:
-                model, loaded = self.model(st) or Forecaster(self._fc_cfg), True
+                model, loaded = self._take(st) or Forecaster(self._fc_cfg), True
             for rec in records:
                 self._lifecycle(st, model, rec, bucket_ms)
             if complete:
@@ -116,7 +158,7 @@ class Foresight:
                 acc = None
         st["acc"] = acc
         if loaded and model is not None:
-            st["m"] = model.snapshot()
+            st["m"] = self._keep(model)
         return st
 
     def _learn(self, st: dict[str, Any], model: Forecaster, acc: list[Any]) -> None:

@@ -17,12 +17,23 @@ Usage::
     .venv/bin/python touchpoint_tools/bench/demand_state.py [--keys 10000] [--events-per-hour 50000] [--zipf 1.0]
         [--bucket-s 300] [--days 3] [--sample-days 8]
 
+3. **Close cost** (``--close-cost``). ``--close-series`` monitored series (default 2,000, no
+   pooling) on one partition, one count each per bucket, for ``--close-buckets`` buckets at
+   ``--bucket-s``; the wall time of every record that closed a bucket is the close cost (all the
+   partition's series fed and snapshotted, on the worker's event loop). Run twice: restoring
+   every monitor and forecaster from its snapshot at each close (``live_cache=0``, the behaviour
+   before live objects were kept) and with the stage's live cache. The first close (monitors
+   created) is left out; closes that complete a forecast step (the hour) are reported apart.
+
+    .venv/bin/python touchpoint_tools/bench/demand_state.py --close-cost [--close-series 2000] [--close-buckets 36]
+
 The last line printed is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import random
@@ -100,6 +111,50 @@ def sample_bytes(cfg: StageConfig, per_hour: list[float], days: float, seed: int
     return out
 
 
+def close_cost(series: int, n_buckets: int, bucket_s: int, live: bool, seed: int) -> dict[str, float]:
+    """ms per close (mean over closes, and over the closes completing a forecast step), per series."""
+    cfg = StageConfig(bucket_s=bucket_s, lateness_s=bucket_s, pool_floor=0.0)
+    stage = DemandStage(cfg, {}, {}, live_cache=series * 2 if live else 0)
+    rng = random.Random(seed)
+    plain: list[float] = []
+    step: list[float] = []
+    step_ms = stage.foresight.config.step * 1000
+    gc_ms = [0.0, 0.0]  # time in full (generation 2) collections, and when the current one started
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_ms[1] = time.perf_counter()
+        elif info["generation"] == 2:
+            gc_ms[0] += (time.perf_counter() - gc_ms[1]) * 1000
+
+    gc.collect()
+    gc.callbacks.append(on_gc)
+    try:
+        _close_loop(stage, cfg, series, n_buckets, rng, plain, step, step_ms)
+    finally:
+        gc.callbacks.remove(on_gc)
+    every = plain + step
+    return {"closes": len(every), "ms_per_close": statistics.mean(every),
+            "ms_per_close_plain": statistics.mean(plain) if plain else 0.0,
+            "ms_per_close_step": statistics.mean(step) if step else 0.0,
+            "max_ms": max(every), "us_per_series": statistics.mean(every) / series * 1000,
+            "full_gc_ms_per_bucket": gc_ms[0] / n_buckets}
+
+
+def _close_loop(stage: DemandStage, cfg: StageConfig, series: int, n_buckets: int, rng: random.Random,
+                plain: list[float], step: list[float], step_ms: int) -> None:
+    for b in range(n_buckets):
+        ts = T0 + b * cfg.size_ms
+        for i in range(series):
+            value = orjson.dumps({"k": f"product:s{i}", "m": "orders", "b": ts, "n": poisson(rng, 10.0), "c": [[0, 1, b]]})
+            t = time.perf_counter()
+            out = stage.handle(0, value)
+            dt = (time.perf_counter() - t) * 1000
+            if out.closed_buckets and b > 2:  # b <= 2: the first close creates the monitors
+                closed = stage.clocks["0"]["closed"]  # the close fed the bucket ending here
+                (step if closed % step_ms == 0 else plain).append(dt)
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keys", type=int, default=10_000)
@@ -109,7 +164,24 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--days", type=float, default=3.0, help="days of the pooling simulation")
     ap.add_argument("--sample-days", type=float, default=8.0, help="days the byte-size sample runs")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--close-cost", action="store_true", help="measure the cost of a bucket close instead")
+    ap.add_argument("--close-series", type=int, default=2000)
+    ap.add_argument("--close-buckets", type=int, default=36)
+    ap.add_argument("--no-gc", action="store_true", help="with --close-cost: cyclic GC off (the stage's own work alone)")
     args = ap.parse_args(argv[1:])
+    if args.close_cost:
+        if args.no_gc:
+            gc.disable()
+        res = {}
+        for name, live in (("restore_every_close", False), ("live_cache", True)):
+            r = close_cost(args.close_series, args.close_buckets, args.bucket_s, live, args.seed)
+            res[name] = {k: round(v, 3) for k, v in r.items()}
+            print(f"{name}: {args.close_series} series, {args.bucket_s} s buckets, {r['closes']} closes: "
+                  f"{r['ms_per_close']:.1f} ms per close (within an hour {r['ms_per_close_plain']:.1f}, "
+                  f"completing a forecast step {r['ms_per_close_step']:.1f}, max {r['max_ms']:.1f}), "
+                  f"{r['us_per_series']:.0f} us per series; full GC passes {r['full_gc_ms_per_bucket']:.0f} ms per bucket")
+        print(json.dumps({"series": args.close_series, "bucket_s": args.bucket_s, "gc": not args.no_gc, **res}))
+        return 0
     cfg = StageConfig(bucket_s=args.bucket_s, lateness_s=max(args.bucket_s, 600))
     per_hour = rates(args.keys, args.events_per_hour, args.zipf)
     started = time.perf_counter()
