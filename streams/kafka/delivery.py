@@ -18,6 +18,7 @@ Offsets are tracked exactly as Faust does (read offset per partition, gaps of ac
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Callable, Mapping
 from importlib import metadata
@@ -26,8 +27,8 @@ from typing import Any
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-__all__ = ["DirectDeliveryConsumer", "DirectDeliveryTransport", "PINNED", "check_pinned_versions", "plain_commit", "tables_recovered",
-           "aiokafka_producer"]
+__all__ = ["DirectDeliveryConsumer", "DirectDeliveryTransport", "PINNED", "SeekOnConsumerThread", "aiokafka_producer",
+           "check_pinned_versions", "plain_commit", "run_on_loop", "tables_recovered"]
 
 # This module is the one place that leans on private Faust/aiokafka internals (the consumer's fetch
 # loop and offset bookkeeping below, the driver's plain commit in plain_commit). They are only
@@ -73,8 +74,56 @@ log = logging.getLogger(__name__)
 YIELD_EVERY = 100  # records handed over between explicit yields to the event loop (Faust's value)
 
 
+SEEK_TIMEOUT_S = 30.0  # a seek is a few dict operations; this only bounds a wedged consumer thread
+
+
+def run_on_loop(loop: asyncio.AbstractEventLoop | None, call: Callable[[], Any], timeout_s: float = SEEK_TIMEOUT_S) -> Any:
+    """Run the synchronous ``call`` on ``loop``'s thread and wait for it; directly when already on
+    that loop or when the loop is not running (before start, after stop).
+
+    A wedged loop raises ``TimeoutError``: the worker stops and a restart resumes from the committed
+    offsets, which is safer than touching that loop's state from another thread.
+    """
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return call()
+    try:
+        on_that_loop = asyncio.get_running_loop() is loop
+    except RuntimeError:
+        on_that_loop = False
+    if on_that_loop:
+        return call()
+    done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            done.set_result(call())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread as is
+            done.set_exception(exc)
+
+    loop.call_soon_threadsafe(run)
+    return done.result(timeout=timeout_s)
+
+
+class SeekOnConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread whose ``seek`` runs on the consumer's own thread.
+
+    Faust 0.15.3 calls ``seek`` synchronously from the worker's main thread (committed offsets at
+    assignment, table recovery), and aiokafka's ``Fetcher.seek_to`` then deletes the partition's
+    prefetched records while the consumer thread may be iterating them in ``fetched_records``: the
+    worker crashed with ``KeyError: TopicPartition(...)`` in a kill -9 test (a known race:
+    robinhood/aiokafka#19). Running the seek on the consumer's loop removes the interleaving.
+    """
+
+    def seek(self, partition: Any, offset: int) -> None:
+        consumer = self._ensure_consumer()
+        run_on_loop(self.thread_loop, lambda: consumer.seek(partition, offset))
+
+
 class DirectDeliveryConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer whose fetch loop awaits the hand-over directly (see module doc)."""
+
+    def _new_consumer_thread(self) -> SeekOnConsumerThread:
+        return SeekOnConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         callback = self.callback
