@@ -51,6 +51,29 @@ async def _scrape(session: aiohttp.ClientSession, url: str) -> str:
         return ""
 
 
+HOLD_LIMIT_S = 60.0  # a worker that makes no progress for this long is not waited for (its log says why)
+
+
+def max_behind_records(lateness_s: int, spacing_ms: float) -> int:
+    """How far (in records) the worker may fall behind the demo's publisher before the traffic is
+    held: half the demand lateness in event time. The demo compresses a week into minutes, so a
+    worker a few seconds behind on a slow or busy machine would otherwise be hours late in event
+    time, its partitions' demand sums would arrive after their buckets closed, and the detector
+    would judge holes in the data instead of the simulated demand.
+
+    >>> max_behind_records(7200, 18_000.0)
+    200
+    >>> max_behind_records(600, 60_000.0)  # never below one publish batch
+    100
+    """
+    return max(100, int(lateness_s * 1000 / 2 / spacing_ms))
+
+
+def _processed(text: str) -> float:
+    """Input records the worker has finished with (applied, duplicate or dead-lettered)."""
+    return sum(_metric_sum(text, "touchpoint_events_total", "outcome").values())
+
+
 async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
     from streams.cli.idle import wait_idle
     from streams.cli.simulate import publish_stream
@@ -71,11 +94,30 @@ async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
         sim_args = Namespace(people=run.people, seed=run.seed, events=args.events, spacing_ms=run.spacing_ms,
                              scenario="crisis", duplicates=0.02, malformed=0.01)
         progress = [0]
-        print(f"[demo] publishing {args.events} events at {args.rate:.0f}/s (crisis scenario, 2% duplicates, 1% malformed)")
+        max_behind = max_behind_records(settings.demand_lateness_s, run.spacing_ms)
+        print(f"[demo] publishing {args.events} events at up to {args.rate:.0f}/s (crisis scenario, 2% duplicates, "
+              f"1% malformed), held while the worker is more than {max_behind} behind")
         records = generate(sim_args, start_ms, scenario_start_ms=crisis_ms)
-        publisher = asyncio.create_task(publish_stream(settings, records, args.rate, progress))
         started = time.monotonic()
+        held_s = [0.0]
         async with aiohttp.ClientSession() as session:
+
+            async def hold(sent: int) -> None:
+                began = progressed = time.monotonic()
+                last = -1.0
+                try:
+                    while time.monotonic() - progressed < HOLD_LIMIT_S:
+                        done = _processed(await _scrape(session, url))
+                        if sent - done <= max_behind:
+                            return
+                        if done > last:
+                            last, progressed = done, time.monotonic()
+                        await asyncio.sleep(0.2)
+                    print(f"[demo] the worker made no progress for {HOLD_LIMIT_S:.0f} s; publishing on (see {worker_log})")
+                finally:
+                    held_s[0] += time.monotonic() - began
+
+            publisher = asyncio.create_task(publish_stream(settings, records, args.rate, progress, hold=hold))
             last_applied, last_t = 0.0, time.monotonic()
             while not publisher.done():
                 await asyncio.sleep(2.0)
@@ -89,7 +131,7 @@ async def _demo(args: Namespace, settings: Settings, worker_log: str) -> int:
                 open_alerts = _metric_sum(text, "touchpoint_demand_alerts_open").get("", 0)
                 print(f"[{now - started:5.0f}s] published {progress[0]:7d} | applied {outcomes.get('applied', 0):7.0f} "
                       f"({rate:5.0f}/s) | dup {outcomes.get('duplicate', 0):4.0f} | dead {outcomes.get('dead_lettered', 0):4.0f} "
-                      f"| profiles {profiles:5.0f} | merges {merges:4.0f} | open alerts {open_alerts:3.0f}")
+                      f"| profiles {profiles:5.0f} | merges {merges:4.0f} | open alerts {open_alerts:3.0f} | held {held_s[0]:4.0f} s")
             published = await publisher
             print("[demo] traffic done; waiting for the worker to catch up ...")
             idle = await wait_idle(settings, timeout_s=300)

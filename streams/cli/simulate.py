@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
@@ -46,8 +46,13 @@ def parse_start(text: str | None, events: int, spacing_ms: float) -> int:
     return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
-async def publish_stream(settings: Settings, records: Iterator[bytes], rate: float, progress: list[int] | None = None) -> int:
-    """Publish records, paced to ``rate`` per second when positive; return the count."""
+async def publish_stream(settings: Settings, records: Iterator[bytes], rate: float, progress: list[int] | None = None,
+                         hold: Callable[[int], Awaitable[None]] | None = None, hold_every: int = 100) -> int:
+    """Publish records, paced to ``rate`` per second when positive; return the count.
+
+    ``hold(sent)``, awaited every ``hold_every`` records once they are acknowledged, may delay the
+    rest (``touchpoint demo`` waits there while the worker is too far behind).
+    """
     producer = AIOKafkaProducer(**client_options(settings), acks="all", enable_idempotence=True, linger_ms=10)
     await producer.start()
     topic = settings.topic(INPUT)
@@ -64,9 +69,13 @@ async def publish_stream(settings: Settings, records: Iterator[bytes], rate: flo
                 ahead = sent / rate - (time.monotonic() - started)
                 if ahead > 0.01:
                     await asyncio.sleep(ahead)
-            if len(pending) >= 2000:
+            if len(pending) >= 2000 or (hold is not None and sent % hold_every == 0):
                 await asyncio.gather(*pending)
                 pending.clear()
+            if hold is not None and sent % hold_every == 0:
+                held = time.monotonic()
+                await hold(sent)
+                started += time.monotonic() - held  # the rate applies to the time not held
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
