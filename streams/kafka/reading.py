@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -37,8 +38,9 @@ async def topic_exists(settings: Settings, topic: str) -> bool:
         await admin.close()
 
 
-async def read_to_end(settings: Settings, topic: str, timeout_s: float = 60.0) -> AsyncIterator[ConsumerRecord]:
+async def read_to_end(settings: Settings, topic: str, timeout_s: float = 60.0, **reader_options: Any) -> AsyncIterator[ConsumerRecord]:
     """Every record of ``topic`` up to the end offsets seen at the start (no consumer group).
+    ``reader_options`` go to the consumer (larger fetches for a big changelog, for example).
 
     Raises :class:`MissingTopicError` when the topic does not exist (checked before a consumer is
     started: stopping one that was never assigned raised a bare CancelledError from aiokafka).
@@ -52,7 +54,7 @@ async def read_to_end(settings: Settings, topic: str, timeout_s: float = 60.0) -
     if not tps:
         raise MissingTopicError(f"topic {topic} does not exist (namespace {settings.namespace!r}: is it the right one, "
                                 "and has a worker or `touchpoint send` created its topics?)")
-    consumer = reader(settings, auto_offset_reset="earliest")
+    consumer = reader(settings, **{"auto_offset_reset": "earliest", **reader_options})
     await consumer.start()
     try:
         consumer.assign(tps)

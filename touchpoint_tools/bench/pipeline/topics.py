@@ -12,7 +12,7 @@ from pathlib import Path
 from aiokafka import TopicPartition
 
 from streams.kafka.client import admin_client, reader
-from streams.kafka.reading import partitions_of
+from streams.kafka.reading import partitions_of, read_to_end
 from streams.settings import Settings
 
 __all__ = ["Kafka", "OffsetSamples", "ChangelogStats", "delete_namespace", "log_batches"]
@@ -112,30 +112,13 @@ class Kafka:
         stats = ChangelogStats()
         if not tps:
             return stats
-        log_reader = reader(self.settings, max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
-        await log_reader.start()
         newest: dict[bytes, int] = {}
-        try:
-            log_reader.assign(tps)
-            await log_reader.seek_to_beginning(*tps)
-            ends = await log_reader.end_offsets(tps)
-            pending = {tp for tp in tps if ends[tp] > 0}
-            deadline = time.monotonic() + timeout_s
-            while pending and time.monotonic() < deadline:
-                batches = await log_reader.getmany(timeout_ms=300, max_records=20_000)
-                for tp, records in batches.items():
-                    for r in records:
-                        if r.offset >= ends[tp]:
-                            continue
-                        stats.records += 1
-                        key = r.key or b""
-                        dead = r.value is None or (callable(is_dead) and is_dead(r.value))
-                        newest[key] = -1 if dead else len(key) + len(r.value)
-                for tp in list(pending):
-                    if await log_reader.position(tp) >= ends[tp]:
-                        pending.discard(tp)
-        finally:
-            await log_reader.stop()
+        async for r in read_to_end(self.settings, topic, timeout_s,
+                                   max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024):
+            stats.records += 1
+            key = r.key or b""
+            dead = r.value is None or (callable(is_dead) and is_dead(r.value))
+            newest[key] = -1 if dead else len(key) + len(r.value)
         stats.keys = len(newest)
         live = [n for n in newest.values() if n >= 0]
         stats.live_keys = len(live)
