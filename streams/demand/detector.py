@@ -130,7 +130,8 @@ class DemandDetector(SeasonalBaseline):
         if sc.mu is not None:
             var = sc.sd * sc.sd if sc.sd is not None else 0.0
             self._accumulate(x, sc.mu, var, sc.s_up, sc.s_dn)
-            self._likelihood(sc.raw_up, sc.raw_dn)
+            lik_in = (sc.s_up, sc.s_dn) if self.config.lik_input == "calibrated" else (sc.raw_up, sc.raw_dn)
+            self._likelihood(*lik_in)
             self._daily_novelty(ts_ms, sc.ds)
         opened, resolved = self._alert_step(ts_ms, x, sc, prior)
         decision = self._decision(ts_ms, x, sc, opened, resolved)
@@ -157,7 +158,7 @@ class DemandDetector(SeasonalBaseline):
         )
         best: tuple[float, str, float, float, float, float] | None = None
         for name, mu, var in tiers:
-            up, dn = tail_surprise(x, mu, var, self.integral)
+            up, dn = tail_surprise(x, mu, var, self.integral, cfg.other_tail == "laplace")
             up, dn = min(up, _RAW_CAP), min(dn, _RAW_CAP)
             key = -1.0 if name == "week" and week_trusted else max(up, dn)
             if best is None or key < best[0]:

@@ -116,6 +116,12 @@ class DetectorConfig:
         ``daily_novelty_spread`` time-of-day slots (2: +-1 h with 30-min slots)
         of this time on each of the last ``daily_novelty_days`` days (2; 0 =
         off): a burst at the same time every night is routine (``novelty.py``).
+    other_tail: the tail of the surprise for series that are not counts: "normal"
+        (the default) or "laplace" (the distribution whose mean absolute deviation
+        is the learned scale; heavier-tailed, so a routine spike of a bursty
+        metric is less surprising): rejected on NAB (all 42 -2.8, AWS -3.7).
+    lik_input: what the likelihood averages: "raw" surprise (the default) or the
+        "calibrated" one: rejected on NAB (all 42 -8.0).
     resolve_rule: "net": an alert resolves once its normal buckets outnumber
         its still-surprising ones by ``resolve_buckets`` (a surprising bucket
         counts one back); "run": ``resolve_buckets`` consecutive normal buckets.
@@ -176,6 +182,8 @@ class DetectorConfig:
     daily_novelty_days: int = 2
     daily_novelty_spread: int = 2
     daily_novelty_margin: float = 1.5
+    other_tail: str = "normal"
+    lik_input: str = "raw"
 
     def __post_init__(self) -> None:
         if self.bucket_s <= 0:

@@ -89,6 +89,9 @@ class AlertLifecycle:
         # far, then the expected sums of up to 7 completed days, oldest first].
         self.days: list[float] = [0.0, 0.0, 0.0]
         self.week_scale: float | None = None
+        # Lead-in per direction (up, down): [observed, expected, largest excess, variance, buckets]
+        # summed over the streak of surprising buckets that moved that way just before this one.
+        self.lead = [[0.0] * 5, [0.0] * 5]
 
     @property
     def active(self) -> bool:
@@ -111,6 +114,7 @@ class AlertLifecycle:
         self.ref_step_ms = 0
         self.rescale: float | None = None  # set on RESOLVED / NEW_NORMAL: scale the detector's baseline
         self.plain_rebaseline = False  # judge="detector": NEW_NORMAL re-baselines with the detector's ratio
+        self.pre = [0.0] * 5  # the lead-in of the alert's direction when it opened (volume rule only)
 
     # ------------------------------------------------------------------ transitions
     def observe(self, d: Decision, reference: Callable[[int], list[float] | None] | None = None,
@@ -125,6 +129,7 @@ class AlertLifecycle:
         if self.config.judge == "detector":
             return self._observe_detector(d)
         slow = self._slow_test(d) or self._week_test(d)
+        before = self._track_lead(d, integral)
         if not self.active:
             # Only shifts judged against a seasonal baseline (the detector's daily or weekly tier:
             # two days of history), or against the pooled level a key rose from ("prior"), are
@@ -132,6 +137,7 @@ class AlertLifecycle:
             if d.expected is None or not (d.opened or slow) or d.tier not in self.config.alert_tiers:
                 return []
             self._open(d, reference, step_ms, slow)
+            self.pre = before[0 if self.direction > 0 else 1]
         # While an alert is open, the detector's own OPEN/RESOLVED (either direction) is absorbed.
         self.buckets += 1
         e = self._expected(d)
@@ -182,15 +188,35 @@ class AlertLifecycle:
     def _actionable(self, ratio: float) -> bool:
         """The volume rule: the shift moved at least ``min_excess`` of the measure in its own
         direction since OPEN, and the level by at least ``slow_min_rel`` (20 %)."""
-        moved = (self.sx - self.se) * self.direction
-        if self.config.min_excess > 0 and self.buckets > 1:
-            moved -= max(self.top, 0.0)  # the largest bucket alone is not a shift
+        px, pe, ptop, pv, pn = self.pre
+        moved = (self.sx + px - self.se - pe) * self.direction
+        if self.config.min_excess > 0 and self.buckets + pn > 1:
+            moved -= max(self.top, ptop, 0.0)  # the largest bucket alone is not a shift
         # Sums of lumpy amounts (units, revenue: a few big orders) are noisier than the count model:
         # their shift must also be clear of the noise the residuals showed outside alerts.
         inflation = max(1.0, self.slow[3])
-        clear = moved >= self.config.publish_z * math.sqrt(self.sv * inflation)
+        clear = moved >= self.config.publish_z * math.sqrt((self.sv + pv) * inflation)
         return (self._shifted(ratio) and clear and moved >= max(self.config.min_excess, 1e-9)
                 and self.se >= self.config.min_base)
+
+    def _track_lead(self, d: Decision, integral: bool) -> list[list[float]]:
+        """Extend (or restart) each direction's lead-in streak with this bucket; returns the streaks
+        as they were before it. A bucket at least ``lead_surprise`` surprising that moved in a
+        direction extends that direction's streak; any other bucket ends it."""
+        before = [list(v) for v in self.lead]
+        limit = self.config.lead_surprise
+        for i, (sign, s) in enumerate(((1, d.surprise_up), (-1, d.surprise_down))):
+            lead = self.lead[i]
+            if limit <= 0.0 or self.active or d.expected is None or s < limit or (d.observed - d.expected) * sign <= 0:
+                lead[:] = [0.0] * 5
+                continue
+            e = max(d.expected, 0.0)
+            lead[0] += d.observed
+            lead[1] += e
+            lead[2] = max(lead[2], (d.observed - e) * sign)
+            lead[3] += _variance(d, e, integral)
+            lead[4] += 1.0
+        return before
 
     def _shifted(self, ratio: float) -> bool:
         """The level is at least ``slow_min_rel`` (20 %) away from the baseline, in the alert's direction."""
@@ -354,8 +380,10 @@ class AlertLifecycle:
     def snapshot(self) -> dict[str, Any]:
         """JSON-safe state (``ref`` only while an alert is open)."""
         out: dict[str, Any] = {"alert_id": self.alert_id, "slow": list(self.slow), "days": list(self.days)}
+        if any(v for lead in self.lead for v in lead):
+            out["lead"] = [list(v) for v in self.lead]
         if self.alert_id is not None:
-            out.update(direction=self.direction, opened_ms=self.opened_ms, severity=self.severity,
+            out.update(pre=list(self.pre), direction=self.direction, opened_ms=self.opened_ms, severity=self.severity,
                        buckets=self.buckets, published=self.published, sums=[self.sx, self.se], top=self.top, var=self.sv,
                        back=self.back, recent=list(self.recent), ref=self.ref, ref_step_ms=self.ref_step_ms)
         return out
@@ -371,6 +399,8 @@ class AlertLifecycle:
             lc.slow = ([float(v) for v in data["slow"]] + [0.0])[:8]
         if "days" in data:
             lc.days = [float(v) for v in data["days"]]
+        if "lead" in data:
+            lc.lead = [[float(v) for v in lead] for lead in data["lead"]]
         if data.get("alert_id") is None:
             return lc
         lc.alert_id = data["alert_id"]
@@ -382,6 +412,7 @@ class AlertLifecycle:
         if "sums" in data:
             lc.sx, lc.se = (float(v) for v in data["sums"])
         lc.top = float(data.get("top", 0.0))
+        lc.pre = [float(v) for v in data.get("pre", [0.0] * 5)]
         lc.sv = float(data.get("var", 0.0))
         lc.back = float(data.get("back", 0.0))
         lc.recent = [float(v) for v in data.get("recent", [0.0, 0.0, 0.0, 0.0])]

@@ -53,6 +53,11 @@ class LifecycleConfig:
         a sparse baseline a single odd bucket would otherwise keep an alert open for days until
         the baseline's own error added up to the volume rule. The volume rule also leaves out the
         alert's largest single bucket: one big order or one bot burst is not a shift.
+    lead_surprise: the volume rule counts, besides the buckets since OPEN, the streak of buckets
+        just before it that were each at least this surprising (1.0: a 1-in-10 bucket, the
+        surprise that keeps an alert open) in the alert's direction: the evidence the detector
+        needed to open is part of the shift (0 = since OPEN only). The records still report the
+        excess since OPEN.
     """
 
     new_normal_buckets: int = 864
@@ -72,6 +77,7 @@ class LifecycleConfig:
     publish_z: float = 0.0
     week_rel: float = 0.0
     judge: str = "detector"
+    lead_surprise: float = 1.0
 
     def __post_init__(self) -> None:
         if self.new_normal_buckets < 2 or self.recent_buckets < 1:

@@ -61,12 +61,15 @@ def _log10_sum(logs: list[float]) -> float:
     return (m + math.log(sum(math.exp(v - m) for v in logs))) / _LOG10
 
 
-def tail_surprise(x: float, mu: float, var: float, integral: bool) -> tuple[float, float]:
+def tail_surprise(x: float, mu: float, var: float, integral: bool, laplace: bool = False) -> tuple[float, float]:
     """(-log10 P(X >= x), -log10 P(X <= x)) under the predictive distribution.
 
     Small integer counts (mu < 50) use exact Poisson / negative-binomial tails,
     so 0, 1, 2 per bucket are judged as counts rather than z-scores; other
-    cases use a normal tail (with continuity correction for counts).
+    cases use a normal tail (with continuity correction for counts), or, for
+    series that are not counts with ``laplace``, the Laplace tail whose mean
+    absolute deviation is ``sd / 1.25`` (the scale the baseline learns), so
+    the surprise grows linearly with the deviation rather than quadratically.
     """
     if mu <= 0.0:
         mu = 1e-3 if integral else 0.0
@@ -89,6 +92,13 @@ def tail_surprise(x: float, mu: float, var: float, integral: bool) -> tuple[floa
         return max(up, 0.0), max(dn, 0.0)
     cc = 0.5 if integral else 0.0
     up = dn = 0.0
+    if laplace and not integral:
+        b = sd / 1.25
+        if x > mu:
+            up = (x - mu) / (b * _LOG10) + math.log10(2.0)
+        elif x < mu:
+            dn = (mu - x) / (b * _LOG10) + math.log10(2.0)
+        return up, dn
     if x - cc > mu:
         up = -log10_normal_tail((x - cc - mu) / sd)
     elif x + cc < mu:

@@ -278,3 +278,37 @@ def test_a_slow_ramp_on_a_busy_key_is_seen_week_on_week_and_becomes_the_new_norm
         opened = [r for r in now if r.state == OPEN]
         assert opened and all(r.direction == "surge" for r in opened), ks.key
         assert [r.state for r in now if r.state in (RESOLVED, NEW_NORMAL)][0] == NEW_NORMAL
+
+
+def _lead_in(observed: list[float], surprise: list[float], opens_at: int, lc: LifecycleConfig) -> list[tuple[int, str]]:
+    """Buckets before ``opens_at`` are not alerts yet (with the given up-surprise); the detector opens there."""
+    life = AlertLifecycle("k", "sku", lc, "orders")
+    out = []
+    for i, x in enumerate(observed):
+        s = surprise[i] if i < len(surprise) else 5.0
+        d = dataclasses.replace(_decision(i, x, opened=i == opens_at), surprise_up=s,
+                                direction=1 if i >= opens_at else 0)
+        out += [(i, r.state) for r in life.observe(d)]
+        if i == 1:  # a restart between the lead-in and the OPEN loses nothing
+            life = AlertLifecycle.from_snapshot(json.loads(json.dumps(life.snapshot())), "k", "sku", lc, "orders")
+    return out
+
+
+def test_the_surprising_buckets_that_led_to_the_open_count_towards_the_volume_rule() -> None:
+    # +25 an hour from bucket 0; the detector's evidence needs three buckets, so it opens at 2.
+    rule = dataclasses.replace(LIVE, min_excess=100.0)
+    held = [125.0] * 12
+    # Since OPEN only (the old rule): 25 n - 25 (the largest bucket) >= 100 at the fifth bucket, 6.
+    assert _lead_in(held, [], 2, dataclasses.replace(rule, lead_surprise=0.0))[0] == (6, OPEN)
+    # With the two surprising buckets before the OPEN: 50 + 25 n - 25 >= 100 at the third, 4.
+    assert _lead_in(held, [], 2, rule)[0] == (4, OPEN)
+    # A bucket below the lead-in surprise (1-in-10) ends the streak: bucket 0 no longer counts.
+    assert _lead_in(held, [0.5, 5.0], 2, rule)[0] == (5, OPEN)
+    # Buckets that moved the other way are no lead-in of a surge.
+    assert _lead_in([75.0, 75.0] + held[2:], [5.0, 5.0], 2, rule)[0] == (6, OPEN)
+    # The OPEN record still reports the excess since OPEN.
+    life = AlertLifecycle("k", "sku", rule, "orders")
+    recs = []
+    for i, x in enumerate(held):
+        recs += life.observe(dataclasses.replace(_decision(i, x, opened=i == 2), direction=1 if i >= 2 else 0))
+    assert recs[0].state == OPEN and recs[0].excess == 75.0

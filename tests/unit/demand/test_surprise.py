@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from streams.demand.surprise import CAL_EDGES, calibrated, learn_calibration, likelihood_step, log10_normal_tail
+from streams.demand.surprise import CAL_EDGES, calibrated, learn_calibration, likelihood_step, log10_normal_tail, tail_surprise
 
 LIK = dict(cap=10.0, alpha=0.2, window=8000, min_n=300, min_sd=0.1)
 
@@ -58,3 +58,15 @@ def test_a_recurring_burst_is_no_news_within_the_peak_blocks() -> None:
     assert sum(1 for i in late if blocks[i] >= 4.0) <= 4
     values[288 * 5 + 40] = values[288 * 5 + 41] = 10.0  # a larger burst than the routine one is news again
     assert max(_run(values, peak_block=144)[288 * 5 + 40:288 * 5 + 43]) >= 4.0
+
+
+def test_laplace_tail_for_non_counts_grows_linearly_with_the_deviation() -> None:
+    # sd 1.25 = mean absolute deviation 1: P(X >= mu + d) = exp(-d) / 2, either side.
+    up, dn = tail_surprise(15.0, 10.0, 1.25**2, integral=False, laplace=True)
+    assert dn == 0.0 and up == pytest.approx(-math.log10(0.5 * math.exp(-5.0)))
+    up, dn = tail_surprise(5.0, 10.0, 1.25**2, integral=False, laplace=True)
+    assert up == 0.0 and dn == pytest.approx(-math.log10(0.5 * math.exp(-5.0)))
+    # Far out it is much less surprised than the normal tail (heavy-tailed metrics)...
+    assert tail_surprise(20.0, 10.0, 1.25**2, False, laplace=True)[0] < tail_surprise(20.0, 10.0, 1.25**2, False)[0] / 3
+    # ...and counts keep their exact tails.
+    assert tail_surprise(9.0, 3.0, 3.0, True, laplace=True) == tail_surprise(9.0, 3.0, 3.0, True)
