@@ -78,7 +78,9 @@ class WorkerContext:
             metrics=metrics or Metrics(),
             redis=redis,
             normalizer=Normalizer(PiiHasher(settings.pii_key), settings.default_phone_region, settings.max_clock_skew_s * 1000, rules),
-            identity=RedisIdentityGraph(redis, settings.namespace, rules, settings.dedup_ttl_s),
+            identity=RedisIdentityGraph(redis, settings.namespace, rules, settings.dedup_ttl_s,
+                                        dedup_window_s=settings.dedup_window_s,
+                                        dedup_shard_bits=settings.dedup_shard_bits),
             dlq_codec=DlqCodec(settings.pii_key, settings.dlq_encrypt),
         )
 

@@ -93,7 +93,9 @@ class Settings:
 
     # -- ingest ----------------------------------------------------------------------------
     max_event_bytes: int = _setting(32768, "Records larger than this are dead-lettered as too_large before decoding.")
-    dedup_ttl_s: int = _setting(7 * 86400, "How long a messageId is remembered for deduplication.")
+    dedup_ttl_s: int = _setting(900, "Replay tier of messageId dedup: how long the first claim, outcome and stored reply of a messageId are kept, so a record redelivered after a crash (same topic/partition/offset) reports exactly what it reported first. The longest commit outage to ride out exactly (docs/performance.md, Capacity).")
+    dedup_window_s: int = _setting(86400, "Window tier of messageId dedup: a messageId is remembered (as a 10-byte digest in time-sliced hashes) for at least this long, at most 1.25 times it; another record with it is dropped as a duplicate.")
+    dedup_shard_bits: int = _setting(20, "The window tier spreads each quarter-window of messageIds over 2^this hashes; keep events/s x window/4 / 2^this below 128 so every hash stays a compact listpack (20 fits ~6,000 events/s with a 24 h window, 22 fits 25,000).")
     batch_size: int = _setting(500, "Most records the ingest service takes per batch (one Redis round trip per batch).")
     batch_within_s: float = _setting(0.05, "Longest a profile's changelog write is held back to be coalesced with later changes of the same key (the input is consumed in whatever batches the broker has, with no wait).")
     pii_key: str = _setting(DEV_PII_KEY, "Secret key of the HMAC-SHA256 applied to email and phone values (the dead-letter seal key is derived from it). Required: the worker, `erase` and `dlq show` refuse to start with the public default unless TOUCHPOINT_DEV_MODE is on.", secret=True)
@@ -194,7 +196,7 @@ class Settings:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()}={getattr(self, name)!r}: {exc}") from None
         if not (len(self.demand_currency) == 3 and self.demand_currency.isalpha()):
             raise SettingsError(f"{ENV_PREFIX}DEMAND_CURRENCY={self.demand_currency!r}: expected an ISO 4217 code such as CNY")
-        for name in ("partitions", "replication_factor", "max_event_bytes", "batch_size", "dedup_ttl_s", "demand_bucket_s",
+        for name in ("partitions", "replication_factor", "max_event_bytes", "batch_size", "dedup_ttl_s", "dedup_window_s", "demand_bucket_s",
                      "collector_rate_per_s", "collector_burst", "collector_max_batch_bytes", "collector_publish_timeout_s",
                      "max_record_bytes", "profile_max_bytes", "event_max_future_s", "event_max_past_s"):
             if getattr(self, name) <= 0:
@@ -205,6 +207,8 @@ class Settings:
         if self.max_event_bytes * 4 > self.max_record_bytes:
             raise SettingsError(f"TOUCHPOINT_MAX_EVENT_BYTES={self.max_event_bytes} must be at most a quarter of"
                                 f" TOUCHPOINT_MAX_RECORD_BYTES={self.max_record_bytes} (events travel in bundles and dead letters)")
+        if not 0 <= self.dedup_shard_bits <= 32:
+            raise SettingsError(f"TOUCHPOINT_DEDUP_SHARD_BITS={self.dedup_shard_bits}: between 0 and 32")
         for name in ("web_port", "collector_port", "stack_kafka_port", "stack_controller_port", "stack_redis_port"):
             if not 1 <= getattr(self, name) <= 65535:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()}={getattr(self, name)}: a port is between 1 and 65535")

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from streams.identity import dedup_window as W
 from streams.identity import keys as K
 from streams.identity.model import LINK_SEP, encode_link, parse, seq_of
 from streams.identity.rules import PYTHON_RULES, IdentityRules
@@ -32,6 +33,7 @@ class GraphImage:
     hashes: dict[str, dict[str, str]] = field(default_factory=dict)
     lists: dict[str, list[str]] = field(default_factory=dict)
     sets: dict[str, set[str]] = field(default_factory=dict)
+    window: dict[str, dict[bytes, str]] = field(default_factory=dict)  # dw: hashes (binary fields)
     ttl_s: dict[str, int] = field(default_factory=dict)   # keys with an expiry
     stats: dict[str, int] = field(default_factory=dict)
 
@@ -152,11 +154,14 @@ def _apply_splits(ch: _Changes, links: dict[str, dict[str, str]], bridges: dict[
 
 
 def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[tuple[dict[str, Any], int]],
-                rules: IdentityRules, dedup_ttl_s: int, now_ms: int | None = None) -> GraphImage:
+                rules: IdentityRules, dedup_ttl_s: int, now_ms: int | None = None,
+                dedup_window_s: int = 86400, dedup_shard_bits: int = 20) -> GraphImage:
     """The graph that ``changes`` (audit records) and ``events`` (profile-events values) describe.
 
-    Both are ``(decoded value, Kafka timestamp ms)`` pairs, in any order.
+    Both are ``(decoded value, Kafka timestamp ms)`` pairs, in any order. The dedup window's
+    entries go into the slice of their record's Kafka timestamp (a little after the resolution).
     """
+    events = list(events)
     now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
 
     def remaining(kafka_ts: int) -> int:
@@ -172,10 +177,11 @@ def build_image(changes: Iterable[tuple[dict[str, Any], int]], events: Iterable[
     _put_counters(img, ch, erased)
     n_replies = _put_replies(img, ch, erased_mids, remaining)
     n_dedup = _put_dedup(img, ch, events, remaining)
+    n_window = _put_window(img, events, now_ms // 1000, dedup_window_s, dedup_shard_bits)
     img.stats = {"audit_records": n_changes, "profiles": sum(1 for k in img.hashes if k.startswith(K.LINKS)), "identifiers": sum(1 for k in img.strings if k.startswith(K.ID)),
                  "merged_away": sum(1 for k in img.strings if k.startswith(K.FWD)), "erased_identifiers": len(erased.digests),
                  "quarantined": sum(1 for k in img.strings if k.startswith(K.QUAR)), "stored_replies": n_replies,
-                 "dedup_keys": n_dedup, "seq": int(img.strings.get(K.SEQ, "0")), "links_without_via": ch.missing_via}
+                 "dedup_keys": n_dedup, "window_ids": n_window, "seq": int(img.strings.get(K.SEQ, "0")), "links_without_via": ch.missing_via}
     return img
 
 
@@ -326,6 +332,29 @@ def _put_dedup(img: GraphImage, ch: _Changes, events: Iterable[tuple[dict[str, A
         origin = ev.get("profile_id")
         # a trivial resolution (no stored reply) keeps the profile it first reported (resolve.lua)
         img.strings[key] = claim if mid in ch.replies or not origin else f"{claim}{LINK_SEP}applied{LINK_SEP}{origin}"
+        img.ttl_s[key] = ttl
+        n += 1
+    return n
+
+
+def _put_window(img: GraphImage, events: Iterable[tuple[dict[str, Any], int]], now_s: int, window_s: int,
+                shard_bits: int) -> int:
+    """Window-tier entries (``dw:``) of every applied event whose slice is still read; how many."""
+    slice_s = W.slice_seconds(window_s)
+    seen: set[str] = set()
+    n = 0
+    for ev, kafka_ts in events:
+        mid, claim = ev.get("message_id"), ev.get("source")
+        if "control" in ev or not mid or not claim or mid in seen:
+            continue
+        seen.add(mid)  # forwarded copies carry the same claim
+        sl = W.slice_of(kafka_ts // 1000, slice_s)
+        ttl = W.expires_at(sl, slice_s) - now_s
+        if ttl <= 0:
+            continue
+        shard, fld = W.digest(mid, shard_bits)
+        key = f"{K.WINDOW}{sl}:{shard}"
+        img.window.setdefault(key, {})[fld] = W.claim_tag(claim)
         img.ttl_s[key] = ttl
         n += 1
     return n

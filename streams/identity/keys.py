@@ -14,7 +14,10 @@ key                       name     holds
 ``fwd:<pid>``             FWD      survivor of a merged-away profile (one hop: repointed on later merges)
 ``seq``                   SEQ      profile sequence; profile id = "p" + base36(INCR seq)
 ``dedup:<message_id>``    DEDUP    claim of the first record carrying it, then ``claim SEP outcome SEP profile``
-``dres:<message_id>``     REPLY    stored reply of a non-trivial resolution, replayed on redelivery
+                                   (replay tier: TTL ``TOUCHPOINT_DEDUP_TTL_S``)
+``dres:<message_id>``     REPLY    stored reply of a non-trivial resolution, replayed on redelivery (same TTL)
+``dw:<slice>:<shard>``    WINDOW   hash: 10-byte digest of a message id -> ``partition/offset`` of its first
+                                   claim (window tier, ``TOUCHPOINT_DEDUP_WINDOW_S``; streams/identity/dedup_window.py)
 ``supp:<sha1(t:v)>``      SUPP     erasure suppression (no identifier value kept): the erasure time in ms
                                    ("1" before it was kept), ``r<ms>`` once readmitted (streams/identity/rights.py)
 ``dk:<digest>``           DATA_KEY data key sealing one identifier in identity.changes (streams/identity/data_keys.py)
@@ -33,17 +36,17 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-__all__ = ["ID", "LINKS", "META", "BRIDGES", "MERGED", "FWD", "SEQ", "DEDUP", "REPLY", "SUPP", "QUAR", "DEG", "LNK", "DATA_KEY",
+__all__ = ["ID", "LINKS", "META", "BRIDGES", "MERGED", "FWD", "SEQ", "DEDUP", "REPLY", "WINDOW", "SUPP", "QUAR", "DEG", "LNK", "DATA_KEY",
            "LUA_NAMES", "lua_prelude", "lua_source", "Keys"]
 
 ID, LINKS, META, BRIDGES, MERGED, FWD = "id:", "p:", "pm:", "pe:", "pl:", "fwd:"
 SEQ, DEDUP, REPLY, SUPP, QUAR, DEG, LNK = "seq", "dedup:", "dres:", "supp:", "quar:", "deg:", "lnk:"
-DATA_KEY = "dk:"
+DATA_KEY, WINDOW = "dk:", "dw:"
 
 # Lua local -> prefix (the names resolve.lua, erase.lua and split.lua use).
 LUA_NAMES = MappingProxyType({
     "K_ID": ID, "K_P": LINKS, "K_PM": META, "K_PE": BRIDGES, "K_PL": MERGED, "K_FWD": FWD, "K_SEQ": SEQ,
-    "K_DEDUP": DEDUP, "K_DRES": REPLY, "K_SUPP": SUPP, "K_QUAR": QUAR, "K_DEG": DEG, "K_LNK": LNK,
+    "K_DEDUP": DEDUP, "K_DRES": REPLY, "K_DW": WINDOW, "K_SUPP": SUPP, "K_QUAR": QUAR, "K_DEG": DEG, "K_LNK": LNK,
 })
 PLACEHOLDER = "__KEYS__"
 
@@ -96,3 +99,6 @@ class Keys:
 
     def dedup(self, message_id: str) -> str:
         return self.prefix + DEDUP + message_id
+
+    def window(self, slice_no: int, shard: int) -> str:
+        return f"{self.prefix}{WINDOW}{slice_no}:{shard}"

@@ -7,7 +7,9 @@ Sources, both kept in Kafka:
   ``quar:``, ``deg:``, ``lnk:``, ``supp:``) and the stored replies of non-trivial resolutions (``dres:``);
 - ``<ns>.profile-events``: every emitted event carries its ``message_id`` and its source claim
   (``topic/partition/offset``) and its origin ``profile_id``, which restore the dedup keys
-  (``dedup:``, with the first reported profile of a trivial resolution) of applied events.
+  (``dedup:``, with the first reported profile of a trivial resolution) of applied events, and
+  their entries in the dedup window (``dw:``, in the slice of the record's Kafka timestamp, which
+  is a little later than the resolution's: an entry may live up to one slice longer than it did).
 
 The result does not depend on the order records are read in (the topic is partitioned by profile
 id, so there is no global order): identifiers attach to the profile that linked them, merges form
@@ -16,7 +18,7 @@ written twice (a batch redelivered after a crash replays its stored reply) are a
 
 What the log does not hold, and therefore is not rebuilt (see docs/reliability.md):
 
-- dedup keys of events that were dropped as ``erased`` or dead-lettered as ``no_identifier``
+- dedup keys and window entries of events that were dropped as ``erased`` or dead-lettered as ``no_identifier``
   (neither is emitted anywhere with its claim): a replay of such a record is dropped or
   dead-lettered again, which changes no profile;
 - the direction of a merge bridge in ``pe:`` when the anchor was the loser's identifier
@@ -87,6 +89,11 @@ async def write_image(redis: Redis, namespace: str, img: GraphImage, force: bool
             pipe.hset(prefix + key, mapping=mapping)
             pending += 1
             await flush()
+    for key, fields in img.window.items():
+        pipe.hset(prefix + key, mapping=fields)  # type: ignore[arg-type]
+        pipe.expire(prefix + key, img.ttl_s[key])
+        pending += 2
+        await flush()
     for key, items in img.lists.items():
         pipe.rpush(prefix + key, *items)
         pending += 1
@@ -121,7 +128,8 @@ async def rebuild(settings: Any, force: bool = False, timeout_s: float = 600.0) 
                                 "profile_id": value.get("profile_id")}, ts(r)))
     from streams.identity.rules_file import rules_from_settings
 
-    img = build_image(changes, events, rules_from_settings(settings), settings.dedup_ttl_s)
+    img = build_image(changes, events, rules_from_settings(settings), settings.dedup_ttl_s,
+                      dedup_window_s=settings.dedup_window_s, dedup_shard_bits=settings.dedup_shard_bits)
     # the data keys too, else the workers would file new ones and the old records become unreadable
     for digest, (kid, key) in ring.by_digest.items():
         img.strings[K.DATA_KEY + digest] = key_value(kid, key)

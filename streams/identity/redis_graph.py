@@ -21,6 +21,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
+from streams.identity.dedup_window import SLICES, slice_seconds
+from streams.identity.dedup_window import digest as window_digest
 from streams.identity.explain import Side, explain
 from streams.identity.keys import Keys, lua_source
 from streams.identity.memory_graph import finish_resolution, sort_identifiers
@@ -41,6 +43,8 @@ __all__ = ["RedisIdentityGraph", "IdentityGraphError", "EVENTS_PER_CALL"]
 
 # Events resolved per EVALSHA call (see RedisIdentityGraph).
 EVENTS_PER_CALL = 50
+# Dedup defaults (the settings' defaults: TOUCHPOINT_DEDUP_TTL_S, _WINDOW_S, _SHARD_BITS).
+DEDUP_TTL_S, DEDUP_WINDOW_S, DEDUP_SHARD_BITS = 900, 86400, 20
 
 
 class IdentityGraphError(RuntimeError):
@@ -71,10 +75,15 @@ class RedisIdentityGraph:
     other Redis clients for its whole duration (tens of microseconds per event).
     """
 
-    def __init__(self, redis: Redis, namespace: str, rules: IdentityRules, dedup_ttl_s: int = 7 * 86400,
-                 events_per_call: int = EVENTS_PER_CALL) -> None:
-        if dedup_ttl_s <= 0:
-            raise ValueError("dedup_ttl_s must be > 0")
+    def __init__(self, redis: Redis, namespace: str, rules: IdentityRules, dedup_ttl_s: int = DEDUP_TTL_S,
+                 events_per_call: int = EVENTS_PER_CALL, *, dedup_window_s: int = DEDUP_WINDOW_S,
+                 dedup_shard_bits: int = DEDUP_SHARD_BITS) -> None:
+        if dedup_ttl_s <= 0 or dedup_window_s <= 0:
+            raise ValueError("dedup_ttl_s and dedup_window_s must be > 0")
+        if not 0 <= dedup_shard_bits <= 32:
+            raise ValueError("dedup_shard_bits must be between 0 and 32")
+        self._shard_bits = dedup_shard_bits
+        self.dedup_window_s = dedup_window_s
         if events_per_call <= 0:
             raise ValueError("events_per_call must be > 0")
         self._per_call = events_per_call
@@ -95,8 +104,8 @@ class RedisIdentityGraph:
         self._dedup_prefix = self.keys.dedup("").encode()
         self._dedup_len = len(self._dedup_prefix)
         self._head = b"$7\r\nEVALSHA\r\n$40\r\n%b\r\n" % self._resolve_sha.encode()
-        ns_b, ttl_b = self.prefix.encode(), self._ttl.encode()
-        self._mid = b"$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(ns_b), ns_b, len(ttl_b), ttl_b)
+        self._mid = b"".join(b"$%d\r\n%b\r\n" % (len(x), x) for x in (
+            self.prefix.encode(), self._ttl.encode(), str(slice_seconds(dedup_window_s)).encode(), str(SLICES).encode()))
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD both scripts (done on first use and after a NOSCRIPT, e.g. a Redis restart)."""
@@ -136,8 +145,9 @@ class RedisIdentityGraph:
         NOSCRIPT, is the reply of each of its requests: none of them ran)."""
         # RESP is packed here rather than by redis-py's pipeline: the generic packer costs more
         # worker CPU than the whole rest of resolution (touchpoint_tools/bench/identity_bench.py).
-        # One call: EVALSHA sha <k> <dedup key>*k ns ttl then per event: claim ts n (type value)*n
-        head, mid, dprefix, dlen = self._head, self._mid, self._dedup_prefix, self._dedup_len
+        # One call: EVALSHA sha <k> <dedup key>*k ns ttl slice_s slices
+        # then per event: claim ts n shard field (type value)*n
+        head, mid, dprefix, dlen, bits = self._head, self._mid, self._dedup_prefix, self._dedup_len, self._shard_bits
         parts: list[bytes] = []
         add = parts.append
         sizes: list[int] = []
@@ -156,14 +166,17 @@ class RedisIdentityGraph:
                 claim = req.claim.encode()
                 ts = str(req.ts_ms).encode()
                 n = str(len(linkable)).encode()
+                shard, field = window_digest(req.message_id, bits)
+                sb = str(shard).encode()
                 keys.append(b"$%d\r\n%b%b\r\n" % (dlen + len(key), dprefix, key))
-                args.append(b"$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(claim), claim, len(ts), ts, len(n), n))
+                args.append(b"$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
+                            % (len(claim), claim, len(ts), ts, len(n), n, len(sb), sb, len(field), field))
                 for t, v in linkable:
                     tb, vb = t.encode(), v.encode()
                     args.append(b"$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(tb), tb, len(vb), vb))
-                argn += 3 + 2 * len(linkable)
+                argn += 5 + 2 * len(linkable)
             kb = str(k).encode()
-            add(b"*%d\r\n" % (5 + k + argn))
+            add(b"*%d\r\n" % (7 + k + argn))
             add(head)
             add(b"$%d\r\n%b\r\n" % (len(kb), kb))
             parts.extend(keys)

@@ -101,6 +101,10 @@ def test_rebuild_image_equals_live_graph(system_stack):
     # dedup keys of erased/blocked events are not in the log (documented); everything else is exact
     lost = {k for k in set(live) - set(rebuilt) if k.startswith("dedup:")}
     live = {k: v for k, v in live.items() if k not in lost}
+    # the window tier likewise: every applied event's id, with its claim (erased/blocked ones not)
+    window_live, window_rebuilt = live.pop("dw:"), rebuilt.pop("dw:")
+    assert window_rebuilt.items() <= window_live.items()
+    assert len(window_live) - len(window_rebuilt) == len(lost)
     assert set(live) == set(rebuilt), (sorted(set(live) - set(rebuilt))[:10], sorted(set(rebuilt) - set(live))[:10])
     diff = [k for k in live if live[k] != rebuilt[k]]
     assert not diff, [(k, live[k], rebuilt[k]) for k in diff[:5]]

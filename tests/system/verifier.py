@@ -343,15 +343,24 @@ def graph_snapshot(redis_url: str, namespace: str, with_dedup: bool = True) -> d
     """Every key of a namespace as plain data, for comparing a rebuilt graph with the original.
 
     Merge bridges (``pe:``) are compared as a multiset of undirected links and stored replies
-    (``dres:``) by their decoded content; TTLs are ignored.
+    (``dres:``) by their decoded content; the dedup window's ``dw:`` hashes as one ``"dw:"`` entry
+    ``{"<shard>:<field hex>": tag}`` (the slice an id sits in depends on when it was written);
+    TTLs are ignored.
     """
     redis = Redis.from_url(redis_url, decode_responses=True)
+    raw = Redis.from_url(redis_url)
     prefix = namespace + ":"
     out: dict[str, Any] = {}
     try:
         for key in redis.scan_iter(match=prefix + "*", count=1000):
             short = key[len(prefix):]
-            if not with_dedup and short.startswith(("dedup:", "dres:")):
+            if not with_dedup and short.startswith(("dedup:", "dres:", "dw:")):
+                continue
+            if short.startswith("dw:"):  # binary fields; which slice holds an id is timing, not state
+                shard = short.rsplit(":", 1)[1]
+                window = out.setdefault("dw:", {})
+                for fld, tag in raw.hgetall(key).items():
+                    window[f"{shard}:{fld.hex()}"] = tag.decode()
                 continue
             kind = redis.type(key)
             if kind == "string":
@@ -373,6 +382,7 @@ def graph_snapshot(redis_url: str, namespace: str, with_dedup: bool = True) -> d
             out[short] = value
     finally:
         redis.close()
+        raw.close()
     return out
 
 

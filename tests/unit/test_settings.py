@@ -17,6 +17,9 @@ def test_env_overrides_and_types():
     ({"TOUCHPOINT_NAMESPACE": "a.b"}, "TOUCHPOINT_NAMESPACE"),
     ({"TOUCHPOINT_KAFKA_SECURITY_PROTOCOL": "TLS"}, "expected one of"),
     ({"TOUCHPOINT_DLQ_ENCRYPT": "maybe"}, "true or false"),
+    ({"TOUCHPOINT_DEDUP_WINDOW_S": "0"}, "TOUCHPOINT_DEDUP_WINDOW_S"),
+    ({"TOUCHPOINT_DEDUP_SHARD_BITS": "33"}, "TOUCHPOINT_DEDUP_SHARD_BITS"),
+    ({"TOUCHPOINT_DEDUP_SHARD_BITS": "-1"}, "TOUCHPOINT_DEDUP_SHARD_BITS"),
 ])
 def test_bad_values_name_the_variable(env, needle):
     with pytest.raises(SettingsError, match=needle):

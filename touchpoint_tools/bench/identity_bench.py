@@ -95,11 +95,14 @@ async def main() -> None:
     ap.add_argument("--people", type=int, default=20_000)
     ap.add_argument("--events-per-call", type=int, default=None, help="events per EVALSHA (default: the graph's)")
     ap.add_argument("--commandstats", action="store_true", help="print INFO commandstats per phase (runs CONFIG RESETSTAT)")
+    ap.add_argument("--dedup-shard-bits", type=int, default=None,
+                    help="shard bits of the dedup window (default: the graph's; the run writes ~5 x --events ids)")
     args = ap.parse_args()
     redis = Redis.from_url(args.redis)
     ns = f"bench-{uuid.uuid4().hex[:8]}"
-    kw = {} if args.events_per_call is None else {"events_per_call": args.events_per_call}
-    graph = RedisIdentityGraph(redis, ns, IdentityRules(), **kw)
+    graph = RedisIdentityGraph(redis, ns, IdentityRules(),
+                               **({} if args.events_per_call is None else {"events_per_call": args.events_per_call}),
+                               **({} if args.dedup_shard_bits is None else {"dedup_shard_bits": args.dedup_shard_bits}))
     try:
         # cold: most events bring identifiers never seen before (profiles get created and merged)
         if args.commandstats:

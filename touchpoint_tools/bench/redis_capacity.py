@@ -10,9 +10,15 @@ family (``dedup:``, ``dres:``, ``id:``, ``p:``, ``pm:``, ...): keys, keys per ev
 per key by ``MEMORY USAGE`` (sampled, the key's own allocation incl. its dict entry) and the
 growth of ``used_memory`` over the run divided by the keys written (what Redis really grew by,
 incl. the expires dict and allocator rounding; other clients of a shared Redis add noise).
-Then (``--formats``) the same for candidate dedup formats, 100,000 ids each: today's string key
-with a TTL, and 12-byte digests as fields of small hashes (128 per hash: Redis's default
-``hash-max-listpack-entries``, so each hash stays a compact listpack), with and without a value.
+The dedup window tier (``dw:`` hashes, streams/identity/dedup_window.py) is written with
+``--shard-bits`` (default: the fewest bits that keep ``--events`` ids at most 128 per hash, i.e.
+hashes as full as a production slice's with TOUCHPOINT_DEDUP_SHARD_BITS sized by
+``dedup_window.shard_bits_for``); its line gives bytes per id (MEMORY USAGE of the hashes / ids).
+Then (``--formats``) the same for the dedup layouts, 100,000 ids each, by ``used_memory`` growth:
+the replay tier's string key with a TTL (``dedup:<message id>``, the only layout before the window
+tier, then kept 7 days), and the window tier exactly as resolve.lua writes it (10-byte digest ->
+``partition/offset``, one EXPIREAT per hash) at 100 and at 64 ids per hash (a production slice
+holds 64-128 per hash once full).
 The namespace is deleted at the end. docs/performance.md, "Capacity", turns these into the table.
 """
 
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import time
 from collections import Counter, defaultdict
 
@@ -27,6 +34,7 @@ from redis.asyncio import Redis
 
 from streams.events.model import Touchpoint, dedup_id
 from streams.identity import RedisIdentityGraph, ResolveRequest
+from streams.identity import dedup_window as W
 from streams.identity.rules_file import rules_from_settings
 from streams.ingest.decode import decode
 from streams.ingest.normalize import Normalizer
@@ -48,53 +56,68 @@ def requests_of(records: list[bytes], settings: Settings) -> list[ResolveRequest
     return out
 
 
+async def window_line(redis: Redis, hashes: list[bytes], bits: int) -> None:
+    """The window tier: ids held, ids per hash, bytes per id (MEMORY USAGE of every hash / ids)."""
+    pipe = redis.pipeline(transaction=False)
+    for k in hashes:
+        pipe.hlen(k)
+        pipe.memory_usage(k, samples=0)
+        pipe.object("encoding", k)
+    replies = await pipe.execute()
+    ids, used = sum(replies[0::3]), sum(u or 0 for u in replies[1::3])
+    encodings = Counter(e.decode() if isinstance(e, bytes) else e for e in replies[2::3])
+    print(f"dedup window (dw:, shard bits {bits}): {ids:,} ids in {len(hashes):,} hashes "
+          f"({ids / max(1, len(hashes)):.0f} per hash, {dict(encodings)}), {used / max(1, ids):.1f} B per id by MEMORY USAGE")
+
+
 def family(key: bytes, prefix: bytes) -> str:
     rest = key[len(prefix):]
     return rest.split(b":", 1)[0].decode() if b":" in rest else rest.decode()
 
 
 async def formats(redis: Redis, prefix: bytes, n: int = 100_000) -> None:
-    """Bytes per remembered id in candidate layouts (used_memory growth / ids)."""
-    import hashlib
-
-    ids = [hashlib.blake2b(f"sim-{i:016x}-{i % 7}".encode(), digest_size=12).digest() for i in range(n)]
+    """Bytes per remembered id in the dedup layouts (used_memory growth / ids)."""
+    mids = [f"wk-0a1b2c3d4e5f6a7b/sim-{i:016x}-{i % 7}" for i in range(n)]
+    fields = [W.digest(m, 32)[1] for m in mids]
     claim = b"ns-bench.touchpoints/3/1234567\x1fapplied\x1fp1a2b3c"
+    expire_at = int(time.time()) + 3600
     layouts = {
-        "string key + TTL (today: dedup:<message id> -> claim/outcome/profile)":
-            lambda pipe, i, d: pipe.set(prefix + b"fmt1:dedup:sim-%016x-%d" % (i, i % 7), claim, ex=3600),
-        "hash of 128, 12-byte digest -> empty value (seen only)":
-            lambda pipe, i, d: pipe.hset(prefix + b"fmt2:dd:%d" % (i // 128), d, b""),
-        "hash of 128, 12-byte digest -> partition:offset (8 B)":
-            lambda pipe, i, d: pipe.hset(prefix + b"fmt3:dd:%d" % (i // 128), d, b"3:1a2b3c"),
+        "replay tier: dedup:<message id> -> claim/outcome/profile, TTL (before: 7 d)":
+            (lambda pipe, i: pipe.set(prefix + b"fmt1:dedup:" + mids[i].encode(), claim, ex=3600), 0),
+        "window tier: 10-byte digest -> partition/offset, 100 ids per hash":
+            (lambda pipe, i: pipe.hset(prefix + b"fmt2:dw:%d" % (i // 100), fields[i], b"3/%d" % (1_234_567 + i)), 100),
+        "window tier: 10-byte digest -> partition/offset, 64 ids per hash":
+            (lambda pipe, i: pipe.hset(prefix + b"fmt3:dw:%d" % (i // 64), fields[i], b"3/%d" % (1_234_567 + i)), 64),
     }
-    print(f"\n{'candidate dedup format':<72} {'B per id':>9}")
-    for name, write in layouts.items():
+    print(f"\n{'dedup layout':<76} {'B per id':>9}")
+    for name, (write, per_hash) in layouts.items():
         before = (await redis.info("memory"))["used_memory"]
         for start in range(0, n, 5000):
             pipe = redis.pipeline(transaction=False)
             for i in range(start, min(n, start + 5000)):
-                write(pipe, i, ids[i])
-            await pipe.execute()
-        if "hash" in name:  # one expiry per hash (the window bucket), not per id
-            pipe = redis.pipeline(transaction=False)
-            for h in range(0, n // 128 + 1):
-                pipe.expire(prefix + (b"fmt2" if "empty" in name else b"fmt3") + b":dd:%d" % h, 3600)
+                write(pipe, i)
+                if per_hash and i % per_hash == 0:  # one expiry per hash (as resolve.lua), not per id
+                    pipe.expireat(prefix + b"fmt%d:dw:%d" % (2 if per_hash == 100 else 3, i // per_hash), expire_at)
             await pipe.execute()
         after = (await redis.info("memory"))["used_memory"]
-        print(f"{name:<72} {(after - before) / n:>9.1f}")
+        print(f"{name:<76} {(after - before) / n:>9.1f}")
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--sample", type=int, default=2_000, help="keys per family measured with MEMORY USAGE")
-    parser.add_argument("--formats", action="store_true", help="also measure candidate dedup formats")
+    parser.add_argument("--shard-bits", type=int, default=None,
+                        help="shard bits of the dedup window (default: hashes as full as in production)")
+    parser.add_argument("--formats", action="store_true", help="also measure the dedup layouts, 100,000 ids each")
     args = parser.parse_args()
     base = Settings.from_env()
     settings = base.with_(namespace=f"{base.namespace}-cap{int(time.time())}")
     requests = requests_of(make_records(args.events), settings)
     redis = Redis.from_url(settings.redis_url, socket_timeout=30)
-    graph = RedisIdentityGraph(redis, settings.namespace, rules_from_settings(settings), settings.dedup_ttl_s)
+    bits = args.shard_bits if args.shard_bits is not None else max(0, math.ceil(math.log2(max(1, args.events) / W.LISTPACK_FIELDS)))
+    graph = RedisIdentityGraph(redis, settings.namespace, rules_from_settings(settings), settings.dedup_ttl_s,
+                               dedup_window_s=settings.dedup_window_s, dedup_shard_bits=bits)
     prefix = (settings.namespace + ":").encode()
     try:
         before = (await redis.info("memory"))["used_memory"]
@@ -120,6 +143,7 @@ async def main() -> None:
             types = Counter(t.decode() if isinstance(t, bytes) else t for t in replies[1::2])
             print(f"{name:<8} {len(ks):>9,} {len(ks) / n:>10.3f} {sum(usage) / max(1, len(usage)):>19.1f} "
                   f"{','.join(types):>14}")
+        await window_line(redis, keys.get("dw", []), bits)
         if args.formats:
             await formats(redis, prefix)
     finally:

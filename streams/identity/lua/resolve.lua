@@ -6,9 +6,10 @@
 -- script call, before its first write, and freezes the clock it expires keys by at the start of a
 -- call: both now happen once per run instead of once per event.
 -- KEYS    = the dedup key (K_DEDUP .. message_id) of each event, in order
--- ARGV    = ns ("<namespace>:"), dedup ttl (s), then per event: claim, ts_ms, n, type1, value1, ...,
---           type_n, value_n: identifiers already without blocked values and sorted by priority
---           (rules.prepare).
+-- ARGV    = ns ("<namespace>:"), dedup ttl (s), window slice (s), slices per window, then per event:
+--           claim, ts_ms, n, shard, field, type1, value1, ..., type_n, value_n: shard and field of
+--           the message id's digest (streams/identity/dedup_window.py), identifiers already without
+--           blocked values and sorted by priority (rules.prepare).
 -- Reply   = one entry per event: {"duplicate"} | {outcome, profile_id|false, json|false} |
 --           {"=", stored reply} | an error (that event failed; its writes so far stay, like a
 --           failed call of its own, and the next events still run)
@@ -31,10 +32,32 @@ local sub, byte, char, find = string.sub, string.byte, string.char, string.find
 local sort, encode = table.sort, cjson.encode
 local tonumber, tostring, unpack, ipairs, pairs, type, pcall = tonumber, tostring, unpack, ipairs, pairs, type, pcall
 
-local ns, ttl = ARGV[1], ARGV[2]
+local ns, ttl, slice_s, slices = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local SEP = '\31'
 __KEYS__
 local MSG_AT = #K_DEDUP + 1  -- a dedup key is K_DEDUP .. message_id
+
+-- Window tier (streams/identity/dedup_window.py): dw:<slice>:<shard> hashes, field = digest of the
+-- message id, value = the first claim without its topic. Redis's clock, read once per call.
+local cur_slice = nil
+local function window_seen(shard, field)
+  if not cur_slice then cur_slice = math.floor(tonumber(call('TIME')[1]) / slice_s) end
+  for s = cur_slice, cur_slice - slices, -1 do
+    local v = call('HGET', K_DW .. s .. ':' .. shard, field)
+    if v then return v end
+  end
+  return false
+end
+local function window_put(shard, field, tag)
+  local k = K_DW .. cur_slice .. ':' .. shard
+  call('HSET', k, field, tag)
+  if call('HLEN', k) == 1 then call('EXPIREAT', k, (cur_slice + slices + 1) * slice_s) end
+end
+local function claim_tag(claim)
+  local x = find(claim, '/', 1, true)
+  if x then return sub(claim, x + 1) end
+  return claim
+end
 
 local limit, default_limit, unique, nomerge = CFG.limit, CFG.default_limit, CFG.unique, CFG.nomerge
 local unique_list, supernode = CFG.unique_list, CFG.supernode
@@ -490,7 +513,7 @@ local function over_a_limit(flat)
 end
 
 -- One event. a = index in ARGV of its first identifier type, n = number of identifiers.
-local function resolve(dkey, claim, ts, a, n)
+local function resolve(dkey, claim, ts, shard, field, a, n)
   local got = read_event(dkey, a, n)
 
   -- Dedup: another claim on this message id = duplicate (invariant 2); our own claim =
@@ -511,6 +534,16 @@ local function resolve(dkey, claim, ts, a, n)
     end
     if prev_claim ~= claim then
       return {'duplicate'}
+    end
+  else
+    -- Not in the replay tier: the window tier knows whether the id was seen (another claim =
+    -- duplicate; ours = a redelivery later than the replay tier's TTL: resolved again).
+    local tag = claim_tag(claim)
+    local seen = window_seen(shard, field)
+    if seen then
+      if seen ~= tag then return {'duplicate'} end
+    else
+      window_put(shard, field, tag)
     end
   end
 
@@ -602,14 +635,14 @@ local function resolve(dkey, claim, ts, a, n)
 end
 
 local out = {}
-local a = 3
+local a = 5
 for e = 1, #KEYS do
   local n = tonumber(ARGV[a + 2])
-  local ok, r = pcall(resolve, KEYS[e], ARGV[a], ARGV[a + 1], a + 3, n)
+  local ok, r = pcall(resolve, KEYS[e], ARGV[a], ARGV[a + 1], ARGV[a + 3], ARGV[a + 4], a + 5, n)
   if not ok then
     if type(r) == 'table' and r.err then r = {err = r.err} else r = {err = 'ERR ' .. tostring(r)} end
   end
   out[e] = r
-  a = a + 3 + n + n
+  a = a + 5 + n + n
 end
 return out

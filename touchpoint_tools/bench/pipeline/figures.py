@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
 __all__ = ["stages_present", "memory", "redis_keys", "hops", "batching", "per_event_us", "DEDUP_FAMILIES"]
 
-#: Key families of the dedup window (they expire with TOUCHPOINT_DEDUP_TTL_S); the others are the graph.
-DEDUP_FAMILIES = ("dedup", "dres")
+#: Key families of dedup (replay tier: TOUCHPOINT_DEDUP_TTL_S; window tier dw: TOUCHPOINT_DEDUP_WINDOW_S); the others are the graph.
+DEDUP_FAMILIES = ("dedup", "dres", "dw")
 
 
 def stages_present(topics: list[str], settings: Settings) -> list[str]:

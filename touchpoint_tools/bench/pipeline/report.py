@@ -107,7 +107,7 @@ def human_table(result: Mapping[str, Any]) -> str:
         ("worker RSS growth per profile", fmt_num(mem.get("rss_bytes_per_profile"), "B", 0),
          f"{fmt_num(mem.get('profiles'), 'profiles', 0)}, {fmt_num(mem.get('demand_keys'), 'demand keys', 0)}"),
         ("Redis bytes per event: dedup window", fmt_num(redis.get("dedup_bytes_per_event"), "B", 0),
-         "dedup: + dres: keys (MEMORY USAGE; docs/performance.md, Capacity)"),
+         "dedup: + dres: + dw: keys (MEMORY USAGE; docs/performance.md, Capacity)"),
         ("Redis bytes per event: identity graph", fmt_num(redis.get("graph_bytes_per_event"), "B", 0),
          "every other key of the namespace (kept: grows with identifiers)"),
         ("", "", ""),
