@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 import orjson
 
-from streams.demand.stage import DemandStage, StageConfig
+from streams.demand.stage import CloseInterrupted, DemandStage, StageConfig
 from streams.kafka import topics as T
 
 if TYPE_CHECKING:  # the worker context is built by streams/app.py
@@ -60,10 +60,16 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                 if not batch.keep:  # a re-delivery, or a gap being rewound over
                     continue
                 try:
-                    outcome = stage.process(message.partition, message.value)
+                    # A bucket close runs in slices that hand the loop back (stage.process_sliced):
+                    # nothing is written until commit, so a crash mid-close redoes it from the commit.
+                    outcome = await stage.process_sliced(message.partition, message.value)
                     for alert in outcome.alerts:
                         await alerts.send(key=alert["key"].encode(), value=orjson.dumps(alert))
                     stage.commit(outcome)
+                except CloseInterrupted as exc:  # a rebalance during the close: redo it from the commit
+                    log.warning("demand: %s", exc)
+                    batch.fail()
+                    outcome = None
                 except Exception:  # never let one bad record kill the agent (Faust would ack it anyway)
                     ctx.metrics.demand_errors.inc()
                     log.exception("demand: could not process %s/%s/%s", message.topic, message.partition, message.offset)
