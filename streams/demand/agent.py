@@ -12,8 +12,11 @@ import faust
 import orjson
 
 from streams.demand.gcpolicy import CloseGc
-from streams.demand.stage import CloseInterrupted, DemandStage, StageConfig
+from streams.demand.stage import CLOCK_TABLE, STATE_TABLE, CloseInterrupted, DemandStage, StageConfig
+from streams.demand.writes import CoalescedWrites
 from streams.kafka import topics as T
+from streams.kafka.batches import BatchProducer
+from streams.kafka.delivery import aiokafka_producer
 
 if TYPE_CHECKING:  # the worker context is built by streams/app.py
     from streams.app import WorkerContext
@@ -33,9 +36,21 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     # partition of the event being processed, and every key of a partition is written only while
     # processing an event of that same partition.
     table_opts = dict(key_type=str, partitions=s.partitions)  # json keys and values (Faust default)
-    state = app.Table("demand", help="demand detector state per dimension key", **table_opts)
-    clocks = app.Table("demand_clock", help="event-time clock per demand-counts partition", **table_opts)
+    state = app.Table(STATE_TABLE, help="demand detector state per dimension key", **table_opts)
+    clocks = app.Table(CLOCK_TABLE, help="event-time clock per demand-counts partition", **table_opts)
     stage = DemandStage(StageConfig.from_settings(s, worker=f"{socket.gethostname()}:{os.getpid()}"), state, clocks, ctx.metrics)
+    # One changelog record per key per commit instead of one per write (writes.py); sent and
+    # checked before the commit of the offsets whose records wrote them.
+    failed = ctx.metrics.send_failures.labels("changelog")
+    demand_topic = s.topic(T.DEMAND_COUNTS)
+    writes = CoalescedWrites(
+        {STATE_TABLE: state, CLOCK_TABLE: clocks},
+        BatchProducer(lambda: aiokafka_producer(app), s.partitions, s.max_record_bytes, failed),
+        flush=lambda: app.producer.flush(),
+        assigned=lambda: {tp.partition for tp in app.consumer.assignment() if tp.topic == demand_topic},
+        direct=s.store.startswith("memory"), slice_s=stage.config.close_slice_s, failed=failed)
+    stage.write = writes.set
+    ctx.sources().before_commit.append(writes.before_commit)
     forwarder = None
     if s.alertmanager_url:
         from streams.demand.alerting import AlertmanagerForwarder

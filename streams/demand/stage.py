@@ -46,7 +46,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +78,7 @@ __all__ = ["ALERT_SCHEMA_ID", "DEFAULT_MIN_EXCESS", "SUMMED", "StageConfig", "Ou
 log = logging.getLogger(__name__)
 
 ALERT_SCHEMA_ID = "touchpoint.alert.v1"
+STATE_TABLE, CLOCK_TABLE = "demand", "demand_clock"  # the agent's Faust table names
 _STATE_VERSION = 1
 # Live DemandMonitors (and, in Foresight, forecasters) kept between bucket closes, see
 # DemandStage._live_monitor. Measured with 5-min buckets: ~20 KB per series for the live monitor
@@ -98,6 +99,7 @@ class Outcome:
     writes: dict[str, dict[str, Any]] = field(default_factory=dict)
     clock: tuple[str, dict[str, int]] | None = None
     closed_buckets: int = 0
+    partition: int = -1  # the demand-counts partition of the record (every key written lives on it)
 
 
 def _direction(d: int) -> str:
@@ -126,6 +128,9 @@ class DemandStage:
         self._published: set[tuple[str, str, str]] = set()
         # series key -> (the "mon" snapshot dict this stage last wrote, the live monitor it came from)
         self._live: LiveCache[DemandMonitor] = LiveCache(live_cache)
+        # How commit writes a table entry: (table name, key, value, partition); None = item
+        # assignment on ``state`` / ``clocks``. The agent sets its coalescing writer (writes.py).
+        self.write: Callable[[str, str, Any, int], None] | None = None
         self._generation = 0  # counts forget() calls: a sliced close that sees it change is redone
 
     # ------------------------------------------------------------------ API
@@ -198,7 +203,7 @@ class DemandStage:
             last = new["src"].get(str(src_p))
             applied_at_o = list(last[1]) if last is not None and last[0] == src_o else []
             new["src"][str(src_p)] = [src_o, applied_at_o + [bucket]]
-        outcome = Outcome("late" if late else "applied", writes={key: new})
+        outcome = Outcome("late" if late else "applied", writes={key: new}, partition=partition)
         self._keys_of(partition).add(key)
 
         # Advance the partition's event-time clock and close what the watermark passed.
@@ -218,10 +223,17 @@ class DemandStage:
 
     def commit(self, outcome: Outcome) -> None:
         """Write the outcome's table entries and update the metrics."""
-        for key, value in outcome.writes.items():
-            self.state[key] = value
-        if outcome.clock is not None:
-            self.clocks[outcome.clock[0]] = outcome.clock[1]
+        put = self.write
+        if put is None:
+            for key, value in outcome.writes.items():
+                self.state[key] = value
+            if outcome.clock is not None:
+                self.clocks[outcome.clock[0]] = outcome.clock[1]
+        else:
+            for key, value in outcome.writes.items():
+                put(STATE_TABLE, key, value, outcome.partition)
+            if outcome.clock is not None:
+                put(CLOCK_TABLE, outcome.clock[0], outcome.clock[1], outcome.partition)
         m = self.metrics
         if outcome.status == "late":
             m.demand_late_counts.inc()
