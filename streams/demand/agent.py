@@ -58,9 +58,10 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         forwarder = AlertmanagerForwarder(s.alertmanager_url, ctx.metrics)
     ctx.demand = stage
     # The one place the worker's GC is tuned: a full pass walks every series' monitor and
-    # snapshot (~300 ms with 2,000 series, one or two per bucket close); frozen after each close,
-    # unfrozen once a day for cyclic garbage (gcpolicy.py has the measurements).
+    # snapshot (~300 ms with 2,000 series, one or two per bucket close); frozen between the slices
+    # of a close and after it, unfrozen once a day for cyclic garbage (gcpolicy.py: measurements).
     close_gc = CloseGc()
+    stage.on_slice = close_gc.after_slice
     seconds = ctx.metrics.batch_seconds.labels("demand")
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types receivers as sync or Awaitable

@@ -7,10 +7,12 @@ starts one or two per bucket close: each close allocates a new snapshot (monitor
 old ones by reference counting at commit. The walk is the cost, not the garbage: the snapshots
 never form cycles.
 
-:class:`CloseGc` calls ``gc.freeze()`` after every committed close: what is alive then (the
-table, the live monitors, the rest of the worker) moves to the permanent generation, which no
-pass walks; objects in it that die are still freed by reference counting, as the replaced
-snapshots are. What a frozen object cannot get is a cyclic collection, so every
+:class:`CloseGc` calls ``gc.freeze()`` between the slices of a close and after every committed
+close: what is alive then (the table, the live monitors, the snapshots the close has built so
+far, the rest of the worker) moves to the permanent generation, which no pass walks; objects in
+it that die are still freed by reference counting, as the replaced snapshots are (and those of
+an outcome that is never committed). Freezing only after the close left one full pass over the
+close's own new snapshots (~100-200 ms) inside most closes; between slices, none is left. What a frozen object cannot get is a cyclic collection, so every
 ``unfreeze_every`` closes (a day of 5-min buckets by default) ``gc.unfreeze()`` hands everything
 back to the oldest generation and the next automatic full pass collects any cyclic garbage
 among it: one long pass a day instead of one or two per close. ``gc.freeze`` and
@@ -40,6 +42,10 @@ class CloseGc:
         self.unfreeze_every = max(1, unfreeze_every)
         self._freeze, self._unfreeze = freeze, unfreeze
         self.closes = 0
+
+    def after_slice(self) -> None:
+        """Between slices of a close: freeze what the slice allocated (not counted as a close)."""
+        self._freeze()
 
     def after_close(self) -> None:
         self.closes += 1

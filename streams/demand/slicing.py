@@ -21,9 +21,11 @@ class CloseInterrupted(RuntimeError):
     is dropped (nothing was written) and the record must be processed again from the commit."""
 
 
-async def run_sliced(steps: Iterable[object], budget_s: float, clock: Callable[[], float] = time.perf_counter) -> int:
+async def run_sliced(steps: Iterable[object], budget_s: float, clock: Callable[[], float] = time.perf_counter,
+                     on_slice: Callable[[], None] | None = None) -> int:
     """Run every step of ``steps``, yielding to the event loop once ``budget_s`` has passed since
     the last yield; returns how many times it yielded. ``budget_s <= 0`` yields after every step.
+    ``on_slice`` runs before each yield (the worker's GC policy: gcpolicy.py).
 
     >>> import asyncio
     >>> asyncio.run(run_sliced(range(5), 0.0))
@@ -33,6 +35,8 @@ async def run_sliced(steps: Iterable[object], budget_s: float, clock: Callable[[
     deadline = clock() + budget_s
     for _ in steps:
         if clock() >= deadline:
+            if on_slice is not None:
+                on_slice()
             await asyncio.sleep(0)
             yields += 1
             deadline = clock() + budget_s

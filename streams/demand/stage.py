@@ -131,6 +131,7 @@ class DemandStage:
         # How commit writes a table entry: (table name, key, value, partition); None = item
         # assignment on ``state`` / ``clocks``. The agent sets its coalescing writer (writes.py).
         self.write: Callable[[str, str, Any, int], None] | None = None
+        self.on_slice: Callable[[], None] | None = None  # between slices of a close (the agent's GC policy)
         self._generation = 0  # counts forget() calls: a sliced close that sees it change is redone
 
     # ------------------------------------------------------------------ API
@@ -165,7 +166,7 @@ class DemandStage:
         """
         generation = self._generation
         outcome, close = self._apply(partition, value)
-        await run_sliced(close, self.config.close_slice_s if budget_s is None else budget_s)
+        await run_sliced(close, self.config.close_slice_s if budget_s is None else budget_s, on_slice=self.on_slice)
         if generation != self._generation:
             raise CloseInterrupted(f"partition {partition}: rebalanced during a bucket close; processed again from the commit")
         return outcome

@@ -161,6 +161,8 @@ async def _close_loop(stage: DemandStage, cfg: StageConfig, series: int, n_bucke
     (streams/demand/gcpolicy.py, wired in streams/demand/agent.py)."""
     mark = {"closing": False, "seq": 0, "longest": 0.0, "stop": False}
     policy = CloseGc()
+    if freeze:
+        stage.on_slice = policy.after_slice
 
     async def ticker() -> None:
         while not mark["stop"]:

@@ -37,3 +37,13 @@ def test_frozen_objects_that_die_are_still_freed_by_reference_counting() -> None
         assert ref() is None  # no GC pass needed: a replaced snapshot is freed at once
     finally:
         gc.unfreeze()
+
+
+def test_after_slice_freezes_without_counting_a_close() -> None:
+    calls: list[str] = []
+    policy = CloseGc(2, freeze=lambda: calls.append("f"), unfreeze=lambda: calls.append("u"))
+    for _ in range(3):
+        policy.after_slice()
+    policy.after_close()
+    policy.after_close()
+    assert calls == ["f", "f", "f", "f", "u"] and policy.closes == 2

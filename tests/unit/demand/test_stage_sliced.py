@@ -156,3 +156,23 @@ def test_a_rebalance_during_a_close_refuses_its_outcome() -> None:
     assert refused >= 3
     assert alerts == alerts_ref
     assert dump(stage) == dump(ref)
+
+
+def test_on_slice_runs_between_slices_only() -> None:
+    stage, ref = new_stage(), new_stage()
+    recs = many_keys(hours=30)
+    slices = [0]
+    stage.on_slice = lambda: slices.__setitem__(0, slices[0] + 1)
+
+    async def go() -> int:
+        yields = 0
+        for partition, value in recs:
+            outcome = await stage.process_sliced(partition, value, 0.0)
+            stage.commit(outcome)
+            yields += outcome.closed_buckets > 0
+        return yields
+
+    closes = asyncio.run(go())
+    run(ref, recs)
+    assert dump(stage) == dump(ref)
+    assert slices[0] >= closes * 11  # 12 keys, budget 0: a yield after each step but the first
