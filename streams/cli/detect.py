@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from streams.settings import Settings
@@ -30,6 +31,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         else:
             with open(args.csv, encoding="utf-8") as handle:
                 detect_csv(handle, sys.stdout, measure=args.measure, stats=stats)
+    except BrokenPipeError:
+        # The reader went away (``touchpoint detect --csv FILE | head``): it asked for no more
+        # rows, nothing failed, so end quietly with 0 (a script under ``set -o pipefail`` goes on).
+        # stdout is pointed at devnull so the interpreter's final flush raises nothing either.
+        _quiet_stdout()
+        return 0
     except FileNotFoundError:
         raise UsageError(f"{args.csv}: no such file") from None
     except IsADirectoryError:
@@ -47,3 +54,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _quiet_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (a captured stdout): nothing to flush
+        pass

@@ -45,18 +45,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, OrderedDict
-from collections.abc import MutableMapping
+from collections import Counter
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from streams.demand.buckets import DAY_S, iso_utc
 from streams.demand.dimensions import LEGACY_MEASURE, MEASURES
 from streams.demand.foresight import Foresight, ForesightConfig
 from streams.demand.lifecycle_config import NEW_NORMAL, OPEN, RESOLVED, AlertRecord
+from streams.demand.live import LiveCache
 from streams.demand.monitor import DemandMonitor
+from streams.demand.partials import parse_partial
 from streams.demand.series import (
     DEFAULT_MIN_EXCESS,
     list_series,
@@ -65,18 +65,20 @@ from streams.demand.series import (
     read_monitor,
     series_key,
 )
+from streams.demand.slicing import CloseInterrupted, run_sliced
 from streams.demand.stage_config import SUMMED, StageConfig
 from streams.unmetered import Unmetered
 
 if TYPE_CHECKING:  # passed in by the wiring; importing it would load prometheus_client (docs/architecture.md)
     from streams.observability.metrics import Metrics
 
-__all__ = ["ALERT_SCHEMA_ID", "DEFAULT_MIN_EXCESS", "SUMMED", "StageConfig", "Outcome", "DemandStage", "parse_partial",
+__all__ = ["ALERT_SCHEMA_ID", "DEFAULT_MIN_EXCESS", "SUMMED", "StageConfig", "Outcome", "DemandStage", "CloseInterrupted", "parse_partial",
            "series_key", "parse_series_key", "list_series", "read_monitor", "parse_min_excess"]
 
 log = logging.getLogger(__name__)
 
 ALERT_SCHEMA_ID = "touchpoint.alert.v1"
+STATE_TABLE, CLOCK_TABLE = "demand", "demand_clock"  # the agent's Faust table names
 _STATE_VERSION = 1
 # Live DemandMonitors (and, in Foresight, forecasters) kept between bucket closes, see
 # DemandStage._live_monitor. Measured with 5-min buckets: ~20 KB per series for the live monitor
@@ -97,33 +99,7 @@ class Outcome:
     writes: dict[str, dict[str, Any]] = field(default_factory=dict)
     clock: tuple[str, dict[str, int]] | None = None
     closed_buckets: int = 0
-
-
-def parse_partial(value: bytes | dict[str, Any]) -> tuple[str, str, int, list[tuple[int, float, int]]]:
-    """``(key, measure, bucket_ms, [(source partition, sum, last source offset), ...])`` of one
-    demand-counts value: ``{"k", "m", "b", "n", "c": [[p, n, o], ...]}``. Values written before
-    measures have no ``"m"`` (read as the legacy ``events`` count); the oldest single-source form
-    ``{"k", "b", "n", "p", "o"}`` is read too."""
-    msg = orjson.loads(value) if isinstance(value, (bytes, bytearray, memoryview, str)) else value
-    key = msg["k"]
-    if not isinstance(key, str) or ":" not in key:
-        raise ValueError(f"bad dimension key {key!r}")
-    measure = msg.get("m", LEGACY_MEASURE)
-    if measure not in MEASURES and measure != LEGACY_MEASURE:
-        raise ValueError(f"unknown measure {measure!r}")
-    parts = msg.get("c")
-    if parts is None:
-        return key, measure, int(msg["b"]), [(int(msg["p"]), _num(msg["n"]), int(msg["o"]))]
-    if not isinstance(parts, list) or not parts:
-        raise ValueError(f"bad source counts {parts!r}")
-    return key, measure, int(msg["b"]), [(int(p), _num(n), int(o)) for p, n, o in parts]
-
-
-def _num(v: Any) -> float:
-    x = float(v)
-    if x != x or x in (float("inf"), float("-inf")):
-        raise ValueError(f"bad partial sum {v!r}")
-    return int(x) if x == int(x) else x
+    partition: int = -1  # the demand-counts partition of the record (every key written lives on it)
 
 
 def _direction(d: int) -> str:
@@ -151,8 +127,12 @@ class DemandStage:
         self._open: dict[str, tuple[str, str, str]] = {}  # series key -> (dimension type, measure, direction)
         self._published: set[tuple[str, str, str]] = set()
         # series key -> (the "mon" snapshot dict this stage last wrote, the live monitor it came from)
-        self._live: OrderedDict[str, tuple[dict[str, Any], DemandMonitor]] = OrderedDict()
-        self._live_max = max(0, live_cache)
+        self._live: LiveCache[DemandMonitor] = LiveCache(live_cache)
+        # How commit writes a table entry: (table name, key, value, partition); None = item
+        # assignment on ``state`` / ``clocks``. The agent sets its coalescing writer (writes.py).
+        self.write: Callable[[str, str, Any, int], None] | None = None
+        self.on_slice: Callable[[], None] | None = None  # between slices of a close (the agent's GC policy)
+        self._generation = 0  # counts forget() calls: a sliced close that sees it change is redone
 
     # ------------------------------------------------------------------ API
     def handle(self, partition: int, value: bytes | dict[str, Any]) -> Outcome:
@@ -167,21 +147,48 @@ class DemandStage:
         The agent sends the alerts first and then calls :meth:`commit`, so a failed send leaves
         the tables untouched and the record is processed again on replay (at-least-once).
         """
+        outcome, close = self._apply(partition, value)
+        for _ in close:
+            pass
+        return outcome
+
+    async def process_sliced(self, partition: int, value: bytes | dict[str, Any], budget_s: float | None = None) -> Outcome:
+        """:meth:`process`, with a bucket close run in slices of ``budget_s`` (default
+        ``config.close_slice_s``) that hand the event loop back in between (slicing.py).
+
+        The outcome is identical to :meth:`process`'s and, as there, nothing is written until
+        :meth:`commit`: a crash or a failure half-way through a close leaves the tables and the
+        committed offset as they were, and the record is processed again from the commit, which
+        redoes the whole close (the live cache cannot serve a half-advanced monitor, see
+        :meth:`_live_monitor`). A rebalance that reaches the stage (:meth:`forget`) during the
+        close raises :class:`CloseInterrupted`: the agent then fails the record (redone from the
+        commit by whoever owns the partition) instead of committing a close begun before it.
+        """
+        generation = self._generation
+        outcome, close = self._apply(partition, value)
+        await run_sliced(close, self.config.close_slice_s if budget_s is None else budget_s, on_slice=self.on_slice)
+        if generation != self._generation:
+            raise CloseInterrupted(f"partition {partition}: rebalanced during a bucket close; processed again from the commit")
+        return outcome
+
+    def _apply(self, partition: int, value: bytes | dict[str, Any]) -> tuple[Outcome, Iterator[None]]:
+        """The outcome of one partial count, and the steps of the bucket close it triggers (one
+        per key, empty when it closes nothing): the outcome is complete once they have run."""
         dim_key, measure, bucket, parts = parse_partial(value)
         if measure not in self.config.measures:
-            return Outcome("unwatched")  # e.g. legacy records of the old event count
+            return Outcome("unwatched"), iter(())  # e.g. legacy records of the old event count
         key = series_key(dim_key, measure)
         size = self.config.size_ms
         bucket -= bucket % size  # tolerate a producer with a finer bucket
         if self.config.max_future_s and bucket > time.time_ns() // 1_000_000 + self.config.max_future_s * 1000:
             # Defence in depth behind ingest's event-time window: a bucket from the future would
             # move the partition's clock (kept in its changelog) ahead of real time for good.
-            return Outcome("future")
+            return Outcome("future"), iter(())
         entry = self.state.get(key)
         if entry is not None:
             parts = [part for part in parts if not self._already_applied(entry, part[0], part[2], bucket)]
             if not parts:
-                return Outcome("replayed")
+                return Outcome("replayed"), iter(())
         count = sum(n for _, n, _ in parts)
 
         qkey = str(partition)
@@ -197,29 +204,37 @@ class DemandStage:
             last = new["src"].get(str(src_p))
             applied_at_o = list(last[1]) if last is not None and last[0] == src_o else []
             new["src"][str(src_p)] = [src_o, applied_at_o + [bucket]]
-        outcome = Outcome("late" if late else "applied", writes={key: new})
+        outcome = Outcome("late" if late else "applied", writes={key: new}, partition=partition)
         self._keys_of(partition).add(key)
 
         # Advance the partition's event-time clock and close what the watermark passed.
         max_b = bucket if clock is None else max(clock["max_b"], bucket)
         wm = max_b - self.config.lateness_s * 1000
         target = wm - wm % size
+        close: Iterator[None] = iter(())
         if closed is None:
             closed = target
         elif target > closed:
-            self._close_partition(partition, closed, target, outcome)
+            close = self._close_steps(partition, target, outcome)
             closed = target
         new_clock = {"max_b": max_b, "closed": closed}
         if new_clock != clock:
             outcome.clock = (qkey, new_clock)
-        return outcome
+        return outcome, close
 
     def commit(self, outcome: Outcome) -> None:
         """Write the outcome's table entries and update the metrics."""
-        for key, value in outcome.writes.items():
-            self.state[key] = value
-        if outcome.clock is not None:
-            self.clocks[outcome.clock[0]] = outcome.clock[1]
+        put = self.write
+        if put is None:
+            for key, value in outcome.writes.items():
+                self.state[key] = value
+            if outcome.clock is not None:
+                self.clocks[outcome.clock[0]] = outcome.clock[1]
+        else:
+            for key, value in outcome.writes.items():
+                put(STATE_TABLE, key, value, outcome.partition)
+            if outcome.clock is not None:
+                put(CLOCK_TABLE, outcome.clock[0], outcome.clock[1], outcome.partition)
         m = self.metrics
         if outcome.status == "late":
             m.demand_late_counts.inc()
@@ -242,6 +257,7 @@ class DemandStage:
 
     def forget(self) -> None:
         """Drop the in-memory key index (after a rebalance); it is rebuilt from ``state``."""
+        self._generation += 1
         self._keys.clear()
         self._open.clear()
         self._live.clear()
@@ -290,96 +306,86 @@ class DemandStage:
             self._publish_open()
         return keys
 
-    def _close_partition(self, partition: int, closed: int, target: int, outcome: Outcome) -> None:
-        """Feed buckets [closed, target) of every key of the partition to its monitor."""
+    def _close_steps(self, partition: int, target: int, outcome: Outcome) -> Iterator[None]:
+        """Feed the due buckets (before ``target``) of every key of the partition to its monitor,
+        one key per step, in key order (the same order however the steps are sliced)."""
+        for key in sorted(self._keys_of(partition)):
+            self._close_key(key, partition, target, outcome)
+            yield
+
+    def _close_key(self, key: str, partition: int, target: int, outcome: Outcome) -> None:
+        """Feed one key its buckets before ``target``; its new entry and alerts go to ``outcome``."""
         size = self.config.size_ms
         floor = target - self.config.gap_buckets * size
-        for key in sorted(self._keys_of(partition)):
-            entry = outcome.writes.get(key) or self.state.get(key)
-            if entry is None or entry["q"] != partition:
+        entry = outcome.writes.get(key) or self.state.get(key)
+        if entry is None or entry["q"] != partition:
+            return
+        start = entry["next"]
+        due_open = sorted(int(s) for s in entry["open"] if int(s) < target)
+        if start >= target and not due_open:
+            return  # the key appeared in a bucket that is still open
+        # After a long silence, emit at most a week of zero buckets per key.
+        due = sorted(set(due_open) | set(range(max(start, floor), target, size)))
+        dim_key, measure = parse_series_key(key)
+        dimension = dim_key.partition(":")[0]
+        cfg = self.config
+        pooling = cfg.pool_floor > 0.0
+        level, seen = entry.get("pool") or (0.0, 0)
+        prior = entry.get("prior")
+        mon = None if entry["mon"] is None else self._live_monitor(key, dim_key, measure, entry["mon"])
+        if mon is not None and "pool" not in entry:
+            # Written before pooling existed: seed the volume EWMA from the detector's level.
+            level, seen = max(mon.detector.level, 0.0), mon.detector.level_n
+        fc, fc_due = entry.get("fc"), []  # the series' forecaster (foresight.py), fed the same buckets
+        for s in due:
+            count = entry["open"].get(str(s), 0)
+            before = level if seen else None
+            seen += 1
+            level += max(cfg.pool_alpha, 1.0 / seen) * (count - level)
+            if mon is None and (not pooling or (level >= cfg.floor_per_bucket(measure) and seen >= cfg.pool_min_buckets)):
+                # Promotion: a cold-started monitor, its prior the pooled level it rose from,
+                # when that level rests on two days or more (a long-tail key rising); a series
+                # seen for less has no history to judge a shift against (no prior: the
+                # lifecycle raises nothing until the detector's daily tier exists).
+                mon = self._monitor(dim_key, measure, None)
+                known = seen - 1 >= 2 * DAY_S // cfg.bucket_s
+                prior = before if pooling and before is not None and known else None
+            if mon is None:
                 continue
-            start = entry["next"]
-            due_open = sorted(int(s) for s in entry["open"] if int(s) < target)
-            if start >= target and not due_open:
-                continue  # the key appeared in a bucket that is still open
-            # After a long silence, emit at most a week of zero buckets per key.
-            due = sorted(set(due_open) | set(range(max(start, floor), target, size)))
-            dim_key, measure = parse_series_key(key)
-            dimension = dim_key.partition(":")[0]
-            cfg = self.config
-            pooling = cfg.pool_floor > 0.0
-            level, seen = entry.get("pool") or (0.0, 0)
-            prior = entry.get("prior")
-            mon = None if entry["mon"] is None else self._live_monitor(key, dim_key, measure, entry["mon"])
-            if mon is not None and "pool" not in entry:
-                # Written before pooling existed: seed the volume EWMA from the detector's level.
-                level, seen = max(mon.detector.level, 0.0), mon.detector.level_n
-            fc, fc_due = entry.get("fc"), []  # the series' forecaster (foresight.py), fed the same buckets
-            for s in due:
-                count = entry["open"].get(str(s), 0)
-                before = level if seen else None
-                seen += 1
-                level += max(cfg.pool_alpha, 1.0 / seen) * (count - level)
-                if mon is None and (not pooling or (level >= cfg.floor_per_bucket(measure) and seen >= cfg.pool_min_buckets)):
-                    # Promotion: a cold-started monitor, its prior the pooled level it rose from,
-                    # when that level rests on two days or more (a long-tail key rising); a series
-                    # seen for less has no history to judge a shift against (no prior: the
-                    # lifecycle raises nothing until the detector's daily tier exists).
-                    mon = self._monitor(dim_key, measure, None)
-                    known = seen - 1 >= 2 * DAY_S // cfg.bucket_s
-                    prior = before if pooling and before is not None and known else None
-                if mon is None:
-                    continue
-                decision, records = mon.update(s, count, prior)
-                alerts = [self._alert(r, dimension, s) for r in records]
-                fc_due.append((s, count, decision.expected, alerts))
-                if any(a["state"] == OPEN for a in alerts):  # OPEN carries the next day if the shift holds
-                    fc, fc_due = self.foresight.feed_many(fc, fc_due), []
-                    for a in alerts:
-                        if a["state"] == OPEN and (forecast := self.foresight.alert_forecast(fc, a)) is not None:
-                            a["forecast"] = forecast
-                outcome.alerts.extend(alerts)
-                if (pooling and level < cfg.floor_per_bucket(measure) * cfg.pool_release
-                        and not mon.lifecycle.active and mon.detector.direction == 0):
-                    mon, prior = None, None  # back to the pool: drop the monitor
-            outcome.closed_buckets += len(due)
-            open_left = {s: c for s, c in entry["open"].items() if int(s) >= target}
-            new = {**entry, "next": max(start, target), "open": open_left,
-                   "pool": [level, min(seen, 1_000_000)], "mon": None if mon is None else self._keep_live(key, mon)}
-            new.pop("prior", None)
-            if prior is not None and mon is not None:
-                new["prior"] = prior
-            new.pop("fc", None)
-            if mon is not None:  # pooled series keep no forecaster (their state stays ~125 bytes)
-                new["fc"] = self.foresight.feed_many(fc, fc_due) if fc_due else fc
-            outcome.writes[key] = new
+            decision, records = mon.update(s, count, prior)
+            alerts = [self._alert(r, dimension, s) for r in records]
+            fc_due.append((s, count, decision.expected, alerts))
+            if any(a["state"] == OPEN for a in alerts):  # OPEN carries the next day if the shift holds
+                fc, fc_due = self.foresight.feed_many(fc, fc_due), []
+                for a in alerts:
+                    if a["state"] == OPEN and (forecast := self.foresight.alert_forecast(fc, a)) is not None:
+                        a["forecast"] = forecast
+            outcome.alerts.extend(alerts)
+            if (pooling and level < cfg.floor_per_bucket(measure) * cfg.pool_release
+                    and not mon.lifecycle.active and mon.detector.direction == 0):
+                mon, prior = None, None  # back to the pool: drop the monitor
+        outcome.closed_buckets += len(due)
+        open_left = {s: c for s, c in entry["open"].items() if int(s) >= target}
+        new = {**entry, "next": max(start, target), "open": open_left,
+               "pool": [level, min(seen, 1_000_000)], "mon": None if mon is None else self._keep_live(key, mon)}
+        new.pop("prior", None)
+        if prior is not None and mon is not None:
+            new["prior"] = prior
+        new.pop("fc", None)
+        if mon is not None:  # pooled series keep no forecaster (their state stays ~125 bytes)
+            new["fc"] = self.foresight.feed_many(fc, fc_due) if fc_due else fc
+        outcome.writes[key] = new
 
     def _live_monitor(self, key: str, dim_key: str, measure: str, snapshot: dict[str, Any]) -> DemandMonitor:
         """The series' monitor as of ``snapshot``: the live one kept since the last close when
-        ``snapshot`` is the very dict that close wrote, else restored from ``snapshot``.
-
-        Why reuse is safe: :meth:`process` may compute an outcome that is never committed (the
-        agent commits only after the alert sends succeed). The table then still holds the OLD
-        snapshot dict, not the one cached with the advanced monitor, so the identity check misses
-        and the monitor is restored from the old snapshot; the already-advanced object is never
-        reused. A rebalance (table restored from the changelog: new dicts) or an evicted entry
-        misses the same way. The entry is popped before use, so a close that fails half-way
-        cannot leave an advanced monitor paired with the snapshot it started from.
-        Identity, not equality: equal contents written by another path must still be restored.
-        """
-        hit = self._live.pop(key, None)
-        if hit is not None and hit[0] is snapshot:
-            return hit[1]
-        return self._monitor(dim_key, measure, snapshot)
+        ``snapshot`` is the very dict that close wrote, else restored from it (live.py: why safe)."""
+        live = self._live.take(key, snapshot)
+        return live if live is not None else self._monitor(dim_key, measure, snapshot)
 
     def _keep_live(self, key: str, mon: DemandMonitor) -> dict[str, Any]:
         """Snapshot ``mon`` for the table and keep it live under that snapshot (bounded LRU)."""
         snap = mon.snapshot()
-        if self._live_max:
-            self._live[key] = (snap, mon)
-            self._live.move_to_end(key)
-            while len(self._live) > self._live_max:
-                self._live.popitem(last=False)
+        self._live.keep(key, snap, mon)
         return snap
 
     def _monitor(self, key: str, measure: str, snapshot: dict[str, Any] | None) -> DemandMonitor:

@@ -42,6 +42,9 @@ class StageConfig:
     pool_window_s: int = DAY_S  # time constant of the volume EWMA
     pool_min_s: int = 3600  # a new key is pooled for at least this long (its EWMA is a plain mean)
     max_future_s: int = 0  # horizon: a bucket later than the wall clock plus this is refused (0 = no check)
+    # A bucket close hands the event loop back after this much work (DemandStage.process_sliced):
+    # the longest the loop is blocked by a close, up to one key's buckets and a GC pass.
+    close_slice_s: float = 0.01
 
     @classmethod
     def from_settings(cls, settings: Any, worker: str = "") -> StageConfig:

@@ -66,3 +66,38 @@ def test_surge_collapse_and_rebound_raise_alerts_with_their_lifecycle(settings, 
     print("\n".join(lines))
     assert len(lines) == len(alerts)
     assert any("OPEN" in line and "surge" in line and "category_region:masks|hubei" in line for line in lines)
+
+
+def test_demand_tables_recover_from_the_coalesced_changelog_after_kill9(settings, start_worker) -> None:
+    """Three weeks of history through one worker, SIGKILL once it is idle, week 4 through a new
+    worker: every alert of week 4 needs the detector state the new worker recovered from the
+    changelog records the first one wrote once per key per commit (streams/demand/writes.py)."""
+    import signal
+
+    settings = settings.with_(demand_bucket_s=3600, demand_lateness_s=3600, demand_timezone="UTC")
+    events = traffic()
+    cut = len(events) * 3 // 4  # about the start of week 4: before any shift
+
+    async def send(part: list[dict[str, Any]]) -> None:
+        await ensure_topics(settings)
+        await publish(settings, settings.topic(INPUT), (orjson.dumps(e) for e in part), (b"demo" for _ in part))
+
+    first = start_worker(settings)
+    asyncio.run(send(events[:cut]))
+    idle = run_cli(settings, "wait-idle", "--timeout", "150", timeout_s=170)
+    assert idle.returncode == 0, idle.stderr.decode() + first.log_tail()
+    first.stop(signal.SIGKILL)
+    second = start_worker(settings)
+    asyncio.run(send(events[cut:]))
+    idle = run_cli(settings, "wait-idle", "--timeout", "150", timeout_s=170)
+    assert idle.returncode == 0, idle.stderr.decode() + second.log_tail()
+
+    async def collect() -> list[dict[str, Any]]:
+        return [orjson.loads(r.value) async for r in read_to_end(settings, settings.topic(ALERTS))]
+
+    alerts = asyncio.run(collect())
+    assert alerts, second.log_tail()
+    check_alerts(alerts)  # week 4's shifts (judged by the second worker) included
+    metrics = second.get("/metrics")[1].decode()
+    assert "touchpoint_demand_errors_total 0.0" in metrics and "touchpoint_demand_late_counts_total 0.0" in metrics
+    assert 'touchpoint_send_failures_total{kind="changelog"} 0.0' in metrics

@@ -20,12 +20,17 @@ Usage::
 3. **Close cost** (``--close-cost``). ``--close-series`` monitored series (default 2,000, no
    pooling) on one partition, one count each per bucket, for ``--close-buckets`` buckets at
    ``--bucket-s``; the wall time of every record that closed a bucket is the close cost (all the
-   partition's series fed and snapshotted, on the worker's event loop). Run twice: restoring
-   every monitor and forecaster from its snapshot at each close (``live_cache=0``, the behaviour
-   before live objects were kept) and with the stage's live cache. The first close (monitors
-   created) is left out; closes that complete a forecast step (the hour) are reported apart.
+   partition's series fed and snapshotted, on the worker's event loop). Runs: with the stage's
+   live cache, the close in one synchronous block (``process``, before) and in slices that hand
+   the loop back (``process_sliced``, what the agent runs), then sliced with the worker's GC
+   policy (gc.freeze() after every close, streams/demand/gcpolicy.py); ``--restore`` adds a
+   first run restoring every monitor and forecaster from its snapshot at each close
+   (``live_cache=0``, the behaviour before live objects were kept). The records are fed on an
+   event loop beside a task that measures the longest time the loop went without running it
+   while a close was in progress (the "longest loop block"). The first closes (monitors
+   created) are left out; closes that complete a forecast step (the hour) are reported apart.
 
-    .venv/bin/python touchpoint_tools/bench/demand_state.py --close-cost [--close-series 2000] [--close-buckets 36]
+    .venv/bin/python -m touchpoint_tools.bench.demand_state --close-cost [--close-series 2000] [--close-buckets 36] [--restore] [--no-gc]
 
 The last line printed is one JSON object.
 """
@@ -33,6 +38,7 @@ The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import math
@@ -46,6 +52,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from streams.demand.gcpolicy import CloseGc  # noqa: E402
 from streams.demand.stage import DemandStage, StageConfig  # noqa: E402
 from touchpoint_tools.simulate.sampling import poisson  # noqa: E402
 
@@ -111,8 +118,10 @@ def sample_bytes(cfg: StageConfig, per_hour: list[float], days: float, seed: int
     return out
 
 
-def close_cost(series: int, n_buckets: int, bucket_s: int, live: bool, seed: int) -> dict[str, float]:
-    """ms per close (mean over closes, and over the closes completing a forecast step), per series."""
+def close_cost(series: int, n_buckets: int, bucket_s: int, live: bool, seed: int, sliced: bool = False,
+               freeze: bool = False) -> dict[str, float]:
+    """ms per close (mean over closes, and over the closes completing a forecast step), per
+    series, and the longest single block of the event loop while a close ran."""
     cfg = StageConfig(bucket_s=bucket_s, lateness_s=bucket_s, pool_floor=0.0)
     stage = DemandStage(cfg, {}, {}, live_cache=series * 2 if live else 0)
     rng = random.Random(seed)
@@ -130,29 +139,62 @@ def close_cost(series: int, n_buckets: int, bucket_s: int, live: bool, seed: int
     gc.collect()
     gc.callbacks.append(on_gc)
     try:
-        _close_loop(stage, cfg, series, n_buckets, rng, plain, step, step_ms)
+        block_ms = asyncio.run(_close_loop(stage, cfg, series, n_buckets, rng, plain, step, step_ms, sliced, freeze))
     finally:
         gc.callbacks.remove(on_gc)
+        if freeze:
+            gc.unfreeze()
     every = plain + step
     return {"closes": len(every), "ms_per_close": statistics.mean(every),
             "ms_per_close_plain": statistics.mean(plain) if plain else 0.0,
             "ms_per_close_step": statistics.mean(step) if step else 0.0,
             "max_ms": max(every), "us_per_series": statistics.mean(every) / series * 1000,
-            "full_gc_ms_per_bucket": gc_ms[0] / n_buckets}
+            "full_gc_ms_per_bucket": gc_ms[0] / n_buckets, "longest_block_ms": block_ms}
 
 
-def _close_loop(stage: DemandStage, cfg: StageConfig, series: int, n_buckets: int, rng: random.Random,
-                plain: list[float], step: list[float], step_ms: int) -> None:
+async def _close_loop(stage: DemandStage, cfg: StageConfig, series: int, n_buckets: int, rng: random.Random,
+                      plain: list[float], step: list[float], step_ms: int, sliced: bool, freeze: bool) -> float:
+    """Feed the records on an event loop (handing it back after each record, as the agent's
+    stream does) beside a task that measures how long the loop went without running it; returns
+    the longest such gap that overlapped a close (ms). ``sliced``: the agent's process_sliced,
+    else the synchronous process. ``freeze``: the worker's GC policy after every close
+    (streams/demand/gcpolicy.py, wired in streams/demand/agent.py)."""
+    mark = {"closing": False, "seq": 0, "longest": 0.0, "stop": False}
+    policy = CloseGc()
+    if freeze:
+        stage.on_slice = policy.after_slice
+
+    async def ticker() -> None:
+        while not mark["stop"]:
+            t, was, seq = time.perf_counter(), mark["closing"], mark["seq"]
+            await asyncio.sleep(0)
+            if was or mark["closing"] or mark["seq"] != seq:
+                mark["longest"] = max(mark["longest"], time.perf_counter() - t)
+
+    task = asyncio.ensure_future(ticker())
     for b in range(n_buckets):
         ts = T0 + b * cfg.size_ms
         for i in range(series):
             value = orjson.dumps({"k": f"product:s{i}", "m": "orders", "b": ts, "n": poisson(rng, 10.0), "c": [[0, 1, b]]})
+            await asyncio.sleep(0)
+            counted = i == 0 and b > 2  # b <= 2: the first close creates the monitors
+            mark["closing"], mark["seq"] = counted, mark["seq"] + counted
             t = time.perf_counter()
-            out = stage.handle(0, value)
+            if sliced:
+                out = await stage.process_sliced(0, value)
+                stage.commit(out)
+            else:
+                out = stage.handle(0, value)
             dt = (time.perf_counter() - t) * 1000
-            if out.closed_buckets and b > 2:  # b <= 2: the first close creates the monitors
+            mark["closing"] = False
+            if out.closed_buckets and counted:
                 closed = stage.clocks["0"]["closed"]  # the close fed the bucket ending here
                 (step if closed % step_ms == 0 else plain).append(dt)
+            if freeze and out.closed_buckets:
+                policy.after_close()
+    mark["stop"] = True
+    await task
+    return float(mark["longest"]) * 1000
 
 
 def main(argv: list[str]) -> int:
@@ -167,19 +209,25 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--close-cost", action="store_true", help="measure the cost of a bucket close instead")
     ap.add_argument("--close-series", type=int, default=2000)
     ap.add_argument("--close-buckets", type=int, default=36)
+    ap.add_argument("--restore", action="store_true", help="with --close-cost: also restore every monitor at each close (before the live cache)")
     ap.add_argument("--no-gc", action="store_true", help="with --close-cost: cyclic GC off (the stage's own work alone)")
     args = ap.parse_args(argv[1:])
     if args.close_cost:
         if args.no_gc:
             gc.disable()
         res = {}
-        for name, live in (("restore_every_close", False), ("live_cache", True)):
-            r = close_cost(args.close_series, args.close_buckets, args.bucket_s, live, args.seed)
+        runs = [("restore_every_close", False, False, False), ("live_cache", True, False, False),
+                ("live_cache_sliced", True, True, False), ("live_cache_sliced_frozen", True, True, True)]
+        for name, live, sliced, freeze in runs:
+            if (name == "restore_every_close" and not args.restore) or (freeze and args.no_gc):
+                continue
+            r = close_cost(args.close_series, args.close_buckets, args.bucket_s, live, args.seed, sliced, freeze)
             res[name] = {k: round(v, 3) for k, v in r.items()}
             print(f"{name}: {args.close_series} series, {args.bucket_s} s buckets, {r['closes']} closes: "
                   f"{r['ms_per_close']:.1f} ms per close (within an hour {r['ms_per_close_plain']:.1f}, "
                   f"completing a forecast step {r['ms_per_close_step']:.1f}, max {r['max_ms']:.1f}), "
-                  f"{r['us_per_series']:.0f} us per series; full GC passes {r['full_gc_ms_per_bucket']:.0f} ms per bucket")
+                  f"{r['us_per_series']:.0f} us per series; full GC passes {r['full_gc_ms_per_bucket']:.0f} ms per bucket; "
+                  f"longest loop block during a close {r['longest_block_ms']:.1f} ms")
         print(json.dumps({"series": args.close_series, "bucket_s": args.bucket_s, "gc": not args.no_gc, **res}))
         return 0
     cfg = StageConfig(bucket_s=args.bucket_s, lateness_s=max(args.bucket_s, 600))

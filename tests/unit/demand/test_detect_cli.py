@@ -88,3 +88,21 @@ def test_missing_file_directory_and_unknown_measure(tmp_path: Path, capsys: pyte
     path = _write(tmp_path, "timestamp,value\n2014-07-01 00:00:00,1\n")
     assert main(["detect", "--csv", str(path), "--measure", "units"]) == 2
     assert "no column 'units'" in capsys.readouterr().err
+
+
+def test_closed_stdout_ends_quietly_with_exit_0(tmp_path: Path) -> None:
+    """``touchpoint detect --csv FILE | head -1``: the reader closes the pipe after one line; the
+    command ends with 0 and says nothing (it used to print "Broken pipe" and exit 2)."""
+    import subprocess
+    import sys
+
+    path = _write(tmp_path, "".join(csv_lines(series(20, 3))))  # ~3,400 rows: more than a pipe buffer holds
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli.main", "detect", "--csv", str(path)], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().decode().strip() == HEADER
+    proc.stdout.close()  # what head does after its lines
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert err == ""
