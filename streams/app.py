@@ -159,7 +159,7 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
 
 
 def count_faust_send_errors(app: faust.App, metrics: Metrics) -> None:
-    """Sends Faust makes for us (the demand tables' changelogs, alert records) that Kafka refuses
+    """Sends Faust makes for us (alert records; the tables' changelogs are ours, kind "changelog") that Kafka refuses
     or never acknowledges are counted in ``touchpoint_send_failures_total{kind="faust"}`` (Faust
     itself only logs a warning). The delegate's hook is wrapped rather than a Sensor added:
     a sensor's other hooks would run for every record."""

@@ -59,7 +59,7 @@ class Metrics:
         # Hostile input and poisoned state (issue 21): nothing dropped, trimmed or refused silently.
         self.event_time_corrected = Counter("touchpoint_event_time_corrected", "Events whose time lay beyond the event-time window's future side and were applied at their receive time, by reason.", ["reason"], registry=r)
         self.profile_trimmed = Counter("touchpoint_profile_trimmed", "Profile entries not kept or trimmed to keep a value within its limits, by part (trait_name, trait_value, tl, tr, cat, cs, ids).", ["part"], registry=r)
-        self.send_failures = Counter("touchpoint_send_failures", "Records Kafka refused or did not acknowledge, by kind: changelog (profiles, re-sent before the commit), profile-events (dead-lettered), ingest (input re-processed), faust (demand tables and alerts, counted only).", ["kind"], registry=r)
+        self.send_failures = Counter("touchpoint_send_failures", "Records Kafka refused or did not acknowledge, by kind: changelog (profile and demand tables, re-sent before the commit), profile-events (dead-lettered), ingest (input re-processed), faust (alerts and other sends through Faust, counted only).", ["kind"], registry=r)
         self.partition_stuck = Gauge("touchpoint_partition_stuck_seconds", "Longest time a source partition of this worker has been failing without completing a record, by stage (0 = none).", ["stage"], registry=r)
         self.demand_future_counts = Counter("touchpoint_demand_future_counts", "Partial demand counts refused because their bucket lies beyond the wall clock plus TOUCHPOINT_EVENT_MAX_FUTURE_S.", registry=r)
         self.event_time_corrected.labels("future").inc(0)
