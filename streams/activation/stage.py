@@ -121,7 +121,7 @@ class ActivationStage:
     def settle(self, key: str, before: bytes | None, after: bytes) -> tuple[bytes, list[Out]]:
         """The value to write for ``key`` and the records to produce (and land) before it."""
         now = self.clock()
-        state = decode(after)
+        state = self.inner.take(key, after)  # the dict the profile stage just encoded, not a decode
         held = self._pending.pop(key, None)
         tomb = state.get("tomb")
         if tomb is None:
@@ -170,7 +170,7 @@ class ActivationStage:
             ax.pop("due", None)
         else:
             ax["due"] = due
-        return encode(state), outs
+        return self.inner.keep(key, encode(state), state), outs  # the key's next record decodes nothing
 
 
 _iso = lru_cache(maxsize=1 << 16)(iso)  # identifiers' first/last seen repeat on every update of a profile
