@@ -49,6 +49,8 @@ class Out:
     value: bytes | None  # None = a Kafka tombstone (erasure on the compacted profile-updates)
 
 
+KEEP_DECODED = 512  # values decided and not yet settled (a bundle has ~125 keys), at most
+
 # Copying a set-up hasher skips blake2b's keyword parsing and setup (once per settled key).
 _DIGEST = hashlib.blake2b(digest_size=6)
 
@@ -60,8 +62,12 @@ def _now_ms() -> int:
 class ActivationStage:
     """Wraps the profile stage; holds only configuration (definitions and a clock)."""
 
-    def __init__(self, inner: ProfileStage, defs: Definitions, clock: Callable[[], int] = _now_ms) -> None:
+    def __init__(self, inner: ProfileStage, defs: Definitions, clock: Callable[[], int] = _now_ms,
+                 keep_decoded: int = KEEP_DECODED) -> None:
         self.inner = inner
+        # The profile stage keeps the dict of each value it decides; settle takes it instead of
+        # decoding the bytes again (ProfileStage.take: tied to the bytes by identity).
+        inner.keep_decoded = keep_decoded
         self.defs = defs
         self.clock = clock
         # key -> (the value bytes the last decision staged, events / absorbed trait states decided
@@ -176,7 +182,7 @@ class ActivationStage:
             ax.pop("due", None)
         else:
             ax["due"] = due
-        return self.inner.keep(key, encode(state), state), outs  # the key's next record decodes nothing
+        return encode(state), outs
 
 
 _iso = lru_cache(maxsize=1 << 16)(iso)  # identifiers' first/last seen repeat on every update of a profile

@@ -70,7 +70,6 @@ from streams.profiles.profile import DEFAULT_LIMITS, Limits, decode, encode, fol
 __all__ = ["ProfileStage", "Decision", "Send", "OUTCOMES", "MAX_HOPS"]
 
 MAX_HOPS = 16  # forwarding chains are short (merge chains); a longer one means a loop: drop it
-KEEP_DECODED = 1024  # decoded values kept for the keys changed last (see ProfileStage.take)
 
 OUTCOMES = (
     "applied", "duplicate", "replayed", "forwarded", "merged", "merge_duplicate", "absorbed",
@@ -145,13 +144,14 @@ class ProfileStage:
     """Decides what each record does; holds only configuration."""
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS, keep_identifier: Callable[[str], bool] | None = None,
-                 keep_decoded: int = KEEP_DECODED) -> None:
+                 keep_decoded: int = 0) -> None:
         self.limits = limits
         self.keep_identifier = keep_identifier
         # Entries not kept or trimmed to keep values within the limits, per part (the agent
         # moves them to touchpoint_profile_trimmed_total after each record).
         self.trimmed: Counter[str] = Counter()
-        # key -> (value bytes, the dict they are the encoding of): see take() and keep().
+        # key -> (value bytes, the dict they are the encoding of): see take() and keep(). Off by
+        # default: the activation stage turns it on to settle a value without decoding it again.
         self._decoded: dict[str, tuple[bytes, dict[str, Any]]] = {}
         self.keep_decoded = keep_decoded
 
@@ -165,8 +165,12 @@ class ProfileStage:
         Tied to the bytes by identity, like the value the agent stages and writes: a value read
         back from the changelog, or any other bytes, is decoded. A profile value is JSON through
         and through (str keys, lists, no NaN: encode refuses or would change nothing else), so
-        the kept dict equals what decoding its bytes gives (tests/unit/profiles/test_decoded.py
-        runs a population with and without keeping and compares every value and record)."""
+        the kept dict equals what decoding its bytes gives (tests/unit/activation/test_decoded.py
+        runs a population with and without keeping and compares every value and record).
+
+        Meant for a value used again at once (decide, then settle, of one record): a dict kept
+        across records is slower to work on than a fresh decode of its bytes (its objects are
+        scattered in memory by then; docs/performance.md, session 7), so nothing else keeps."""
         held = self._decoded.pop(key, None)
         if held is not None and held[0] is raw:
             return held[1]
