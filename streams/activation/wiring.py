@@ -85,12 +85,12 @@ class Activation:
                 log.exception("activation: could not settle profile %s; written without its traits/audiences update", key[:64])
                 continue
             for out in outs:
-                value = out.value
-                publish(out.topic, out.key.encode(), value)
+                body = out.value
+                publish(out.topic, out.key.encode(), body)
                 if out.topic == T.AUDIENCES:
-                    changed["entered" if b'"change":"entered"' in (value or b"") else "exited"].inc()
+                    changed["entered" if b'"change":"entered"' in (body or b"") else "exited"].inc()
                 else:
-                    updated["tombstone" if value is None else "redirect" if b'"type":"redirect"' in value else "profile"].inc()
+                    updated["tombstone" if body is None else "redirect" if b'"type":"redirect"' in body else "profile"].inc()
             staged[key] = (new, extra)
 
 
