@@ -49,6 +49,12 @@ class Out:
     value: bytes | None  # None = a Kafka tombstone (erasure on the compacted profile-updates)
 
 
+KEEP_DECODED = 512  # values decided and not yet settled (a bundle has ~125 keys), at most
+
+# Copying a set-up hasher skips blake2b's keyword parsing and setup (once per settled key).
+_DIGEST = hashlib.blake2b(digest_size=6)
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -56,8 +62,12 @@ def _now_ms() -> int:
 class ActivationStage:
     """Wraps the profile stage; holds only configuration (definitions and a clock)."""
 
-    def __init__(self, inner: ProfileStage, defs: Definitions, clock: Callable[[], int] = _now_ms) -> None:
+    def __init__(self, inner: ProfileStage, defs: Definitions, clock: Callable[[], int] = _now_ms,
+                 keep_decoded: int = KEEP_DECODED) -> None:
         self.inner = inner
+        # The profile stage keeps the dict of each value it decides; settle takes it instead of
+        # decoding the bytes again (ProfileStage.take: tied to the bytes by identity).
+        inner.keep_decoded = keep_decoded
         self.defs = defs
         self.clock = clock
         # key -> (the value bytes the last decision staged, events / absorbed trait states decided
@@ -121,7 +131,7 @@ class ActivationStage:
     def settle(self, key: str, before: bytes | None, after: bytes) -> tuple[bytes, list[Out]]:
         """The value to write for ``key`` and the records to produce (and land) before it."""
         now = self.clock()
-        state = decode(after)
+        state = self.inner.take(key, after)  # the dict the profile stage just encoded, not a decode
         held = self._pending.pop(key, None)
         tomb = state.get("tomb")
         if tomb is None:
@@ -159,7 +169,9 @@ class ActivationStage:
         # The public profile is a function of the records folded (the event count and the ids
         # absorbed change with every one) and of the computed traits and audiences (which change
         # with time too): a digest of those says whether an update is due without rendering it.
-        digest = hashlib.blake2b(orjson.dumps([state["n"], state["ab"], computed, sorted(inside)]), digest_size=6).hexdigest()
+        h = _DIGEST.copy()
+        h.update(orjson.dumps([state["n"], state["ab"], computed, sorted(inside)]))
+        digest = h.hexdigest()
         if ax.get("h") != digest:
             ax["h"] = digest
             body = public_profile(key, state, computed, inside)
@@ -181,4 +193,7 @@ def public_profile(key: str, state: dict[str, Any], computed: dict[str, Any], in
     without ``profile_id`` and the timeline (tests/unit/activation/test_stage_records.py checks
     that), plus computed traits and audiences. Written out with cached timestamps: rendering was
     most of the cost of a profile update."""
-    return {**profile_fields(state, _iso), "computed_traits": computed, "audiences": sorted(inside)}
+    body = profile_fields(state, _iso)  # a new dict: the two keys go last, as in a {**...} copy
+    body["computed_traits"] = computed
+    body["audiences"] = sorted(inside)
+    return body

@@ -204,37 +204,50 @@ def _pick(part: dict[str, list[Any]], name: str, pair: list[Any], first: bool) -
 
 def _window_total(days: dict[str, Any], window: int, today: int) -> int:
     lo = today - window  # days lo+1 .. today
-    return sum(v for d, v in days.items() if lo < int(d) <= today)
+    total = 0
+    for d, v in days.items():
+        if lo < int(d) <= today:
+            total += v
+    return total
+
+
+_NONE: dict[str, Any] = {}
 
 
 def evaluate(ax: dict[str, Any], defs: Definitions, now_ms: int) -> dict[str, Any]:
     """Every computed trait's value at ``now_ms`` (revenue in major units; none when no data)."""
     today = now_ms // DAY_MS
     out: dict[str, Any] = {}
+    # Once per settled profile: each part of the state looked up once, not once per trait.
+    get = ax.get
+    lifetime, windowed, distinct = get("t") or _NONE, get("w") or _NONE, get("d") or _NONE
+    firsts, lasts, latest = get("f") or _NONE, get("l") or _NONE, get("s") or _NONE
+    scores = []
     for t in defs.traits:
         kind = t.kind
-        if kind in ("count", "sum"):
+        if kind == "count" or kind == "sum":
             if t.window_days is None:
-                n = (ax.get("t") or {}).get(t.name, 0)
+                n = lifetime.get(t.name, 0)
             else:
-                n = _window_total((ax.get("w") or {}).get(t.name, {}), t.window_days, today)
+                n = _window_total(windowed.get(t.name, _NONE), t.window_days, today)
             out[t.name] = n / 100 if t.of == "revenue" else n
         elif kind == "distinct":
             lo = today - (t.window_days or 1)
             seen: set[Any] = set()
-            for d, values in ((ax.get("d") or {}).get(t.name) or {}).items():
+            for d, values in (distinct.get(t.name) or _NONE).items():
                 if lo < int(d) <= today:
                     seen.update(values)
             out[t.name] = len(seen)
-        elif kind in ("first", "last"):
-            pair = (ax.get(kind[0]) or {}).get(t.name)
+        elif kind == "first" or kind == "last":
+            pair = (firsts if kind == "first" else lasts).get(t.name)
             out[t.name] = None if pair is None else pair[0]
         elif kind == "days_since":
-            ts = (ax.get("s") or {}).get(t.name)
+            ts = latest.get(t.name)
             out[t.name] = None if ts is None else max(0, (now_ms - ts) // DAY_MS)
-    for t in defs.traits:
-        if t.kind == "score":
-            out[t.name] = score(out.get(t.source), t)
+        elif kind == "score":
+            scores.append(t)
+    for t in scores:
+        out[t.name] = score(out.get(t.source), t)
     return out
 
 
@@ -251,18 +264,36 @@ def due(ax: dict[str, Any], defs: Definitions, now_ms: int) -> int | None:
     """The earliest time after ``now_ms`` at which :func:`evaluate` may give another answer (a day
     leaves or enters a window, a days_since count grows), None if no trait depends on time."""
     today = now_ms // DAY_MS
-    candidates: list[int] = []
-    windows = {t.name: t.window_days for t in defs.traits if t.window_days}
+    windows, days_since = _timing(defs)
+    earliest: int | None = None
     for part in ("w", "d"):
-        for name, days in (ax.get(part) or {}).items():
+        for name, days in (ax.get(part) or _NONE).items():
             w = windows.get(name)
             if not w:
                 continue
             for d in days:
                 di = int(d)
                 nxt = di if di > today else di + w  # enters on its own day, leaves ``w`` days later
-                if nxt > today:
-                    candidates.append(nxt)
-    if any(t.kind == "days_since" and t.name in (ax.get("s") or {}) for t in defs.traits):
-        candidates.append(today + 1)
-    return min(candidates) * DAY_MS if candidates else None
+                if nxt > today and (earliest is None or nxt < earliest):
+                    earliest = nxt
+    if days_since:
+        latest = ax.get("s") or _NONE
+        if any(name in latest for name in days_since) and (earliest is None or today + 1 < earliest):
+            earliest = today + 1
+    return None if earliest is None else earliest * DAY_MS
+
+
+_TIMING: dict[int, tuple[tuple[TraitDef, ...], dict[str, int], tuple[str, ...]]] = {}
+
+
+def _timing(defs: Definitions) -> tuple[dict[str, int], tuple[str, ...]]:
+    """(window per windowed trait, names of the days_since traits) of ``defs``, worked out once
+    per definitions (tied to their traits tuple by identity: :func:`due` runs once per settle)."""
+    traits = defs.traits
+    held = _TIMING.get(id(traits))
+    if held is None or held[0] is not traits:
+        if len(_TIMING) > 64:
+            _TIMING.clear()
+        held = _TIMING[id(traits)] = (traits, {t.name: t.window_days for t in traits if t.window_days},
+                                      tuple(t.name for t in traits if t.kind == "days_since"))
+    return held[1], held[2]

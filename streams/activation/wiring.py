@@ -5,9 +5,11 @@ stage). Three hooks, all called from streams/profiles/agent.py and streams/app.p
   definitions file, put an :class:`Activation` into ``ctx.activation``.
 - :meth:`Activation.wrap` (profiles agent): the profile stage wrapped by the activation stage.
 - :meth:`Activation.settle` (profiles agent, per record, before the sends are awaited and the
-  writes made): every changed key is settled; its audience changes and profile update go through
-  the agent's producer and are awaited with the record's other must-land sends, so a value is
-  never in the changelog (which makes a replay skip its record) before its changes are in Kafka.
+  writes made): every changed key is settled; its audience changes and profile update are handed
+  to the agent, which batches them (memory store: the changelog flush sends them and awaits them
+  before the changelog records of the values they publish) or sends them and awaits them with
+  the record's other must-land sends, so a value is never in the changelog (which makes a replay
+  skip its record) before its changes are in Kafka.
 - :func:`register` (app.py): the re-evaluation timer (``activate`` controls for profiles whose
   traits depend on time, at most ``TOUCHPOINT_REEVALUATE_PER_TICK`` per tick) and the gauge of
   members per audience.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -66,10 +68,13 @@ class Activation:
         self.stage = ActivationStage(inner, self.defs)
         return self.stage
 
-    async def settle(self, staged: dict[bytes, tuple[bytes, Any]], stored: Callable[[bytes], bytes | None],
-                     send: Callable[[str, bytes, bytes | None], Awaitable[Any]], landing: list[Any]) -> None:
-        """Settle every staged key in place (its value gains the published state) and send its records."""
+    def settle(self, staged: dict[bytes, tuple[bytes, Any]], stored: Callable[[bytes], bytes | None],
+               publish: Callable[[str, bytes, bytes | None], None]) -> None:
+        """Settle every staged key in place (its value gains the published state) and hand its
+        records to ``publish(logical topic, key, value)``, in order (the agent batches them, or
+        sends them and awaits them with the record's must-land sends)."""
         assert self.stage is not None
+        changed, updated = self._changed, self._updated
         for key, (value, extra) in list(staged.items()):
             try:
                 new, outs = self.stage.settle(key.decode(), stored(key), value)
@@ -80,11 +85,12 @@ class Activation:
                 log.exception("activation: could not settle profile %s; written without its traits/audiences update", key[:64])
                 continue
             for out in outs:
-                landing.append(await send(out.topic, out.key.encode(), out.value))
+                body = out.value
+                publish(out.topic, out.key.encode(), body)
                 if out.topic == T.AUDIENCES:
-                    self._changed["entered" if b'"change":"entered"' in (out.value or b"") else "exited"].inc()
+                    changed["entered" if b'"change":"entered"' in (body or b"") else "exited"].inc()
                 else:
-                    self._updated["tombstone" if out.value is None else "redirect" if b'"type":"redirect"' in out.value else "profile"].inc()
+                    updated["tombstone" if body is None else "redirect" if b'"type":"redirect"' in body else "profile"].inc()
             staged[key] = (new, extra)
 
 

@@ -95,10 +95,13 @@ class BatchProducer:
         self.appended += 1
         return partition
 
-    async def send(self) -> int:
+    async def send(self, delivered: list[asyncio.Future] | None = None) -> int:
         """Hand every batch to the producer (in append order per partition); returns the number
         of records sent. Delivery is awaited by the producer's flush, failures are kept for
-        :meth:`take_failures`. A batch the producer could not take stays for the next call."""
+        :meth:`take_failures`; ``delivered``, when given, gets each batch's delivery future (to
+        await those records alone). A batch the producer could not take stays for the next call.
+        With no other send running, the batches sent are those appended before the call (taken
+        before its first await)."""
         async with self._sending:
             batches = self._full + [(topic, partition, b) for (topic, partition), b in self._open.items()]
             self._full, self._open = [], {}
@@ -112,6 +115,8 @@ class BatchProducer:
                     self._full = batches[i:] + self._full  # not handed over: sent by the next call, in order
                     raise
                 fut.add_done_callback(partial(self._delivered, batch.tags))
+                if delivered is not None:
+                    delivered.append(fut)
                 sent += len(batch.tags)
             return sent
 

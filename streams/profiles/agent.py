@@ -117,6 +117,7 @@ class ProfilesWorker:
         self.flush_every = s.batch_within_s
         self.next_flush = 0.0
         self.partition_cache: dict[bytes, int] = {}
+        self.public_topics: dict[str, str] = {}  # logical activation topic -> namespaced name
 
     def stored(self, key: bytes) -> bytes | None:
         # The memory store's dict read directly: Table.get adds a sensor call and two lookups per
@@ -124,10 +125,12 @@ class ProfilesWorker:
         # the event loop, which must not happen before the worker picks uvloop.)
         return self.table.data.get(key) if self.direct else self.table.get(key)
 
-    async def send_public(self, logical: str, key: bytes, value: bytes | None) -> Awaitable[Any]:
-        """A record on one of the activation topics (landed before the changelog of its value)."""
-        return await self.app.producer.send(self.settings.topic(logical), key, value,
-                                            partition=None, timestamp=None, headers=None)
+    def publish(self, logical: str, key: bytes, value: bytes | None) -> None:
+        """A record on one of the activation topics, batched (memory store: see _settle_public)."""
+        topic = self.public_topics.get(logical)
+        if topic is None:
+            topic = self.public_topics[logical] = self.settings.topic(logical)
+        self.sends.publish(topic, key, value)
 
     async def apply(self, key: bytes | None, record: Any, pos: int, message: Any, staged: Staged,
                     landing: Landing, outcomes: dict[str, int], index: int) -> None:
@@ -207,17 +210,18 @@ class ProfilesWorker:
         """Profile-updates and audience changes of the staged values.
 
         They must be in Kafka before the changelog records of the values they publish: with the
-        memory store the changelog flush awaits them (sends.hold: no wait per record); otherwise
-        (a write sends its changelog record at once) they land with the record's must-land sends
-        (index -1).
+        memory store they are appended to batches that the changelog flush sends and awaits
+        first (no send and no wait per record); otherwise (a write sends its changelog record at
+        once) they are sent now and land with the record's must-land sends (index -1).
         """
-        public: list[Any] = []
-        await self.activation.settle(staged, self.stored, self.send_public, public)
         if self.direct:
-            for fut in public:
-                self.sends.hold(fut)
-        else:
-            landing.extend((fut, -1) for fut in public)
+            self.activation.settle(staged, self.stored, self.publish)
+            return
+        public: list[tuple[str, bytes, bytes | None]] = []
+        self.activation.settle(staged, self.stored, lambda logical, key, value: public.append((logical, key, value)))
+        for logical, key, value in public:
+            fut = await self.app.producer.send(self.settings.topic(logical), key, value, partition=None, timestamp=None, headers=None)
+            landing.append((fut, -1))
 
     async def _land(self, landing: Landing, message: Any) -> list[tuple[int, BaseException]]:
         """Await every must-land send; returns the items whose sends Kafka refused for good.

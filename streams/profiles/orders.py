@@ -131,16 +131,23 @@ def order_totals(state: dict[str, Any]) -> dict[str, Any]:
 
 def render_orders(state: dict[str, Any]) -> dict[str, Any]:
     """``orders`` of the rendered profile: ``revenue`` is the lifetime value, net, per currency."""
-    t = order_totals(state)
-
-    def money(d: dict[str, int], keep: dict[str, int] | None = None) -> dict[str, float]:
-        shown = {cur for cur, c in d.items() if c} | {cur for cur, c in (keep or {}).items() if c}
-        return {cur: round(d.get(cur, 0) / 100, 2) for cur in sorted(shown)}
-
+    # Once per profile update (profile-updates): read straight from the value, no totals dict.
+    t = (state.get("od") or _legacy(state))["t"]
+    gross = t["g"]
     # A currency with gross revenue shows its net even at 0 (every order of it refunded).
-    return {"count": t["count"], "revenue": money(t["net"], t["gross"]), "gross": money(t["gross"]),
-            "refunds": {"count": t["refunds"], "amount": money(t["refunded"])},
-            "cancelled": t["cancelled"], "unmatched": t["unmatched"]}
+    return {"count": state["oc"], "revenue": _money(state["rv"], gross), "gross": _money(gross),
+            "refunds": {"count": t["rn"], "amount": _money(t["ra"])},
+            "cancelled": t["cn"], "unmatched": t["un"]}
+
+
+def _money(d: dict[str, int], keep: dict[str, int] | None = None) -> dict[str, float]:
+    """Major units per currency, sorted: the currencies with a non-zero amount in ``d`` or ``keep``."""
+    if not d and not keep:
+        return {}
+    shown = {cur for cur, c in d.items() if c}
+    if keep:
+        shown.update(cur for cur, c in keep.items() if c)
+    return {cur: round(d.get(cur, 0) / 100, 2) for cur in sorted(shown)}
 
 
 # -- entries -------------------------------------------------------------------------------------

@@ -353,9 +353,9 @@ def render(profile_id: str, state: dict[str, Any], top_categories: int = 5) -> d
 def profile_fields(state: dict[str, Any], when: Callable[[Any], Any] = iso, top_categories: int = 5) -> dict[str, Any]:
     """Every field of the rendered profile but its id and timeline; ``when`` formats a time (the
     public profile-updates stream passes a cached one)."""
-    cats = sorted(state["cat"].items(), key=lambda kv: (-kv[1], kv[0]))[:top_categories]
+    cats = sorted(state["cat"].items(), key=_by_count_desc)[:top_categories]
     idents = []
-    for f, (a, b) in sorted(state["ids"].items(), key=lambda kv: (kv[1][0], kv[0])):
+    for f, (a, b) in sorted(state["ids"].items(), key=_by_first_seen):
         kind, _, value = f.partition(":")
         idents.append({"type": kind, "value": value, "first_seen": when(a), "last_seen": when(b)})
     return {
@@ -372,6 +372,14 @@ def profile_fields(state: dict[str, Any], when: Callable[[Any], Any] = iso, top_
         "consent": {flag: value for flag, (value, _) in sorted(state["cs"].items())},
         "merged_from": list(state["ab"]),
     }
+
+
+def _by_count_desc(kv: tuple[str, int]) -> tuple[int, str]:
+    return -kv[1], kv[0]
+
+
+def _by_first_seen(kv: tuple[str, list[int]]) -> tuple[int, str]:
+    return kv[1][0], kv[0]
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -10,6 +10,10 @@ bookkeeping that keeps a send Kafka refuses from being silent (issue 21).
   and awaits it. Kafka unavailable: it raises and the commit is withheld; a value Kafka refuses
   for good is dead-lettered. Must-land sends (absorbs, forwarded erasures) are awaited before
   the write that depends on them, so before its changelog record as well.
+- Public records (profile-updates, audience changes) of values written in memory are appended
+  to batches per topic and partition (:meth:`ProfileSends.publish`, no await per record) and
+  sent by the flush, which awaits their delivery before the changelog records of those values
+  (a replay skips a record whose value is in the changelog, so they must land first).
 - A forward (an event or absorb re-sent to a survivor) is not awaited either; one that fails is
   counted and dead-lettered.
 - :meth:`ProfileSends.dead_letter` writes a record this stage cannot land to the DLQ with a
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import faust
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from streams.events.reasons import Reason, Rejected
 from streams.kafka.batches import BatchProducer
@@ -66,6 +70,8 @@ class ProfileSends:
         self.batches = BatchProducer(lambda: aiokafka_producer(app), ctx.settings.partitions, ctx.settings.max_record_bytes,
                                      self.changelog_failed)
         self.events_failed = ctx.metrics.send_failures.labels("profile-events")
+        # Public records: their failures are counted once, as events_failed, when _land sees them.
+        self.public = BatchProducer(lambda: aiokafka_producer(app), ctx.settings.partitions, ctx.settings.max_record_bytes)
         self._letters: set[asyncio.Future] = set()  # dead letters sent from delivery callbacks
 
     async def write(self, key: bytes, value: bytes, partition: int) -> None:
@@ -84,6 +90,18 @@ class ProfileSends:
         in Kafka before that value's changelog record (a replay would skip its record and never
         publish it again), so the next flush awaits it first."""
         self.held.append(fut)
+
+    def publish(self, topic: str, key: bytes, value: bytes | None) -> None:
+        """A public record (profile-updates, audiences) of a value about to be written in memory,
+        appended to its partition's batch; the next flush sends it and awaits it before that
+        value's changelog record (like :meth:`hold`). One Kafka would refuse (over the record
+        limit: a misconfigured limit, profiles are bounded well under it) is counted and logged
+        like an undelivered one; the profile's next change publishes it again."""
+        try:
+            self.public.append(topic, key, value)
+        except MessageSizeTooLargeError as exc:
+            self.events_failed.inc()
+            log.error("profiles: a profile-update/audience record of %r was refused: %s", key[:40], exc)
 
     def kick(self) -> None:
         """Start a flush in the background unless one is running (the agent goes on meanwhile)."""
@@ -104,12 +122,21 @@ class ProfileSends:
             return await self._flush()
 
     async def _flush(self) -> int:
-        if not self.pending and not self.held:
+        if not self.pending and not self.held and not len(self.public):
             return 0
         # Values and the public records they depend on, taken at one moment: every value in
-        # memory has its public records in ``held`` already (they are sent before the write).
+        # memory has its public records in ``held`` or appended to ``public`` already (they are
+        # published before the write), and ``public.send`` takes its batches before it awaits.
         pending, self.pending = self.pending, {}
         held, self.held = self.held, []
+        try:
+            await self.public.send(held)
+        except Exception:
+            # Not all handed over (the rest leave with the next flush, in order): these values
+            # wait for their public records; what was handed over is awaited first next time.
+            pending.update(self.pending)
+            self.pending, self.held = pending, held + self.held
+            raise
         data = self.table.data
         # Only partitions still ours: after a revocation another worker writes these keys, and a
         # late record of ours could land after its newer one. (The revocation's commit flushed
@@ -117,6 +144,7 @@ class ProfileSends:
         assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.events_topic}
         values = [(key, partition, data.get(key)) for key, partition in pending.items() if partition in assigned]
         await self._land(held)
+        self.public.take_failures()  # counted and logged by _land already
         changelog = self.table.changelog_topic_name
         for key, partition, value in values:
             try:

@@ -143,17 +143,54 @@ def split_off(so: dict[str, list[str]], event: dict[str, Any]) -> str | None:
 class ProfileStage:
     """Decides what each record does; holds only configuration."""
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS, keep_identifier: Callable[[str], bool] | None = None) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, keep_identifier: Callable[[str], bool] | None = None,
+                 keep_decoded: int = 0) -> None:
         self.limits = limits
         self.keep_identifier = keep_identifier
         # Entries not kept or trimmed to keep values within the limits, per part (the agent
         # moves them to touchpoint_profile_trimmed_total after each record).
         self.trimmed: Counter[str] = Counter()
+        # key -> (value bytes, the dict they are the encoding of): see take() and keep(). Off by
+        # default: the activation stage turns it on to settle a value without decoding it again.
+        self._decoded: dict[str, tuple[bytes, dict[str, Any]]] = {}
+        self.keep_decoded = keep_decoded
+
+    # -- decoded values ----------------------------------------------------------------------------
+
+    def take(self, key: str, raw: bytes) -> dict[str, Any]:
+        """``decode(raw)``, without decoding when ``raw`` is the very bytes object last kept for
+        ``key`` (:meth:`keep`): the dict encoded to it is handed over instead. The caller owns
+        the result (it is no longer kept) and may mutate it.
+
+        Tied to the bytes by identity, like the value the agent stages and writes: a value read
+        back from the changelog, or any other bytes, is decoded. A profile value is JSON through
+        and through (str keys, lists, no NaN: encode refuses or would change nothing else), so
+        the kept dict equals what decoding its bytes gives (tests/unit/activation/test_decoded.py
+        runs a population with and without keeping and compares every value and record).
+
+        Meant for a value used again at once (decide, then settle, of one record): a dict kept
+        across records is slower to work on than a fresh decode of its bytes (its objects are
+        scattered in memory by then; docs/performance.md, session 7), so nothing else keeps."""
+        held = self._decoded.pop(key, None)
+        if held is not None and held[0] is raw:
+            return held[1]
+        return decode(raw)
+
+    def keep(self, key: str, raw: bytes, state: dict[str, Any]) -> bytes:
+        """Remember that ``raw`` is ``encode(state)`` for ``key`` (the last ``keep_decoded`` keys);
+        returns ``raw``. ``state`` must not change afterwards unless taken back by :meth:`take`."""
+        kept = self._decoded
+        kept.pop(key, None)
+        if self.keep_decoded > 0:
+            kept[key] = (raw, state)
+            if len(kept) > self.keep_decoded:
+                del kept[next(iter(kept))]
+        return raw
 
     def decide(self, key: str, current: bytes | None, raw: bytes | dict[str, Any] | None, offset: int) -> Decision:
         """Decide one record of ``profile-events`` whose key is ``key``: ``raw`` is its value (or
         the decoded item of a bundle), ``offset`` its replay position (``bundle.position``)."""
-        state = decode(current) if current else None
+        state = self.take(key, current) if current else None
         if state is not None and offset <= state.get("po", -1):
             return _REPLAYED
         if isinstance(raw, dict):
@@ -214,7 +251,7 @@ class ProfileStage:
             del recent[0]  # (an unguarded negative slice here used to trim the list to ~half)
         fold(state, msg, self.limits, self.keep_identifier, self.trimmed)
         state["po"] = offset
-        return Decision("applied", bounded_encode(state, self.limits, self.trimmed), identifiers=len(state["ids"]))
+        return Decision("applied", self.keep(key, bounded_encode(state, self.limits, self.trimmed), state), identifiers=len(state["ids"]))
 
     def _merge(self, key: str, state: dict[str, Any] | None, msg: dict[str, Any], offset: int) -> Decision:
         into = msg.get("into")
@@ -251,7 +288,7 @@ class ProfileStage:
         other["ab"] = sorted(set(other["ab"]) | {loser})
         merge(state, other, self.limits)
         state["po"] = offset
-        return Decision("absorbed", bounded_encode(state, self.limits, self.trimmed), identifiers=len(state["ids"]))
+        return Decision("absorbed", self.keep(key, bounded_encode(state, self.limits, self.trimmed), state), identifiers=len(state["ids"]))
 
     def _erase(self, key: str, state: dict[str, Any] | None, msg: dict[str, Any], offset: int) -> Decision:
         if state is not None and state.get("tomb") == "erased":

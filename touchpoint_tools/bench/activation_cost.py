@@ -105,8 +105,10 @@ def measure(records: list[tuple[str, bytes]], defs: Definitions, repeats: int) -
     n = sum(1 for _, v in records if b'"control"' not in v)
     profile = ProfileStage()
     act = ActivationStage(ProfileStage(), defs, lambda: NOW)
+    # Deciding without settling: nothing takes the values the profile stage would keep for settle.
+    unsettled = ActivationStage(ProfileStage(), defs, lambda: NOW, keep_decoded=0)
     base, base_table, _ = best(repeats, lambda: run(records, profile.decide, None))
-    traits, _, _ = best(repeats, lambda: run(records, act.decide, None))
+    traits, _, _ = best(repeats, lambda: run(records, unsettled.decide, None))
     full, table, outs = best(repeats, lambda: run(records, act.decide, act.settle))
     size = lambda t: sum(len(v) for v in t.values()) / max(1, len(t))  # noqa: E731
     return {

@@ -37,8 +37,6 @@ def test_an_empty_table_still_reports_zero_members():
 
 
 def test_a_key_that_cannot_be_settled_is_written_unsettled_and_counted_not_replayed_forever():
-    import asyncio
-
     from prometheus_client import CollectorRegistry
 
     from streams.activation.definitions import Definitions
@@ -55,13 +53,8 @@ def test_a_key_that_cannot_be_settled_is_written_unsettled_and_counted_not_repla
 
     activation.stage = Stage()
     staged = {b"bad": (b"v1", None), b"good": (b"v2", None)}
-    sent, landing = [], []
-
-    async def send(topic, key, value):
-        sent.append((topic, key))
-        return "fut"
-
-    asyncio.run(activation.settle(staged, lambda k: None, send, landing))
+    sent = []
+    activation.settle(staged, lambda k: None, lambda topic, key, value: sent.append((topic, key, value)))
     assert staged == {b"bad": (b"v1", None), b"good": (b"v2!", None)}
-    assert sent == [("audiences", b"good")] and landing == ["fut"]
+    assert sent == [("audiences", b"good", b"{}")]
     assert activation.errors._value.get() == 1

@@ -8,11 +8,13 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
 from streams.ingest.dlq import DlqCodec
 from streams.observability.metrics import Metrics
+from streams.profiles.bundle import key_partition
 from streams.profiles.sends import ProfileSends
 from streams.settings import Settings
 from tests.unit.kafka.test_batches import _Producer
@@ -115,3 +117,67 @@ async def test_a_public_record_that_failed_is_counted_and_the_changelog_still_go
     assert await sends.flush_changelog() == 1
     assert sends.events_failed._value.get() == 1
     assert _records(raw) == [(0, b"p1", b"v1")]
+
+
+UPDATES = "ns.profile-updates"
+AUDIENCES = "ns.audiences"
+
+
+def _public(raw: _Producer) -> list[tuple[str, int, list[tuple[bytes | None, bytes | None]]]]:
+    return [(t, p, [(k, v) for k, v, _ in recs]) for t, p, recs in raw.sent if t != CHANGELOG]
+
+
+async def test_public_records_leave_in_one_batch_per_topic_partition_and_land_before_the_changelog() -> None:
+    sends, raw, _ = _sends({0, 1, 2, 3})
+    sends.publish(UPDATES, b"p1", b"u1")
+    sends.publish(AUDIENCES, b"p1", b"a1")
+    sends.publish(UPDATES, b"p1", b"u2")
+    await sends.write(b"p1", b"v2", 0)
+    assert raw.sent == []  # nothing per record: the flush sends them
+    flush = asyncio.ensure_future(sends.flush_changelog())
+    await asyncio.sleep(0.02)
+    assert sorted(_public(raw)) == sorted([(UPDATES, key_partition(b"p1", 4), [(b"p1", b"u1"), (b"p1", b"u2")]),
+                                           (AUDIENCES, key_partition(b"p1", 4), [(b"p1", b"a1")])])
+    assert not flush.done() and _records(raw) == []  # the changelog waits for their delivery
+    for fut in raw.futures:
+        fut.set_result(None)
+    assert await flush == 1
+    assert _records(raw) == [(0, b"p1", b"v2")]
+
+
+async def test_a_public_batch_not_delivered_is_counted_and_the_changelog_still_goes_out() -> None:
+    sends, raw, _ = _sends({0})
+    sends.publish(UPDATES, b"p1", b"u1")
+    await sends.write(b"p1", b"v1", 0)
+    flush = asyncio.ensure_future(sends.flush_changelog())
+    await asyncio.sleep(0.02)
+    raw.futures[0].set_exception(KafkaConnectionError("gone"))
+    assert await flush == 1
+    assert sends.events_failed._value.get() == 1
+    assert _records(raw) == [(0, b"p1", b"v1")]
+    assert sends.public.take_failures() == (0, [])  # counted once, by the flush
+
+
+async def test_public_records_the_producer_did_not_take_keep_their_values_back_until_they_are_sent() -> None:
+    sends, raw, data = _sends({0})
+    sends.publish(UPDATES, b"p1", b"u1")
+    await sends.write(b"p1", b"v1", 0)
+    raw.refuse_after = 0
+    with pytest.raises(KafkaConnectionError):
+        await sends.flush_changelog()
+    assert raw.sent == [] and sends.pending == {b"p1": 0}
+    raw.refuse_after = None
+    await sends.write(b"p1", b"v2", 0)
+    flush = asyncio.ensure_future(sends.flush_changelog())
+    await asyncio.sleep(0.02)
+    assert _public(raw) == [(UPDATES, key_partition(b"p1", 4), [(b"p1", b"u1")])] and _records(raw) == []
+    for fut in raw.futures:
+        fut.set_result(None)
+    assert await flush == 1
+    assert _records(raw) == [(0, b"p1", b"v2")]
+
+
+def test_a_public_record_over_the_limit_is_counted_not_raised() -> None:
+    sends, raw, _ = _sends({0})
+    sends.publish(UPDATES, b"p1", b"x" * (sends.public._max_record_bytes + 1))
+    assert sends.events_failed._value.get() == 1 and len(sends.public) == 0
