@@ -42,6 +42,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # Create our topics (with their retention) before Faust declares them with defaults.
     asyncio.run(ensure_topics(settings))
     asyncio.run(check_record_limits(settings))  # records the broker would refuse: exit 2 (issue 21)
+    asyncio.run(check_redis_permissions(settings))  # an ACL that refuses the scripts' commands: exit 2
     log.info("settings: %s", settings.describe())
     app, _ = create_app(settings)
     from streams.observability.logs import limit_repeats
@@ -56,6 +57,24 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         gc.set_threshold(settings.gc_threshold, *gc.get_threshold()[1:])
     build_worker(app, settings).execute_from_commandline()
     return 0
+
+
+async def check_redis_permissions(settings: Settings) -> None:
+    """A Redis ACL user that may not run the identity scripts' commands as a one-line error now,
+    not an error on every event after start-up."""
+    from redis.asyncio import Redis
+
+    from streams.cli.errors import UsageError
+    from streams.identity.redis_graph import script_permission_problem
+
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
+    try:
+        problem = await script_permission_problem(redis, settings.namespace)
+    finally:
+        await redis.aclose()
+    if problem:
+        raise UsageError(f"the Redis user may not run the identity scripts' commands ({problem}): grant it "
+                         f"+@read +@write +@scripting +@connection +time on ~{settings.namespace}:* (docs/reliability.md)")
 
 
 def check_listen(host: str, port: int) -> None:

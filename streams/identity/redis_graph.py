@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from streams.identity.dedup_window import SLICES, slice_seconds
 from streams.identity.dedup_window import digest as window_digest
@@ -45,6 +45,25 @@ __all__ = ["RedisIdentityGraph", "IdentityGraphError", "EVENTS_PER_CALL"]
 EVENTS_PER_CALL = 50
 # Dedup defaults (the settings' defaults: TOUCHPOINT_DEDUP_TTL_S, _WINDOW_S, _SHARD_BITS).
 DEDUP_TTL_S, DEDUP_WINDOW_S, DEDUP_SHARD_BITS = 900, 86400, 20
+
+
+
+# Commands of the identity scripts that a Redis ACL user confined to the usual categories may lack
+# (TIME, read by resolve.lua for the dedup window's slices, is in no category but @fast).
+_PERMISSION_PROBE = "redis.call('TIME'); redis.call('HLEN', KEYS[1]); redis.call('EXISTS', KEYS[1]); return 1"
+
+
+async def script_permission_problem(redis: Redis, namespace: str) -> str | None:
+    """Why Redis's ACL would refuse the identity scripts' commands to this connection's user, or
+    ``None`` (also when Redis cannot be reached now: the worker's outage handling covers that)."""
+    try:
+        await redis.eval(_PERMISSION_PROBE, 1, f"{namespace}:permission-probe")
+    except ResponseError as exc:
+        text = str(exc)
+        return text if ("NOPERM" in text or "can't run" in text or "no permissions" in text) else None
+    except (RedisError, OSError):
+        return None
+    return None
 
 
 class IdentityGraphError(RuntimeError):

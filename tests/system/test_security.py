@@ -223,6 +223,26 @@ def test_scram_worker_with_redis_acl_user_and_no_raw_pii(system_stack, tmp_path,
           f" ({len(compacted)} compacted topics; before compaction in {uncompacted}); total {time.monotonic() - started:.0f}s")
 
 
+def test_a_redis_user_without_the_scripts_commands_is_refused_at_start(system_stack, tmp_path):
+    """An ACL written before the dedup window (no +time): a one-line refusal naming the grant, exit 2,
+    instead of a worker whose every event fails."""
+    cfg = system_stack.cfg
+    ns = f"sec{uuid.uuid4().hex[:8]}"
+    admin = Redis(host="127.0.0.1", port=cfg.redis_port)
+    user, password = f"tp-{ns}", uuid.uuid4().hex
+    admin.execute_command("ACL", "SETUSER", user, "reset", "on", f">{password}", f"~{ns}:*", "resetchannels",
+                          *[c for c in ACL_CATEGORIES if c != "+time"])
+    try:
+        settings = system_stack.settings(tmp_path, namespace=ns, redis_url=f"redis://{user}:{password}@127.0.0.1:{cfg.redis_port}/0")
+        worker = run_cli(settings, "worker", timeout_s=90)
+        assert worker.returncode == 2, worker.stderr.decode()[-2000:]
+        err = worker.stderr.decode()
+        assert "may not run the identity scripts' commands" in err and "+time" in err and "Traceback" not in err, err
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.close()
+
+
 def test_wrong_scram_password_fails_clearly(system_stack, tmp_path, start_worker):
     started = time.monotonic()
     settings = system_stack.settings(
