@@ -16,6 +16,10 @@ The detector decides when a shift *starts* (its OPEN); the lifecycle decides wha
   to baseline as a shift the other way against a baseline that learned part of the shift) does
   not open a second alert while one is open; on RESOLVED the detector's baseline is scaled back
   to the frozen one, so the end of a surge is not reported as a collapse.
+* **Silent shifts**: an alert dropped unpublished (below the volume rule) leaves the detector's
+  baseline where it learned it. For the three days it would have needed to become a new normal,
+  an alert the other way is judged against the level the silent shift rose or fell from, when
+  that lies further in its direction: demand back where it was is no collapse (or surge).
 * **Volume rule**: an alert is published (its OPEN record emitted) only once its excess in its
   own direction, ``observed - expected`` summed since it opened, reaches ``min_excess`` in the
   measure's own units and its level (observed/expected since OPEN) moved by at least 20 %; a
@@ -142,6 +146,10 @@ class AlertLifecycle:
             # two days of history), or against the pooled level a key rose from ("prior"), are
             # alerted on: against a key's first hours ("level"), every evening peak is a surge.
             if d.expected is None or not (d.opened or slow) or d.tier not in self.config.alert_tiers:
+                return []
+            if d.tier == "prior" and (d.direction if d.opened else slow) < 0 and not self.config.prior_collapses:
+                # A key judged against the level it rose to since leaving the long tail: falling
+                # back is the end of that rise, not a collapse of an established baseline.
                 return []
             self._open(d, reference, step_ms, slow)
             self.pre = before[0 if self.direction > 0 else 1]

@@ -368,3 +368,21 @@ def test_a_real_shift_after_a_silent_one_is_still_published() -> None:
     # Past the time the silent shift would have needed to become a new normal it is forgotten.
     late = _after_silent((0.5, 2.0, 80), (2.0, 0.5, 48))
     assert [s for s in late if s[1] == OPEN] == [(late[0][0], OPEN, "collapse")], late
+
+
+def test_a_promoted_key_falling_back_from_its_rise_opens_no_collapse() -> None:
+    # A product promoted from the long tail during a surge: its prior tier learned the surge level
+    # (100 an hour); back at 30, the detector opens a collapse against it. Judged against its own
+    # seasonal tiers (two days of its history) a collapse still opens; against the prior it does not.
+    def states(tier: str, lc: LifecycleConfig = LIVE) -> list[tuple[int, str]]:
+        life = AlertLifecycle("k", "sku", lc, "units")
+        out = []
+        for i in range(30):
+            d = dataclasses.replace(_decision(i, 30.0, opened=i == 0), tier=tier, direction=-1,
+                                    surprise_up=0.0, surprise_down=5.0)
+            out += [(i, r.state) for r in life.observe(d)]
+        return out
+
+    assert states("prior") == []
+    assert states("day")[0] == (0, OPEN)
+    assert states("prior", dataclasses.replace(LIVE, prior_collapses=True))[0] == (0, OPEN)
