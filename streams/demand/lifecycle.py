@@ -20,6 +20,8 @@ The detector decides when a shift *starts* (its OPEN); the lifecycle decides wha
   baseline where it learned it. For the three days it would have needed to become a new normal,
   an alert the other way is judged against the level the silent shift rose or fell from, when
   that lies further in its direction: demand back where it was is no collapse (or surge).
+  And a collapse judged against a promoted key's pooled prior (which learned the rise that
+  promoted it) does not open (``LifecycleConfig.prior_collapses``).
 * **Volume rule**: an alert is published (its OPEN record emitted) only once its excess in its
   own direction, ``observed - expected`` summed since it opened, reaches ``min_excess`` in the
   measure's own units and its level (observed/expected since OPEN) moved by at least 20 %; a
