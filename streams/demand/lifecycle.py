@@ -16,6 +16,12 @@ The detector decides when a shift *starts* (its OPEN); the lifecycle decides wha
   to baseline as a shift the other way against a baseline that learned part of the shift) does
   not open a second alert while one is open; on RESOLVED the detector's baseline is scaled back
   to the frozen one, so the end of a surge is not reported as a collapse.
+* **Silent shifts**: an alert dropped unpublished (below the volume rule) leaves the detector's
+  baseline where it learned it. For the three days it would have needed to become a new normal,
+  an alert the other way is judged against the level the silent shift rose or fell from, when
+  that lies further in its direction: demand back where it was is no collapse (or surge).
+  And a collapse judged against a promoted key's pooled prior (which learned the rise that
+  promoted it) does not open (``LifecycleConfig.prior_collapses``).
 * **Volume rule**: an alert is published (its OPEN record emitted) only once its excess in its
   own direction, ``observed - expected`` summed since it opened, reaches ``min_excess`` in the
   measure's own units and its level (observed/expected since OPEN) moved by at least 20 %; a
@@ -92,6 +98,9 @@ class AlertLifecycle:
         # Lead-in per direction (up, down): [observed, expected, largest excess, variance, buckets]
         # summed over the streak of surprising buckets that moved that way just before this one.
         self.lead = [[0.0] * 5, [0.0] * 5]
+        # The last silent shift (dropped unpublished): [direction, buckets left to remember it,
+        # mean level per bucket of its frozen baseline]; empty when there is none.
+        self.echo: list[float] = []
 
     @property
     def active(self) -> bool:
@@ -128,6 +137,10 @@ class AlertLifecycle:
         self.plain_rebaseline = False
         if self.config.judge == "detector":
             return self._observe_detector(d)
+        if self.echo:
+            self.echo[1] -= 1.0
+            if self.echo[1] <= 0.0:
+                self.echo = []
         slow = self._slow_test(d) or self._week_test(d)
         before = self._track_lead(d, integral)
         if not self.active:
@@ -135,6 +148,10 @@ class AlertLifecycle:
             # two days of history), or against the pooled level a key rose from ("prior"), are
             # alerted on: against a key's first hours ("level"), every evening peak is a surge.
             if d.expected is None or not (d.opened or slow) or d.tier not in self.config.alert_tiers:
+                return []
+            if d.tier == "prior" and (d.direction if d.opened else slow) < 0 and not self.config.prior_collapses:
+                # A key judged against the level it rose to since leaving the long tail: falling
+                # back is the end of that rise, not a collapse of an established baseline.
                 return []
             self._open(d, reference, step_ms, slow)
             self.pre = before[0 if self.direction > 0 else 1]
@@ -164,6 +181,7 @@ class AlertLifecycle:
             self.severity = _severity(ratio, self.direction)
             out.append(self._record(OPEN, d, e))
         if not self.published and self.buckets >= self.config.publish_within:
+            self._remember_silent()
             return self._end(RESOLVED, d, e, out)  # never actionable: dropped without a record
         if self.back >= self.config.back_threshold:
             # Back at the baseline: scale the detector back to it if it learned part of the shift.
@@ -184,6 +202,36 @@ class AlertLifecycle:
             if self.published and self.buckets > self.config.settle_buckets and not out:
                 out.append(self._record(ESCALATE, d, e))
         return out
+
+    def _remember_silent(self) -> None:
+        """An alert dropped unpublished: remember the level it rose (or fell) from, so that the
+        detector, which may have learned the silent shift meanwhile, does not turn the return to
+        that level into an alert the other way (see :meth:`_judge_against_echo`)."""
+        if not self.ref:
+            return
+        level = sum(self.ref) / len(self.ref)
+        if self.echo and self.echo[0] == self.direction:
+            # Still the same silent shift (the detector reopened it): keep the level before its
+            # start and the time left since it began.
+            pick = min if self.direction > 0 else max
+            self.echo[2] = pick(self.echo[2], level)
+            return
+        self.echo = [float(self.direction), float(self.config.new_normal_buckets - self.buckets), level]
+
+    def _judge_against_echo(self, ref: list[float]) -> list[float]:
+        """A shift opening against the direction of the last silent one, within the time that one
+        would have needed to become a new normal, is judged against the level before the silent
+        shift when that lies further in its direction: demand back where it was is no shift."""
+        echo, self.echo = self.echo, ([] if self.echo and self.echo[0] != self.direction else self.echo)
+        if not echo or echo[0] == self.direction or not ref:
+            return ref
+        now = sum(ref) / len(ref)
+        if now <= 0.0 or echo[2] <= 0.0:
+            return ref
+        scale = echo[2] / now
+        if (scale - 1.0) * self.direction <= 0.0:
+            return ref
+        return [v * scale for v in ref]
 
     def _actionable(self, ratio: float) -> bool:
         """The volume rule: the shift moved at least ``min_excess`` of the measure in its own
@@ -335,6 +383,8 @@ class AlertLifecycle:
         if ref and self.week_scale is not None:
             ref = [v * self.week_scale for v in ref]
         self.week_scale = None
+        if ref:
+            ref = self._judge_against_echo(ref)
         self.ref = ref
         self.ref_step_ms = step_ms if self.ref else 0
 
@@ -382,6 +432,8 @@ class AlertLifecycle:
         out: dict[str, Any] = {"alert_id": self.alert_id, "slow": list(self.slow), "days": list(self.days)}
         if any(v for lead in self.lead for v in lead):
             out["lead"] = [list(v) for v in self.lead]
+        if self.echo:
+            out["echo"] = list(self.echo)
         if self.alert_id is not None:
             out.update(pre=list(self.pre), direction=self.direction, opened_ms=self.opened_ms, severity=self.severity,
                        buckets=self.buckets, published=self.published, sums=[self.sx, self.se], top=self.top, var=self.sv,
@@ -401,6 +453,8 @@ class AlertLifecycle:
             lc.days = [float(v) for v in data["days"]]
         if "lead" in data:
             lc.lead = [[float(v) for v in lead] for lead in data["lead"]]
+        if "echo" in data:
+            lc.echo = [float(v) for v in data["echo"]]
         if data.get("alert_id") is None:
             return lc
         lc.alert_id = data["alert_id"]

@@ -47,6 +47,11 @@ class LifecycleConfig:
         a surge of them from almost nothing is already an orders alert).
     alert_tiers: detector tiers whose judgement may open an alert (seasonal ones, and the pooled
         prior of a promoted key: a key's first two days, judged by its running level, raise nothing).
+    prior_collapses: whether a collapse judged against the pooled prior may open (False: only
+        surges do). A key promoted from the long tail rose to get there, and the level its prior
+        tier learned since is that rise; demand falling back to where it came from (a sanitizer
+        product after the surge) is no collapse a planner acts on. Its own seasonal tiers (two
+        days of its history) judge collapses.
     publish_buckets: an alert not published within this many buckets of its OPEN is dropped
         silently (None of its records was emitted; 0 = ``recent_buckets``, a day): a shift that
         takes longer than a day to move ``min_excess`` is not one a planner acts on, and against
@@ -72,6 +77,7 @@ class LifecycleConfig:
     fast_buckets: int = 72
     fast_threshold: float = 3.5
     alert_tiers: tuple[str, ...] = ("week", "day", "prior")
+    prior_collapses: bool = False
     min_base: float = 0.0
     publish_buckets: int = 0
     publish_z: float = 0.0

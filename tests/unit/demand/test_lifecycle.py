@@ -312,3 +312,77 @@ def test_the_surprising_buckets_that_led_to_the_open_count_towards_the_volume_ru
     for i, x in enumerate(held):
         recs += life.observe(dataclasses.replace(_decision(i, x, opened=i == 2), direction=1 if i >= 2 else 0))
     assert recs[0].state == OPEN and recs[0].excess == 75.0
+
+
+
+def _after_silent(first: tuple[float, float, int], second: tuple[float, float, int], direction: int = -1,
+                  lc: LifecycleConfig | None = None, restart: bool = False) -> list[tuple[int, str, str]]:
+    """The detector opens a shift at bucket 0, from level ``first[0]`` to ``first[1]`` for
+    ``first[2]`` buckets, and learns it over 12 buckets; then it opens the other way
+    (``direction``) from ``second[0]`` (the level it learned) to ``second[1]`` for ``second[2]``."""
+    lc = lc or dataclasses.replace(LIVE, min_excess=24.0, min_base=24.0)
+    life = AlertLifecycle("k", "sku", lc, "units")
+    out: list[tuple[int, str, str]] = []
+    (base, level, n), (learned, back, m) = first, second
+    for i in range(n + m):
+        if i < n:
+            x, expected, sign = level, base + (level - base) * min(i, 12) / 12, -direction
+        else:
+            x, expected, sign = back, learned, direction
+        d = dataclasses.replace(
+            _decision(i, x, opened=i in (0, n)), expected=expected, sd=max(expected, 0.25) ** 0.5, direction=sign,
+            surprise_up=5.0 if sign > 0 else 0.0, surprise_down=0.0 if sign > 0 else 5.0)
+
+        def reference(_opened_ms: int, value: float = expected) -> list[float]:
+            return [value] * 168  # the detector's (flat) week at that bucket
+
+        out += [(i, r.state, r.direction) for r in life.observe(d, reference, 3_600_000, True)]
+        if restart and i == n - 1:  # a restart between the two loses nothing
+            life = AlertLifecycle.from_snapshot(json.loads(json.dumps(life.snapshot())), "k", "sku", lc, "units")
+    return out
+
+
+def test_demand_back_at_its_level_after_a_silent_surge_opens_no_collapse() -> None:
+    # A sparse product (0.5 units an hour) at x4 for two days: the surge never carries the volume
+    # rule's baseline (24 units a day), so it is dropped unpublished after a day, while the detector
+    # learns 2 units an hour. Demand back at 0.5 was then a published "collapse x0.25" against the
+    # learned level (the crisis replay's false sanitizer collapses); it is judged against the level
+    # before the silent surge now: no shift.
+    assert _after_silent((0.5, 2.0, 48), (2.0, 0.5, 48)) == []
+    assert _after_silent((0.5, 2.0, 48), (2.0, 0.5, 48), restart=True) == []
+    # Vice versa: a silent collapse 2 -> 0.5 an hour (never 7 sd clear of the noise of a baseline
+    # of 2 within a day), learned by the detector; the return to 2 is a surge x4 against 0.5, clear
+    # of that smaller noise within hours: published before, judged against 2 now.
+    rule = dataclasses.replace(LIVE, min_excess=12.0, publish_z=7.0)
+    assert _after_silent((2.0, 0.5, 48), (0.5, 2.0, 48), direction=1, lc=rule) == []
+    assert [s for s in _after_silent((2.0, 0.5, 48), (0.5, 2.0, 48), direction=1, lc=dataclasses.replace(
+        rule, new_normal_buckets=30)) if s[1] == OPEN] == [(60, OPEN, "surge")]  # forgotten: published
+
+
+def test_a_real_shift_after_a_silent_one_is_still_published() -> None:
+    # The level before the silent surge (10 an hour) is the baseline of the collapse that follows:
+    # 10 -> 11.5 (below the 20 % rule: silent), then down to 3, well below both.
+    rule = dataclasses.replace(LIVE, min_excess=12.0)
+    states = _after_silent((10.0, 11.5, 48), (11.5, 3.0, 24), lc=rule)
+    assert states and states[0][1:] == (OPEN, "collapse"), states
+    # Past the time the silent shift would have needed to become a new normal it is forgotten.
+    late = _after_silent((0.5, 2.0, 80), (2.0, 0.5, 48))
+    assert [s for s in late if s[1] == OPEN] == [(late[0][0], OPEN, "collapse")], late
+
+
+def test_a_promoted_key_falling_back_from_its_rise_opens_no_collapse() -> None:
+    # A product promoted from the long tail during a surge: its prior tier learned the surge level
+    # (100 an hour); back at 30, the detector opens a collapse against it. Judged against its own
+    # seasonal tiers (two days of its history) a collapse still opens; against the prior it does not.
+    def states(tier: str, lc: LifecycleConfig = LIVE) -> list[tuple[int, str]]:
+        life = AlertLifecycle("k", "sku", lc, "units")
+        out = []
+        for i in range(30):
+            d = dataclasses.replace(_decision(i, 30.0, opened=i == 0), tier=tier, direction=-1,
+                                    surprise_up=0.0, surprise_down=5.0)
+            out += [(i, r.state) for r in life.observe(d)]
+        return out
+
+    assert states("prior") == []
+    assert states("day")[0] == (0, OPEN)
+    assert states("prior", dataclasses.replace(LIVE, prior_collapses=True))[0] == (0, OPEN)
