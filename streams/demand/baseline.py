@@ -119,7 +119,12 @@ class SeasonalBaseline:
         tiers, _, _ = self._tiers(ts_ms, prior)
         return tiers[0][1] if tiers else None
 
-    def _learn(self, x: float, ws: int, ds: int, weight: float, dev_weight: float) -> None:
+    def _learn(self, x: float, ws: int, ds: int, weight: float, dev_weight: float, warm_weight: float = 1.0,
+               expected: float | None = None) -> None:
+        """Learn one bucket: ready slots and the level at ``weight``, slots still warming up at
+        ``warm_weight`` (reduced by the caller inside an alert in a key's first days; an empty
+        slot then starts from ``expected``, the bucket's expected value), the deviation at
+        ``dev_weight``."""
         cfg = self.config
         # Slot means: running mean until the slot is ready (another tier judged
         # those buckets), then a clipped EWMA per season at ``weight``.
@@ -129,7 +134,13 @@ class SeasonalBaseline:
             ("day", self.day_mean, self.day_n, ds),
         ):
             n = counts[slot]
-            if n == 0:
+            if warm_weight < 1.0 and n < need:
+                # A slot still warming up learns the bucket at the caller's reduced weight
+                # (from the bucket's expected value when empty): a surge in a promoted key's
+                # first days is not its time-of-day profile.
+                start = means[slot] if n > 0 else (expected if expected is not None else x)
+                means[slot] = start + warm_weight * (x - start) / (n + 1)
+            elif n == 0:
                 means[slot] = x
             elif n < need:
                 means[slot] += (x - means[slot]) / (n + 1)

@@ -135,7 +135,7 @@ class DemandDetector(SeasonalBaseline):
             self._daily_novelty(ts_ms, sc.ds)
         opened, resolved = self._alert_step(ts_ms, x, sc, prior)
         decision = self._decision(ts_ms, x, sc, opened, resolved)
-        self._learn_bucket(x, sc, opened)
+        self._learn_bucket(ts_ms, x, sc, opened)
         if self.first_ts_ms is None:
             self.first_ts_ms = ts_ms
         self.n += 1
@@ -236,7 +236,7 @@ class DemandDetector(SeasonalBaseline):
             upper=None if mu is None else mu + half,
         )
 
-    def _learn_bucket(self, x: float, sc: _Scored, opened: bool) -> None:
+    def _learn_bucket(self, ts_ms: int, x: float, sc: _Scored, opened: bool) -> None:
         """Learn the bucket: residual autocorrelation, calibration, then the baseline."""
         cfg = self.config
         if sc.mu is not None and sc.sd is not None and (self.direction == 0 or cfg.alert_dev_weight > 0.0):
@@ -258,7 +258,15 @@ class DemandDetector(SeasonalBaseline):
             dev_weight = cfg.anomaly_learn_weight
         else:
             dev_weight = 1.0
-        self._learn(x, sc.ws, sc.ds, cfg.anomaly_learn_weight if suspicious else 1.0, dev_weight)
+        # In a key's first days (only a key with a prior, promoted from the pool, alerts then),
+        # slots still warming up learn the detector's own alert at the reduced weight: not
+        # merely surprising buckets (against the level a daily profile is surprising), and not
+        # later (a weekly slot warms up for two weeks, in which an alert is mostly the weekly
+        # pattern it is there to learn: NAB nyc_taxi 90.5 -> 60.4 with it).
+        young = self.first_ts_ms is None or ts_ms - self.first_ts_ms < cfg.warmup_s * 1000
+        warm = cfg.warmup_slot_weight and self.direction != 0 and young
+        warm_weight = cfg.anomaly_learn_weight if warm else 1.0
+        self._learn(x, sc.ws, sc.ds, cfg.anomaly_learn_weight if suspicious else 1.0, dev_weight, warm_weight, sc.mu)
 
     def _warm(self, ts_ms: int) -> bool:
         """A key without a prior opens alerts only after ``warmup_s`` of history."""
