@@ -41,6 +41,10 @@ from typing import Any
 from .buckets import iso_utc
 from .detector import Decision
 from .lifecycle_config import ESCALATE, NEW_NORMAL, OPEN, RESOLVED, AlertRecord, LifecycleConfig
+from .lifecycle_evidence import judge_against_echo, remember_silent, track_lead
+from .lifecycle_evidence import llr as _llr
+from .lifecycle_evidence import severity as _severity
+from .lifecycle_evidence import variance as _variance
 
 __all__ = [
     "OPEN",
@@ -51,32 +55,6 @@ __all__ = [
     "AlertRecord",
     "AlertLifecycle",
 ]
-
-
-def _severity(ratio: float, direction: int) -> int:
-    """1-4 from observed/expected over the alert (>= 2x, 4x, 10x in the alert's direction)."""
-    r = ratio if direction > 0 else 1.0 / max(ratio, 1e-6)
-    return 4 if r >= 10.0 else 3 if r >= 4.0 else 2 if r >= 2.0 else 1
-
-
-def _variance(d: Decision, e: float, integral: bool) -> float:
-    """Predictive variance of a bucket whose baseline is ``e``, with the detector's noise model
-    (negative binomial for counts, relative spread otherwise)."""
-    mu, sd = d.expected, d.sd
-    if mu is None or sd is None or mu <= 0.0:
-        return max(e, 1.0) if integral else max(e * e * 0.01, 1e-9)
-    if integral:
-        a = max(0.0, (sd * sd - mu) / (mu * mu))
-        return max(e + a * e * e, 0.25)
-    return max((sd / mu * e) ** 2, 1e-9)
-
-
-def _llr(x: float, e: float, ratio: float, var0: float) -> float:
-    """log p(x | level ratio*e) - log p(x | level e), Gaussian with variance var0 at the baseline
-    and ratio*var0 at the shifted level (Poisson-like), clipped to +-20 per bucket."""
-    m1, v1 = ratio * e, max(var0 * ratio, 1e-9)
-    out = -0.5 * math.log(v1 / var0) - (x - m1) ** 2 / (2 * v1) + (x - e) ** 2 / (2 * var0)
-    return max(-20.0, min(20.0, out))
 
 
 class AlertLifecycle:
@@ -142,7 +120,7 @@ class AlertLifecycle:
             if self.echo[1] <= 0.0:
                 self.echo = []
         slow = self._slow_test(d) or self._week_test(d)
-        before = self._track_lead(d, integral)
+        before = track_lead(self.lead, d, integral, self.config.lead_surprise, self.active)
         if not self.active:
             # Only shifts judged against a seasonal baseline (the detector's daily or weekly tier:
             # two days of history), or against the pooled level a key rose from ("prior"), are
@@ -181,7 +159,7 @@ class AlertLifecycle:
             self.severity = _severity(ratio, self.direction)
             out.append(self._record(OPEN, d, e))
         if not self.published and self.buckets >= self.config.publish_within:
-            self._remember_silent()
+            self.echo = remember_silent(self.echo, self.direction, self.ref, self.buckets, self.config.new_normal_buckets)
             return self._end(RESOLVED, d, e, out)  # never actionable: dropped without a record
         if self.back >= self.config.back_threshold:
             # Back at the baseline: scale the detector back to it if it learned part of the shift.
@@ -203,36 +181,6 @@ class AlertLifecycle:
                 out.append(self._record(ESCALATE, d, e))
         return out
 
-    def _remember_silent(self) -> None:
-        """An alert dropped unpublished: remember the level it rose (or fell) from, so that the
-        detector, which may have learned the silent shift meanwhile, does not turn the return to
-        that level into an alert the other way (see :meth:`_judge_against_echo`)."""
-        if not self.ref:
-            return
-        level = sum(self.ref) / len(self.ref)
-        if self.echo and self.echo[0] == self.direction:
-            # Still the same silent shift (the detector reopened it): keep the level before its
-            # start and the time left since it began.
-            pick = min if self.direction > 0 else max
-            self.echo[2] = pick(self.echo[2], level)
-            return
-        self.echo = [float(self.direction), float(self.config.new_normal_buckets - self.buckets), level]
-
-    def _judge_against_echo(self, ref: list[float]) -> list[float]:
-        """A shift opening against the direction of the last silent one, within the time that one
-        would have needed to become a new normal, is judged against the level before the silent
-        shift when that lies further in its direction: demand back where it was is no shift."""
-        echo, self.echo = self.echo, ([] if self.echo and self.echo[0] != self.direction else self.echo)
-        if not echo or echo[0] == self.direction or not ref:
-            return ref
-        now = sum(ref) / len(ref)
-        if now <= 0.0 or echo[2] <= 0.0:
-            return ref
-        scale = echo[2] / now
-        if (scale - 1.0) * self.direction <= 0.0:
-            return ref
-        return [v * scale for v in ref]
-
     def _actionable(self, ratio: float) -> bool:
         """The volume rule: the shift moved at least ``min_excess`` of the measure in its own
         direction since OPEN, and the level by at least ``slow_min_rel`` (20 %)."""
@@ -246,25 +194,6 @@ class AlertLifecycle:
         clear = moved >= self.config.publish_z * math.sqrt((self.sv + pv) * inflation)
         return (self._shifted(ratio) and clear and moved >= max(self.config.min_excess, 1e-9)
                 and self.se >= self.config.min_base)
-
-    def _track_lead(self, d: Decision, integral: bool) -> list[list[float]]:
-        """Extend (or restart) each direction's lead-in streak with this bucket; returns the streaks
-        as they were before it. A bucket at least ``lead_surprise`` surprising that moved in a
-        direction extends that direction's streak; any other bucket ends it."""
-        before = [list(v) for v in self.lead]
-        limit = self.config.lead_surprise
-        for i, (sign, s) in enumerate(((1, d.surprise_up), (-1, d.surprise_down))):
-            lead = self.lead[i]
-            if limit <= 0.0 or self.active or d.expected is None or s < limit or (d.observed - d.expected) * sign <= 0:
-                lead[:] = [0.0] * 5
-                continue
-            e = max(d.expected, 0.0)
-            lead[0] += d.observed
-            lead[1] += e
-            lead[2] = max(lead[2], (d.observed - e) * sign)
-            lead[3] += _variance(d, e, integral)
-            lead[4] += 1.0
-        return before
 
     def _shifted(self, ratio: float) -> bool:
         """The level is at least ``slow_min_rel`` (20 %) away from the baseline, in the alert's direction."""
@@ -384,7 +313,7 @@ class AlertLifecycle:
             ref = [v * self.week_scale for v in ref]
         self.week_scale = None
         if ref:
-            ref = self._judge_against_echo(ref)
+            ref, self.echo = judge_against_echo(self.echo, self.direction, ref)
         self.ref = ref
         self.ref_step_ms = step_ms if self.ref else 0
 
