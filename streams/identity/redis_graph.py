@@ -11,6 +11,7 @@ Key layout: streams/identity/keys.py (the one place that names the keys, for thi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import math
 from collections.abc import Sequence
@@ -38,14 +39,16 @@ from streams.identity.model import (
 )
 from streams.identity.rules import IdentityRules
 from streams.identity.split import SplitError
+from streams.settings import Settings
 
 __all__ = ["RedisIdentityGraph", "IdentityGraphError", "EVENTS_PER_CALL"]
 
 # Events resolved per EVALSHA call (see RedisIdentityGraph).
 EVENTS_PER_CALL = 50
-# Dedup defaults (the settings' defaults: TOUCHPOINT_DEDUP_TTL_S, _WINDOW_S, _SHARD_BITS).
-DEDUP_TTL_S, DEDUP_WINDOW_S, DEDUP_SHARD_BITS = 900, 86400, 20
-
+# Dedup defaults: the settings' own (TOUCHPOINT_DEDUP_TTL_S, _WINDOW_S, _SHARD_BITS), read from
+# them so the two cannot drift.
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
+DEDUP_TTL_S, DEDUP_WINDOW_S, DEDUP_SHARD_BITS = (int(_DEFAULTS[n]) for n in ("dedup_ttl_s", "dedup_window_s", "dedup_shard_bits"))
 
 
 # Commands of the identity scripts that a Redis ACL user confined to the usual categories may lack
