@@ -22,7 +22,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from streams.activation.destinations import Deliverer, Delivery, DestinationDef, Outcome, idempotency_key_for, request_body, webhook_sender
 from streams.kafka import client as kafka_clients
-from streams.kafka.reading import partitions_of
+from streams.kafka.reading import topic_partitions
 from streams.kafka.topics import DESTINATIONS_DLQ
 from streams.settings import Settings
 
@@ -211,12 +211,7 @@ async def redrive(settings: Settings, dest: DestinationDef, timeout_s: float = 1
     A group per destination (``<ns>.destinations.NAME.redrive``) remembers how far the dead-letter
     topic was redriven; a record failing again is appended to the topic again (and so redriven next time)."""
     topic = settings.topic(DESTINATIONS_DLQ)
-    admin = kafka_clients.admin_client(settings)
-    await admin.start()
-    try:
-        tps = await partitions_of(admin, [topic])
-    finally:
-        await admin.close()
+    tps = await topic_partitions(settings, [topic])
     forwarder = Forwarder(settings, dest)
     consumer = kafka_clients.group_consumer(settings, group_id=f"{group_of(settings, dest)}.redrive")
     await consumer.start()

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
-from streams.kafka.client import admin_client, reader
-from streams.kafka.reading import partitions_of
+from streams.kafka.client import reader
+from streams.kafka.reading import topic_partitions
 from streams.kafka.topics import ALERTS
 from streams.settings import Settings
 
@@ -51,12 +51,7 @@ async def tail(args: argparse.Namespace, settings: Settings) -> int:
     await consumer.start()
     shown = 0
     try:
-        admin = admin_client(settings)
-        await admin.start()
-        try:
-            tps = await partitions_of(admin, [topic])
-        finally:
-            await admin.close()
+        tps = await topic_partitions(settings, [topic])
         if not tps:
             print(f"touchpoint alerts: topic {topic} does not exist yet (start a worker)", file=sys.stderr)
             return 1

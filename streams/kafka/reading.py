@@ -13,7 +13,7 @@ from streams.kafka.client import admin_and_reader, admin_client, reader
 from streams.kafka.topics import INPUT, TOPICS, group_offsets
 from streams.settings import Settings, SettingsError
 
-__all__ = ["read_to_end", "namespace_lag", "GroupLag", "partitions_of", "MissingTopicError"]
+__all__ = ["read_to_end", "namespace_lag", "GroupLag", "partitions_of", "topic_partitions", "MissingTopicError"]
 
 
 class MissingTopicError(SettingsError):
@@ -28,14 +28,19 @@ async def partitions_of(admin: AIOKafkaAdminClient, topics: list[str]) -> list[T
     return [TopicPartition(d["topic"], p["partition"]) for d in described if d["error_code"] == 0 for p in d["partitions"]]
 
 
-async def topic_exists(settings: Settings, topic: str) -> bool:
-    """Whether ``topic`` exists (has partitions), asked without subscribing to it."""
+async def topic_partitions(settings: Settings, topics: list[str]) -> list[TopicPartition]:
+    """:func:`partitions_of` with an admin client of its own, opened and closed around the question."""
     admin = admin_client(settings)
     await admin.start()
     try:
-        return bool(await partitions_of(admin, [topic]))
+        return await partitions_of(admin, topics)
     finally:
         await admin.close()
+
+
+async def topic_exists(settings: Settings, topic: str) -> bool:
+    """Whether ``topic`` exists (has partitions), asked without subscribing to it."""
+    return bool(await topic_partitions(settings, [topic]))
 
 
 async def read_to_end(settings: Settings, topic: str, timeout_s: float = 60.0, **reader_options: Any) -> AsyncIterator[ConsumerRecord]:
@@ -45,12 +50,7 @@ async def read_to_end(settings: Settings, topic: str, timeout_s: float = 60.0, *
     Raises :class:`MissingTopicError` when the topic does not exist (checked before a consumer is
     started: stopping one that was never assigned raised a bare CancelledError from aiokafka).
     """
-    admin = admin_client(settings)
-    await admin.start()
-    try:
-        tps = await partitions_of(admin, [topic])
-    finally:
-        await admin.close()
+    tps = await topic_partitions(settings, [topic])
     if not tps:
         raise MissingTopicError(f"topic {topic} does not exist (namespace {settings.namespace!r}: is it the right one, "
                                 "and has a worker or `touchpoint send` created its topics?)")
