@@ -56,18 +56,21 @@ async def main() -> None:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--people", type=int, default=20_000)
     ap.add_argument("--dedup-shard-bits", type=int, default=DEDUP_SHARD_BITS)
+    ap.add_argument("--base-dedup-shard-bits", type=int, default=None,
+                    help="shard bits of the base graph (default: --dedup-shard-bits); its fill is scaled to as many ids")
     ap.add_argument("--window-fill", type=int, default=0,
                     help="digests per shard hash written into each older slice of the window first (default 0)")
     args = ap.parse_args()
     redis = Redis.from_url(args.redis)
     base_src = args.base_lua.read_text(encoding="utf-8")
     spaces = [f"ab-{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    graphs = [RedisIdentityGraph(redis, ns, IdentityRules(), dedup_shard_bits=args.dedup_shard_bits, resolve_lua=src)
-              for ns, src in zip(spaces, (base_src, None), strict=True)]
+    bits = [args.dedup_shard_bits if args.base_dedup_shard_bits is None else args.base_dedup_shard_bits, args.dedup_shard_bits]
+    graphs = [RedisIdentityGraph(redis, ns, IdentityRules(), dedup_shard_bits=b, resolve_lua=src)
+              for ns, b, src in zip(spaces, bits, (base_src, None), strict=True)]
     try:
-        for g in graphs:
-            if args.window_fill > 0:
-                await fill_window(g, args.dedup_shard_bits, args.window_fill, 9)
+        for g, b in zip(graphs, bits, strict=True):
+            if args.window_fill > 0:  # the same number of ids per slice whatever the bits
+                await fill_window(g, b, max(1, round(args.window_fill * 2 ** (args.dedup_shard_bits - b))), 9)
         n, b = args.events, args.batch
         report("cold", n, b, await measure_ab(graphs, traffic(n, args.people * 10, 1, 0.5), b))
         await measure_ab(graphs, traffic(args.people * 3, args.people, 2, 0.0), b)  # warm-up, not reported
