@@ -24,7 +24,9 @@
 -- several hash fields are one HSET only where that leaves the very same hash (see hset_pairs);
 -- per hash the commands are otherwise the same as before, one by one (the iteration order of a
 -- hashtable-encoded hash depends on them). Scratch tables are reused across the events of a
--- call; the rule tables and functions are built once per call.
+-- call; the rule tables and functions are built once per call. A new message id costs the window
+-- tier 4 HGET + HSETNX + HLEN (+ EXPIREAT per new hash): each redis.call costs ~3 us of Redis CPU
+-- whatever the command (docs/performance.md, "The window tier's Redis CPU").
 local CFG = __RULES__
 
 local call, sha1hex = redis.call, redis.sha1hex
