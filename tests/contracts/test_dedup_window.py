@@ -136,3 +136,17 @@ def test_an_id_of_an_older_slice_is_answered_there_and_never_written_again(graph
     [current] = [k for k in keys if k != first]
     assert g.run(g.client.hgetall(current)) == {W.digest("m2", 0)[1]: b"0/3"}
     assert g.run(g.client.execute_command("EXPIRETIME", current)) > 0
+
+
+def test_another_text_of_the_script_is_the_one_run(graph_of: Any) -> None:
+    """``resolve_lua`` (what the benchmarks comparing two scripts use) replaces the shipped script."""
+    from importlib import resources
+
+    from streams.identity.redis_graph import IdentityGraphError
+
+    text = resources.files("streams.identity").joinpath("lua", "resolve.lua").read_text(encoding="utf-8")
+    assert graph_of(resolve_lua=text).outcomes(R("m1", "t/0/1")) == ["applied"]
+    broken = text.replace("\nreturn out", "\nreturn redis.error_reply('ERR the other script')")
+    assert broken != text
+    with pytest.raises(IdentityGraphError, match="the other script"):
+        graph_of(resolve_lua=broken).outcomes(R("m1", "t/0/1"))
