@@ -99,7 +99,9 @@ class RedisIdentityGraph:
 
     def __init__(self, redis: Redis, namespace: str, rules: IdentityRules, dedup_ttl_s: int = DEDUP_TTL_S,
                  events_per_call: int = EVENTS_PER_CALL, *, dedup_window_s: int = DEDUP_WINDOW_S,
-                 dedup_shard_bits: int = DEDUP_SHARD_BITS) -> None:
+                 dedup_shard_bits: int = DEDUP_SHARD_BITS, resolve_lua: str | None = None) -> None:
+        """``resolve_lua``: another text of resolve.lua (with its ``__KEYS__`` line), for benchmarks
+        comparing two versions of the script on the same Redis (touchpoint_tools/bench/identity_bench.py)."""
         if dedup_ttl_s <= 0 or dedup_window_s <= 0:
             raise ValueError("dedup_ttl_s and dedup_window_s must be > 0")
         if not 0 <= dedup_shard_bits <= 32:
@@ -115,7 +117,8 @@ class RedisIdentityGraph:
         self.keys = Keys(namespace)
         self._ttl = str(dedup_ttl_s)
         # The rule numbers are compiled into the script text: one rule set = one script SHA.
-        self._resolve_src = _lua("resolve.lua").replace("__RULES__", rules.lua_config())
+        resolve = _lua("resolve.lua") if resolve_lua is None else lua_source(resolve_lua)
+        self._resolve_src = resolve.replace("__RULES__", rules.lua_config())
         self._erase_src = _lua("erase.lua")
         self._split_src = _lua("split.lua")
         self._split_sha = hashlib.sha1(self._split_src.encode()).hexdigest()

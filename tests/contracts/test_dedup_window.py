@@ -113,3 +113,40 @@ def test_several_events_per_call_share_one_window_and_catch_duplicates_inside_a_
     assert g.outcomes(*reqs) == ["applied"] * 7 + ["duplicate"]
     [key] = g.window_keys()  # shard bits 0: one hash per slice
     assert g.run(g.client.hlen(key)) == 7
+
+
+def test_an_id_of_an_older_slice_is_answered_there_and_never_written_again(graph_of: Any) -> None:
+    """The window reads the older slices before it writes the current one (resolve.lua's
+    window_check): an id is held in one slice only, whichever slice answers for it."""
+    g = graph_of(dedup_ttl_s=1, dedup_window_s=8, dedup_shard_bits=0)  # slices of 2 s
+    slice_s = W.slice_seconds(8)
+    assert g.outcomes(R("m1", "t/0/1")) == ["applied"]
+    t0 = time.time()  # after the call: its slice (by Redis's clock, read in the call) is at most t0's
+    [first] = g.window_keys()
+    # wait for the next slice (and for the replay tier to forget m1)
+    time.sleep(max(1.1, (W.slice_of(int(t0), slice_s) + 1) * slice_s - t0 + 0.1))
+    # the same claim = a redelivery later than the replay tier: resolved again, not re-written;
+    # another claim = a duplicate; a new id goes into the current slice
+    assert g.outcomes(R("m1", "t/0/1"), R("m1", "t/0/2", anon="zz"), R("m2", "t/0/3", anon="a2")) == \
+        ["applied", "duplicate", "applied"]
+    assert g.run(g.graph.lookup(("anonymous_id", "zz"))) is None
+    keys = sorted(g.window_keys())
+    assert len(keys) == 2 and first in keys
+    assert [g.run(g.client.hlen(k)) for k in keys] == [1, 1]
+    [current] = [k for k in keys if k != first]
+    assert g.run(g.client.hgetall(current)) == {W.digest("m2", 0)[1]: b"0/3"}
+    assert g.run(g.client.execute_command("EXPIRETIME", current)) > 0
+
+
+def test_another_text_of_the_script_is_the_one_run(graph_of: Any) -> None:
+    """``resolve_lua`` (what the benchmarks comparing two scripts use) replaces the shipped script."""
+    from importlib import resources
+
+    from streams.identity.redis_graph import IdentityGraphError
+
+    text = resources.files("streams.identity").joinpath("lua", "resolve.lua").read_text(encoding="utf-8")
+    assert graph_of(resolve_lua=text).outcomes(R("m1", "t/0/1")) == ["applied"]
+    broken = text.replace("\nreturn out", "\nreturn redis.error_reply('ERR the other script')")
+    assert broken != text
+    with pytest.raises(IdentityGraphError, match="the other script"):
+        graph_of(resolve_lua=broken).outcomes(R("m1", "t/0/1"))

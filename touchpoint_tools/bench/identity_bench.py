@@ -8,7 +8,10 @@ Target: <= 15 us/event of worker CPU. Prints a cold figure (mostly new identifie
 merges, audit records) and a steady-state one (known population, 10% new anonymous ids), twice:
 ``steady2`` is the same traffic once the keyspace has stopped doubling (see main).
 ``--commandstats`` also prints where Redis spent the time (INFO commandstats, reset per phase;
-commands run inside the scripts are counted too). Usage:
+commands run inside the scripts are counted too). ``--window-fill N`` first writes N random digests
+into every shard hash of the dedup window's older slices, as a Redis running for a whole window
+holds them (without it those reads hit missing keys, which cost a fraction of a full hash's scan).
+Usage:
 
     .venv/bin/python touchpoint_tools/bench/identity_bench.py --redis redis://127.0.0.1:16499/0 [--events 50000]
 """
@@ -26,6 +29,8 @@ import uuid
 from redis.asyncio import Redis
 
 from streams.identity import IdentityRules, RedisIdentityGraph, ResolveRequest
+from streams.identity import dedup_window as W
+from streams.identity.redis_graph import DEDUP_SHARD_BITS
 
 
 def person_ids(p: int, rng: random.Random, fresh: bool) -> list[tuple[str, str]]:
@@ -74,6 +79,22 @@ async def measure(graph: RedisIdentityGraph, reqs: list[ResolveRequest], batch: 
     return cpu / len(reqs) * 1e6, wall / len(reqs) * 1e6, rcpu / len(reqs) * 1e6
 
 
+async def fill_window(graph: RedisIdentityGraph, shard_bits: int, per_hash: int, seed: int) -> None:
+    """``per_hash`` random digests in every shard hash of the SLICES slices before the current one
+    (by Redis's clock), tag ``0/0``, each hash expiring as resolve.lua would expire it."""
+    rng = random.Random(seed)
+    slice_s = W.slice_seconds(graph.dedup_window_s)
+    now = int((await graph.redis.time())[0])
+    cur = W.slice_of(now, slice_s)
+    for s in range(cur - W.SLICES, cur):
+        pipe = graph.redis.pipeline(transaction=False)
+        for shard in range(2 ** shard_bits):
+            key = graph.keys.window(s, shard)
+            pipe.hset(key, mapping={rng.randbytes(W.FIELD_BYTES): b"0/0" for _ in range(per_hash)})
+            pipe.expireat(key, W.expires_at(s, slice_s))
+        await pipe.execute()
+
+
 async def command_stats(redis: Redis, n_events: int) -> str:
     """Top commands by total Redis time since the last CONFIG RESETSTAT, per event."""
     stats = await redis.info("commandstats")
@@ -97,6 +118,8 @@ async def main() -> None:
     ap.add_argument("--commandstats", action="store_true", help="print INFO commandstats per phase (runs CONFIG RESETSTAT)")
     ap.add_argument("--dedup-shard-bits", type=int, default=None,
                     help="shard bits of the dedup window (default: the graph's; the run writes ~5 x --events ids)")
+    ap.add_argument("--window-fill", type=int, default=0,
+                    help="digests per shard hash written into each older slice of the window first (default 0)")
     args = ap.parse_args()
     redis = Redis.from_url(args.redis)
     ns = f"bench-{uuid.uuid4().hex[:8]}"
@@ -104,6 +127,9 @@ async def main() -> None:
                                **({} if args.events_per_call is None else {"events_per_call": args.events_per_call}),
                                **({} if args.dedup_shard_bits is None else {"dedup_shard_bits": args.dedup_shard_bits}))
     try:
+        if args.window_fill > 0:
+            bits = DEDUP_SHARD_BITS if args.dedup_shard_bits is None else args.dedup_shard_bits
+            await fill_window(graph, bits, args.window_fill, 9)
         # cold: most events bring identifiers never seen before (profiles get created and merged)
         if args.commandstats:
             await redis.config_resetstat()

@@ -24,7 +24,9 @@
 -- several hash fields are one HSET only where that leaves the very same hash (see hset_pairs);
 -- per hash the commands are otherwise the same as before, one by one (the iteration order of a
 -- hashtable-encoded hash depends on them). Scratch tables are reused across the events of a
--- call; the rule tables and functions are built once per call.
+-- call; the rule tables and functions are built once per call. A new message id costs the window
+-- tier 4 HGET + HSETNX + HLEN (+ EXPIREAT per new hash): each redis.call costs ~3 us of Redis CPU
+-- whatever the command (docs/performance.md, "The window tier's Redis CPU").
 local CFG = __RULES__
 
 local call, sha1hex = redis.call, redis.sha1hex
@@ -38,20 +40,28 @@ __KEYS__
 local MSG_AT = #K_DEDUP + 1  -- a dedup key is K_DEDUP .. message_id
 
 -- Window tier (streams/identity/dedup_window.py): dw:<slice>:<shard> hashes, field = digest of the
--- message id, value = the first claim without its topic. Redis's clock, read once per call.
-local cur_slice = nil
-local function window_seen(shard, field)
-  if not cur_slice then cur_slice = math.floor(tonumber(call('TIME')[1]) / slice_s) end
-  for s = cur_slice, cur_slice - slices, -1 do
-    local v = call('HGET', K_DW .. s .. ':' .. shard, field)
+-- message id, value = the first claim without its topic. Redis's clock, read once per call, and
+-- with it the key prefix of each slice read (DWK[0] the current one, DWK[j] j slices before):
+-- turning a slice number into a string costs more than the HGET of a missing key.
+local cur_slice, DWK = nil, {}
+local function window_slices()
+  cur_slice = math.floor(tonumber(call('TIME')[1]) / slice_s)
+  for j = 0, slices do DWK[j] = K_DW .. (cur_slice - j) .. ':' end
+end
+-- The first claim's tag of a digest, or false after writing ours into the current slice. An id
+-- lives in at most one slice (it is written only where no slice read has it), so the order of
+-- the reads changes no answer: the older slices first, then one HSETNX on the current one (a
+-- write when new, a single scan of that hash either way) and an HGET only if it was there.
+local function window_check(shard, field, tag)
+  if not cur_slice then window_slices() end
+  for j = 1, slices do
+    local v = call('HGET', DWK[j] .. shard, field)
     if v then return v end
   end
-  return false
-end
-local function window_put(shard, field, tag)
-  local k = K_DW .. cur_slice .. ':' .. shard
-  call('HSET', k, field, tag)
+  local k = DWK[0] .. shard
+  if call('HSETNX', k, field, tag) == 0 then return call('HGET', k, field) end
   if call('HLEN', k) == 1 then call('EXPIREAT', k, (cur_slice + slices + 1) * slice_s) end
+  return false
 end
 local function claim_tag(claim)
   local x = find(claim, '/', 1, true)
@@ -539,12 +549,8 @@ local function resolve(dkey, claim, ts, shard, field, a, n)
     -- Not in the replay tier: the window tier knows whether the id was seen (another claim =
     -- duplicate; ours = a redelivery later than the replay tier's TTL: resolved again).
     local tag = claim_tag(claim)
-    local seen = window_seen(shard, field)
-    if seen then
-      if seen ~= tag then return {'duplicate'} end
-    else
-      window_put(shard, field, tag)
-    end
+    local seen = window_check(shard, field, tag)
+    if seen and seen ~= tag then return {'duplicate'} end
   end
 
   -- Erased people stay erased (invariant 5): any suppressed identifier drops the whole event,
