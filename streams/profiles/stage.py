@@ -59,6 +59,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -67,9 +68,11 @@ from streams.events.model import dedup_id
 from streams.profiles.bounds import bounded_encode
 from streams.profiles.profile import DEFAULT_LIMITS, Limits, decode, encode, fold, merge, new_profile, tombstone
 
-__all__ = ["ProfileStage", "Decision", "Send", "OUTCOMES", "MAX_HOPS"]
+__all__ = ["ProfileStage", "Decision", "Send", "OUTCOMES", "MAX_HOPS", "KEEP_DECODED"]
 
 MAX_HOPS = 16  # forwarding chains are short (merge chains); a longer one means a loop: drop it
+KEEP_DECODED = 512  # decoded values kept for keys written since the last changelog flush, at most
+KEEP_IDENTIFIER_VERDICTS = 1 << 14  # identifiers whose keep_identifier verdict is remembered
 
 OUTCOMES = (
     "applied", "duplicate", "replayed", "forwarded", "merged", "merge_duplicate", "absorbed",
@@ -144,14 +147,17 @@ class ProfileStage:
     """Decides what each record does; holds only configuration."""
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS, keep_identifier: Callable[[str], bool] | None = None,
-                 keep_decoded: int = 0) -> None:
+                 keep_decoded: int = KEEP_DECODED) -> None:
         self.limits = limits
-        self.keep_identifier = keep_identifier
+        # keep_identifier must be a pure function of the identifier (identity's rules are fixed
+        # for the worker's life): its verdicts are remembered, the same identifiers come with
+        # every event of a person (parsing and checking them was ~9% of decide).
+        self.keep_identifier = lru_cache(maxsize=KEEP_IDENTIFIER_VERDICTS)(keep_identifier) if keep_identifier else None
         # Entries not kept or trimmed to keep values within the limits, per part (the agent
         # moves them to touchpoint_profile_trimmed_total after each record).
         self.trimmed: Counter[str] = Counter()
-        # key -> (value bytes, the dict they are the encoding of): see take() and keep(). Off by
-        # default: the activation stage turns it on to settle a value without decoding it again.
+        # key -> (value bytes, the dict they are the encoding of): see take(), keep() and
+        # forget_decoded(). 0 turns keeping off (every value is decoded).
         self._decoded: dict[str, tuple[bytes, dict[str, Any]]] = {}
         self.keep_decoded = keep_decoded
 
@@ -168,9 +174,16 @@ class ProfileStage:
         the kept dict equals what decoding its bytes gives (tests/unit/activation/test_decoded.py
         runs a population with and without keeping and compares every value and record).
 
-        Meant for a value used again at once (decide, then settle, of one record): a dict kept
-        across records is slower to work on than a fresh decode of its bytes (its objects are
-        scattered in memory by then; docs/performance.md, session 7), so nothing else keeps."""
+        Kept for the keys written since the last changelog flush (the agent calls
+        :meth:`forget_decoded` with each flush), at most ``keep_decoded``: a key seen again in
+        the same record or soon after is not decoded again. Not longer: a dict kept across many
+        records is slower to fold and encode than a fresh decode of its bytes (its objects are
+        scattered in memory by then; docs/performance.md, sessions 7 and 8).
+
+        Exact whatever happened to the table meanwhile (a restore from the changelog, a
+        rebalance, another worker's value, an erasure or merge tombstone): any bytes but the
+        very object kept are decoded; and a value taken is no longer kept, so a decision that
+        mutated it and was not written (a duplicate, an error) leaves nothing stale behind."""
         held = self._decoded.pop(key, None)
         if held is not None and held[0] is raw:
             return held[1]
@@ -186,6 +199,10 @@ class ProfileStage:
             if len(kept) > self.keep_decoded:
                 del kept[next(iter(kept))]
         return raw
+
+    def forget_decoded(self) -> None:
+        """Keep no decoded value any more (with each changelog flush: see :meth:`take`)."""
+        self._decoded.clear()
 
     def decide(self, key: str, current: bytes | None, raw: bytes | dict[str, Any] | None, offset: int) -> Decision:
         """Decide one record of ``profile-events`` whose key is ``key``: ``raw`` is its value (or
