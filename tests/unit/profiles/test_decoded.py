@@ -116,18 +116,24 @@ def test_an_erasure_is_never_answered_from_the_live_value_kept():
 
 def test_a_merged_profile_forwards_and_an_absorb_is_folded_once_per_value():
     stage = ProfileStage()
+    merge = orjson.dumps({"control": "merge", "from": "B", "into": "A", "message_id": "mm", "ts_ms": T0})
     b = stage.decide("B", None, event(1, pid="B"), 0).value
-    merged = same(stage, "B", b, orjson.dumps({"control": "merge", "from": "B", "into": "A", "message_id": "mm", "ts_ms": T0}), 1)
+    merged = same(stage, "B", b, merge, 1)
     assert merged.outcome == "merged" and len(merged.sends) == 1
     assert same(stage, "B", merged.value, event(2, pid="B"), 2).outcome == "forwarded"
+    # a merge written by another worker (restored) while this stage keeps C's live value
+    c = stage.decide("C", None, event(3, pid="C"), 0).value
+    tomb = ProfileStage().decide("C", copy_of(c), orjson.dumps({"control": "merge", "from": "C", "into": "A", "ts_ms": T0}), 1).value
+    assert same(stage, "C", tomb, event(4, pid="C"), 2).outcome == "forwarded"
+
     absorb = merged.sends[0].value
-    a0 = stage.decide("A", None, event(3), 0).value
+    a0 = stage.decide("A", None, event(5), 0).value
     a1 = same(stage, "A", a0, absorb, 5).value
     assert decode(a1)["ab"] == ["B"]
-    assert same(stage, "A", a1, absorb, 6).outcome == "absorb_duplicate"
-    # The absorb is replayed against A's value from before it (restored): folded again, not a duplicate.
+    # The absorb replayed against A's value from before it (restored) while a1 is kept: folded again.
     again = same(stage, "A", copy_of(a0), absorb, 5)
     assert again.outcome == "absorbed" and again.value == a1
+    assert same(stage, "A", again.value, absorb, 6).outcome == "absorb_duplicate"
 
 
 def test_a_decision_that_changed_the_value_and_was_not_written_leaves_nothing_stale():
