@@ -49,7 +49,7 @@ class Out:
     value: bytes | None  # None = a Kafka tombstone (erasure on the compacted profile-updates)
 
 
-KEEP_DECODED = 512  # values decided or settled since the last changelog flush (a bundle has ~125 keys), at most
+KEEP_DECODED = 512  # values decided and not yet settled (a bundle has ~125 keys), at most
 
 # Copying a set-up hasher skips blake2b's keyword parsing and setup (once per settled key).
 _DIGEST = hashlib.blake2b(digest_size=6)
@@ -182,9 +182,7 @@ class ActivationStage:
             ax.pop("due", None)
         else:
             ax["due"] = due
-        # The settled value is what the agent writes: kept, the key's next decision takes it
-        # without decoding it (until the changelog flush; ProfileStage.take).
-        return self.inner.keep(key, encode(state), state), outs
+        return encode(state), outs
 
 
 _iso = lru_cache(maxsize=1 << 16)(iso)  # identifiers' first/last seen repeat on every update of a profile

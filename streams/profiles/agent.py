@@ -279,7 +279,6 @@ class ProfilesWorker:
         records first); the agent goes on meanwhile."""
         if time.monotonic() >= self.next_flush:
             self.next_flush = time.monotonic() + self.flush_every
-            self.profile_stage.forget_decoded()  # decoded values are kept for the dirty keys only
             self.sends.kick()
 
     def count_live(self) -> None:

@@ -68,10 +68,9 @@ from streams.events.model import dedup_id
 from streams.profiles.bounds import bounded_encode
 from streams.profiles.profile import DEFAULT_LIMITS, Limits, decode, encode, fold, merge, new_profile, tombstone
 
-__all__ = ["ProfileStage", "Decision", "Send", "OUTCOMES", "MAX_HOPS", "KEEP_DECODED"]
+__all__ = ["ProfileStage", "Decision", "Send", "OUTCOMES", "MAX_HOPS"]
 
 MAX_HOPS = 16  # forwarding chains are short (merge chains); a longer one means a loop: drop it
-KEEP_DECODED = 512  # decoded values kept for keys written since the last changelog flush, at most
 KEEP_IDENTIFIER_VERDICTS = 1 << 14  # identifiers whose keep_identifier verdict is remembered
 
 OUTCOMES = (
@@ -147,7 +146,7 @@ class ProfileStage:
     """Decides what each record does; holds only configuration."""
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS, keep_identifier: Callable[[str], bool] | None = None,
-                 keep_decoded: int = KEEP_DECODED) -> None:
+                 keep_decoded: int = 0) -> None:
         self.limits = limits
         # keep_identifier must be a pure function of the identifier (identity's rules are fixed
         # for the worker's life): its verdicts are remembered, the same identifiers come with
@@ -156,8 +155,8 @@ class ProfileStage:
         # Entries not kept or trimmed to keep values within the limits, per part (the agent
         # moves them to touchpoint_profile_trimmed_total after each record).
         self.trimmed: Counter[str] = Counter()
-        # key -> (value bytes, the dict they are the encoding of): see take(), keep() and
-        # forget_decoded(). 0 turns keeping off (every value is decoded).
+        # key -> (value bytes, the dict they are the encoding of): see take() and keep(). Off by
+        # default: the activation stage turns it on to settle a value without decoding it again.
         self._decoded: dict[str, tuple[bytes, dict[str, Any]]] = {}
         self.keep_decoded = keep_decoded
 
@@ -174,16 +173,18 @@ class ProfileStage:
         the kept dict equals what decoding its bytes gives (tests/unit/activation/test_decoded.py
         runs a population with and without keeping and compares every value and record).
 
-        Kept for the keys written since the last changelog flush (the agent calls
-        :meth:`forget_decoded` with each flush), at most ``keep_decoded``: a key seen again in
-        the same record or soon after is not decoded again. Not longer: a dict kept across many
-        records is slower to fold and encode than a fresh decode of its bytes (its objects are
-        scattered in memory by then; docs/performance.md, sessions 7 and 8).
+        Meant for a value used again at once (decide, then settle, of one record), so nothing
+        else keeps: keeping dicts across records is slower than decoding their bytes again, even
+        for the keys written since the last changelog flush only (a dict kept is freed later, so
+        the next decode does not reuse the memory it just freed; docs/performance.md, sessions 7
+        and 8). Without activation nothing is kept at all: reuse inside one record saved less
+        than keeping cost.
 
         Exact whatever happened to the table meanwhile (a restore from the changelog, a
         rebalance, another worker's value, an erasure or merge tombstone): any bytes but the
         very object kept are decoded; and a value taken is no longer kept, so a decision that
-        mutated it and was not written (a duplicate, an error) leaves nothing stale behind."""
+        mutated it and was not written (a duplicate, an error) leaves nothing stale behind
+        (tests/unit/profiles/test_decoded.py)."""
         held = self._decoded.pop(key, None)
         if held is not None and held[0] is raw:
             return held[1]
@@ -201,7 +202,7 @@ class ProfileStage:
         return raw
 
     def forget_decoded(self) -> None:
-        """Keep no decoded value any more (with each changelog flush: see :meth:`take`)."""
+        """Keep none of the values kept so far (they are decoded from their bytes when next used)."""
         self._decoded.clear()
 
     def decide(self, key: str, current: bytes | None, raw: bytes | dict[str, Any] | None, offset: int) -> Decision:

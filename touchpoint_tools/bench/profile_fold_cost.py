@@ -13,8 +13,8 @@ decided against ``staged`` or the table, then written; sends land at the end of 
 
 Timed (best of ``--repeats``, microseconds per item):
 
-- ``decide``: the whole recorded stream through ``ProfileStage.decide`` with a dict as the table,
-  the stage's kept decoded values forgotten every ``--flush-items`` items (the agent's changelog flush);
+- ``decide``: the whole recorded stream through ``ProfileStage.decide`` with a dict as the table
+  (``--keep-decoded N``: keeping decoded values across records, dropped every ``--flush-items``);
 - ``decode`` / ``fold`` / ``encode`` of the stored values and events of the applied events;
 - ``digest`` + ``parse_source`` per event, ``unbundle`` per item of the bundles.
 
@@ -213,17 +213,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--record", help="store outcomes and the final table here (pickle)")
     ap.add_argument("--check", help="compare outcomes and the final table with this file")
+    ap.add_argument("--keep-decoded", type=int, default=None,
+                    help="ProfileStage.keep_decoded (default: the stage's, 0): keep decoded values across records")
     ap.add_argument("--flush-items", type=int, default=150,
-                    help="items decided between two changelog flushes, when the agent forgets the decoded values it kept "
-                         "(default 150: 50 ms at 3,000 events/s; 0 = never)")
-    ap.add_argument("--keep-decoded", type=int, default=None, help="ProfileStage.keep_decoded (default: the stage's)")
+                    help="with --keep-decoded: drop the kept values every this many items (150: one 50 ms flush "
+                         "window at 3,000 events/s; 0 = never)")
     args = ap.parse_args(argv)
 
     rules = IdentityRules()
     stage = ProfileStage(Limits(), keep_identifier=lambda f: not rules.is_blocked(parse(f)))  # as agent.py
     if args.keep_decoded is not None:
         stage.keep_decoded = args.keep_decoded
-    forget = getattr(stage, "forget_decoded", None)  # absent in trees before session 8
+    # The experiment of docs/performance.md (session 8): values kept across records and dropped
+    # every --flush-items items, as a cache of the keys written since the last changelog flush would.
+    forget = stage.forget_decoded if stage.keep_decoded > 0 and args.flush_items else None
     started = time.perf_counter()
     sim = Simulation(args.events, stage)
     sim.run()
@@ -263,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             forget()
         t0 = time.perf_counter_ns()
         for offset, items in records:
-            if forget is not None and args.flush_items and n - flushed >= args.flush_items:
-                forget()  # as the agent does with each changelog flush
+            if forget is not None and n - flushed >= args.flush_items:
+                forget()
                 flushed = n
             staged: dict[bytes, bytes] = {}
             for index, (item_key, record) in enumerate(items):

@@ -1,7 +1,8 @@
-"""The decoded values the profile stage keeps between records (``ProfileStage.take`` / ``keep`` /
-``forget_decoded``) are never served stale: after a table restore, a rebalance, an erasure, a
-merge or absorb, or a decision that mutated the value and was not written, the stage decides
-exactly as a stage that keeps nothing (every value decoded from the bytes the table holds).
+"""The decoded values the profile stage keeps (``ProfileStage.take`` / ``keep``: the activation
+stage turns keeping on from decide to settle; kept across records here, the harder case) are
+never served stale: after a table restore, a rebalance, an erasure, a merge or absorb, or a
+decision that mutated the value and was not written, the stage decides exactly as a stage that
+keeps nothing (every value decoded from the bytes the table holds).
 
 Each scenario is decided twice: by the stage under test (keeping) and by a fresh stage with
 ``keep_decoded=0`` given the same table bytes; the outcomes and values must be identical. A
@@ -66,20 +67,26 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return counted
 
 
-def test_the_value_written_last_is_taken_without_a_decode_until_the_flush_forgets_it(decodes):
-    stage = ProfileStage()
+def kept() -> ProfileStage:
+    """A stage keeping decoded values (as the activation stage sets it), across records here."""
+    return ProfileStage(keep_decoded=512)
+
+
+def test_the_value_kept_is_taken_without_a_decode_and_nothing_is_kept_by_default(decodes):
+    stage = kept()
     v1 = stage.decide("A", None, event(1), 0).value
-    v2 = stage.decide("A", v1, event(2), 1).value
+    stage.decide("A", v1, event(2), 1)
     assert decodes["n"] == 0  # the dict kept with v1 was taken
-    stage.forget_decoded()  # the changelog flush
-    assert stage.decide("A", v2, event(3), 2).outcome == "applied"
+    off = ProfileStage()
+    v1 = off.decide("A", None, event(1), 0).value
+    off.decide("A", v1, event(2), 1)
     assert decodes["n"] == 1
 
 
 def test_a_value_restored_from_the_changelog_is_decoded_not_the_one_kept(decodes):
     # The worker wrote v1 and v2, crashed before v2's changelog record; the restore brings back v1
     # (another bytes object): v2's replay position must not skip event 2, replayed at its position.
-    stage = ProfileStage()
+    stage = kept()
     v1 = stage.decide("A", None, event(1), 10).value
     stage.decide("A", v1, event(2), 11)
     restored = copy_of(v1)
@@ -91,7 +98,7 @@ def test_a_value_restored_from_the_changelog_is_decoded_not_the_one_kept(decodes
 def test_after_a_rebalance_the_other_workers_value_is_used():
     # This worker kept A's value; the partition moved to another worker, which applied events 2-4,
     # and came back: the table holds the other worker's value.
-    stage = ProfileStage()
+    stage = kept()
     mine = stage.decide("A", None, event(1), 0).value
     other = ProfileStage()
     theirs = mine
@@ -104,7 +111,7 @@ def test_after_a_rebalance_the_other_workers_value_is_used():
 
 
 def test_an_erasure_is_never_answered_from_the_live_value_kept():
-    stage = ProfileStage()
+    stage = kept()
     live = stage.decide("A", None, event(1), 0).value
     tomb = same(stage, "A", live, orjson.dumps({"control": "erase", "profile_id": "A", "ts_ms": T0}), 1).value
     assert same(stage, "A", tomb, event(2), 2).outcome == "erased_dropped"
@@ -115,7 +122,7 @@ def test_an_erasure_is_never_answered_from_the_live_value_kept():
 
 
 def test_a_merged_profile_forwards_and_an_absorb_is_folded_once_per_value():
-    stage = ProfileStage()
+    stage = kept()
     merge = orjson.dumps({"control": "merge", "from": "B", "into": "A", "message_id": "mm", "ts_ms": T0})
     b = stage.decide("B", None, event(1, pid="B"), 0).value
     merged = same(stage, "B", b, merge, 1)
@@ -139,14 +146,14 @@ def test_a_merged_profile_forwards_and_an_absorb_is_folded_once_per_value():
 def test_a_decision_that_changed_the_value_and_was_not_written_leaves_nothing_stale():
     # Event 2 passes the watermark (advancing it in the dict) and is then a duplicate by message id:
     # not written. Event 3 (a new message, input offset between 1 and 2's) is new against the table.
-    stage = ProfileStage()
+    stage = kept()
     v1 = stage.decide("A", None, event(1, offset=1), 0).value
     assert same(stage, "A", v1, event(1, offset=9), 1).outcome == "duplicate"
     assert same(stage, "A", v1, event(3, offset=5), 2).outcome == "applied"
 
 
 def test_a_fold_that_raised_half_way_leaves_nothing_stale():
-    stage = ProfileStage()
+    stage = kept()
     v1 = stage.decide("A", None, event(1), 0).value
     with pytest.raises(AttributeError):  # traits not a mapping: raises after the counts were folded
         stage.decide("A", v1, event(2, traits=["not", "a", "mapping"]), 1)
@@ -209,8 +216,7 @@ def _run(records: list[tuple[str, bytes]], keep_decoded: int) -> tuple[dict[str,
             log.extend(sends)
         roll = rng.random()
         if roll < 0.1:
-            stage.forget_decoded()
-            flushed = dict(table)
+            flushed = dict(table)  # a changelog flush
         elif roll < 0.14:
             table = {k: copy_of(v) for k, v in flushed.items()}  # crash: back to the last flush
             start = max(0, start - 12)  # the uncommitted records again
