@@ -414,7 +414,9 @@ def _put_lww(d: dict[str, list[Any]], name: str, value: Any, ts: int, max_bytes:
     if max_bytes is not None and len(orjson.dumps(value)) > max_bytes:
         return False
     old = d.get(name)
-    if old is None or _lww_key(value, ts) > _lww_key(old[0], old[1]):
+    # (ts, JSON) compared as _lww_key does, the JSON only on a tie of event times (rare): the two
+    # sorted encodings cost ~1 us per trait update, the comparison of times 0.14 us.
+    if old is None or ts > old[1] or (ts == old[1] and _lww_key(value, ts) > _lww_key(old[0], old[1])):
         d[name] = [value, ts]
     return True
 

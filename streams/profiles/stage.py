@@ -59,6 +59,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -70,6 +71,7 @@ from streams.profiles.profile import DEFAULT_LIMITS, Limits, decode, encode, fol
 __all__ = ["ProfileStage", "Decision", "Send", "OUTCOMES", "MAX_HOPS"]
 
 MAX_HOPS = 16  # forwarding chains are short (merge chains); a longer one means a loop: drop it
+KEEP_IDENTIFIER_VERDICTS = 1 << 14  # identifiers whose keep_identifier verdict is remembered
 
 OUTCOMES = (
     "applied", "duplicate", "replayed", "forwarded", "merged", "merge_duplicate", "absorbed",
@@ -146,7 +148,10 @@ class ProfileStage:
     def __init__(self, limits: Limits = DEFAULT_LIMITS, keep_identifier: Callable[[str], bool] | None = None,
                  keep_decoded: int = 0) -> None:
         self.limits = limits
-        self.keep_identifier = keep_identifier
+        # keep_identifier must be a pure function of the identifier (identity's rules are fixed
+        # for the worker's life): its verdicts are remembered, the same identifiers come with
+        # every event of a person (~1 us per identifier checked, 38 ns remembered).
+        self.keep_identifier = lru_cache(maxsize=KEEP_IDENTIFIER_VERDICTS)(keep_identifier) if keep_identifier else None
         # Entries not kept or trimmed to keep values within the limits, per part (the agent
         # moves them to touchpoint_profile_trimmed_total after each record).
         self.trimmed: Counter[str] = Counter()
@@ -168,9 +173,18 @@ class ProfileStage:
         the kept dict equals what decoding its bytes gives (tests/unit/activation/test_decoded.py
         runs a population with and without keeping and compares every value and record).
 
-        Meant for a value used again at once (decide, then settle, of one record): a dict kept
-        across records is slower to work on than a fresh decode of its bytes (its objects are
-        scattered in memory by then; docs/performance.md, session 7), so nothing else keeps."""
+        Meant for a value used again at once (decide, then settle, of one record), so nothing
+        else keeps: keeping dicts across records is slower than decoding their bytes again, even
+        for the keys written since the last changelog flush only (measured: docs/performance.md,
+        sessions 7 and 8; most likely because a kept dict is freed later, and the next decode no
+        longer reuses memory still in the cache). Without activation nothing is kept at all: reuse inside one record saved less
+        than keeping cost.
+
+        Exact whatever happened to the table meanwhile (a restore from the changelog, a
+        rebalance, another worker's value, an erasure or merge tombstone): any bytes but the
+        very object kept are decoded; and a value taken is no longer kept, so a decision that
+        mutated it and was not written (a duplicate, an error) leaves nothing stale behind
+        (tests/unit/profiles/test_decoded.py)."""
         held = self._decoded.pop(key, None)
         if held is not None and held[0] is raw:
             return held[1]
@@ -186,6 +200,10 @@ class ProfileStage:
             if len(kept) > self.keep_decoded:
                 del kept[next(iter(kept))]
         return raw
+
+    def forget_decoded(self) -> None:
+        """Keep none of the values kept so far (they are decoded from their bytes when next used)."""
+        self._decoded.clear()
 
     def decide(self, key: str, current: bytes | None, raw: bytes | dict[str, Any] | None, offset: int) -> Decision:
         """Decide one record of ``profile-events`` whose key is ``key``: ``raw`` is its value (or

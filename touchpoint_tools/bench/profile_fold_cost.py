@@ -11,9 +11,10 @@ profiles are erased, and some profile-events records are processed twice (agent 
 crash). The profiles "agent" is simulated as in ``agent.py``: per record, items are unbundled,
 decided against ``staged`` or the table, then written; sends land at the end of their partition.
 
-Timed (best of ``--repeats``, microseconds per item):
+Timed (best of ``--repeats``, microseconds per item; wall time, or CPU time with ``--cpu``):
 
-- ``decide``: the whole recorded stream through ``ProfileStage.decide`` with a dict as the table;
+- ``decide``: the whole recorded stream through ``ProfileStage.decide`` with a dict as the table
+  (``--keep-decoded N``: keeping decoded values across records, dropped every ``--flush-items``);
 - ``decode`` / ``fold`` / ``encode`` of the stored values and events of the applied events;
 - ``digest`` + ``parse_source`` per event, ``unbundle`` per item of the bundles.
 
@@ -212,10 +213,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--record", help="store outcomes and the final table here (pickle)")
     ap.add_argument("--check", help="compare outcomes and the final table with this file")
+    ap.add_argument("--cpu", action="store_true",
+                    help="time with the process's CPU time instead of wall time (less inflated by other load)")
+    ap.add_argument("--keep-decoded", type=int, default=None,
+                    help="ProfileStage.keep_decoded (default: the stage's, 0): keep decoded values across records")
+    ap.add_argument("--flush-items", type=int, default=150,
+                    help="with --keep-decoded: drop the kept values every this many items (150: one 50 ms flush "
+                         "window at 3,000 events/s; 0 = never)")
     args = ap.parse_args(argv)
+    clock = time.process_time_ns if args.cpu else time.perf_counter_ns
 
     rules = IdentityRules()
     stage = ProfileStage(Limits(), keep_identifier=lambda f: not rules.is_blocked(parse(f)))  # as agent.py
+    if args.keep_decoded is not None:
+        stage.keep_decoded = args.keep_decoded
+    # The experiment of docs/performance.md (session 8): values kept across records and dropped
+    # every --flush-items items, as a cache of the keys written since the last changelog flush would.
+    forget = stage.forget_decoded if stage.keep_decoded > 0 and args.flush_items else None
     started = time.perf_counter()
     sim = Simulation(args.events, stage)
     sim.run()
@@ -250,9 +264,14 @@ def main(argv: list[str] | None = None) -> int:
         records = [(offset, unbundle(key, value)) for _, offset, key, value in sim.schedule]
         table: dict[bytes, bytes] = {}
         decide = stage.decide
-        n = 0
-        t0 = time.perf_counter_ns()
+        n = flushed = 0
+        if forget is not None:
+            forget()
+        t0 = clock()
         for offset, items in records:
+            if forget is not None and n - flushed >= args.flush_items:
+                forget()
+                flushed = n
             staged: dict[bytes, bytes] = {}
             for index, (item_key, record) in enumerate(items):
                 current = staged.get(item_key)
@@ -261,16 +280,16 @@ def main(argv: list[str] | None = None) -> int:
                     staged[item_key] = d.value
             n += len(items)
             table.update(staged)
-        return time.perf_counter_ns() - t0, n
+        return clock() - t0, n
 
     currents = [c for c, _ in sim.applied if c is not None]
     events = [e for _, e in sim.applied]
 
     def run_decode() -> tuple[int, int]:
-        t0 = time.perf_counter_ns()
+        t0 = clock()
         for c in currents:
             decode(c)
-        return time.perf_counter_ns() - t0, len(currents)
+        return clock() - t0, len(currents)
 
     folded: list[dict[str, Any]] = []
 
@@ -278,34 +297,34 @@ def main(argv: list[str] | None = None) -> int:
         states = [decode(c) if c is not None else new_profile() for c, _ in sim.applied]
         keep = stage.keep_identifier
         limits = stage.limits
-        t0 = time.perf_counter_ns()
+        t0 = clock()
         for state, event in zip(states, events, strict=True):
             fold(state, event, limits, keep)
-        ns = time.perf_counter_ns() - t0
+        ns = clock() - t0
         folded[:] = states
         return ns, len(states)
 
     def run_encode() -> tuple[int, int]:
-        t0 = time.perf_counter_ns()
+        t0 = clock()
         for s in folded:
             encode(s)
-        return time.perf_counter_ns() - t0, len(folded)
+        return clock() - t0, len(folded)
 
     def run_digest() -> tuple[int, int]:
-        t0 = time.perf_counter_ns()
+        t0 = clock()
         for e in events:
             message_digest(str(e.get("message_id", "")))
             parse_source(e.get("source"))
-        return time.perf_counter_ns() - t0, len(events)
+        return clock() - t0, len(events)
 
     bundles = [(k, v) for _, _, k, v in sim.schedule if v.startswith(b'{"bundle":')]
     n_bundled = sum(len(unbundle(k, v)) for k, v in bundles)
 
     def run_unbundle() -> tuple[int, int]:
-        t0 = time.perf_counter_ns()
+        t0 = clock()
         for k, v in bundles:
             unbundle(k, v)
-        return time.perf_counter_ns() - t0, n_bundled
+        return clock() - t0, n_bundled
 
     results: dict[str, Any] = {}
     for name, fn in (("decide", run_decide), ("decode", run_decode), ("fold", run_fold), ("encode", run_encode),

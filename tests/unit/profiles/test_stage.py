@@ -305,3 +305,18 @@ def test_decision_reports_the_component_size_for_the_metric():
     d = stage.decide("A", d.value, event(2, identifiers=["device_id:d1"]), offset=1)
     assert d.identifiers == 3
     assert stage.decide("A", d.value, event(2), offset=2).identifiers is None  # a duplicate changes nothing
+
+
+def test_keep_identifier_is_asked_once_per_identifier_and_its_verdict_holds():
+    asked: list[str] = []
+
+    def keep(ident: str) -> bool:
+        asked.append(ident)
+        return not ident.endswith(":blocked")
+
+    stage = ProfileStage(keep_identifier=keep)
+    value = None
+    for i in range(5):
+        value = stage.decide("A", value, event(i, identifiers=["user_id:A", "email:blocked"]), offset=i).value
+    assert sorted(decode(value)["ids"]) == ["user_id:A"]
+    assert sorted(asked) == ["email:blocked", "user_id:A"]
