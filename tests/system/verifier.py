@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import threading
 import time
 from collections import Counter
@@ -333,7 +334,17 @@ def verify(settings: Settings, traffic: Traffic) -> Report:
 
 def wait_idle(settings: Settings, *workers: Any, timeout_s: float = 150.0) -> None:
     idle = run_cli(settings, "wait-idle", "--timeout", str(int(timeout_s)), "--settle", "3", timeout_s=timeout_s + 30)
-    assert idle.returncode == 0, idle.stderr.decode()[-2000:] + "\n" + "\n".join(w.log_tail(30) for w in workers)
+    if idle.returncode != 0:
+        raise AssertionError(idle.stderr.decode()[-2000:] + "\n" + "\n".join(stuck_report(w) for w in workers))
+
+
+def stuck_report(worker: Any, lines: int = 400) -> str:
+    """A live worker's log tail after it dumped its threads' stacks and its asyncio tasks (mode's
+    SIGUSR1 handler): what a worker that stopped making progress was waiting on."""
+    if worker.alive():
+        worker.proc.send_signal(signal.SIGUSR1)
+        time.sleep(3)
+    return worker.log_tail(lines)
 
 
 # -- the identity graph as comparable data ---------------------------------------------------
