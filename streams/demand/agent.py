@@ -108,6 +108,8 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         channel = stream.channel
         while True:
             messages = await next_batch(channel, s.batch_size)
+            if not messages:  # the channel ended: the worker is stopping
+                return
             assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == demand_topic}
             for partition, run in by_partition(messages).items():
                 if partition not in assigned:  # revoked while queued: the new owner processes them from the commit

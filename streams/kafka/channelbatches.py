@@ -35,7 +35,8 @@ class Channel(Protocol):
 
 async def next_batch(channel: Channel, max_records: int) -> list[Any]:
     """Wait for the next event, then take the events already queued (no wait), ``max_records``
-    at most; returns their messages in the order Faust queued them (in order per partition).
+    at most; returns their messages in the order Faust queued them (in order per partition), or
+    an empty list once the channel has ended (the agent is stopping: it returns, as ``async for`` would).
 
     >>> import asyncio
     >>> class Ev:
@@ -50,7 +51,10 @@ async def next_batch(channel: Channel, max_records: int) -> list[Any]:
     >>> asyncio.run(next_batch(Chan([1, 2, 3]), 2))
     [1, 2]
     """
-    events = [await channel.get()]
+    try:
+        events = [await channel.get()]
+    except StopAsyncIteration:  # Faust ends the channel this way when the agent stops
+        return []
     queue = channel.queue
     while len(events) < max_records and not queue.empty():
         events.append(queue.get_nowait())

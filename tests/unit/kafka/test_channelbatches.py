@@ -55,3 +55,11 @@ def test_runs_keep_each_partitions_order() -> None:
     assert [m.offset for m in runs[2]] == [10, 11, 12]
     assert [m.offset for m in runs[0]] == [3, 4]
     assert sum(len(r) for r in runs.values()) == len(messages)
+
+
+def test_an_ended_channel_gives_an_empty_batch() -> None:
+    class Ended(Chan):
+        async def get(self, *, timeout: object = None) -> Ev:
+            raise StopAsyncIteration  # what Faust throws into an agent's channel when it stops
+
+    assert asyncio.run(next_batch(Ended(), 10)) == []
