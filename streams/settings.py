@@ -96,7 +96,7 @@ class Settings:
     dedup_ttl_s: int = _setting(900, "Replay tier of messageId dedup: how long the first claim, outcome and stored reply of a messageId are kept, so a record redelivered after a crash (same topic/partition/offset) reports exactly what it reported first. The longest commit outage to ride out exactly (docs/performance.md, Capacity).")
     dedup_window_s: int = _setting(86400, "Window tier of messageId dedup: a messageId is remembered (as a 10-byte digest in time-sliced hashes) for at least this long, at most 1.25 times it; another record with it is dropped as a duplicate.")
     dedup_shard_bits: int = _setting(20, "The window tier spreads each quarter-window of messageIds over 2^this hashes; keep events/s x window/4 / 2^this below 128 so every hash stays a compact listpack (20 fits ~6,000 events/s with a 24 h window, 22 fits 25,000).")
-    batch_size: int = _setting(500, "Most records the ingest service takes per batch (one Redis round trip per batch).")
+    batch_size: int = _setting(500, "Most records the ingest service takes per batch (one Redis round trip per batch), and the demand agent from its queue.")
     batch_within_s: float = _setting(0.05, "Longest a profile's changelog write is held back to be coalesced with later changes of the same key (the input is consumed in whatever batches the broker has, with no wait).")
     pii_key: str = _setting(DEV_PII_KEY, "Secret key of the HMAC-SHA256 applied to email and phone values (the dead-letter seal key is derived from it). Required: the worker, `erase` and `dlq show` refuse to start with the public default unless TOUCHPOINT_DEV_MODE is on.", secret=True)
     pii_key_id: str = _setting("k1", "Identifier of pii_key, written next to hashed values so keys can be rotated.")

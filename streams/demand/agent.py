@@ -1,4 +1,4 @@
-"""The demand agent: a thin loop feeding demand-counts records one at a time to :class:`DemandStage`."""
+"""The demand agent: a thin loop feeding demand-counts records, in order per partition, to :class:`DemandStage`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from streams.demand.stage import CLOCK_TABLE, STATE_TABLE, CloseInterrupted, Dem
 from streams.demand.writes import CoalescedWrites
 from streams.kafka import topics as T
 from streams.kafka.batches import BatchProducer
+from streams.kafka.channelbatches import by_partition, next_batch
 from streams.kafka.delivery import aiokafka_producer
 
 if TYPE_CHECKING:  # the worker context is built by streams/app.py
@@ -69,17 +70,14 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         # Keys and open alerts of a partition are rebuilt from the recovered table on first use.
         stage.forget()
 
-    # concurrency=1 and one event at a time: tables may not be written inside take() and Faust can
-    # commit past an in-flight event with concurrency > 1 (see DESIGN.md, Faust traps).
-    @app.agent(source, name="demand", concurrency=1)
-    async def demand(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            started = time.perf_counter()
-            message = event.message
-            outcome = None
-            async with ordered.admitted([message]) as batch:
-                if not batch.keep:  # a re-delivery, or a gap being rewound over
-                    continue
+    async def process_run(run: list[Any]) -> list[dict[str, Any]]:
+        """One partition's records of a batch, in order, through the in-order guard; returns the
+        alerts raised. A close cut by a rebalance fails the run: the partition restarts from its commit."""
+        started = time.perf_counter()
+        raised: list[dict[str, Any]] = []
+        async with ordered.admitted(run) as batch:
+            for i in batch.keep:
+                message = run[i]
                 try:
                     # A bucket close runs in slices that hand the loop back (stage.process_sliced):
                     # nothing is written until commit, so a crash mid-close redoes it from the commit.
@@ -89,18 +87,36 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                     stage.commit(outcome)
                     if outcome.closed_buckets:
                         close_gc.after_close()
+                    raised.extend(outcome.alerts)
                 except CloseInterrupted as exc:  # a rebalance during the close: redo it from the commit
                     log.warning("demand: %s", exc)
                     batch.fail()
-                    outcome = None
+                    break
                 except Exception:  # never let one bad record kill the agent (Faust would ack it anyway)
                     ctx.metrics.demand_errors.inc()
                     log.exception("demand: could not process %s/%s/%s", message.topic, message.partition, message.offset)
-                    outcome = None  # counted and completed: a bad record is not retried for ever
-                finally:
-                    seconds.observe(time.perf_counter() - started)
-            if forwarder is not None and outcome is not None and outcome.alerts:
-                await forwarder.forward(outcome.alerts)
+                    # counted and completed: a bad record is not retried for ever
+        seconds.observe(time.perf_counter() - started)
+        return raised
+
+    # concurrency=1: Faust can commit past an in-flight event with concurrency > 1 (DESIGN.md, Faust
+    # traps). The records queued for the agent are taken in batches straight from its channel
+    # (streams/kafka/channelbatches.py: no per-record Stream machinery), one partition's run at a
+    # time, each record processed and committed to the stage in order as before.
+    @app.agent(source, name="demand", concurrency=1)
+    async def demand(stream: faust.StreamT) -> None:
+        channel = stream.channel
+        while True:
+            messages = await next_batch(channel, s.batch_size)
+            if not messages:  # the channel ended: the worker is stopping
+                return
+            assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == demand_topic}
+            for partition, run in by_partition(messages).items():
+                if partition not in assigned:  # revoked while queued: the new owner processes them from the commit
+                    continue
+                raised = await process_run(run)
+                if forwarder is not None and raised:
+                    await forwarder.forward(raised)
 
     if forwarder is not None:
         @app.on_before_shutdown.connect  # type: ignore[arg-type]

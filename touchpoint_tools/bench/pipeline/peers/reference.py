@@ -3,13 +3,18 @@
 The same work as the worker, with the same stage code and topics, wired by hand:
 
 1. ingest: ``getmany`` batches (up to ``TOUCHPOINT_BATCH_SIZE`` records, no wait window) through
-   :class:`streams.ingest.stage.IngestStage` (decode, validate, normalise, dedup and identity in
-   Redis with the worker's scripts, profile-events bundles, identity.changes, DLQ, demand counts
-   flushed before each commit), producing through one ``AIOKafkaProducer``;
+   :class:`streams.ingest.stage.IngestStage` built as the worker builds it (streams/ingest/agent.py:
+   decode, validate, normalise, dedup and identity in Redis with the worker's scripts, the
+   event-time window, re-admission of erased people, the audit's identifiers sealed with data keys
+   published on identity.keys and marked published after the flush, profile-events bundles,
+   identity.changes, DLQ, demand counts flushed before each commit), producing through one
+   ``AIOKafkaProducer``;
 2. profiles: ``getmany`` on the namespace's profile-events, every bundle item through
-   :class:`streams.profiles.stage.ProfileStage` (the same decisions, sends awaited when the write
-   depends on them), the value kept in a dict and written to a compacted changelog topic once
-   per key per batch (item 3 of issue 19);
+   :class:`streams.profiles.stage.ProfileStage` wrapped by the worker's activation stage (same
+   definitions file, ``TOUCHPOINT_TRAITS``: computed traits, audiences, the public profile update
+   on profile-updates), sends awaited when the write depends on them, the public records awaited
+   before the changelog records of the values they publish (as the worker), the value kept in a
+   dict and written to a compacted changelog topic once per key per batch (item 3 of issue 19);
 3. demand: ``getmany`` on demand-counts through :class:`streams.demand.stage.DemandStage`
    (alerts produced, its two tables written to a changelog once per key per batch).
 
@@ -17,7 +22,10 @@ Offsets are committed every second after the producer flushed (at-least-once, as
 outputs and Redis keys live in the bench's fresh namespace (the environment), the input is the
 1-worker run's topic (``--topic``). Timed from the first input record to the moment every stage
 caught up and the final flush and commits returned. It is the yardstick of what our stages cost
-without a framework: not a product (no rebalance hand-over, no recovery from the changelogs).
+without a framework: not a product (no rebalance hand-over, no recovery from the changelogs, no
+in-order guard, no re-evaluation timer, no HTTP server). Until session 8 it ran neither the audit
+sealing nor activation, ~95 us per event of stage work the worker does (docs/performance.md,
+"Session 8").
 """
 
 from __future__ import annotations
@@ -32,10 +40,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import NewTopic
 
+from streams.activation import wiring as activation_wiring
 from streams.app import WorkerContext
 from streams.demand.dimensions import parse_dimensions, parse_measures
 from streams.demand.stage import DemandStage, StageConfig
+from streams.identity.data_keys import RedisKeyStore, RedisReadmitter
+from streams.identity.sealing import AuditSealer
 from streams.ingest.dlq import DeadLetter
+from streams.ingest.eventtime import EventTimeWindow
 from streams.ingest.stage import IngestStage, RawRecord
 from streams.kafka import topics as T
 from streams.kafka.client import admin_client, client_options, producer
@@ -68,15 +80,20 @@ class Sink:
     async def identity_change(self, key: bytes, value: bytes) -> None:
         await self.prod.send(self.s.topic(T.IDENTITY_CHANGES), value, key=key, partition=key_partition(key, self.s.partitions))
 
+    async def data_key(self, key: bytes, value: bytes | None) -> None:
+        await self.prod.send(self.s.topic(T.IDENTITY_KEYS), value, key=key)
+
 
 class Loop:
     """One consumer, one stage: batches until stopped, commits every second after a flush."""
 
     def __init__(self, s: Settings, topic: str, group: str, prod: Any, handle: Callable[[list[Any]], Awaitable[None]],
-                 before_commit: Callable[[], Awaitable[Any]] | None = None) -> None:
+                 before_commit: Callable[[], Awaitable[Any]] | None = None,
+                 after_flush: Callable[[], Awaitable[Any]] | None = None) -> None:
         self.consumer = AIOKafkaConsumer(topic, **client_options(s), group_id=group, auto_offset_reset="earliest",
                                          enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024)
         self.topic, self.prod, self.handle, self.before_commit = topic, prod, handle, before_commit
+        self.after_flush = after_flush  # what may only happen once the sends landed (data keys marked published)
         self.batch = s.batch_size
         self.records = 0
         self.first_t: float | None = None
@@ -88,6 +105,8 @@ class Loop:
         if self.before_commit is not None:
             await self.before_commit()
         await self.prod.flush()
+        if self.after_flush is not None:
+            await self.after_flush()
         await self.consumer.commit()
         self.last_commit = time.monotonic()
         self.dirty = False
@@ -128,28 +147,45 @@ async def ensure_changelog(s: Settings, name: str) -> None:
         await admin.close()
 
 
-def profiles_handler(s: Settings, prod: Any, changelog: str) -> Callable[[list[Any]], Awaitable[None]]:
-    stage = ProfileStage(Limits(max_bytes=s.profile_max_bytes))
+def profiles_handler(s: Settings, prod: Any, changelog: str, activation: Any) -> Callable[[list[Any]], Awaitable[None]]:
+    profile_stage = ProfileStage(Limits(max_bytes=s.profile_max_bytes))
+    stage: Any = activation.wrap(profile_stage) if activation is not None else profile_stage
     store: dict[bytes, bytes] = {}
     topic = s.topic(T.PROFILE_EVENTS)
+    public_topics = {logical: s.topic(logical) for logical in (T.PROFILE_UPDATES, T.AUDIENCES)}
 
     async def handle(records: list[Any]) -> None:
         dirty: dict[bytes, int] = {}  # key -> partition of its last record (written once per batch)
         landing: list[Any] = []
+        public: list[Any] = []
+
+        def publish(logical: str, key: bytes, value: bytes | None) -> None:
+            public.append(prod.send(public_topics.get(logical) or s.topic(logical), value, key=key))
+
         for message in records:
+            staged: dict[bytes, tuple[bytes, Any]] = {}  # this record's new values, settled per record as the worker does
+            before: dict[bytes, bytes | None] = {}
             for index, (key, record) in enumerate(unbundle(message.key, message.value)):
                 if not key:
                     continue
-                decision = stage.decide(key.decode(), store.get(key), record, position(message.offset, index))
+                current = store.get(key)
+                decision = stage.decide(key.decode(), current, record, position(message.offset, index))
                 for send in decision.sends:
                     fut = await prod.send(topic, send.value, key=send.key.encode())
                     if send.must_land:
                         landing.append(fut)
                 if decision.value is not None:
+                    before.setdefault(key, current)
                     store[key] = decision.value
+                    staged[key] = (decision.value, None)
                     dirty[key] = message.partition
-        if landing:
-            await asyncio.gather(*landing)
+            if activation is not None and staged:
+                activation.settle(staged, before.get, publish)
+                for key, (value, _) in staged.items():
+                    store[key] = value
+        futures = [await send for send in public]  # handed to the producer in order
+        if landing or futures:  # must-land sends and public records before the changelog records of the values
+            await asyncio.gather(*landing, *futures)
         for key, partition in dirty.items():
             await prod.send(changelog, store[key], key=key, partition=partition)
 
@@ -187,16 +223,23 @@ async def run(s: Settings, topic: str, group: str, expect: int, timeout_s: float
     ctx = WorkerContext.build(s)  # the worker's Prometheus metrics: the same per-event cost
     prod = producer(s, linger_ms=5, max_batch_size=256 * 1024)
     await prod.start()
+    sink = Sink(prod, s)
+    # Built as streams/ingest/agent.py builds the worker's (sealing, re-admission, event-time window).
+    sealer = AuditSealer(RedisKeyStore(ctx.identity.redis, s.namespace), s.pii_key, sink.data_key)
     stage = IngestStage(max_event_bytes=s.max_event_bytes, normalizer=ctx.normalizer, resolver=ctx.identity, codec=ctx.dlq_codec,
-                        sink=Sink(prod, s), metrics=ctx.metrics, demand_bucket_s=s.demand_bucket_s,
+                        sink=sink, metrics=ctx.metrics, sealer=sealer, readmitter=RedisReadmitter(ctx.identity.redis, s.namespace),
+                        demand_bucket_s=s.demand_bucket_s,
                         demand_dimensions=parse_dimensions(s.demand_dimensions), demand_measures=parse_measures(s.demand_measures),
-                        demand_currency=s.demand_currency, profile_partitions=s.partitions)
+                        demand_currency=s.demand_currency, profile_partitions=s.partitions,
+                        window=EventTimeWindow(s.event_max_future_s * 1000, s.event_max_past_s * 1000,
+                                               ctx.metrics.event_time_corrected.labels("future")))
+    activation = activation_wiring.prepare(ctx)  # the worker's definitions (TOUCHPOINT_TRAITS)
 
     async def ingest(records: list[Any]) -> None:
         await stage.process_batch([RawRecord(r.value, r.topic, r.partition, r.offset, r.timestamp) for r in records])
 
-    loops = [Loop(s, topic, group, prod, ingest, stage.flush_demand),
-             Loop(s, s.topic(T.PROFILE_EVENTS), f"{group}-profiles", prod, profiles_handler(s, prod, prof_log)),
+    loops = [Loop(s, topic, group, prod, ingest, stage.flush_demand, sealer.confirm),
+             Loop(s, s.topic(T.PROFILE_EVENTS), f"{group}-profiles", prod, profiles_handler(s, prod, prof_log, activation)),
              Loop(s, s.topic(T.DEMAND_COUNTS), f"{group}-demand", prod, demand_handler(s, prod, demand_log, ctx.metrics))]
     for loop in loops:
         await loop.consumer.start()
