@@ -41,7 +41,7 @@ from typing import Any
 from .buckets import iso_utc
 from .detector import Decision
 from .lifecycle_config import ESCALATE, NEW_NORMAL, OPEN, RESOLVED, AlertRecord, LifecycleConfig
-from .lifecycle_evidence import judge_against_echo, remember_silent, track_lead
+from .lifecycle_evidence import judge_against_echo, remember_rise, remember_silent, track_lead
 from .lifecycle_evidence import llr as _llr
 from .lifecycle_evidence import severity as _severity
 from .lifecycle_evidence import variance as _variance
@@ -79,6 +79,7 @@ class AlertLifecycle:
         # The last silent shift (dropped unpublished): [direction, buckets left to remember it,
         # mean level per bucket of its frozen baseline]; empty when there is none.
         self.echo: list[float] = []
+        self.orders_moved: int | None = None  # set per bucket by observe() (not state)
 
     @property
     def active(self) -> bool:
@@ -103,14 +104,24 @@ class AlertLifecycle:
         self.plain_rebaseline = False  # judge="detector": NEW_NORMAL re-baselines with the detector's ratio
         self.pre = [0.0] * 5  # the lead-in of the alert's direction when it opened (volume rule only)
 
+    def remember_rise(self, level: float) -> None:
+        """The key was just promoted from the long tail, having risen from ``level`` per bucket
+        (the stage's pre-rise pooled level): for the next ``new_normal_buckets`` a collapse is
+        judged against that level when it lies lower than the collapse's own baseline (a key
+        promoted mid-surge, whose tiers learned the surge, falling back is no collapse)."""
+        self.echo = remember_rise(self.echo, level, self.config.new_normal_buckets)
+
     # ------------------------------------------------------------------ transitions
     def observe(self, d: Decision, reference: Callable[[int], list[float] | None] | None = None,
-                step_ms: int = 0, integral: bool = True) -> list[AlertRecord]:
+                step_ms: int = 0, integral: bool = True, orders_moved: int | None = None) -> list[AlertRecord]:
         """Consume one bucket's decision; return the transitions it caused.
 
         ``reference(opened_ms)`` gives the baseline frozen at OPEN: the expected value of each
         seasonal slot (``step_ms`` long) of the week that starts at the alert's slot.
+        ``orders_moved``: which way the key's orders moved (+1, -1, 0; None = unknown), for a
+        measure whose shifts need the orders' corroboration (``LifecycleConfig.corroborate``).
         """
+        self.orders_moved = orders_moved
         self.rescale = None
         self.plain_rebaseline = False
         if self.config.judge == "detector":
@@ -192,7 +203,9 @@ class AlertLifecycle:
         # their shift must also be clear of the noise the residuals showed outside alerts.
         inflation = max(1.0, self.slow[3])
         clear = moved >= self.config.publish_z * math.sqrt((self.sv + pv) * inflation)
-        return (self._shifted(ratio) and clear and moved >= max(self.config.min_excess, 1e-9)
+        # Units or revenue moving without the orders of the key: a few big baskets, not demand.
+        backed = not self.config.corroborate or self.orders_moved is None or self.orders_moved == self.direction
+        return (self._shifted(ratio) and clear and backed and moved >= max(self.config.min_excess, 1e-9)
                 and self.se >= self.config.min_base)
 
     def _shifted(self, ratio: float) -> bool:

@@ -41,6 +41,11 @@ class StageConfig:
     pool_release: float = 0.5  # a full key returns to the pool below pool_release x pool_floor
     pool_window_s: int = DAY_S  # time constant of the volume EWMA
     pool_min_s: int = 3600  # a new key is pooled for at least this long (its EWMA is a plain mean)
+    # The level a key had before it rose: follows the pooled EWMA down at once, up over this time
+    # constant (a rise of hours barely moves it; a key promoted mid-surge remembers where it came from).
+    pool_base_s: int = 3 * DAY_S
+    corroborate: bool = True  # units and revenue shifts publish only while the key's orders moved that way
+    prior_before_rise: bool = False  # a promoted key's prior is that pre-rise level (else the EWMA before promotion)
     max_future_s: int = 0  # horizon: a bucket later than the wall clock plus this is refused (0 = no check)
     # A bucket close hands the event loop back after this much work (DemandStage.process_sliced):
     # the longest the loop is blocked by a close, up to one key's buckets and a GC pass.
@@ -69,6 +74,11 @@ class StageConfig:
         return min(1.0, self.bucket_s / max(self.pool_window_s, 1))
 
     @property
+    def pool_base_alpha(self) -> float:
+        """Weight per bucket with which the pre-rise level follows the pooled EWMA upwards."""
+        return min(1.0, self.bucket_s / max(self.pool_base_s, 1))
+
+    @property
     def pool_min_buckets(self) -> int:
         """Buckets a key is seen before it can be promoted."""
         return max(1, self.pool_min_s // self.bucket_s)
@@ -90,4 +100,5 @@ class StageConfig:
                                slow_buckets=max(2, DAY_S // self.bucket_s), slow_warmup=max(2, 2 * WEEK_S // self.bucket_s),
                                fast_buckets=max(2, 6 * 3600 // self.bucket_s), judge="baseline",
                                min_base=dict(self.min_excess).get(measure, 0.0) if measure in SUMMED else 0.0,
-                               publish_z=3.0 if measure in SUMMED else 0.0, week_rel=0.25)
+                               publish_z=3.0 if measure in SUMMED else 0.0, week_rel=0.25,
+                               corroborate=self.corroborate and measure in SUMMED)
