@@ -360,8 +360,6 @@ class DemandStage:
                 mon = self._monitor(dim_key, measure, None)
                 known = seen - 1 >= 2 * DAY_S // cfg.bucket_s
                 prior = before if pooling and before is not None and known else None
-                if prior is not None and base_before is not None and cfg.prior_before_rise:
-                    prior = min(prior, base_before)
                 if prior is not None and base_before is not None:
                     # Remember where the key rose from (before a surge that promoted it mid-way):
                     # falling back there within the next days is no collapse.

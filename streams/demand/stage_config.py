@@ -45,7 +45,6 @@ class StageConfig:
     # constant (a rise of hours barely moves it; a key promoted mid-surge remembers where it came from).
     pool_base_s: int = 3 * DAY_S
     corroborate: bool = True  # units and revenue shifts publish only while the key's orders moved that way
-    prior_before_rise: bool = False  # a promoted key's prior is that pre-rise level (else the EWMA before promotion)
     max_future_s: int = 0  # horizon: a bucket later than the wall clock plus this is refused (0 = no check)
     # A bucket close hands the event loop back after this much work (DemandStage.process_sliced):
     # the longest the loop is blocked by a close, up to one key's buckets and a GC pass.
