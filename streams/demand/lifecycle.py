@@ -79,7 +79,6 @@ class AlertLifecycle:
         # The last silent shift (dropped unpublished): [direction, buckets left to remember it,
         # mean level per bucket of its frozen baseline]; empty when there is none.
         self.echo: list[float] = []
-        self.orders_moved: int | None = None  # set per bucket by observe() (not state)
 
     @property
     def active(self) -> bool:
@@ -113,15 +112,12 @@ class AlertLifecycle:
 
     # ------------------------------------------------------------------ transitions
     def observe(self, d: Decision, reference: Callable[[int], list[float] | None] | None = None,
-                step_ms: int = 0, integral: bool = True, orders_moved: int | None = None) -> list[AlertRecord]:
+                step_ms: int = 0, integral: bool = True) -> list[AlertRecord]:
         """Consume one bucket's decision; return the transitions it caused.
 
         ``reference(opened_ms)`` gives the baseline frozen at OPEN: the expected value of each
         seasonal slot (``step_ms`` long) of the week that starts at the alert's slot.
-        ``orders_moved``: which way the key's orders moved (+1, -1, 0; None = unknown), for a
-        measure whose shifts need the orders' corroboration (``LifecycleConfig.corroborate``).
         """
-        self.orders_moved = orders_moved
         self.rescale = None
         self.plain_rebaseline = False
         if self.config.judge == "detector":
@@ -203,9 +199,7 @@ class AlertLifecycle:
         # their shift must also be clear of the noise the residuals showed outside alerts.
         inflation = max(1.0, self.slow[3])
         clear = moved >= self.config.publish_z * math.sqrt((self.sv + pv) * inflation)
-        # Units or revenue moving without the orders of the key: a few big baskets, not demand.
-        backed = not self.config.corroborate or self.orders_moved is None or self.orders_moved == self.direction
-        return (self._shifted(ratio) and clear and backed and moved >= max(self.config.min_excess, 1e-9)
+        return (self._shifted(ratio) and clear and moved >= max(self.config.min_excess, 1e-9)
                 and self.se >= self.config.min_base)
 
     def _shifted(self, ratio: float) -> bool:

@@ -58,9 +58,6 @@ class LifecycleConfig:
         a sparse baseline a single odd bucket would otherwise keep an alert open for days until
         the baseline's own error added up to the volume rule. The volume rule also leaves out the
         alert's largest single bucket: one big order or one bot burst is not a shift.
-    corroborate: a shift of this measure is published only while the key's orders moved the same
-        way (the stage tells the lifecycle, ``orders_moved``): more units or revenue without more
-        orders is a few big baskets, not demand (True for units and revenue live).
     lead_surprise: the volume rule counts, besides the buckets since OPEN, the streak of buckets
         just before it that were each at least this surprising (1.0: a 1-in-10 bucket, the
         surprise that keeps an alert open) in the alert's direction: the evidence the detector
@@ -87,7 +84,6 @@ class LifecycleConfig:
     week_rel: float = 0.0
     judge: str = "detector"
     lead_surprise: float = 1.0
-    corroborate: bool = False
 
     def __post_init__(self) -> None:
         if self.new_normal_buckets < 2 or self.recent_buckets < 1:

@@ -16,7 +16,7 @@ from streams.demand.monitor import DemandMonitor
 if TYPE_CHECKING:
     from streams.demand.stage import StageConfig
 
-__all__ = ["DEFAULT_MIN_EXCESS", "parse_min_excess", "series_key", "parse_series_key", "list_series", "read_monitor", "orders_moved"]
+__all__ = ["DEFAULT_MIN_EXCESS", "parse_min_excess", "series_key", "parse_series_key", "list_series", "read_monitor"]
 
 #: Volume rule defaults (``TOUCHPOINT_DEMAND_MIN_EXCESS``): an alert is published once the shift
 #: moved this much of its measure away from the baseline (orders, units, revenue in the reporting
@@ -91,27 +91,3 @@ def read_monitor(state: Any, key: str, measure: str, config: StageConfig) -> Dem
         return None
     return DemandMonitor.from_snapshot(entry["mon"], key, key.partition(":")[0], config.detector_config(),
                                        config.lifecycle_config(measure), measure)
-
-
-def orders_moved(entry: dict[str, Any] | None, rel: float = 0.1) -> int | None:
-    """Which way the orders of a key moved, from its orders series' table entry: the direction of
-    its open alert (published or not), else +1 / -1 when its last day's orders (the lifecycle's
-    day-long EWMA) lie ``rel`` or more above / below their expectation, else 0; None while the
-    series has no monitor (pooled, or not watched): nothing to say either way.
-
-    >>> snap = {"mon": {"lifecycle": {"alert_id": None, "slow": [0, 0, 0, 1, 0, 12.0, 10.0, 0]}}}
-    >>> orders_moved(snap), orders_moved({"mon": None})
-    (1, None)
-    """
-    mon = (entry or {}).get("mon")
-    if not mon:
-        return None
-    lc = mon.get("lifecycle") or {}
-    if lc.get("alert_id") is not None:
-        return int(lc.get("direction", 0))
-    slow = lc.get("slow") or []
-    if len(slow) < 7 or slow[6] <= 0:
-        return 0
-    ratio = slow[5] / slow[6]
-    return 1 if ratio >= 1.0 + rel else -1 if ratio <= 1.0 / (1.0 + rel) else 0
-

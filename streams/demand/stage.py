@@ -61,7 +61,6 @@ from streams.demand.partials import parse_partial
 from streams.demand.series import (
     DEFAULT_MIN_EXCESS,
     list_series,
-    orders_moved,
     parse_min_excess,
     parse_series_key,
     read_monitor,
@@ -340,10 +339,6 @@ class DemandStage:
             # Written before pooling existed: seed the volume EWMA from the detector's level.
             level, seen = max(mon.detector.level, 0.0), mon.detector.level_n
             base = level
-        moved = None
-        if measure in SUMMED and cfg.corroborate and "orders" in cfg.measures:
-            okey = series_key(dim_key, "orders")  # the same dimension key: the same partition
-            moved = orders_moved(outcome.writes.get(okey) or self.state.get(okey))
         fc, fc_due = entry.get("fc"), []  # the series' forecaster (foresight.py), fed the same buckets
         for s in due:
             count = entry["open"].get(str(s), 0)
@@ -366,7 +361,7 @@ class DemandStage:
                     mon.lifecycle.remember_rise(min(base_before, prior))
             if mon is None:
                 continue
-            decision, records = mon.update(s, count, prior, moved)
+            decision, records = mon.update(s, count, prior)
             alerts = [self._alert(r, dimension, s) for r in records]
             fc_due.append((s, count, decision.expected, alerts))
             if any(a["state"] == OPEN for a in alerts):  # OPEN carries the next day if the shift holds

@@ -44,7 +44,6 @@ class StageConfig:
     # The level a key had before it rose: follows the pooled EWMA down at once, up over this time
     # constant (a rise of hours barely moves it; a key promoted mid-surge remembers where it came from).
     pool_base_s: int = 3 * DAY_S
-    corroborate: bool = True  # units and revenue shifts publish only while the key's orders moved that way
     max_future_s: int = 0  # horizon: a bucket later than the wall clock plus this is refused (0 = no check)
     # A bucket close hands the event loop back after this much work (DemandStage.process_sliced):
     # the longest the loop is blocked by a close, up to one key's buckets and a GC pass.
@@ -99,5 +98,4 @@ class StageConfig:
                                slow_buckets=max(2, DAY_S // self.bucket_s), slow_warmup=max(2, 2 * WEEK_S // self.bucket_s),
                                fast_buckets=max(2, 6 * 3600 // self.bucket_s), judge="baseline",
                                min_base=dict(self.min_excess).get(measure, 0.0) if measure in SUMMED else 0.0,
-                               publish_z=3.0 if measure in SUMMED else 0.0, week_rel=0.25,
-                               corroborate=self.corroborate and measure in SUMMED)
+                               publish_z=3.0 if measure in SUMMED else 0.0, week_rel=0.25)

@@ -301,38 +301,3 @@ def test_a_key_promoted_mid_surge_falling_back_to_where_it_came_from_opens_no_co
     entry = stage.state[sk("product:tail")]
     assert entry["mon"] is not None and entry["prior"] > 0.8  # promoted mid-surge, its prior the rise
     assert entry["pool"][2] < 0.8  # the level before the rise, remembered
-
-
-def _units_and_orders(stage: DemandStage, hours: range, units: Any, orders: Any, seed: int = 2) -> list[dict[str, Any]]:
-    """Hourly orders and units of one category x region key (plus the anchor keeping time)."""
-    rng = random.Random(seed)
-    alerts: list[dict[str, Any]] = []
-    key = "category_region:electronics|beijing"
-    for h in hours:
-        alerts += stage.handle(0, msg("category:anchor", h, poisson(rng, 50.0, normal_above=None), o=h)).alerts
-        for measure, rate in (("orders", orders(h)), ("units", units(h))):
-            n = poisson(rng, rate, normal_above=None)
-            if n:
-                value = orjson.dumps({"k": key, "m": measure, "b": T0 + h * H, "n": n, "c": [[0, n, h]]})
-                alerts += stage.handle(0, value).alerts
-    return [a for a in alerts if a["key"] == key and a["state"] == "OPEN"]
-
-
-def test_units_surging_without_the_orders_of_the_key_are_not_published() -> None:
-    # Four days of 4 orders and 8 units an hour, then 12 hours of x3 units: big baskets of the same
-    # number of orders is no demand shift a planner acts on; the same with orders x3 is.
-    start, stop = 96, 108
-
-    def tripled(base: float) -> Any:
-        return lambda h: base * (3.0 if start <= h < stop else 1.0)
-
-    def flat(base: float) -> Any:
-        return lambda h: base
-
-    baskets = _units_and_orders(new_stage(), range(stop + 6), tripled(8.0), flat(4.0))
-    assert [a for a in baskets if a["measure"] == "units"] == []
-    uncorroborated = StageConfig(bucket_s=3600, lateness_s=3600, timezone="UTC", corroborate=False)
-    assert [a["direction"] for a in _units_and_orders(new_stage(uncorroborated), range(stop + 6), tripled(8.0), flat(4.0))
-            if a["measure"] == "units"] == ["surge"]  # the rule is what holds it back
-    demand = _units_and_orders(new_stage(), range(stop + 6), tripled(8.0), tripled(4.0))
-    assert {a["measure"] for a in demand if a["direction"] == "surge"} == {"orders", "units"}
