@@ -21,7 +21,10 @@ The detector decides when a shift *starts* (its OPEN); the lifecycle decides wha
   an alert the other way is judged against the level the silent shift rose or fell from, when
   that lies further in its direction: demand back where it was is no collapse (or surge).
   And a collapse judged against a promoted key's pooled prior (which learned the rise that
-  promoted it) does not open (``LifecycleConfig.prior_collapses``).
+  promoted it) does not open (``LifecycleConfig.prior_collapses``); a key promoted mid-surge is
+  remembered as having risen from its pre-rise pooled level (``remember_rise``, set by the stage)
+  for the same three days, so its own tiers, which learned the surge, do not call the fall back
+  a collapse either.
 * **Volume rule**: an alert is published (its OPEN record emitted) only once its excess in its
   own direction, ``observed - expected`` summed since it opened, reaches ``min_excess`` in the
   measure's own units and its level (observed/expected since OPEN) moved by at least 20 %; a
