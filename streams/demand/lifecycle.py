@@ -21,7 +21,10 @@ The detector decides when a shift *starts* (its OPEN); the lifecycle decides wha
   an alert the other way is judged against the level the silent shift rose or fell from, when
   that lies further in its direction: demand back where it was is no collapse (or surge).
   And a collapse judged against a promoted key's pooled prior (which learned the rise that
-  promoted it) does not open (``LifecycleConfig.prior_collapses``).
+  promoted it) does not open (``LifecycleConfig.prior_collapses``); a key promoted mid-surge is
+  remembered as having risen from its pre-rise pooled level (``remember_rise``, set by the stage)
+  for the same three days, so its own tiers, which learned the surge, do not call the fall back
+  a collapse either.
 * **Volume rule**: an alert is published (its OPEN record emitted) only once its excess in its
   own direction, ``observed - expected`` summed since it opened, reaches ``min_excess`` in the
   measure's own units and its level (observed/expected since OPEN) moved by at least 20 %; a
@@ -41,7 +44,7 @@ from typing import Any
 from .buckets import iso_utc
 from .detector import Decision
 from .lifecycle_config import ESCALATE, NEW_NORMAL, OPEN, RESOLVED, AlertRecord, LifecycleConfig
-from .lifecycle_evidence import judge_against_echo, remember_silent, track_lead
+from .lifecycle_evidence import judge_against_echo, remember_rise, remember_silent, track_lead
 from .lifecycle_evidence import llr as _llr
 from .lifecycle_evidence import severity as _severity
 from .lifecycle_evidence import variance as _variance
@@ -102,6 +105,13 @@ class AlertLifecycle:
         self.rescale: float | None = None  # set on RESOLVED / NEW_NORMAL: scale the detector's baseline
         self.plain_rebaseline = False  # judge="detector": NEW_NORMAL re-baselines with the detector's ratio
         self.pre = [0.0] * 5  # the lead-in of the alert's direction when it opened (volume rule only)
+
+    def remember_rise(self, level: float) -> None:
+        """The key was just promoted from the long tail, having risen from ``level`` per bucket
+        (the stage's pre-rise pooled level): for the next ``new_normal_buckets`` a collapse is
+        judged against that level when it lies lower than the collapse's own baseline (a key
+        promoted mid-surge, whose tiers learned the surge, falling back is no collapse)."""
+        self.echo = remember_rise(self.echo, level, self.config.new_normal_buckets)
 
     # ------------------------------------------------------------------ transitions
     def observe(self, d: Decision, reference: Callable[[int], list[float] | None] | None = None,

@@ -10,7 +10,7 @@ import math
 
 from .detector import Decision
 
-__all__ = ["severity", "variance", "llr", "track_lead", "remember_silent", "judge_against_echo"]
+__all__ = ["severity", "variance", "llr", "track_lead", "remember_silent", "remember_rise", "judge_against_echo"]
 
 
 def severity(ratio: float, direction: int) -> int:
@@ -83,6 +83,27 @@ def remember_silent(echo: list[float], direction: int, ref: list[float] | None, 
         pick = min if direction > 0 else max
         return [echo[0], echo[1], pick(echo[2], level)]
     return [float(direction), float(new_normal_buckets - buckets), level]
+
+
+def remember_rise(echo: list[float], level: float, buckets: int) -> list[float]:
+    """The memory of a key promoted from the long tail: it rose from ``level`` (its pooled level
+    before the rise), remembered for ``buckets`` (the time a shift needs to become a new normal),
+    in the same form as a silent surge's (:func:`remember_silent`), so :func:`judge_against_echo`
+    judges a collapse opening meanwhile against that level: demand falling back to where it came
+    from is no collapse. An older memory of a rise keeps the lower level and the longer time.
+
+    >>> remember_rise([], 0.5, 72)
+    [1.0, 72.0, 0.5]
+    >>> remember_rise([1.0, 30.0, 0.3], 0.5, 72)
+    [1.0, 72.0, 0.3]
+    >>> remember_rise([-1.0, 30.0, 4.0], 0.5, 72)  # a silent collapse is forgotten: the key rose since
+    [1.0, 72.0, 0.5]
+    """
+    if level <= 0.0:
+        return echo
+    if echo and echo[0] > 0:
+        return [1.0, max(echo[1], float(buckets)), min(echo[2], level)]
+    return [1.0, float(buckets), level]
 
 
 def judge_against_echo(echo: list[float], direction: int, ref: list[float]) -> tuple[list[float], list[float]]:

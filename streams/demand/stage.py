@@ -15,7 +15,8 @@ dimension key is the pre-measure ``events`` count, see :data:`LEGACY_MEASURE`)::
      "open": {"1767578400000": 12},   # counts of buckets not closed yet
      "src": {"3": [4711, [b, ...]]},  # per source input partition: last offset applied and
                                       # the buckets applied at that offset (replay skip)
-     "pool": [0.42, 288],             # EWMA of counts per closed bucket, buckets seen
+     "pool": [0.42, 288, 0.4],        # EWMA of counts per closed bucket, buckets seen, and the
+                                      # level before a rise (follows the EWMA down, up over 3 days)
      "mon": {...} | None,             # DemandMonitor.snapshot(); None while the key is pooled
      "prior": 0.42}                   # optional: pooled level when the key was promoted
 
@@ -330,18 +331,22 @@ class DemandStage:
         dimension = dim_key.partition(":")[0]
         cfg = self.config
         pooling = cfg.pool_floor > 0.0
-        level, seen = entry.get("pool") or (0.0, 0)
+        level, seen, *rest = entry.get("pool") or (0.0, 0)
+        base = float(rest[0]) if rest else level  # the level before a rise (entries written before it: the level)
         prior = entry.get("prior")
         mon = None if entry["mon"] is None else self._live_monitor(key, dim_key, measure, entry["mon"])
         if mon is not None and "pool" not in entry:
             # Written before pooling existed: seed the volume EWMA from the detector's level.
             level, seen = max(mon.detector.level, 0.0), mon.detector.level_n
+            base = level
         fc, fc_due = entry.get("fc"), []  # the series' forecaster (foresight.py), fed the same buckets
         for s in due:
             count = entry["open"].get(str(s), 0)
             before = level if seen else None
+            base_before = base if seen else None
             seen += 1
             level += max(cfg.pool_alpha, 1.0 / seen) * (count - level)
+            base = level if level < base or seen == 1 else base + cfg.pool_base_alpha * (level - base)
             if mon is None and (not pooling or (level >= cfg.floor_per_bucket(measure) and seen >= cfg.pool_min_buckets)):
                 # Promotion: a cold-started monitor, its prior the pooled level it rose from,
                 # when that level rests on two days or more (a long-tail key rising); a series
@@ -350,6 +355,10 @@ class DemandStage:
                 mon = self._monitor(dim_key, measure, None)
                 known = seen - 1 >= 2 * DAY_S // cfg.bucket_s
                 prior = before if pooling and before is not None and known else None
+                if prior is not None and base_before is not None:
+                    # Remember where the key rose from (before a surge that promoted it mid-way):
+                    # falling back there within the next days is no collapse.
+                    mon.lifecycle.remember_rise(min(base_before, prior))
             if mon is None:
                 continue
             decision, records = mon.update(s, count, prior)
@@ -367,7 +376,7 @@ class DemandStage:
         outcome.closed_buckets += len(due)
         open_left = {s: c for s, c in entry["open"].items() if int(s) >= target}
         new = {**entry, "next": max(start, target), "open": open_left,
-               "pool": [level, min(seen, 1_000_000)], "mon": None if mon is None else self._keep_live(key, mon)}
+               "pool": [level, min(seen, 1_000_000), base], "mon": None if mon is None else self._keep_live(key, mon)}
         new.pop("prior", None)
         if prior is not None and mon is not None:
             new["prior"] = prior

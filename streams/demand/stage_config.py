@@ -41,6 +41,9 @@ class StageConfig:
     pool_release: float = 0.5  # a full key returns to the pool below pool_release x pool_floor
     pool_window_s: int = DAY_S  # time constant of the volume EWMA
     pool_min_s: int = 3600  # a new key is pooled for at least this long (its EWMA is a plain mean)
+    # The level a key had before it rose: follows the pooled EWMA down at once, up over this time
+    # constant (a rise of hours barely moves it; a key promoted mid-surge remembers where it came from).
+    pool_base_s: int = 3 * DAY_S
     max_future_s: int = 0  # horizon: a bucket later than the wall clock plus this is refused (0 = no check)
     # A bucket close hands the event loop back after this much work (DemandStage.process_sliced):
     # the longest the loop is blocked by a close, up to one key's buckets and a GC pass.
@@ -67,6 +70,11 @@ class StageConfig:
     def pool_alpha(self) -> float:
         """EWMA weight per bucket of the pooled volume."""
         return min(1.0, self.bucket_s / max(self.pool_window_s, 1))
+
+    @property
+    def pool_base_alpha(self) -> float:
+        """Weight per bucket with which the pre-rise level follows the pooled EWMA upwards."""
+        return min(1.0, self.bucket_s / max(self.pool_base_s, 1))
 
     @property
     def pool_min_buckets(self) -> int:

@@ -287,3 +287,17 @@ def test_a_brand_new_series_raises_nothing_before_it_has_a_daily_baseline() -> N
     entry = stage.state[sk("store:new")]
     assert entry["mon"] is not None and "prior" not in entry  # promoted without a prior
     assert [a for a in alerts if a["key"] == "store:new"] == []
+
+
+def test_a_key_promoted_mid_surge_falling_back_to_where_it_came_from_opens_no_collapse() -> None:
+    # A long-tail product (0.5 orders an hour, pooled) surges x6 for 36 hours: its pooled level
+    # reaches the floor a few hours in, so its monitor starts on the surge, and its daily tier
+    # (two days of its own history) learns the surge hours. Demand back at 0.5 is where the key came
+    # from, not a collapse (before the stage remembered the pre-rise level: a collapse at hour 160).
+    stage = new_stage()
+    surge, end = 100, 136
+    alerts = _drive(stage, range(end + 72), {"product:tail": lambda h: 0.5 * (6.0 if surge <= h < end else 1.0)})
+    assert [a for a in alerts if a["key"] == "product:tail" and a["direction"] == "collapse"] == []
+    entry = stage.state[sk("product:tail")]
+    assert entry["mon"] is not None and entry["prior"] > 0.8  # promoted mid-surge, its prior the rise
+    assert entry["pool"][2] < 0.8  # the level before the rise, remembered
