@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 from streams.identity import IdentityRules, RedisIdentityGraph, ResolveRequest
 from streams.identity.redis_graph import DEDUP_SHARD_BITS
-from touchpoint_tools.bench.identity_bench import fill_window, redis_cpu_s, traffic
+from touchpoint_tools.bench.identity_bench import drop_namespace, fill_window, redis_cpu_s, traffic
 
 
 async def measure_ab(graphs: list[RedisIdentityGraph], reqs: list[ResolveRequest], batch: int) -> list[list[float]]:
@@ -78,13 +78,7 @@ async def main() -> None:
         report("steady2", n, b, await measure_ab(graphs, traffic(n, args.people, 4, 0.1), b))
     finally:
         for ns in spaces:
-            cursor = 0
-            while True:
-                cursor, keys = await redis.scan(cursor, match=ns + ":*", count=5000)
-                if keys:
-                    await redis.unlink(*keys)
-                if cursor == 0:
-                    break
+            await drop_namespace(redis, ns)
         await redis.aclose()
 
 

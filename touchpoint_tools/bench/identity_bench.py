@@ -95,6 +95,17 @@ async def fill_window(graph: RedisIdentityGraph, shard_bits: int, per_hash: int,
         await pipe.execute()
 
 
+async def drop_namespace(redis: Redis, ns: str) -> None:
+    """Unlink every key of the benchmark's namespace ``ns``."""
+    cursor = 0
+    while True:
+        cursor, keys = await redis.scan(cursor, match=ns + ":*", count=5000)
+        if keys:
+            await redis.unlink(*keys)
+        if cursor == 0:
+            break
+
+
 async def command_stats(redis: Redis, n_events: int) -> str:
     """Top commands by total Redis time since the last CONFIG RESETSTAT, per event."""
     stats = await redis.info("commandstats")
@@ -152,13 +163,7 @@ async def main() -> None:
         if args.commandstats:
             print(await command_stats(redis, args.events))
     finally:
-        cursor = 0  # clean up our namespace
-        while True:
-            cursor, keys = await redis.scan(cursor, match=ns + ":*", count=5000)
-            if keys:
-                await redis.unlink(*keys)
-            if cursor == 0:
-                break
+        await drop_namespace(redis, ns)
         await redis.aclose()
 
 
