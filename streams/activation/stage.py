@@ -128,27 +128,34 @@ class ActivationStage:
 
     # -- settling a written value ----------------------------------------------------------------
 
-    def settle(self, key: str, before: bytes | None, after: bytes) -> tuple[bytes, list[Out]]:
-        """The value to write for ``key`` and the records to produce (and land) before it."""
+    def settle(self, key: str, before: bytes | None, after: bytes, at_ms: int | None = None) -> tuple[bytes, list[Out]]:
+        """The value to write for ``key`` and the records to produce (and land) before it.
+
+        Traits are evaluated at the clock's now; the records are stamped ``at_ms``, the Kafka
+        timestamp of the input record that caused them (now when not given). A replay after a
+        crash between the sends and the write settles the same record again and must produce
+        the same bytes under the same idempotency keys, not a copy with a later time.
+        """
         now = self.clock()
+        stamp = now if at_ms is None else at_ms
         state = self.inner.take(key, after)  # the dict the profile stage just encoded, not a decode
         held = self._pending.pop(key, None)
         tomb = state.get("tomb")
         if tomb is None:
             if held is not None and held[0] is after:
                 self._apply(held[1], state.setdefault("ax", {}))
-            return self._live(key, state, now)
+            return self._live(key, state, now, stamp)
         prior = decode(before) if before else None
         if prior is None or "tomb" in prior:
             # Nothing was published for a live profile under this key since it stopped being live.
             outs = [Out(PROFILE_UPDATES, key, None)] if tomb == "erased" else []
             return after, outs
         published = (prior.get("ax") or {}).get("m") or {}
-        outs = [Out(AUDIENCES, key, orjson.dumps(A.change_record(key, name, entered, k, now, self._purpose(name), tomb)))
+        outs = [Out(AUDIENCES, key, orjson.dumps(A.change_record(key, name, entered, k, stamp, self._purpose(name), tomb)))
                 for name, entered, k in A.diff(dict(published), set())]
         if tomb == "merged":
             outs.append(Out(PROFILE_UPDATES, key, orjson.dumps(
-                {"schema": UPDATE_SCHEMA, "type": "redirect", "profile_id": key, "redirect_to": state["into"], "ts_ms": now})))
+                {"schema": UPDATE_SCHEMA, "type": "redirect", "profile_id": key, "redirect_to": state["into"], "ts_ms": stamp})))
         else:  # erased: this id and every id folded into it (their redirects) leave the compacted topic
             outs.extend(Out(PROFILE_UPDATES, pid, None) for pid in [key, *prior.get("ab", [])])
         return after, outs
@@ -159,12 +166,12 @@ class ActivationStage:
         except KeyError:
             return None
 
-    def _live(self, key: str, state: dict[str, Any], now: int) -> tuple[bytes, list[Out]]:
+    def _live(self, key: str, state: dict[str, Any], now: int, stamp: int) -> tuple[bytes, list[Out]]:
         ax = state.setdefault("ax", {})
         computed = TR.evaluate(ax, self.defs, now)
         inside = A.members(self.defs, state, computed)
         published = ax.setdefault("m", {})
-        outs = [Out(AUDIENCES, key, orjson.dumps(A.change_record(key, name, entered, k, now, self._purpose(name), "evaluated")))
+        outs = [Out(AUDIENCES, key, orjson.dumps(A.change_record(key, name, entered, k, stamp, self._purpose(name), "evaluated")))
                 for name, entered, k in A.diff(published, inside)]
         # The public profile is a function of the records folded (the event count and the ids
         # absorbed change with every one) and of the computed traits and audiences (which change
@@ -176,7 +183,7 @@ class ActivationStage:
             ax["h"] = digest
             body = public_profile(key, state, computed, inside)
             outs.append(Out(PROFILE_UPDATES, key, orjson.dumps({"schema": UPDATE_SCHEMA, "type": "profile", "profile_id": key,
-                                                                "ts_ms": now, "profile": body})))
+                                                                "ts_ms": stamp, "profile": body})))
         due = TR.due(ax, self.defs, now)
         if due is None:
             ax.pop("due", None)

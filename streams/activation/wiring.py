@@ -69,15 +69,16 @@ class Activation:
         return self.stage
 
     def settle(self, staged: dict[bytes, tuple[bytes, Any]], stored: Callable[[bytes], bytes | None],
-               publish: Callable[[str, bytes, bytes | None], None]) -> None:
+               publish: Callable[[str, bytes, bytes | None], None], at_ms: int | None = None) -> None:
         """Settle every staged key in place (its value gains the published state) and hand its
         records to ``publish(logical topic, key, value)``, in order (the agent batches them, or
-        sends them and awaits them with the record's must-land sends)."""
+        sends them and awaits them with the record's must-land sends). ``at_ms``: the input
+        record's timestamp, stamped on what it publishes (ActivationStage.settle)."""
         assert self.stage is not None
         changed, updated = self._changed, self._updated
         for key, (value, extra) in list(staged.items()):
             try:
-                new, outs = self.stage.settle(key.decode(), stored(key), value)
+                new, outs = self.stage.settle(key.decode(), stored(key), value, at_ms)
             except Exception:
                 # A bug here must not stop the partition (the record would be replayed forever):
                 # the profile is written unsettled, counted and logged; its next change settles it.

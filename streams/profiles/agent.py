@@ -172,7 +172,7 @@ class ProfilesWorker:
             outcomes: dict[str, int] = defaultdict(int)  # counted once per record, not per item
             errors += await self._decide_items(message, items, skip, staged, landing, outcomes)
             if self.activation is not None and staged:
-                await self._settle_public(staged, landing)
+                await self._settle_public(staged, landing, record_time_ms(message))
             # The writes make a replay skip this record, so the absorbs (and forwarded erasures)
             # they depend on must be in Kafka first: one wait per record, not one per merge.
             refused = await self._land(landing, message)
@@ -206,7 +206,7 @@ class ProfilesWorker:
                                              Reason.REFUSED_BY_BROKER if isinstance(exc, KafkaError) else Reason.PROCESSING_ERROR)
         return errors
 
-    async def _settle_public(self, staged: Staged, landing: Landing) -> None:
+    async def _settle_public(self, staged: Staged, landing: Landing, at_ms: int | None) -> None:
         """Profile-updates and audience changes of the staged values.
 
         They must be in Kafka before the changelog records of the values they publish: with the
@@ -215,10 +215,10 @@ class ProfilesWorker:
         once) they are sent now and land with the record's must-land sends (index -1).
         """
         if self.direct:
-            self.activation.settle(staged, self.stored, self.publish)
+            self.activation.settle(staged, self.stored, self.publish, at_ms)
             return
         public: list[tuple[str, bytes, bytes | None]] = []
-        self.activation.settle(staged, self.stored, lambda logical, key, value: public.append((logical, key, value)))
+        self.activation.settle(staged, self.stored, lambda logical, key, value: public.append((logical, key, value)), at_ms)
         for logical, key, value in public:
             fut = await self.app.producer.send(self.settings.topic(logical), key, value, partition=None, timestamp=None, headers=None)
             landing.append((fut, -1))
@@ -309,3 +309,16 @@ def _item_bytes(key: bytes | None, record: Any) -> bytes:
     if isinstance(record, (bytes, bytearray)):
         return bytes(record)
     return orjson.dumps(record) if record is not None else b""
+
+
+def record_time_ms(message: Any) -> int | None:
+    """A Faust message's Kafka timestamp in epoch ms (Faust holds it in float seconds), or None.
+
+    >>> class M: timestamp = 1_796_220_159.12
+    >>> record_time_ms(M())
+    1796220159120
+    >>> M.timestamp = None; record_time_ms(M()) is None
+    True
+    """
+    ts = getattr(message, "timestamp", None)
+    return round(ts * 1000) if isinstance(ts, (int, float)) and ts > 0 else None

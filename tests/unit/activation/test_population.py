@@ -347,3 +347,29 @@ def test_a_record_interrupted_between_decide_and_settle_leaves_nothing_behind():
     replay = stage.decide("K", stored, e, 0).value  # the replay, against the same stored value
     value, _ = stage.settle("K", stored, replay)
     assert TR.evaluate(decode(value)["ax"], DEFS, NOW)["orders_90d"] == 1
+
+
+def test_a_replay_later_publishes_the_same_bytes_under_the_same_keys():
+    """The worker dies after the audience change and profile update landed but before the table
+    write; the replay runs 90 s later and settles the same input record again. Its records must be
+    byte-identical (stamped with the record's Kafka time, not the clock): one idempotency key, one
+    body. Stamped with the clock instead, the replay's bodies differ."""
+    clock = [NOW]
+    stage = ActivationStage(ProfileStage(), DEFS, lambda: clock[0])
+    e = orjson.dumps({"message_id": "m1", "type": "track", "ts_ms": NOW - 40 * DAY, "identifiers": ["user_id:k"], "event": "Order Completed",
+                      "order_id": "o1", "revenue": 120.0, "currency": "CNY", "category": "masks", "profile_id": "K", "source": "t/0/1"})
+    record_ts = NOW - 2_000
+
+    def settle_once(at_ms):
+        value = stage.decide("K", None, e, 0).value
+        return stage.settle("K", None, value, at_ms)
+
+    value, first = settle_once(record_ts)
+    assert {orjson.loads(o.value)["audience"] for o in first if o.topic == AUDIENCES} == {"quiet_buyers"}
+    clock[0] += 90_000
+    again_value, again = settle_once(record_ts)
+    assert again == first and again_value == value
+    _, unstamped = settle_once(None)
+    assert [o.value for o in unstamped] != [o.value for o in first]
+    assert [orjson.loads(o.value)["idempotency_key"] for o in unstamped if o.topic == AUDIENCES] == \
+           [orjson.loads(o.value)["idempotency_key"] for o in first if o.topic == AUDIENCES]

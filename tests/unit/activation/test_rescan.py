@@ -46,7 +46,7 @@ def test_a_key_that_cannot_be_settled_is_written_unsettled_and_counted_not_repla
     activation = Activation(Definitions(), CollectorRegistry())
 
     class Stage:
-        def settle(self, key, before, after):
+        def settle(self, key, before, after, at_ms=None):
             if key == "bad":
                 raise RuntimeError("boom")
             return after + b"!", [Out("audiences", key, b"{}")]
