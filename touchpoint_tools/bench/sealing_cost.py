@@ -9,9 +9,11 @@ every ``--batches-per-commit`` batches, as the worker does at each commit (1 s: 
 at 5,000 events/s); with ``--redis URL`` the key store is the worker's (Redis, a throw-away
 namespace, deleted after each run) and its round trips are counted too. The sealer is built as
 the worker builds it (``once_per_commit`` where the tree has it), so the file runs against an
-older checkout too, for a before/after: ``cd <checkout> && python <this file>``. Usage:
+older checkout too, for a before/after: ``cd <checkout> && PYTHONPATH=. python <this file>`` (it
+prints which ``streams`` it imported). Usage:
 
     .venv/bin/python touchpoint_tools/bench/sealing_cost.py [--events 20000] [--batches-per-commit 10] [--redis URL]
+    .venv/bin/python touchpoint_tools/bench/sealing_cost.py --store --redis URL   # the Redis key store alone, per key
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ import random
 import statistics
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
 
+import streams
 from streams.identity.memory_graph import MemoryIdentityGraph
 from streams.identity.rules import IdentityRules
 from streams.identity.sealing import AuditSealer, MemoryKeyStore
@@ -122,14 +126,46 @@ async def _run(sealed: bool, events: list[bytes], per_commit: int, redis_url: st
     return took / len(records) * 1e6, sink.changes
 
 
+async def store_cost(redis_url: str, keys: int = 800, repeats: int = 10) -> dict[str, float]:
+    """Client CPU (``process_time``) per key of the Redis key store, median of ``repeats`` rounds of
+    ``keys`` new digests: created (all missing), found (all present), marked published."""
+    from redis.asyncio import Redis
+
+    from streams.identity.data_keys import RedisKeyStore
+
+    redis = Redis.from_url(redis_url)
+    ns = f"sealing-cost-{uuid.uuid4().hex[:8]}"
+    store = RedisKeyStore(redis, ns)
+    took: dict[str, list[float]] = {"create": [], "found": [], "confirm": []}
+    try:
+        for _ in range(repeats):
+            digests = [uuid.uuid4().hex for _ in range(keys)]
+            for name, call in (("create", store.get_or_create), ("found", store.get_or_create), ("confirm", store.mark_published)):
+                started = time.process_time()
+                await call(digests)
+                took[name].append((time.process_time() - started) / keys * 1e6)
+    finally:
+        await drop_namespace(redis, ns)
+        await redis.aclose()
+    return {name: statistics.median(v) for name, v in took.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--batches-per-commit", type=int, default=10, help="batches of 500 between two confirms of the data keys")
     ap.add_argument("--redis", default=None, help="a Redis URL: the worker's key store there instead of the in-memory one")
+    ap.add_argument("--store", action="store_true", help="only the Redis key store's client CPU per key (needs --redis)")
     args = ap.parse_args()
+    print(f"streams from {Path(streams.__file__).parent.parent}")
     if args.events < 1 or args.batches_per_commit < 1:
         ap.error("--events and --batches-per-commit must be positive")
+    if args.store:
+        if not args.redis:
+            ap.error("--store needs --redis URL")
+        got = asyncio.run(store_cost(args.redis))
+        print("key store, client CPU per key: " + ", ".join(f"{k} {v:.1f} us" for k, v in got.items()))
+        return
     for phase, people in (("cold", args.events), ("steady", args.events // 10)):
         events = traffic(args.events, people, 1)
         plain, sealed = [], []
