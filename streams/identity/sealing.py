@@ -22,6 +22,7 @@ This module is pure (no Redis, no Kafka): the store and the publishing are passe
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -33,7 +34,7 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["ERASED", "PREFIX", "erased_form", "is_erased", "KeyRing", "KeyStore", "AuditSealer", "seal_value", "open_value", "seal_record", "open_record",
+__all__ = ["ERASED", "PREFIX", "erased_form", "is_erased", "KeyRing", "KeyStore", "AuditSealer", "seal_value", "nonces", "key_digester", "open_value", "seal_record", "open_record",
            "names_in", "key_digest", "derive", "new_key", "encode_key_record", "decode_key_record", "seal_suppressed",
            "open_suppressed", "is_sealed"]
 
@@ -53,6 +54,22 @@ def derive(pii_key: str, purpose: bytes) -> bytes:
 def key_digest(secret: bytes, name: str) -> str:
     """Where an identifier's data key is filed: a keyed digest, so the key topic names nobody."""
     return hmac.new(secret, name.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def key_digester(secret: bytes) -> Callable[[str], str]:
+    """:func:`key_digest` under one secret, keyed once (an HMAC copied per name: ~2.5 against ~4 us).
+
+    >>> key_digester(b"s")("email:a@b.c") == key_digest(b"s", "email:a@b.c")
+    True
+    """
+    keyed = hmac.new(secret, digestmod=hashlib.sha256)
+
+    def digest(name: str) -> str:
+        mac = keyed.copy()
+        mac.update(name.encode())
+        return mac.hexdigest()[:32]
+
+    return digest
 
 
 def new_key() -> tuple[str, bytes]:
@@ -82,12 +99,27 @@ def is_erased(name: str) -> bool:
     return name == ERASED or name.endswith(":" + ERASED)
 
 
-def seal_value(kid: str, key: bytes, plain: str, kind: str = "", aead: AESGCM | None = None) -> str:
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def nonces(n: int) -> list[bytes]:
+    """``n`` fresh 96-bit AES-GCM nonces cut from one ``os.urandom`` call: each piece is as
+    random as a call of its own (one system call instead of ``n``, ~1.1 us each)."""
+    pool = os.urandom(12 * n)
+    return [pool[i:i + 12] for i in range(0, 12 * n, 12)]
+
+
+def seal_value(kid: str, key: bytes, plain: str, kind: str = "", aead: AESGCM | None = None, nonce: bytes | None = None) -> str:
     """``plain`` sealed; ``kind`` (an identifier's type) is written before it in clear; ``aead``:
-    the cipher of ``key`` when the caller keeps one (setting one up costs more than encrypting)."""
-    nonce = os.urandom(12)
+    the cipher of ``key`` when the caller keeps one (setting one up costs more than encrypting);
+    ``nonce``: a fresh random one from :func:`nonces` (else one is drawn here)."""
+    if nonce is None:
+        nonce = os.urandom(12)
+    elif len(nonce) != 12:
+        raise ValueError("an AES-GCM nonce here is 12 bytes")
     body = (aead or AESGCM(key)).encrypt(nonce, plain.encode(), kid.encode())
-    return f"{kind + ':' if kind else ''}{PREFIX}{kid}:{base64.urlsafe_b64encode(nonce + body).decode().rstrip('=')}"
+    text = binascii.b2a_base64(nonce + body, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
+    return f"{kind + ':' if kind else ''}{PREFIX}{kid}:{text}"
 
 
 def open_value(text: str, keys: Mapping[str, bytes]) -> str | None:
@@ -142,7 +174,7 @@ def _map(rec: Mapping[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
 
 def seal_record(rec: Mapping[str, Any], sealed: Mapping[str, str]) -> dict[str, Any]:
     """The record with every identifier replaced by its sealed form (``sealed``: name -> envelope)."""
-    return _map(rec, lambda x: sealed[x])
+    return _map(rec, sealed.__getitem__)
 
 
 def open_record(rec: Mapping[str, Any], keys: Mapping[str, bytes]) -> dict[str, Any]:
@@ -176,9 +208,9 @@ def open_suppressed(ledger: bytes | None, value: Any) -> list[str]:
     return [x for x in orjson.loads(plain) if isinstance(x, str)]
 
 
-def encode_key_record(kek: bytes, kid: str, key: bytes, aead: AESGCM | None = None) -> bytes:
+def encode_key_record(kek: bytes, kid: str, key: bytes, aead: AESGCM | None = None, nonce: bytes | None = None) -> bytes:
     """The value of a data key on ``identity.keys``: the key sealed under the key-encryption key."""
-    return orjson.dumps({"kid": kid, "key": seal_value(KEK_KID, kek, base64.b64encode(key).decode(), aead=aead)})
+    return orjson.dumps({"kid": kid, "key": seal_value(KEK_KID, kek, base64.b64encode(key).decode(), aead=aead, nonce=nonce)})
 
 
 def decode_key_record(kek: bytes, value: bytes) -> tuple[str, bytes] | None:
@@ -230,16 +262,29 @@ class AuditSealer:
     A key is created in the store unpublished; :meth:`confirm` (called before the input offsets
     are committed, after the producer flushed) marks it published. A crash in between leaves it
     unpublished, and the redelivered batch publishes it again (the same key: idempotent).
+
+    Within a batch each distinct identifier is sealed once and every record naming it gets that
+    envelope: it reveals only that those records name the same identifier, which their kid (in
+    clear, one per identifier) reveals anyway, across batches too.
+
+    ``once_per_commit``: a key this sealer published since the last :meth:`confirm` is not
+    published again by the next batches (the same kid: the record is already on its way). Only
+    for a caller that calls :meth:`forget` whenever a send may not have landed (the ingest
+    worker, when the delivery check before a commit fails), so the reprocessed batches publish
+    it again.
     """
 
-    def __init__(self, store: KeyStore, pii_key: str, publish: Publish) -> None:
+    def __init__(self, store: KeyStore, pii_key: str, publish: Publish, once_per_commit: bool = False) -> None:
         self.store = store
         self.secret = derive(pii_key, b"identity-keys-digest-v1")
+        self._digest = key_digester(self.secret)
         self.kek = derive(pii_key, b"identity-keys-kek-v1")
         self._kek_aead = AESGCM(self.kek)
         self.ledger = derive(pii_key, b"erasure-ledger-v1")
         self.publish = publish
+        self.once_per_commit = once_per_commit
         self._unconfirmed: set[str] = set()
+        self._sent: dict[str, str] = {}  # digest -> kid published since the last confirm (once_per_commit)
 
     async def seal(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         records = [{**r, "suppressed": seal_suppressed(self.ledger, r["suppressed"])} if isinstance(r.get("suppressed"), list) else r
@@ -247,20 +292,34 @@ class AuditSealer:
         names = list(dict.fromkeys(n for rec in records for n in names_in(rec)))
         if not names:
             return records
-        digests = {n: key_digest(self.secret, n) for n in names}
-        got = await self.store.get_or_create(sorted(set(digests.values())))
-        for d, (kid, key, published) in got.items():
-            if not published:
-                await self.publish(d.encode(), encode_key_record(self.kek, kid, key, self._kek_aead))
-                self._unconfirmed.add(d)
-        sealed = {n: seal_value(got[d][0], got[d][1], n, n.partition(":")[0]) for n, d in digests.items()}
+        digest = self._digest
+        digests = [digest(n) for n in names]
+        got = await self.store.get_or_create(sorted(set(digests)))
+        sent = self._sent
+        fresh = [(d, kid, key) for d, (kid, key, published) in got.items()
+                 if not published and not (self.once_per_commit and sent.get(d) == kid)]
+        pool = nonces(len(fresh) + len(names))
+        for i, (d, kid, key) in enumerate(fresh):
+            await self.publish(d.encode(), encode_key_record(self.kek, kid, key, self._kek_aead, pool[len(names) + i]))
+            self._unconfirmed.add(d)
+            if self.once_per_commit:
+                sent[d] = kid
+        sealed = {}
+        for n, d, nonce in zip(names, digests, pool, strict=False):
+            kid, key, _ = got[d]
+            sealed[n] = seal_value(kid, key, n, n.partition(":")[0], nonce=nonce)
         return [seal_record(rec, sealed) for rec in records]
 
     async def confirm(self) -> None:
         """Mark the keys published since the last call (their sends were flushed)."""
+        self._sent = {}
         if self._unconfirmed:
             pending, self._unconfirmed = sorted(self._unconfirmed), set()
             await self.store.mark_published(pending)
+
+    def forget(self) -> None:
+        """A send since the last confirm may not have landed: publish every unpublished key again."""
+        self._sent = {}
 
 
 async def shred(store: KeyStore, pii_key: str, names: Iterable[str], publish: Publish) -> int:

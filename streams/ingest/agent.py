@@ -5,7 +5,7 @@ produced in batches per topic and partition (streams/kafka/batches.py)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -26,7 +26,7 @@ from streams.resilience import TRANSIENT
 if TYPE_CHECKING:  # the worker context is built by streams/app.py
     from streams.app import WorkerContext
 
-__all__ = ["register", "BatchSink"]
+__all__ = ["register", "BatchSink", "delivery_check"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,21 @@ class BatchSink:
             raise Undelivered(f"{n} ingest records not delivered")
 
 
+def delivery_check(sink: BatchSink, sealer: AuditSealer) -> Callable[[], None]:
+    """``sink.delivered``, and when a send was lost the sealer forgets which data keys it sent
+    since the last commit (one of them may be among the lost): the batches processed again
+    publish them again."""
+
+    def delivered() -> None:
+        try:
+            sink.delivered()
+        except Undelivered:
+            sealer.forget()
+            raise
+
+    return delivered
+
+
 def register(app: faust.App, ctx: WorkerContext) -> IngestStage:
     """Build the ingest stage and its batch service on ``app``; ``ctx`` is the worker's context."""
     s = ctx.settings
@@ -70,7 +85,7 @@ def register(app: faust.App, ctx: WorkerContext) -> IngestStage:
     batches = BatchProducer(lambda: aiokafka_producer(app), s.partitions, s.max_record_bytes, ctx.metrics.send_failures.labels("ingest"))
     sink = BatchSink(batches, s.topic(T.PROFILE_EVENTS), s.topic(T.DLQ), s.topic(T.DEMAND_COUNTS), s.topic(T.IDENTITY_CHANGES),
                      s.topic(T.IDENTITY_KEYS))
-    sealer = AuditSealer(RedisKeyStore(ctx.identity.redis, s.namespace), s.pii_key, sink.data_key)
+    sealer = AuditSealer(RedisKeyStore(ctx.identity.redis, s.namespace), s.pii_key, sink.data_key, once_per_commit=True)
     stage = IngestStage(max_event_bytes=s.max_event_bytes, normalizer=ctx.normalizer, resolver=ctx.identity,
                         codec=ctx.dlq_codec, sink=sink, metrics=ctx.metrics, sealer=sealer,
                         readmitter=RedisReadmitter(ctx.identity.redis, s.namespace), demand_bucket_s=s.demand_bucket_s,
@@ -110,7 +125,7 @@ def register(app: faust.App, ctx: WorkerContext) -> IngestStage:
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(consumer=consumer, source=ordered, batch_size=s.batch_size, commit_interval_s=s.commit_interval_s,
                              hand_over_s=max(1.0, s.session_timeout_s / 2), process=process, flush=flush,
-                             before_commit=[send_held_back], delivered=sink.delivered,
+                             before_commit=[send_held_back], delivered=delivery_check(sink, sealer),
                              after_delivered=[sealer.confirm], **kwargs)  # data keys published: their sends landed
 
     return stage

@@ -190,3 +190,84 @@ def test_rebuild_skips_erased_identifiers_and_restores_erasure_times_and_readmis
     assert not any("erased" in k for k in img.strings)
     assert img.strings[f"supp:{digests[0]}"] == "500" and img.strings[f"supp:{digests[1]}"] == "r500"
     assert KeyRing().by_digest == {} and len(ring.by_digest) == 1  # bob's key only
+
+
+def _envelope_nonces(sealed: list[dict], topic: Topic) -> list[bytes]:
+    """The nonce of every value sealed in ``sealed`` and of every data key on ``topic``."""
+    import base64
+
+    def nonce(text: str) -> bytes:
+        body = text.rsplit(":", 1)[1]
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))[:12]
+
+    values = {x for r in sealed for x in names_in(r)}
+    return [nonce(x) for x in values] + [nonce(orjson.loads(v)["key"]) for _, v in topic.records if v is not None]
+
+
+def test_every_value_and_key_record_of_a_batch_has_its_own_nonce() -> None:
+    """The nonces of a batch are cut from one random draw: still one distinct 12-byte nonce each."""
+    store, topic = MemoryKeyStore(), Topic()
+    many = [{"type": "created", "identifiers": [f"user_id:u{i}", f"email:e{i}"], "profile_id": f"p{i}"} for i in range(50)]
+    sealed = run(AuditSealer(store, PII, topic.send).seal(many + [dict(r) for r in RECORDS]))
+    got = _envelope_nonces(sealed, topic)
+    assert len(got) == 2 * (100 + 4) and all(len(n) == 12 for n in got) and len(set(got)) == len(got)
+    assert [open_record(r, topic.ring()) for r in sealed] == many + RECORDS
+
+
+def test_a_batch_seals_each_identifier_once() -> None:
+    """Records of one batch naming the same identifier carry the same envelope (its kid shows that anyway)."""
+    sealed = run(AuditSealer(MemoryKeyStore(), PII, Topic().send).seal([dict(r) for r in RECORDS]))
+    assert sealed[1]["identifiers"][0] == sealed[2]["identifiers"][0] == sealed[2]["bridged"][0]
+    assert sealed[0]["identifiers"][0] == sealed[1]["via"] == next(iter(sealed[1]["gathered"]))
+
+
+def test_once_per_commit_publishes_a_key_once_until_the_commit_and_again_after_a_lost_send() -> None:
+    store, topic = MemoryKeyStore(), Topic()
+    sealer = AuditSealer(store, PII, topic.send, once_per_commit=True)
+    run(sealer.seal([dict(RECORDS[0])]))
+    run(sealer.seal([dict(RECORDS[0])]))  # the next batch, before the commit: already on its way
+    assert len(topic.records) == 2
+    sealer.forget()  # the delivery check failed: the batches are processed again
+    again = run(sealer.seal([dict(RECORDS[0])]))
+    assert len(topic.records) == 4 and open_record(again[0], topic.ring()) == RECORDS[0]
+    run(sealer.confirm())
+    run(sealer.seal([dict(RECORDS[0])]))
+    assert len(topic.records) == 4
+    plain = AuditSealer(MemoryKeyStore(), PII, Topic().send)  # the default: published again until confirmed
+    run(plain.seal([dict(RECORDS[0])]))
+    assert len(plain._unconfirmed) == 2 and not plain._sent
+
+
+def test_once_per_commit_publishes_the_new_key_of_an_identifier_erased_before_the_commit() -> None:
+    """An erasure between two batches: the person's new key has another kid and must be published."""
+    store, topic = MemoryKeyStore(), Topic()
+    sealer = AuditSealer(store, PII, topic.send, once_per_commit=True)
+    run(sealer.seal([dict(RECORDS[0])]))
+    run(shred(store, PII, names_in(RECORDS[0]), topic.send))
+    back = run(sealer.seal([dict(RECORDS[0])]))
+    assert len(topic.records) == 2 + 2 + 2  # published, tombstoned, the new keys published
+    assert open_record(back[0], topic.ring()) == RECORDS[0]
+
+
+def test_the_ingest_delivery_check_makes_the_sealer_forget_on_a_lost_send() -> None:
+    from streams.ingest.agent import delivery_check
+    from streams.kafka.batchsource import Undelivered
+
+    class Lost:
+        failed = False
+
+        def delivered(self) -> None:
+            if self.failed:
+                raise Undelivered("1 ingest records not delivered")
+
+    sink, topic = Lost(), Topic()
+    sealer = AuditSealer(MemoryKeyStore(), PII, topic.send, once_per_commit=True)
+    check = delivery_check(sink, sealer)  # type: ignore[arg-type]
+    run(sealer.seal([dict(RECORDS[0])]))
+    check()
+    assert sealer._sent
+    sink.failed = True
+    with pytest.raises(Undelivered):
+        check()
+    run(sealer.seal([dict(RECORDS[0])]))
+    assert len(topic.records) == 4  # published again
