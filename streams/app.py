@@ -18,7 +18,7 @@ from streams.identity.rules_file import rules_from_settings
 from streams.ingest.dlq import DlqCodec
 from streams.ingest.normalize import Normalizer
 from streams.ingest.pii import PiiHasher
-from streams.kafka.client import faust_credentials
+from streams.kafka.client import faust_credentials, metadata_max_age_ms
 from streams.kafka.delivery import DirectDeliveryTransport
 from streams.observability.metrics import Metrics
 from streams.settings import DEV_PII_KEY, Settings
@@ -117,6 +117,8 @@ def create_app(settings: Settings, ctx: WorkerContext | None = None) -> tuple[fa
         # aiokafka then refuses an oversized record at send(), where the caller sees it.
         producer_max_request_size=settings.max_record_bytes,
         producer_acks=-1,
+        consumer_metadata_max_age_ms=metadata_max_age_ms(settings),  # see streams/kafka/client.py
+        producer_metadata_max_age_ms=metadata_max_age_ms(settings),
         web_enabled=True,
         web_bind=settings.web_host,
         web_host=settings.advertised_host,  # the canonical URL other workers forward profile lookups to

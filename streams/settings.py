@@ -81,6 +81,7 @@ class Settings:
     # -- Kafka -----------------------------------------------------------------------------
     kafka_bootstrap: str = _setting("127.0.0.1:19092", "Kafka bootstrap servers, comma-separated (the embedded stack listens on 127.0.0.1:19092).")
     kafka_security_protocol: str = _setting("PLAINTEXT", "Kafka security protocol.", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
+    kafka_metadata_max_age_s: float = _setting(15.0, "Longest a Kafka client (the worker's Faust consumer and producer, and every client the project builds) goes without refreshing its cluster metadata. Also the longest a consumer can wait for metadata after aiokafka 0.14 loses a refresh request (a topic-list change during a timed refresh: docs/reliability.md), so keep it well under a minute; Kafka's default is 300.")
     kafka_sasl_mechanism: str = _setting("SCRAM-SHA-512", "SASL mechanism when the protocol is SASL_*.", choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"))
     kafka_sasl_username: str = _setting("", "SASL user name.")
     kafka_sasl_password: str = _setting("", "SASL password.", secret=True)
@@ -198,7 +199,7 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}DEMAND_CURRENCY={self.demand_currency!r}: expected an ISO 4217 code such as CNY")
         for name in ("partitions", "replication_factor", "max_event_bytes", "batch_size", "dedup_ttl_s", "dedup_window_s", "demand_bucket_s",
                      "collector_rate_per_s", "collector_burst", "collector_max_batch_bytes", "collector_publish_timeout_s",
-                     "max_record_bytes", "profile_max_bytes", "event_max_future_s", "event_max_past_s"):
+                     "max_record_bytes", "profile_max_bytes", "event_max_future_s", "event_max_past_s", "kafka_metadata_max_age_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
         if self.profile_max_bytes * 4 > self.max_record_bytes:

@@ -14,7 +14,7 @@ from typing import Any
 
 from streams.settings import Settings
 
-__all__ = ["client_options", "ssl_context", "faust_credentials", "admin_client", "reader", "group_consumer", "producer", "admin_and_reader"]
+__all__ = ["client_options", "metadata_max_age_ms", "ssl_context", "faust_credentials", "admin_client", "reader", "group_consumer", "producer", "admin_and_reader"]
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -30,6 +30,9 @@ def client_options(settings: Settings) -> dict[str, Any]:
     opts: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap,
         "security_protocol": settings.kafka_security_protocol,
+        # aiokafka 0.14 can leave a forced metadata refresh to the next timed one (docs/reliability.md):
+        # this bounds how long, e.g., a group coordinator lookup after a broker restart waits.
+        "metadata_max_age_ms": metadata_max_age_ms(settings),
     }
     ctx = ssl_context(settings)
     if ctx is not None:
@@ -39,6 +42,10 @@ def client_options(settings: Settings) -> dict[str, Any]:
                     sasl_plain_username=settings.kafka_sasl_username,
                     sasl_plain_password=settings.kafka_sasl_password)
     return opts
+
+
+def metadata_max_age_ms(settings: Settings) -> int:
+    return max(1, round(settings.kafka_metadata_max_age_s * 1000))
 
 
 def faust_credentials(settings: Settings) -> Any:
