@@ -150,7 +150,9 @@ class ActivationStage:
             # Nothing was published for a live profile under this key since it stopped being live.
             outs = [Out(PROFILE_UPDATES, key, None)] if tomb == "erased" else []
             return after, outs
-        published = (prior.get("ax") or {}).get("m") or {}
+        prior_ax = prior.get("ax") or {}
+        published = prior_ax.get("m") or {}
+        stamp = max(stamp, prior_ax.get("ts", 0))
         outs = [Out(AUDIENCES, key, orjson.dumps(A.change_record(key, name, entered, k, stamp, self._purpose(name), tomb)))
                 for name, entered, k in A.diff(dict(published), set())]
         if tomb == "merged":
@@ -168,6 +170,9 @@ class ActivationStage:
 
     def _live(self, key: str, state: dict[str, Any], now: int, stamp: int) -> tuple[bytes, list[Out]]:
         ax = state.setdefault("ax", {})
+        # Never earlier than what this id published last: receivers order profile updates by
+        # ts_ms, and input records of one partition come from producers whose clocks may differ.
+        stamp = max(stamp, ax.get("ts", 0))
         computed = TR.evaluate(ax, self.defs, now)
         inside = A.members(self.defs, state, computed)
         published = ax.setdefault("m", {})
@@ -184,6 +189,8 @@ class ActivationStage:
             body = public_profile(key, state, computed, inside)
             outs.append(Out(PROFILE_UPDATES, key, orjson.dumps({"schema": UPDATE_SCHEMA, "type": "profile", "profile_id": key,
                                                                 "ts_ms": stamp, "profile": body})))
+        if outs:
+            ax["ts"] = stamp
         due = TR.due(ax, self.defs, now)
         if due is None:
             ax.pop("due", None)

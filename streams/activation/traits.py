@@ -12,6 +12,7 @@ carries unknown keys through fold and encode)::
     s  {trait: ts}                days_since: latest matching event time
     m  {audience: k}              audience transitions so far (odd = member; streams/activation/audiences.py)
     h  hash of the last published profile update
+    ts time stamped on the last records published for this id (never goes back; stage.py)
 
 Exactness. Every part is a commutative, associative, idempotent-free aggregate of the events' own
 data: sums per day, set unions per day, min/max by a total order. Pruning keeps, per windowed trait,
@@ -148,7 +149,7 @@ def fold(ax: dict[str, Any], event: dict[str, Any], defs: Definitions) -> dict[s
 def merge(into: dict[str, Any], other: dict[str, Any], defs: Definitions) -> dict[str, Any]:
     """Fold the activation state ``other`` (of a profile merged into this one) into ``into``.
 
-    ``m`` and ``h`` are not merged: they describe what was published for each profile id.
+    ``m``, ``h`` and ``ts`` are not merged: they describe what was published for each profile id.
     """
     windows = {t.name: t.window_days or 1 for t in defs.traits}
     for name, n in (other.get("t") or {}).items():

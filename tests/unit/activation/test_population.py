@@ -373,3 +373,21 @@ def test_a_replay_later_publishes_the_same_bytes_under_the_same_keys():
     assert [o.value for o in unstamped] != [o.value for o in first]
     assert [orjson.loads(o.value)["idempotency_key"] for o in unstamped if o.topic == AUDIENCES] == \
            [orjson.loads(o.value)["idempotency_key"] for o in first if o.topic == AUDIENCES]
+
+
+def test_a_profiles_records_are_never_stamped_earlier_than_its_last_ones():
+    """Input records of one partition come from producers whose clocks may differ: the next
+    record's Kafka time can be earlier than the last one's. Receivers order profile updates by
+    ts_ms, so a profile's stamps never go back (and stay a function of the stored value)."""
+    stage = ActivationStage(ProfileStage(), DEFS, lambda: NOW)
+
+    def event(i):
+        return orjson.dumps({"message_id": f"m{i}", "type": "track", "ts_ms": NOW - 40 * DAY + i, "identifiers": ["user_id:k"],
+                             "event": "Order Completed", "order_id": f"o{i}", "revenue": 120.0, "currency": "CNY",
+                             "category": "masks", "profile_id": "K", "source": f"t/0/{i}"})
+
+    first, outs1 = stage.settle("K", None, stage.decide("K", None, event(1), 0).value, NOW - 1_000)
+    second, outs2 = stage.settle("K", first, stage.decide("K", first, event(2), 1).value, NOW - 5_000)  # a clock 4 s behind
+    third, outs3 = stage.settle("K", second, stage.decide("K", second, event(3), 2).value, NOW + 2_000)
+    stamps = [orjson.loads(o.value)["ts_ms"] for outs in (outs1, outs2, outs3) for o in outs if o.topic == PROFILE_UPDATES]
+    assert stamps == [NOW - 1_000, NOW - 1_000, NOW + 2_000]
