@@ -234,6 +234,7 @@ class DemandDetector(SeasonalBaseline):
             tier=sc.tier,
             lower=None if mu is None else (max(lo, 0.0) if self.integral else lo),
             upper=None if mu is None else mu + half,
+            disp=self.disp if self.integral else 1.0,
         )
 
     def _learn_bucket(self, ts_ms: int, x: float, sc: _Scored, opened: bool) -> None:
