@@ -8,12 +8,9 @@ extends :class:`SeasonalBaseline`). Tiers, per key and fixed-size:
   ``level`` (shrunk towards a caller-supplied ``prior`` before any slot is
   ready); for series that are not integer counts the level replaces the slots
   when it fits clearly better (no seasonality);
-* integer counts: negative binomial, ``var = D mu + a mu^2`` with the
-  overdispersion ``a`` learned per tier by weighted moments and the dispersion
-  index ``D >= 1`` (:attr:`SeasonalBaseline.disp`) set by the caller: 1 for counts
-  of events, the mean amount per order for a sum of amounts (units come in
-  baskets); other series: an EWMA of clipped relative deviations gives
-  ``var = (1.25 rdev mu)^2``.
+* integer counts: negative binomial, ``var = mu + a mu^2`` with the
+  overdispersion ``a`` learned per tier by weighted moments; other series: an
+  EWMA of clipped relative deviations gives ``var = (1.25 rdev mu)^2``.
 
 Learning is robust: inputs are clipped to ``mu +- clip_sd sd``, and the caller
 chooses the weight of a bucket (reduced inside or near an alert) and of its
@@ -58,10 +55,6 @@ class SeasonalBaseline:
         # (EWMAs; den 0 = nothing learned yet): a = max(0, num / den), var = mu + a mu^2.
         self.od = {t: [0.0, 0.0] for t in TIERS}
         self.integral = True
-        # Dispersion index of one bucket's count (var = disp * mu before overdispersion): 1 for
-        # counts of events; a sum of amounts (units: baskets of several) sets it to its mean amount
-        # per order, a lower bound of the compound-Poisson E[q^2] / E[q] (stage.py sets it).
-        self.disp = 1.0
 
     def _overdispersion(self, tier: str) -> float:
         num, den = self.od[tier]
@@ -77,10 +70,9 @@ class SeasonalBaseline:
 
     def _mean_var(self, tier: str, mu: float) -> tuple[float, float]:
         if self.integral and self.config.count_model == "nb":
-            # Negative binomial: Poisson noise once (times the dispersion index of a lumpy sum),
-            # plus the learned relative overdispersion.
+            # Negative binomial: Poisson noise once, plus the learned relative overdispersion.
             m = max(mu, 0.0)
-            return mu, max(self.disp * m + self._overdispersion(tier) * m * m, 1e-9)
+            return mu, max(m + self._overdispersion(tier) * m * m, 1e-9)
         scale = max(abs(mu), 1.0) if self.integral else max(abs(mu), 1e-9)
         sd_rel = 1.25 * self.rdev[tier] * scale
         # Counts: Poisson variance unless the residuals show overdispersion
@@ -193,7 +185,7 @@ class SeasonalBaseline:
         w = (m * g) ** 2
         if od[1] <= 0.0:  # first residual: start from the prior overdispersion
             od[0], od[1] = self._overdispersion(tier) * w, w
-        od[0] += a * (((xc - mu) ** 2 - self.disp * m) * g * g - od[0])
+        od[0] += a * (((xc - mu) ** 2 - m) * g * g - od[0])
         od[1] += a * (w - od[1])
 
     def scale_baseline(self, ratio: float) -> None:

@@ -158,7 +158,7 @@ class DemandDetector(SeasonalBaseline):
         )
         best: tuple[float, str, float, float, float, float] | None = None
         for name, mu, var in tiers:
-            up, dn = tail_surprise(x, mu, var, self.integral, cfg.other_tail == "laplace", self.disp)
+            up, dn = tail_surprise(x, mu, var, self.integral, cfg.other_tail == "laplace")
             up, dn = min(up, _RAW_CAP), min(dn, _RAW_CAP)
             key = -1.0 if name == "week" and week_trusted else max(up, dn)
             if best is None or key < best[0]:
@@ -234,7 +234,6 @@ class DemandDetector(SeasonalBaseline):
             tier=sc.tier,
             lower=None if mu is None else (max(lo, 0.0) if self.integral else lo),
             upper=None if mu is None else mu + half,
-            disp=self.disp if self.integral else 1.0,
         )
 
     def _learn_bucket(self, ts_ms: int, x: float, sc: _Scored, opened: bool) -> None:
@@ -346,7 +345,7 @@ class DemandDetector(SeasonalBaseline):
             total = max(run[1] + run[0], 0.0)
             rho = run[4] if cfg.run_rho_frozen else self._rho()
             var_run = run[2] * self._run_var_factor(run[3], rho) if cfg.run_autocorr else run[2]
-            up, dn = tail_surprise(round(total) if self.integral else total, run[1], var_run, self.integral, disp=self.disp)
+            up, dn = tail_surprise(round(total) if self.integral else total, run[1], var_run, self.integral)
             s_run = up if d > 0 else dn
             if cfg.calib_run:
                 s_run = self._calibrated(s_run, self.cal_up if d > 0 else self.cal_dn)

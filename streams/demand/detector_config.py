@@ -214,7 +214,6 @@ class Decision:
     direction: +1 surge / -1 collapse while an alert is open, else 0.
     opened / resolved: this bucket opened / resolved an alert.
     severity: 1-4 from the observed/expected ratio while alerting, else 0.
-    disp: the dispersion index of a count's noise (units in baskets), 1 otherwise.
     """
 
     ts_ms: int
@@ -233,7 +232,6 @@ class Decision:
     tier: str
     lower: float | None = None
     upper: float | None = None
-    disp: float = 1.0  # counts: the dispersion index in ``sd`` (var = disp mu + a mu^2; baseline.py)
 
     @property
     def alerting(self) -> bool:

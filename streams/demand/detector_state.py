@@ -49,8 +49,6 @@ def snapshot(det: DemandDetector) -> dict[str, Any]:
     }
     if det.daily is not None:  # non-count keys only
         out["daily"] = det.daily.snapshot()
-    if det.disp != 1.0:  # sums of amounts only (counts of events keep the old snapshot)
-        out["disp"] = det.disp
     return out
 
 
@@ -75,7 +73,6 @@ def restore(det: DemandDetector, data: dict[str, Any]) -> DemandDetector:
         w = (m / (1.0 + OD_REF * m)) ** 2
         det.od = {t: [(1.25 * det.rdev[t]) ** 2 * w, w] for t in TIERS}
     det.integral = bool(data["integral"])
-    det.disp = float(data.get("disp", 1.0))
     det.ev_up, det.ev_dn = (float(v) for v in data["ev"])
     if "ac" in data:
         det.ac = [float(v) for v in data["ac"]]

@@ -292,7 +292,7 @@ class AlertLifecycle:
         if self.active or len(past) < 7 or past[0] <= 0:
             return 0
         base = past[0]
-        sd = math.sqrt(d.disp * base * max(1.0, self.slow[3]) + (0.1 * base) ** 2)  # disp: units in baskets
+        sd = math.sqrt(base * max(1.0, self.slow[3]) + (0.1 * base) ** 2)
         direction = 0
         if observed >= base * (1.0 + cfg.week_rel) and observed - base >= 3.0 * sd:
             direction = 1

@@ -25,19 +25,13 @@ def severity(ratio: float, direction: int) -> int:
 
 def variance(d: Decision, e: float, integral: bool) -> float:
     """Predictive variance of a bucket whose baseline is ``e``, with the detector's noise model
-    (negative binomial ``disp mu + a mu^2`` for counts, relative spread otherwise).
-
-    >>> from streams.demand.detector_config import Decision
-    >>> d = Decision(0, 0.0, 0.5, (2.5 * 0.5 + 0.25 * 0.25) ** 0.5, 0, 0, 0, 0, 0, False, False, 0, 0, "day", disp=2.5)
-    >>> round(variance(d, 2.0, True), 6)  # 2.5 x 2 + 0.25 x 2^2: the basket term stays linear
-    6.0
-    """
+    (negative binomial for counts, relative spread otherwise)."""
     mu, sd = d.expected, d.sd
     if mu is None or sd is None or mu <= 0.0:
-        return max(e, 1.0) * d.disp if integral else max(e * e * 0.01, 1e-9)
+        return max(e, 1.0) if integral else max(e * e * 0.01, 1e-9)
     if integral:
-        a = max(0.0, (sd * sd - d.disp * mu) / (mu * mu))
-        return max(d.disp * e + a * e * e, 0.25)
+        a = max(0.0, (sd * sd - mu) / (mu * mu))
+        return max(e + a * e * e, 0.25)
     return max((sd / mu * e) ** 2, 1e-9)
 
 

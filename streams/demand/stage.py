@@ -67,7 +67,7 @@ from streams.demand.series import (
     series_key,
 )
 from streams.demand.slicing import CloseInterrupted, run_sliced
-from streams.demand.stage_config import BASKETS, SUMMED, StageConfig, basket_dispersion
+from streams.demand.stage_config import SUMMED, StageConfig
 from streams.unmetered import Unmetered
 
 if TYPE_CHECKING:  # passed in by the wiring; importing it would load prometheus_client (docs/architecture.md)
@@ -339,7 +339,6 @@ class DemandStage:
             # Written before pooling existed: seed the volume EWMA from the detector's level.
             level, seen = max(mon.detector.level, 0.0), mon.detector.level_n
             base = level
-        disp = self._dispersion(dim_key, measure, level)
         fc, fc_due = entry.get("fc"), []  # the series' forecaster (foresight.py), fed the same buckets
         for s in due:
             count = entry["open"].get(str(s), 0)
@@ -362,7 +361,6 @@ class DemandStage:
                     mon.lifecycle.remember_rise(min(base_before, prior))
             if mon is None:
                 continue
-            mon.detector.disp = disp
             decision, records = mon.update(s, count, prior)
             alerts = [self._alert(r, dimension, s) for r in records]
             fc_due.append((s, count, decision.expected, alerts))
@@ -386,17 +384,6 @@ class DemandStage:
         if mon is not None:  # pooled series keep no forecaster (their state stays ~125 bytes)
             new["fc"] = self.foresight.feed_many(fc, fc_due) if fc_due else fc
         outcome.writes[key] = new
-
-    def _dispersion(self, dim_key: str, measure: str, level: float) -> float:
-        """The count noise's dispersion index of a series (stage_config.basket_dispersion): for
-        units, its volume EWMA over its orders' on the same key (same partition: records are
-        keyed by the dimension key), both as of the closes before this one; 1 for other measures."""
-        orders = BASKETS.get(measure)
-        if orders is None or orders not in self.config.measures:
-            return 1.0
-        entry = self.state.get(series_key(dim_key, orders))
-        pool = entry.get("pool") if entry else None
-        return basket_dispersion(level, float(pool[0])) if pool else 1.0
 
     def _live_monitor(self, key: str, dim_key: str, measure: str, snapshot: dict[str, Any]) -> DemandMonitor:
         """The series' monitor as of ``snapshot``: the live one kept since the last close when

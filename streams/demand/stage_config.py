@@ -12,35 +12,10 @@ from streams.demand.dimensions import MEASURES
 from streams.demand.lifecycle_config import LifecycleConfig
 from streams.demand.series import DEFAULT_MIN_EXCESS, parse_min_excess
 
-__all__ = ["SUMMED", "BASKETS", "StageConfig", "basket_dispersion"]
+__all__ = ["SUMMED", "StageConfig"]
 
 #: Measures that sum amounts of orders (lumpy: a few orders carry most of them), not count events.
 SUMMED = ("units", "revenue")
-#: Integer sums of orders' amounts whose count noise is that of baskets (see basket_dispersion),
-#: each with the measure counting its orders. Revenue is not a count (amounts with decimals: the
-#: detector's relative spread models it).
-BASKETS = {"units": "orders"}
-#: Largest dispersion index taken from the ratio (a guard against a near-empty orders level).
-MAX_DISPERSION = 1000.0
-
-
-def basket_dispersion(amount_level: float, orders_level: float) -> float:
-    """Dispersion index ``D`` of one bucket's sum of amounts: ``var = D mu`` instead of ``mu``.
-
-    "Units come in baskets: an hour with one big basket is one order, not ten." A sum of amounts
-    ``q`` over Poisson orders is compound Poisson, ``var = mu E[q^2] / E[q]``, and
-    ``E[q^2] / E[q] >= E[q]``: the key's mean amount per order (its amount level over its orders
-    level, the same buckets' EWMAs) is a lower bound of ``D``, never below 1. Without an orders
-    level (orders not watched, or none yet) ``D`` is 1: the count model of events.
-
-    >>> basket_dispersion(1.8, 0.4), basket_dispersion(3.0, 3.0), basket_dispersion(0.5, 1.0)
-    (4.5, 1.0, 1.0)
-    >>> basket_dispersion(2.0, 0.0)
-    1.0
-    """
-    if not orders_level > 0.0 or not amount_level > 0.0:
-        return 1.0
-    return min(max(amount_level / orders_level, 1.0), MAX_DISPERSION)
 
 
 @dataclass(frozen=True)

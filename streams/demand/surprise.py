@@ -61,8 +61,7 @@ def _log10_sum(logs: list[float]) -> float:
     return (m + math.log(sum(math.exp(v - m) for v in logs))) / _LOG10
 
 
-def tail_surprise(x: float, mu: float, var: float, integral: bool, laplace: bool = False,
-                  disp: float = 1.0) -> tuple[float, float]:
+def tail_surprise(x: float, mu: float, var: float, integral: bool, laplace: bool = False) -> tuple[float, float]:
     """(-log10 P(X >= x), -log10 P(X <= x)) under the predictive distribution.
 
     Small integer counts (mu < 50) use exact Poisson / negative-binomial tails,
@@ -71,20 +70,7 @@ def tail_surprise(x: float, mu: float, var: float, integral: bool, laplace: bool
     series that are not counts with ``laplace``, the Laplace tail whose mean
     absolute deviation is ``sd / 1.25`` (the scale the baseline learns), so
     the surprise grows linearly with the deviation rather than quadratically.
-
-    ``disp`` > 1 (counts only): a sum of amounts of about ``disp`` each (units in baskets), judged
-    as ``x / disp`` orders of mean ``mu / disp`` and variance ``var / disp^2``
-    (:func:`_basket_tails`). A negative binomial of the same variance would give a
-    sparse key's tail to implausibly big baskets (22 units against 0.17 expected:
-    ~8 orders where 0.06 are expected, 1 in 10^13, but 1 in 10^6 under it).
-
-    >>> [round(s, 2) for s in tail_surprise(22, 0.17, 0.46, True, disp=2.68)]
-    [13.23, 0.0]
-    >>> [round(s, 2) for s in tail_surprise(22, 0.17, 0.46, True)]
-    [6.23, 0.0]
     """
-    if integral and disp > 1.0 and mu > 0.0:
-        return _basket_tails(x / disp, mu / disp, var / (disp * disp))
     if mu <= 0.0:
         mu = 1e-3 if integral else 0.0
     sd = math.sqrt(max(var, 1e-12))
@@ -118,48 +104,6 @@ def tail_surprise(x: float, mu: float, var: float, integral: bool, laplace: bool
     elif x + cc < mu:
         dn = -log10_normal_tail((mu - x - cc) / sd)
     return max(up, 0.0), max(dn, 0.0)
-
-
-def _basket_tails(n: float, mu: float, var: float) -> tuple[float, float]:
-    """Tails of a count ``N`` (mean ``mu``, variance ``var``) at a value ``n`` that need not be an
-    integer (a sum of amounts over its mean amount per order): exact tails at the two integers
-    around ``n``, interpolated on the log scale by its fraction (``n`` an integer: the exact
-    tail); normal with continuity correction where the count tails are not exact.
-
-    >>> _basket_tails(2.0, 0.4, 0.4) == tail_surprise(2, 0.4, 0.4, True)
-    True
-    >>> lo, mid, hi = (_basket_tails(n, 0.4, 0.4)[0] for n in (1.0, 1.5, 2.0))
-    >>> lo < mid < hi
-    True
-    """
-    sd = math.sqrt(max(var, mu, 1e-12))
-    if mu >= 50.0 or abs(n - mu) >= 60.0 * sd + 60.0:
-        return tail_surprise(n, mu, var, True)
-    k = math.floor(n)
-    f = n - k
-    lo = tail_surprise(float(k), mu, var, True)
-    if f == 0.0:
-        return lo
-    hi = tail_surprise(float(k + 1), mu, var, True)
-    if n > mu:  # the exact upper tails of k and k + 1 (k itself may lie below the mean)
-        up_lo = -_log10_sum(_upper_terms(k, mu, var)) if k > 0 else 0.0
-        return max((1.0 - f) * up_lo + f * hi[0], 0.0), 0.0
-    if n < mu:
-        dn_hi = -_log10_sum([_nb_logpmf_fn(mu, max(var, mu))(i) for i in range(0, k + 2)])
-        return 0.0, max((1.0 - f) * lo[1] + f * dn_hi, 0.0)
-    return 0.0, 0.0
-
-
-def _upper_terms(n: int, mu: float, var: float) -> list[float]:
-    """Log pmf terms of P(N >= n) until they no longer matter."""
-    logpmf = _nb_logpmf_fn(mu, max(var, mu))
-    terms, i = [], n
-    while True:
-        t = logpmf(i)
-        terms.append(t)
-        if t < terms[0] - 40.0 or i > n + 10000:
-            return terms
-        i += 1
 
 
 def calibrated(s: float, tail: list[float], n: float, prior: float) -> float:
