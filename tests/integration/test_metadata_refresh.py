@@ -52,8 +52,9 @@ def test_a_refresh_lost_during_a_timed_one_waits_at_most_the_configured_max_age(
 
     waited, next_one = run(scenario())
     print(f"\n[metadata] a refresh lost by aiokafka was served after {waited:.2f} s (max age {max_age_s} s); the next in {next_one:.3f} s")
-    assert waited <= max_age_s + 1.0
-    assert next_one < 1.0
+    # Bounds loose enough for a loaded 2-core machine, tight enough to tell 1.5 s from 300 s.
+    assert waited <= max_age_s + 3.0
+    assert next_one < 3.0
 
 
 def test_the_worker_consumer_and_producer_use_the_same_max_age(settings) -> None:
