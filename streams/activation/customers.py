@@ -65,7 +65,7 @@ def register(app: Any, ctx: WorkerContext) -> None:
     """Declare ``/customers`` (shell and assets), ``/customers/data`` and ``/customers/profile/{id}``."""
     from faust.web import Request, Response, View
 
-    from streams.identity.identifiers import stored_identifier
+    from streams.identity.lookup import resolve_typed
     from streams.profiles.profile import decode
     from streams.web.owners import PartitionOwners
     from streams.web.views import authorized
@@ -96,17 +96,10 @@ def register(app: Any, ctx: WorkerContext) -> None:
 
     async def data(view: View, request: Request) -> Response:
         """``/customers/data?id=TYPE:VALUE``: resolve the identifier, then fetch its customer."""
-        text = request.query.get("id", "")
-        if not text:
-            return reply(view, {"error": "missing id=TYPE:VALUE, e.g. id=user_id:u000042"}, 400)
-        try:
-            ident = stored_identifier(text, ctx.normalizer.hasher, s.default_phone_region)
-        except ValueError as exc:
-            return reply(view, {"error": str(exc)}, 400)
-        pid = await ctx.identity.lookup(ident)
-        if pid is None:
-            return reply(view, {"error": f"no customer has this {ident[0]}"}, 404)
-        return await fetch(view, request, pid, 0)
+        found = await resolve_typed(ctx, request.query.get("id"), "customer")
+        if found.profile_id is None:
+            return reply(view, {"error": found.error}, found.status)
+        return await fetch(view, request, found.profile_id, 0)
 
     @app.page("/customers")
     async def customers_page(self: View, request: Request) -> Response:

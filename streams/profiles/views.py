@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import faust
 from faust.web import Request, Response, View
 
-from streams.identity.identifiers import stored_identifier
+from streams.identity.lookup import resolve_typed
 from streams.profiles.agent import TABLE
 from streams.profiles.profile import decode, render
 from streams.web.owners import SERVED_BY, PartitionOwners
@@ -79,15 +79,7 @@ def register(app: faust.App, ctx: WorkerContext, table: faust.types.TableT) -> N
         async def get(self, request: Request) -> Response:
             if not authorized(s.web_token, request):
                 return json(self, {"error": "missing or wrong bearer token"}, 401)
-            text = request.query.get("id")
-            if not text:
-                return json(self, {"error": "missing query parameter id=TYPE:VALUE, e.g. id=user_id:42"}, 400)
-            try:
-                ident = stored_identifier(text, ctx.normalizer.hasher, s.default_phone_region)
-            except ValueError as exc:
-                # The message may quote the value; only the person who sent it sees it (not logged).
-                return json(self, {"error": str(exc)}, 400)
-            profile_id = await ctx.identity.lookup(ident)
-            if profile_id is None:
-                return json(self, {"error": f"no profile has this {ident[0]}"}, 404)
-            return await serve(self, request, profile_id, owners.hops_of(request))
+            found = await resolve_typed(ctx, request.query.get("id"), "profile")
+            if found.profile_id is None:
+                return json(self, {"error": found.error}, found.status)
+            return await serve(self, request, found.profile_id, owners.hops_of(request))

@@ -222,5 +222,11 @@ def customer_page_in_chromium(settings, worker, events, want, now_ms, tmp_path) 
     hashed = next(i["value"] for i in profiles[pid]["identifiers"] if i["type"] == "email")
     assert hashed not in text  # not even the keyed hash is shown whole
     assert (tmp_path / "customer.png").stat().st_size > 10_000
+    # The data endpoint resolves identifiers like /profiles?id= does (streams/identity/lookup.py).
+    assert worker.get(f"/customers/data?id=user_id:{user}")[0] == 200
+    for query, status, says in (("", 400, b"missing query parameter id"), ("?id=nonsense", 400, b"TYPE:VALUE"),
+                                ("?id=user_id:nobody-has-this", 404, b"no customer has this user_id")):
+        got = worker.get(f"/customers/data{query}")
+        assert got[0] == status and says in got[1], (query, got)
     print(f"\n[customer page] {pid}: audiences {sorted(members_of[pid])}, screenshot {tmp_path / 'customer.png'}")
 
