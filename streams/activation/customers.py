@@ -79,13 +79,8 @@ def register(app: Any, ctx: WorkerContext) -> None:
 
     async def fetch(view: View, request: Request, pid: str, hops: int) -> Response:
         """The customer view from the worker owning ``pid`` (following a merge to its survivor)."""
-        if (reason := owners.busy(hops)) is not None:
-            return reply(view, {"error": reason}, 503)
-        url = owners.owner(pid)
-        if url is None:
-            return reply(view, {"error": "no worker owns this profile right now; retry"}, 503)
-        if not owners.is_me(url):
-            return await owners.forward(view, request, url, f"/customers/profile/{pid}", hops)
+        if (elsewhere := await owners.route(view, request, pid, f"/customers/profile/{pid}", hops)) is not None:
+            return elsewhere
         raw = table.get(pid.encode())
         state = decode(raw) if raw else None
         if state is None or state.get("tomb") == "erased":

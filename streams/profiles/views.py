@@ -38,13 +38,8 @@ def register(app: faust.App, ctx: WorkerContext, table: faust.types.TableT) -> N
 
     async def serve(view: View, request: Request, profile_id: str, hops: int) -> Response:
         """The profile from the worker owning it, following a merge to its survivor."""
-        if (reason := owners.busy(hops)) is not None:
-            return json(view, {"error": reason}, 503)
-        url = owners.owner(profile_id)
-        if url is None:
-            return json(view, {"error": "no worker owns this profile's partition right now; retry"}, 503)
-        if not owners.is_me(url):
-            return await owners.forward(view, request, url, f"/profiles/{profile_id}", hops)
+        if (elsewhere := await owners.route(view, request, profile_id, f"/profiles/{profile_id}", hops)) is not None:
+            return elsewhere
         raw = table.get(profile_id.encode())
         if raw is None:
             return json(view, {"error": f"no profile {profile_id}"}, 404)

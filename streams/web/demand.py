@@ -94,14 +94,9 @@ class DemandViews:
             key, measure, horizon = parse_forecast_query(request.query, self.foresight.max_horizon, self.watched)
         except ValueError as exc:
             return owners.json(view, {"error": str(exc)}, 400)
-        hops = owners.hops_of(request)
-        if (reason := owners.busy(hops)) is not None:
-            return owners.json(view, {"error": reason}, 503)
-        url = owners.owner(key)
-        if url is None:
-            return owners.json(view, {"error": "no worker owns this key's demand partition right now; retry"}, 503)
-        if not owners.is_me(url):
-            return await owners.forward(view, request, url, "/demand/forecast", hops, dict(request.query))
+        elsewhere = await owners.route(view, request, key, "/demand/forecast", owners.hops_of(request), dict(request.query))
+        if elsewhere is not None:
+            return elsewhere
         status, body = forecast_body(key, measure, horizon, self.table.get(series_key(key, measure)), self.foresight)
         return owners.json(view, body, status)
 

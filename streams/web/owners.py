@@ -112,6 +112,19 @@ class PartitionOwners:
             log.warning("%s: owner %s of %s unreachable: %s", self.table_name, url, path, exc)
             return self.json(view, {"error": f"the worker owning this {self.what} is unreachable; retry"}, 503)
 
+    async def route(self, view: View, request: Request, key: str, path: str, hops: int,
+                    query: dict[str, str] | None = None) -> Response | None:
+        """None when this worker owns ``key`` and may read it now; otherwise the answer to send:
+        503 while rebalancing or while nobody owns the key, or the owner's answer to ``path``."""
+        if (reason := self.busy(hops)) is not None:
+            return self.json(view, {"error": reason}, 503)
+        url = self.owner(key)
+        if url is None:
+            return self.json(view, {"error": f"no worker owns this {self.what}'s partition right now; retry"}, 503)
+        if not self.is_me(url):
+            return await self.forward(view, request, url, path, hops, query)
+        return None
+
     async def get_json(self, url: URL, path: str, request: Request, query: dict[str, str] | None = None) -> Any:
         """Another worker's JSON answer (raises on a non-200 answer or a network error)."""
         target = url.with_path(path).with_query(query or {})
