@@ -283,13 +283,21 @@ class AlertLifecycle:
             return 0
         w[0] += 1.0
         w[1] += d.observed
-        w[2] += max(d.expected, 0.0)
+        if d.tier not in cfg.alert_tiers:
+            # A day judged partly by a cold tier (a key's first days: its running level) is no
+            # reference a week on: its expected sum sat far below the key's level, and every key
+            # "surged" on its eighth day. Marked unusable (< 0) for the rest of the day.
+            w[2] = -1.0
+        elif w[2] >= 0.0:
+            w[2] += max(d.expected, 0.0)
         if w[0] < cfg.recent_buckets:
             return 0
         observed, expected = w[1], w[2]
         past = w[3:]
         w[:] = [0.0, 0.0, 0.0, *(past + [expected])[-7:]]
-        if self.active or len(past) < 7 or past[0] <= 0:
+        if self.active or len(past) < 7 or past[0] <= 0 or self.slow[4] < cfg.slow_warmup:
+            # ... and, like the sustained-shift test, only after two weeks of learning: a week
+            # ago, the detector's day tier did not know the weekend yet.
             return 0
         base = past[0]
         sd = math.sqrt(base * max(1.0, self.slow[3]) + (0.1 * base) ** 2)

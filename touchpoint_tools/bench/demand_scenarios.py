@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from streams.demand.monitor import DemandMonitor  # noqa: E402
 from streams.demand.stage import StageConfig  # noqa: E402
 from streams.settings import Settings  # noqa: E402
-from touchpoint_tools.simulate.demand_scenarios import KINDS, VOLUMES, evaluate, make_set, run_set, summarise  # noqa: E402
+from touchpoint_tools.simulate.demand_scenarios import KINDS, VOLUMES, evaluate, learning_opens, make_set, run_set, summarise  # noqa: E402
 
 
 def _seeds(text: str) -> list[int]:
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     det_cfg, lc_cfg = cfg.detector_config(), cfg.lifecycle_config("orders")
     started = time.process_time()
     outcomes, false_opens, key_days = [], 0, 0.0
+    learning = [0, 0.0]  # OPENs in the history weeks, key-days there
     for seed in seeds:
         series = make_set(seed)
         run_set(series, lambda key: DemandMonitor(key, "product", det_cfg, lc_cfg, "orders"))
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         outcomes += o
         false_opens += f
         key_days += d
+        n, kd = learning_opens(series)
+        learning[0] += n
+        learning[1] += kd
     cpu = time.process_time() - started
     total = summarise(outcomes, false_opens, key_days)
     print(f"scenario sets {args.seeds} ({len(seeds)} x {len(outcomes) // max(1, len(seeds))} shifts, "
@@ -90,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     for kind in KINDS:
         print(_row(kind, summarise([o for o in outcomes if o.kind == kind], 0, 0)).rsplit("|", 3)[0] + "| | |")
     print(_row("**all**", total))
+    per_100 = 100.0 * learning[0] / max(learning[1], 1e-9)
+    total["learning_false_opens"], total["learning_per_100_key_days"] = learning[0], per_100
+    print(f"\nwhile the keys are learned (history weeks, day 3 on; no shift there): {learning[0]} false OPENs, "
+          f"{per_100:.2f} per 100 key-days")
     if args.verbose:
         for o in outcomes:
             print(f"  {o.key:40s} detected={o.detected!s:5} delay={o.delay_h} right={o.lifecycle_right!s:5} ends={o.ends}")

@@ -34,7 +34,7 @@ from typing import Any
 
 from touchpoint_tools.simulate.sampling import poisson
 
-__all__ = ["KINDS", "VOLUMES", "Shift", "KeySeries", "make_set", "run_set", "evaluate", "summarise"]
+__all__ = ["KINDS", "VOLUMES", "Shift", "KeySeries", "make_set", "run_set", "evaluate", "learning_opens", "summarise"]
 
 HOUR_MS = 3_600_000
 DAY_H = 24
@@ -207,6 +207,17 @@ def evaluate(series: list[KeySeries]) -> tuple[list[Outcome], int, float]:
         first_hit = min((d for (a, d) in mine if s.onset + d <= detect_by), default=None)
         outcomes.append(Outcome(ks.key, ks.volume, ks.kind, first_hit is not None, first_hit, right, [e for e, _ in ends]))
     return outcomes, false_opens, len(series) * EVAL_DAYS
+
+
+def learning_opens(series: list[KeySeries], quiet_days: int = 2) -> tuple[int, float]:
+    """(OPENs published in the history weeks, key-days there): every one is false, since no
+    shift starts before the scored weeks. The first ``quiet_days`` raise nothing by design (no
+    alert without two days of history) and are not counted as key-days. A key's first weeks
+    are when it is learned: a rule that misfires only then (a week-on-week test comparing with a
+    cold first day) shows here and nowhere in the scored weeks."""
+    first = HISTORY_DAYS * DAY_H
+    opens = sum(1 for ks in series for a in ks.alerts if a["state"] == "OPEN" and _hour(a["bucket_start"]) < first)
+    return opens, float(len(series) * (HISTORY_DAYS - quiet_days))
 
 
 def _pct(values: list[int], q: float) -> float:
