@@ -17,6 +17,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--csv", required=True, help="a timestamp,value CSV (header allowed), or - for stdin")
     p.add_argument("--measure", default=None, help="value column of a multi-column CSV (named in its header)")
+    p.add_argument("--live", default=None, metavar="MEASURE",
+                   help="judge the rows as the live demand stage judges MEASURE (orders, units, revenue or "
+                        "interest): its volume rule (TOUCHPOINT_DEMAND_MIN_EXCESS), the baseline frozen at OPEN, "
+                        "NEW_NORMAL after three days, seasons in TOUCHPOINT_DEMAND_TIMEZONE; default: the "
+                        "detector's own judgement, as NAB is scored")
     p.set_defaults(run=run)
 
 
@@ -25,12 +30,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from streams.demand.offline import SeriesStats, detect_csv
 
     stats = SeriesStats()
+    live = None
+    if args.live is not None:
+        from streams.demand.dimensions import MEASURES
+        from streams.demand.stage_config import StageConfig
+
+        if args.live not in MEASURES:
+            raise UsageError(f"--live {args.live!r}: expected one of {', '.join(MEASURES)}")
+        live = (StageConfig.from_settings(settings), args.live)
     try:
         if args.csv == "-":
-            detect_csv(sys.stdin, sys.stdout, measure=args.measure, stats=stats)
+            detect_csv(sys.stdin, sys.stdout, measure=args.measure, stats=stats, live=live)
         else:
             with open(args.csv, encoding="utf-8") as handle:
-                detect_csv(handle, sys.stdout, measure=args.measure, stats=stats)
+                detect_csv(handle, sys.stdout, measure=args.measure, stats=stats, live=live)
     except BrokenPipeError:
         # The reader went away (``touchpoint detect --csv FILE | head``): it asked for no more
         # rows, nothing failed, so end quietly with 0 (a script under ``set -o pipefail`` goes on).

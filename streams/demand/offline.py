@@ -15,12 +15,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from .detector import Decision, DetectorConfig
 from .lifecycle_config import ESCALATE, OPEN, LifecycleConfig
 from .monitor import DemandMonitor
+
+if TYPE_CHECKING:  # stage_config imports the detector and lifecycle configs, like this module
+    from .stage_config import StageConfig
 
 __all__ = ["WARMUP_ROWS", "HEADER", "SeriesStats", "Row", "parse_timestamp", "read_series", "infer_bucket_s", "detect_csv"]
 
@@ -177,6 +180,7 @@ def detect_csv(
     bucket_s: int | None = None,
     measure: str | None = None,
     stats: SeriesStats | None = None,
+    live: tuple[StageConfig, str] | None = None,
 ) -> list[int]:
     """Run detector + lifecycle over a CSV; write one output row per input row to ``out``.
 
@@ -189,8 +193,14 @@ def detect_csv(
     lifecycle's NEW_NORMAL horizon defaults to one day of buckets. Returns the
     alert column; ``stats`` receives the row counts (rows going back in time).
     Raises ValueError on bad input and when there is no data row.
+
+    ``live=(stage_config, measure)`` judges the rows as the live demand stage judges that
+    measure instead (``touchpoint detect --live``): its detector in the stage's time zone (naive
+    timestamps are read in it too), and its lifecycle with the measure's volume rule, the
+    baseline frozen at OPEN and NEW_NORMAL after three days, at the CSV's own bucket size.
+    ``config`` and ``lifecycle`` are then not used.
     """
-    base = config or DetectorConfig()
+    base = live[0].detector_config() if live is not None else (config or DetectorConfig())
     stats = stats if stats is not None else SeriesStats()
     rows = read_series(path_or_lines, base.tz, measure, stats)
     alerts: list[int] = []
@@ -211,8 +221,13 @@ def detect_csv(
     def start() -> DemandMonitor:
         size = bucket_s if bucket_s is not None else infer_bucket_s([r.ts_ms for r in warm])
         cfg = replace(base, bucket_s=size)
-        lc = lifecycle or LifecycleConfig(new_normal_buckets=max(2, 86400 // size))
-        mon = DemandMonitor(key, "", cfg, lc)
+        if live is not None:
+            stage, live_measure = live
+            lc = replace(stage, bucket_s=size).lifecycle_config(live_measure)
+        else:
+            live_measure = ""
+            lc = lifecycle or LifecycleConfig(new_normal_buckets=max(2, 86400 // size))
+        mon = DemandMonitor(key, "", cfg, lc, live_measure)
         for r in warm:
             mon.update(r.ts_ms, r.value)
         return mon
