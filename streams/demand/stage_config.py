@@ -28,7 +28,7 @@ class StageConfig:
     "last day" level over ``recent_s``.
     """
 
-    bucket_s: int = 300
+    bucket_s: int = 3600
     lateness_s: int = 600
     timezone: str = "UTC"
     worker: str = ""

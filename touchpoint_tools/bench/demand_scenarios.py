@@ -41,6 +41,10 @@ def _seeds(text: str) -> list[int]:
     return out
 
 
+def _grain(bucket_s: int) -> str:
+    return "hourly" if bucket_s == 3600 else f"{bucket_s // 60}-minute" if bucket_s % 60 == 0 else f"{bucket_s}-second"
+
+
 def _row(name: str, s: dict) -> str:
     med = "-" if s["median_delay_h"] is None else f"{s['median_delay_h']:g}"
     p90 = "-" if s["p90_delay_h"] is None else f"{s['p90_delay_h']:g}"
@@ -54,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the totals as one JSON line at the end")
     p.add_argument("--verbose", action="store_true", help="one line per shift")
     p.add_argument("--crisis", metavar="SEEDS", help="instead: replay the demo's crisis traffic with these seeds")
+    p.add_argument("--bucket-s", type=int, default=3600,
+                   help="the stage's bucket size; below an hour each hour's orders are spread at random over its buckets (default 3600)")
     args = p.parse_args(argv)
     if args.crisis:
         try:
@@ -66,14 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"demand_scenarios: --seeds {args.seeds!r}: expected numbers or ranges such as 1-5", file=sys.stderr)
         return 2
-    cfg = StageConfig(bucket_s=3600, lateness_s=3600, timezone=Settings().demand_timezone, worker="bench")
+    if args.bucket_s <= 0 or 3600 % args.bucket_s:
+        print(f"demand_scenarios: --bucket-s {args.bucket_s}: must divide an hour (300, 900, 3600, ...)", file=sys.stderr)
+        return 2
+    cfg = StageConfig(bucket_s=args.bucket_s, lateness_s=3600, timezone=Settings().demand_timezone, worker="bench")
     det_cfg, lc_cfg = cfg.detector_config(), cfg.lifecycle_config("orders")
     started = time.process_time()
     outcomes, false_opens, key_days = [], 0, 0.0
     learning = [0, 0.0]  # OPENs in the history weeks, key-days there
     for seed in seeds:
         series = make_set(seed)
-        run_set(series, lambda key: DemandMonitor(key, "product", det_cfg, lc_cfg, "orders"))
+        run_set(series, lambda key: DemandMonitor(key, "product", det_cfg, lc_cfg, "orders"), args.bucket_s, seed)
         o, f, d = evaluate(series)
         outcomes += o
         false_opens += f
@@ -84,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu = time.process_time() - started
     total = summarise(outcomes, false_opens, key_days)
     print(f"scenario sets {args.seeds} ({len(seeds)} x {len(outcomes) // max(1, len(seeds))} shifts, "
-          f"{key_days:.0f} key-days evaluated), hourly buckets, {cpu:.1f} s CPU\n")
+          f"{key_days:.0f} key-days evaluated), {_grain(args.bucket_s)} buckets, {cpu:.1f} s CPU\n")
     print("| shifts | n | detected | median delay (h = buckets) | p90 delay | lifecycle right | false OPENs | per 100 key-days |")
     print("|---|---|---|---|---|---|---|---|")
     for volume in VOLUMES:

@@ -150,13 +150,29 @@ def make_set(seed: int, per_kind: int = 2, controls: int = 4, volumes: tuple[str
     return out
 
 
-def run_set(series: list[KeySeries], monitor_factory: Callable[[str], Any]) -> None:
-    """Feed every key's buckets to its own monitor, in time order; alert records land on the key."""
+def run_set(series: list[KeySeries], monitor_factory: Callable[[str], Any], bucket_s: int = 3600, seed: int = 0) -> None:
+    """Feed every key's buckets to its own monitor, in time order; alert records land on the key.
+
+    ``bucket_s`` below an hour (a divisor of it) spreads each hour's orders uniformly at random
+    over its buckets (seeded): the same demand, watched at a finer grain."""
+    per = HOUR_MS // (bucket_s * 1000)
+    if per < 1 or per * bucket_s * 1000 != HOUR_MS:
+        raise ValueError(f"bucket_s {bucket_s}: must divide an hour")
+    rng = random.Random(seed)
     for ks in series:
         mon = monitor_factory(ks.key)
         for h, n in enumerate(ks.counts):
-            _, records = mon.update(START_MS + h * HOUR_MS, n)
-            ks.alerts.extend(r.to_dict() for r in records)
+            parts = [n] if per == 1 else _spread(rng, n, per)
+            for i, part in enumerate(parts):
+                _, records = mon.update(START_MS + h * HOUR_MS + i * bucket_s * 1000, part)
+                ks.alerts.extend(r.to_dict() for r in records)
+
+
+def _spread(rng: random.Random, n: int, parts: int) -> list[int]:
+    out = [0] * parts
+    for _ in range(n):
+        out[rng.randrange(parts)] += 1
+    return out
 
 
 def _hour(iso: str) -> int:

@@ -61,3 +61,28 @@ def test_a_seeded_subset_meets_the_targets() -> None:
     assert s["median_delay_h"] <= 3, s
     assert s["lifecycle_right"] >= 0.8, s
     assert s["false_per_100_key_days"] <= 1.0, s
+
+
+def test_finer_buckets_carry_the_same_orders() -> None:
+    # run_set(bucket_s=900): each hour's orders spread over its four buckets, none lost or added.
+    series = make_set(3, per_kind=0, controls=1, volumes=("medium",))
+    seen: list[tuple[int, float]] = []
+
+    class Recorder:
+        def update(self, ts_ms: int, count: float) -> tuple[None, list]:
+            seen.append((ts_ms, count))
+            return None, []
+
+    run_set(series, lambda key: Recorder(), bucket_s=900, seed=3)
+    assert len(seen) == 4 * len(series[0].counts)
+    assert [t for t, _ in seen[:5]] == [START_MS + i * 900_000 for i in range(5)]
+    hourly = [sum(c for _, c in seen[4 * h: 4 * h + 4]) for h in range(len(series[0].counts))]
+    assert hourly == series[0].counts
+    assert len({c for _, c in seen[:96]}) > 3  # spread, not the whole hour in one bucket
+
+
+def test_bucket_size_must_divide_an_hour() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="must divide an hour"):
+        run_set(make_set(3, per_kind=0, controls=1, volumes=("low",)), lambda key: None, bucket_s=700)
