@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import faust
+import msgspec
 import orjson
 from prometheus_client import Counter, Gauge
 
@@ -32,7 +33,6 @@ from streams.activation.stage import ActivationStage
 from streams.kafka import topics as T
 from streams.kafka.delivery import tables_recovered
 from streams.profiles.bundle import key_partition
-from streams.profiles.profile import decode
 from streams.profiles.stage import ProfileStage
 
 if TYPE_CHECKING:  # the worker context is built by streams/app.py
@@ -140,6 +140,24 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
             log.exception("activation: re-evaluation tick failed")
 
 
+class _Settled(msgspec.Struct):
+    ax: Any = None
+
+
+_SETTLED = msgspec.json.Decoder(_Settled)
+
+
+def activation_state(raw: bytes) -> dict[str, Any]:
+    """The ``ax`` part of a profile value (``{}`` without one), the rest of the value parsed but
+    not built: the timer reads thousands of values a tick for it (~1.5 us against ~5.5 us for the
+    whole value of a typical profile, docs/performance.md, session 10).
+
+    >>> activation_state(b'{"v":1,"tl":[[1,"web","track","x"]],"ax":{"due":5}}'), activation_state(b'{"v":1}')
+    ({'due': 5}, {})
+    """
+    return _SETTLED.decode(raw).ax or {}
+
+
 class Rescan:
     """The timer's bounded walk over the worker's profiles (pure: keys and values are passed in).
 
@@ -166,7 +184,7 @@ class Rescan:
             raw = get(key)
             if not raw or raw.startswith(b'{"tomb"') or b'"ax"' not in raw:
                 continue
-            ax = decode(raw).get("ax") or {}
+            ax = activation_state(raw)
             for name, k in (ax.get("m") or {}).items():
                 if k % 2:
                     self.counts[name] = self.counts.get(name, 0) + 1
