@@ -75,24 +75,26 @@ class Activation:
         sends them and awaits them with the record's must-land sends). ``at_ms``: the input
         record's timestamp, stamped on what it publishes (ActivationStage.settle)."""
         assert self.stage is not None
-        changed, updated = self._changed, self._updated
-        for key, (value, extra) in list(staged.items()):
-            try:
-                new, outs = self.stage.settle(key.decode(), stored(key), value, at_ms)
-            except Exception:
-                # A bug here must not stop the partition (the record would be replayed forever):
-                # the profile is written unsettled, counted and logged; its next change settles it.
-                self.errors.inc()
-                log.exception("activation: could not settle profile %s; written without its traits/audiences update", key[:64])
-                continue
-            for out in outs:
-                body = out.value
-                publish(out.topic, out.key.encode(), body)
-                if out.topic == T.AUDIENCES:
-                    changed["entered" if b'"change":"entered"' in (body or b"") else "exited"].inc()
-                else:
-                    updated["tombstone" if body is None else "redirect" if b'"type":"redirect"' in body else "profile"].inc()
-            staged[key] = (new, extra)
+        kinds: dict[str, int] = {}  # records published per kind: the counters move once per call
+        try:
+            for key, (value, extra) in list(staged.items()):
+                try:
+                    new, outs = self.stage.settle(key.decode(), stored(key), value, at_ms)
+                except Exception:
+                    # A bug here must not stop the partition (the record would be replayed forever):
+                    # the profile is written unsettled, counted and logged; its next change settles it.
+                    self.errors.inc()
+                    log.exception("activation: could not settle profile %s; written without its traits/audiences update", key[:64])
+                    continue
+                for out in outs:
+                    publish(out.topic, out.key.encode(), out.value)
+                    kinds[out.kind] = kinds.get(out.kind, 0) + 1
+                staged[key] = (new, extra)
+        finally:
+            for kind, n in kinds.items():
+                counter = self._changed.get(kind) or self._updated.get(kind)
+                if counter is not None:
+                    counter.inc(n)
 
 
 def prepare(ctx: WorkerContext) -> Activation:

@@ -49,7 +49,7 @@ def test_a_key_that_cannot_be_settled_is_written_unsettled_and_counted_not_repla
         def settle(self, key, before, after, at_ms=None):
             if key == "bad":
                 raise RuntimeError("boom")
-            return after + b"!", [Out("audiences", key, b"{}")]
+            return after + b"!", [Out("audiences", key, b"{}", "entered")]
 
     activation.stage = Stage()
     staged = {b"bad": (b"v1", None), b"good": (b"v2", None)}
@@ -58,6 +58,7 @@ def test_a_key_that_cannot_be_settled_is_written_unsettled_and_counted_not_repla
     assert staged == {b"bad": (b"v1", None), b"good": (b"v2!", None)}
     assert sent == [("audiences", b"good", b"{}")]
     assert activation.errors._value.get() == 1
+    assert activation.changes.labels("entered")._value.get() == 1
 
 
 def test_the_activation_state_read_alone_equals_that_of_the_whole_value():
