@@ -47,6 +47,7 @@ class Out:
     topic: str
     key: str
     value: bytes | None  # None = a Kafka tombstone (erasure on the compacted profile-updates)
+    kind: str  # what it is, for the counters: entered/exited (audiences), profile/redirect/tombstone
 
 
 KEEP_DECODED = 512  # values decided and not yet settled (a bundle has ~125 keys), at most
@@ -148,18 +149,18 @@ class ActivationStage:
         prior = decode(before) if before else None
         if prior is None or "tomb" in prior:
             # Nothing was published for a live profile under this key since it stopped being live.
-            outs = [Out(PROFILE_UPDATES, key, None)] if tomb == "erased" else []
+            outs = [Out(PROFILE_UPDATES, key, None, "tombstone")] if tomb == "erased" else []
             return after, outs
         prior_ax = prior.get("ax") or {}
         published = prior_ax.get("m") or {}
         stamp = max(stamp, prior_ax.get("ts", 0))
-        outs = [Out(AUDIENCES, key, orjson.dumps(A.change_record(key, name, entered, k, stamp, self._purpose(name), tomb)))
+        outs = [Out(AUDIENCES, key, orjson.dumps(A.change_record(key, name, entered, k, stamp, self._purpose(name), tomb)), _change(entered))
                 for name, entered, k in A.diff(dict(published), set())]
         if tomb == "merged":
             outs.append(Out(PROFILE_UPDATES, key, orjson.dumps(
-                {"schema": UPDATE_SCHEMA, "type": "redirect", "profile_id": key, "redirect_to": state["into"], "ts_ms": stamp})))
+                {"schema": UPDATE_SCHEMA, "type": "redirect", "profile_id": key, "redirect_to": state["into"], "ts_ms": stamp}), "redirect"))
         else:  # erased: this id and every id folded into it (their redirects) leave the compacted topic
-            outs.extend(Out(PROFILE_UPDATES, pid, None) for pid in [key, *prior.get("ab", [])])
+            outs.extend(Out(PROFILE_UPDATES, pid, None, "tombstone") for pid in [key, *prior.get("ab", [])])
         return after, outs
 
     def _purpose(self, audience: str) -> str | None:
@@ -176,7 +177,7 @@ class ActivationStage:
         computed = TR.evaluate(ax, self.defs, now)
         inside = A.members(self.defs, state, computed)
         published = ax.setdefault("m", {})
-        outs = [Out(AUDIENCES, key, orjson.dumps(A.change_record(key, name, entered, k, stamp, self._purpose(name), "evaluated")))
+        outs = [Out(AUDIENCES, key, orjson.dumps(A.change_record(key, name, entered, k, stamp, self._purpose(name), "evaluated")), _change(entered))
                 for name, entered, k in A.diff(published, inside)]
         # The public profile is a function of the records folded (the event count and the ids
         # absorbed change with every one) and of the computed traits and audiences (which change
@@ -188,7 +189,7 @@ class ActivationStage:
             ax["h"] = digest
             body = public_profile(key, state, computed, inside)
             outs.append(Out(PROFILE_UPDATES, key, orjson.dumps({"schema": UPDATE_SCHEMA, "type": "profile", "profile_id": key,
-                                                                "ts_ms": stamp, "profile": body})))
+                                                                "ts_ms": stamp, "profile": body}), "profile"))
         if outs:
             ax["ts"] = stamp
         due = TR.due(ax, self.defs, now)
@@ -197,6 +198,10 @@ class ActivationStage:
         else:
             ax["due"] = due
         return encode(state), outs
+
+
+def _change(entered: bool) -> str:
+    return "entered" if entered else "exited"
 
 
 _iso = lru_cache(maxsize=1 << 16)(iso)  # identifiers' first/last seen repeat on every update of a profile

@@ -18,6 +18,7 @@ unit the profiles stage's replay skip (``po``) compares.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
@@ -42,8 +43,8 @@ def murmur2(data: bytes) -> int:
     length = len(data)
     h = (0x9747B28C ^ length) & 0xFFFFFFFF
     whole = length - (length & 3)
-    for i in range(0, whole, 4):
-        k = (int.from_bytes(data[i:i + 4], "little") * _M) & 0xFFFFFFFF
+    for word in struct.unpack_from(f"<{whole >> 2}I", data):  # every 4-byte little-endian word at once
+        k = (word * _M) & 0xFFFFFFFF
         k ^= k >> 24
         h = ((h * _M) & 0xFFFFFFFF) ^ ((k * _M) & 0xFFFFFFFF)
     rest = length & 3

@@ -141,9 +141,17 @@ def render_orders(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _money(d: dict[str, int], keep: dict[str, int] | None = None) -> dict[str, float]:
-    """Major units per currency, sorted: the currencies with a non-zero amount in ``d`` or ``keep``."""
+    """Major units per currency, sorted: the currencies with a non-zero amount in ``d`` or ``keep``.
+
+    >>> _money({"USD": 250, "CNY": 0}, {"EUR": 1})
+    {'EUR': 0.0, 'USD': 2.5}
+    """
     if not d and not keep:
         return {}
+    if len(d) == 1 and (not keep or (len(keep) == 1 and keep.keys() == d.keys())):
+        # One currency, the usual profile (once per profile update): no set, no sort.
+        [(cur, amount)] = d.items()
+        return {cur: round(amount / 100, 2)} if amount or (keep and keep[cur]) else {}
     shown = {cur for cur, c in d.items() if c}
     if keep:
         shown.update(cur for cur, c in keep.items() if c)

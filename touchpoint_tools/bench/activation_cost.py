@@ -11,12 +11,18 @@ same stream of ``profile-events`` (merges and events) is run through:
 - ``settle``: ``ActivationStage.settle`` once per event (the agent settles each changed key once
   per record; ingest bundles hold mostly distinct profiles, so once per event is the upper bound):
   evaluate every trait and audience, diff membership, render and hash the public profile, and
-  build the audience / profile-update records.
+  build the audience / profile-update records;
+- ``wiring``: the worker's hand-over around it (``Activation.settle``: each key's records handed
+  to the agent and counted), per settled key, the stage's work replayed from a recording;
+- ``rescan``: the re-evaluation timer's walk (``Rescan.tick``), per profile value scanned.
 
 Definitions: the file given (default docs/activation.example.toml) and, for comparison, none
 (profile updates only). Best of ``--repeats``; microseconds per event; last line one JSON object.
 
     .venv/bin/python touchpoint_tools/bench/activation_cost.py [--events 20000] [--repeats 3] [--definitions FILE]
+
+The file puts its own checkout first on ``sys.path``; to time another checkout's ``streams`` with
+it, run a copy placed outside any checkout with ``PYTHONPATH=<checkout>``.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from streams.activation.definitions import Definitions, load
 from streams.activation.stage import ActivationStage
+from streams.activation.wiring import Activation, Rescan
 from streams.events.model import Touchpoint
 from streams.identity.memory_graph import MemoryIdentityGraph
 from streams.identity.model import ResolveRequest
@@ -119,6 +126,51 @@ def measure(records: list[tuple[str, bytes]], defs: Definitions, repeats: int) -
     }
 
 
+def measure_wiring(records: list[tuple[str, bytes]], defs: Definitions, repeats: int, bundle: int = 17) -> dict[str, Any]:
+    """us per settled key of ``Activation.settle`` around a recorded stage, in bundles of ``bundle``
+    keys (the bench's ~17 events per profile-events record); us per value of ``Rescan.tick``."""
+    from prometheus_client import CollectorRegistry
+
+    act = ActivationStage(ProfileStage(), defs, lambda: NOW)
+    recorded: list[tuple[bytes, Any]] = []
+
+    def record(key: str, before: bytes | None, after: bytes) -> Any:
+        new, outs = act.settle(key, before, after)
+        recorded.append((b"%d" % len(recorded), (new, outs)))
+        return new, outs
+
+    _, table, _ = run(records, act.decide, record)
+    replay = dict(recorded)
+
+    class Recorded:
+        def settle(self, key: str, before: bytes | None, after: bytes, at_ms: int | None = None) -> Any:
+            return replay[key.encode()]
+
+    wiring = Activation(defs, CollectorRegistry())
+    wiring.stage = Recorded()  # type: ignore[assignment]
+    keys = [k for k, _ in recorded]
+
+    def settle_all() -> float:
+        staged = [{k: (b"", None) for k in keys[i:i + bundle]} for i in range(0, len(keys), bundle)]
+        t0 = time.process_time()
+        for one in staged:
+            wiring.settle(one, lambda k: None, lambda topic, k, v: None)
+        return time.process_time() - t0
+
+    values = list(table.values())
+    listed = [str(i).encode() for i in range(len(values))]
+    get = dict(zip(listed, values, strict=True)).get
+
+    def rescan_all() -> float:
+        scan = Rescan(per_tick=len(listed), max_due=len(listed))
+        t0 = time.process_time()
+        scan.tick(lambda: listed, get, NOW)
+        return time.process_time() - t0
+
+    return {"wiring_us_per_key": round(min(settle_all() for _ in range(repeats * 3)) / len(keys) * 1e6, 2),
+            "rescan_us_per_value": round(min(rescan_all() for _ in range(repeats * 3)) / len(values) * 1e6, 2)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--events", type=int, default=20000)
@@ -128,9 +180,12 @@ def main() -> None:
     records = stream(args.events)
     result = {"with_definitions": measure(records, load(args.definitions), args.repeats),
               "without_definitions": measure(records, Definitions(), args.repeats)}
+    for name, defs in (("with_definitions", load(args.definitions)), ("without_definitions", Definitions())):
+        result[name].update(measure_wiring(records, defs, args.repeats))
     for name, r in result.items():
         print(f"{name}: profile {r['profile_us']} us/event, + traits {r['traits_us']}, + settle {r['settle_us']}"
-              f" = {r['total_us']} us/event; {r['records_out_per_event']} records out/event; value {r['value_bytes_before']} -> {r['value_bytes_after']} B")
+              f" = {r['total_us']} us/event; {r['records_out_per_event']} records out/event; value {r['value_bytes_before']} -> {r['value_bytes_after']} B;"
+              f" wiring {r['wiring_us_per_key']} us/settled key, timer walk {r['rescan_us_per_value']} us/value")
     print(json.dumps(result))
 
 

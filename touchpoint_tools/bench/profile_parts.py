@@ -10,6 +10,10 @@ us per event. Prints a Markdown table (docs/performance.md, "Session 8").
 A sample goes to the first part whose marker occurs in its stack (:data:`PARTS`, most specific
 first). Left out: the samples of Faust's consumer thread whose leaf is its own (C) event loop
 (idle) and a peer's start-up imports.
+
+``--own N`` adds, per profile, the N functions of ``streams/`` with the most self time: samples
+whose innermost Python frame is theirs, so the C calls they make (orjson, hashing, AES) count
+as theirs (docs/performance.md, "Session 10").
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 from touchpoint_tools.bench.pipeline.pyspy import parse_frame
 
-__all__ = ["PARTS", "OTHER", "classify", "shares", "table"]
+__all__ = ["PARTS", "OTHER", "classify", "shares", "table", "own_self", "own_table"]
 
 PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("ingest: audit sealing (data keys, identity.keys, marked published)", ("IngestStage._sealed", "AuditSealer")),
@@ -100,9 +104,44 @@ def table(profiles: list[tuple[str, str, float]]) -> str:
     return "\n".join(lines)
 
 
+def own_self(raw: str) -> tuple[Counter[str], int]:
+    """Samples per function of ``streams/`` that is the innermost Python frame, and the samples
+    counted (those :func:`classify` keeps).
+
+    >>> own_self("run (streams/cli/main.py:5);decode (streams/profiles/profile.py:9) 3\\nrun (streams/cli/main.py:5);x (json/y.py:1) 1")
+    (Counter({'decode (streams/profiles/profile.py)': 3}), 4)
+    """
+    own: Counter[str] = Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rstrip().rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = [parse_frame(f) for f in stack.split(";") if f]
+        if classify([name for name, _ in frames]) is None:
+            continue
+        n = int(count)
+        total += n
+        if frames and frames[-1][1].startswith("streams/"):
+            own[f"{frames[-1][0]} ({frames[-1][1]})"] += n
+    return own, total
+
+
+def own_table(name: str, raw: str, cpu: float, top: int) -> str:
+    """A Markdown table of the ``top`` functions of ``streams/`` by self time in one profile."""
+    own, total = own_self(raw)
+    lines = [f"| {name}: function of streams/ (self, C calls included) | share | us/event |", "|---|---|---|"]
+    for fn, n in own.most_common(top):
+        lines.append(f"| `{fn}` | {100 * n / total:.1f}% | {cpu * n / total:.1f} |")
+    mine = sum(own.values())
+    lines.append(f"| all of streams/ | {100 * mine / total:.1f}% | {cpu * mine / total:.1f} |" if total else "| all of streams/ | - | - |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("profiles", nargs="+", metavar="FILE=CPU_US", help="raw py-spy profile and the run's CPU us per event")
+    ap.add_argument("--own", type=int, default=0, metavar="N", help="also the N functions of streams/ with the most self time")
     args = ap.parse_args(argv)
     loaded = []
     for spec in args.profiles:
@@ -116,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"profile_parts: {spec!r}: {exc}", file=sys.stderr)
             return 2
     print(table(loaded))
+    for name, raw, cpu in loaded if args.own > 0 else ():
+        print()
+        print(own_table(name, raw, cpu, args.own))
     return 0
 
 

@@ -49,7 +49,7 @@ def test_a_key_that_cannot_be_settled_is_written_unsettled_and_counted_not_repla
         def settle(self, key, before, after, at_ms=None):
             if key == "bad":
                 raise RuntimeError("boom")
-            return after + b"!", [Out("audiences", key, b"{}")]
+            return after + b"!", [Out("audiences", key, b"{}", "entered")]
 
     activation.stage = Stage()
     staged = {b"bad": (b"v1", None), b"good": (b"v2", None)}
@@ -58,3 +58,18 @@ def test_a_key_that_cannot_be_settled_is_written_unsettled_and_counted_not_repla
     assert staged == {b"bad": (b"v1", None), b"good": (b"v2!", None)}
     assert sent == [("audiences", b"good", b"{}")]
     assert activation.errors._value.get() == 1
+    assert activation.changes.labels("entered")._value.get() == 1
+
+
+def test_the_activation_state_read_alone_equals_that_of_the_whole_value():
+    """The timer parses only ``ax`` (msgspec, the rest skipped): the same dict as decoding it all,
+    on every value of a population settled with audiences and time-dependent traits."""
+    from streams.activation.definitions import load
+    from streams.activation.wiring import activation_state
+    from tests.unit.activation.test_decoded import _records, _run
+
+    table, _ = _run(_records(600, seed=5), load("docs/activation.example.toml"), keep_decoded=64)
+    live = [raw for raw in table.values() if b'"ax"' in raw]
+    assert len(live) > 50 and any(b'"due":' in raw for raw in live)
+    for raw in table.values():
+        assert activation_state(raw) == (orjson.loads(raw).get("ax") or {})

@@ -39,3 +39,14 @@ def test_bad_argument_is_a_one_line_error(capsys, tmp_path) -> None:
     good = tmp_path / "p.txt"
     good.write_text(RAW)
     assert pp.main([f"{good}=100"]) == 0
+
+
+def test_own_self_time_goes_to_the_innermost_function_of_streams_and_leaves_idle_out() -> None:
+    own, total = pp.own_self(RAW)
+    assert total == 100  # the idle consumer thread left out, as in shares()
+    # innermost frame: Stream._c_aiter (faust) is not ours; the demand stage and the sealing call are
+    assert own == {"DemandStage.process_sliced (streams/demand/stage.py)": 50,
+                   "IngestStage._sealed (streams/ingest/stage.py)": 15}
+    text = pp.own_table("ours", RAW, 200.0, 1)
+    assert "| `DemandStage.process_sliced (streams/demand/stage.py)` | 50.0% | 100.0 |" in text
+    assert "| all of streams/ | 65.0% | 130.0 |" in text
