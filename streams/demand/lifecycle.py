@@ -25,6 +25,9 @@ The detector decides when a shift *starts* (its OPEN); the lifecycle decides wha
   remembered as having risen from its pre-rise pooled level (``remember_rise``, set by the stage)
   for the same three days, so its own tiers, which learned the surge, do not call the fall back
   a collapse either.
+* **Halving test**: on counts, outside alerts, a CUSUM of the evidence that demand fell to half
+  its baseline (buckets expecting 50 or more) opens a collapse at the resolution's threshold: the
+  detector's per-bucket CUSUM needs hours for a -50 % on a busy key that scatters by 17 %.
 * **Volume rule**: an alert is published (its OPEN record emitted) only once its excess in its
   own direction, ``observed - expected`` summed since it opened, reaches ``min_excess`` in the
   measure's own units and its level (observed/expected since OPEN) moved by at least 20 %; a
