@@ -283,7 +283,10 @@ class AlertLifecycle:
         reaches the resolution's threshold, on a bucket below the baseline; else 0 (see
         :func:`~streams.demand.lifecycle_evidence.halving_evidence`)."""
         cfg = self.config
-        if cfg.collapse_ratio <= 0.0 or not integral or self.active or d.expected is None:
+        # After the sustained-shift test's learning (two weeks of buckets outside alerts): in a
+        # key's first weeks a "halving" is mostly its half-learned seasonal baseline.
+        if (cfg.collapse_ratio <= 0.0 or not integral or self.active or d.expected is None
+                or self.slow[4] < cfg.slow_warmup):
             self.halved = 0.0
             return 0
         e = max(d.expected, 0.0)

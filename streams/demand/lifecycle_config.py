@@ -68,7 +68,8 @@ class LifecycleConfig:
         ``collapse_ratio`` x the detector's baseline" against "at the baseline" (Gaussian, the
         detector's predictive variance; only buckets expecting 50 or more, where the detector's
         own tails are normal) opens a collapse at the resolution's threshold ``back_threshold``
-        (the evidence that ends a shift opens one), on a bucket below the baseline. The detector's
+        (the evidence that ends a shift opens one), on a bucket below the baseline, after the
+        sustained-shift test's ``slow_warmup`` (two weeks of learning). The detector's
         per-bucket CUSUM of calibrated surprise needs 4-8 hours for a -50 % on a key whose hours
         scatter by 17 %; a halving of demand is what a planner acts on.
     """
