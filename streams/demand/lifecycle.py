@@ -25,6 +25,9 @@ The detector decides when a shift *starts* (its OPEN); the lifecycle decides wha
   remembered as having risen from its pre-rise pooled level (``remember_rise``, set by the stage)
   for the same three days, so its own tiers, which learned the surge, do not call the fall back
   a collapse either.
+* **Halving test**: on counts, outside alerts, a CUSUM of the evidence that demand fell to half
+  its baseline (buckets expecting 50 or more) opens a collapse at the resolution's threshold: the
+  detector's per-bucket CUSUM needs hours for a -50 % on a busy key that scatters by 17 %.
 * **Volume rule**: an alert is published (its OPEN record emitted) only once its excess in its
   own direction, ``observed - expected`` summed since it opened, reaches ``min_excess`` in the
   measure's own units and its level (observed/expected since OPEN) moved by at least 20 %; a
@@ -44,7 +47,7 @@ from typing import Any
 from .buckets import iso_utc
 from .detector import Decision
 from .lifecycle_config import ESCALATE, NEW_NORMAL, OPEN, RESOLVED, AlertRecord, LifecycleConfig
-from .lifecycle_evidence import judge_against_echo, remember_rise, remember_silent, track_lead
+from .lifecycle_evidence import halving_evidence, judge_against_echo, remember_rise, remember_silent, track_lead
 from .lifecycle_evidence import llr as _llr
 from .lifecycle_evidence import severity as _severity
 from .lifecycle_evidence import variance as _variance
@@ -82,6 +85,9 @@ class AlertLifecycle:
         # The last silent shift (dropped unpublished): [direction, buckets left to remember it,
         # mean level per bucket of its frozen baseline]; empty when there is none.
         self.echo: list[float] = []
+        # The halving test (``LifecycleConfig.collapse_ratio``): CUSUM of the evidence that demand
+        # fell to half its baseline, outside alerts.
+        self.halved = 0.0
 
     @property
     def active(self) -> bool:
@@ -129,7 +135,8 @@ class AlertLifecycle:
             self.echo[1] -= 1.0
             if self.echo[1] <= 0.0:
                 self.echo = []
-        slow = self._slow_test(d) or self._week_test(d)
+        halved = self._halving_test(d, integral)
+        slow = self._slow_test(d) or self._week_test(d) or halved
         before = track_lead(self.lead, d, integral, self.config.lead_surprise, self.active)
         if not self.active:
             # Only shifts judged against a seasonal baseline (the detector's daily or weekly tier:
@@ -271,6 +278,24 @@ class AlertLifecycle:
                 return -1
         return 0
 
+    def _halving_test(self, d: Decision, integral: bool) -> int:
+        """-1 when the evidence that a count fell to ``collapse_ratio`` (half) of its baseline
+        reaches the resolution's threshold, on a bucket below the baseline; else 0 (see
+        :func:`~streams.demand.lifecycle_evidence.halving_evidence`)."""
+        cfg = self.config
+        # After the sustained-shift test's learning (two weeks of buckets outside alerts): in a
+        # key's first weeks a "halving" is mostly its half-learned seasonal baseline.
+        if (cfg.collapse_ratio <= 0.0 or not integral or self.active or d.expected is None
+                or self.slow[4] < cfg.slow_warmup):
+            self.halved = 0.0
+            return 0
+        e = max(d.expected, 0.0)
+        self.halved = halving_evidence(self.halved, d.observed, e, _variance(d, e, integral), cfg.collapse_ratio)
+        if self.halved >= cfg.back_threshold and d.observed < e:
+            self.halved = 0.0
+            return -1
+        return 0
+
     def _week_test(self, d: Decision) -> int:
         """Once a day: the day's observed sum against the expected sum of the same day a week ago.
 
@@ -381,6 +406,8 @@ class AlertLifecycle:
             out["lead"] = [list(v) for v in self.lead]
         if self.echo:
             out["echo"] = list(self.echo)
+        if self.halved:
+            out["halved"] = self.halved
         if self.alert_id is not None:
             out.update(pre=list(self.pre), direction=self.direction, opened_ms=self.opened_ms, severity=self.severity,
                        buckets=self.buckets, published=self.published, sums=[self.sx, self.se], top=self.top, var=self.sv,
@@ -402,6 +429,7 @@ class AlertLifecycle:
             lc.lead = [[float(v) for v in lead] for lead in data["lead"]]
         if "echo" in data:
             lc.echo = [float(v) for v in data["echo"]]
+        lc.halved = float(data.get("halved", 0.0))
         if data.get("alert_id") is None:
             return lc
         lc.alert_id = data["alert_id"]

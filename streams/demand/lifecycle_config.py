@@ -63,6 +63,15 @@ class LifecycleConfig:
         surprise that keeps an alert open) in the alert's direction: the evidence the detector
         needed to open is part of the shift (0 = since OPEN only). The records still report the
         excess since OPEN.
+    collapse_ratio: the halving test, a second evidence path for collapses of busy counts (0 = off;
+        the stage sets 0.5): outside alerts, a CUSUM of the log-likelihood ratio "the level is
+        ``collapse_ratio`` x the detector's baseline" against "at the baseline" (Gaussian, the
+        detector's predictive variance; only buckets expecting 50 or more, where the detector's
+        own tails are normal) opens a collapse at the resolution's threshold ``back_threshold``
+        (the evidence that ends a shift opens one), on a bucket below the baseline, after the
+        sustained-shift test's ``slow_warmup`` (two weeks of learning). The detector's
+        per-bucket CUSUM of calibrated surprise needs 4-8 hours for a -50 % on a key whose hours
+        scatter by 17 %; a halving of demand is what a planner acts on.
     """
 
     new_normal_buckets: int = 864
@@ -84,6 +93,7 @@ class LifecycleConfig:
     week_rel: float = 0.0
     judge: str = "detector"
     lead_surprise: float = 1.0
+    collapse_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         if self.new_normal_buckets < 2 or self.recent_buckets < 1:
@@ -92,6 +102,8 @@ class LifecycleConfig:
             raise ValueError("settle_buckets must be >= 1")
         if self.min_excess < 0:
             raise ValueError("min_excess must be >= 0")
+        if not 0.0 <= self.collapse_ratio < 1.0:
+            raise ValueError("collapse_ratio must be in [0, 1)")
         if self.judge not in ("baseline", "detector"):
             raise ValueError("judge must be 'baseline' or 'detector'")
 

@@ -98,4 +98,5 @@ class StageConfig:
                                slow_buckets=max(2, DAY_S // self.bucket_s), slow_warmup=max(2, 2 * WEEK_S // self.bucket_s),
                                fast_buckets=max(2, 6 * 3600 // self.bucket_s), judge="baseline",
                                min_base=dict(self.min_excess).get(measure, 0.0) if measure in SUMMED else 0.0,
-                               publish_z=3.0 if measure in SUMMED else 0.0, week_rel=0.25)
+                               publish_z=3.0 if measure in SUMMED else 0.0, week_rel=0.25,
+                               collapse_ratio=0.5)

@@ -386,3 +386,72 @@ def test_a_promoted_key_falling_back_from_its_rise_opens_no_collapse() -> None:
     assert states("prior") == []
     assert states("day")[0] == (0, OPEN)
     assert states("prior", dataclasses.replace(LIVE, prior_collapses=True))[0] == (0, OPEN)
+
+
+def _quiet(i: int, observed: float, expected: float, sd: float) -> Decision:
+    """A bucket the detector did not alert on (its own CUSUM never opens here)."""
+    return dataclasses.replace(_decision(i, observed), expected=expected, sd=sd, surprise_up=0.0,
+                               evidence_up=0.0, direction=0)
+
+
+def _halving(observed: list[float], expected: float, sd: float, lc: LifecycleConfig,
+             restart_at: int = -1) -> list[tuple[int, str, str]]:
+    life = AlertLifecycle("k", "sku", lc, "orders")
+    out = []
+    for i, x in enumerate(observed):
+        out += [(i, r.state, r.direction) for r in life.observe(_quiet(i, x, expected, sd))]
+        if i == restart_at:
+            life = AlertLifecycle.from_snapshot(json.loads(json.dumps(life.snapshot())), "k", "sku", lc, "orders")
+    return out
+
+
+# The sustained-shift tests silenced (they would open a held -50 % a bucket or two later), their
+# learning shortened to 4 buckets so that the halving test, which waits for it, speaks.
+HALVING = dataclasses.replace(LIVE, min_excess=12.0, collapse_ratio=0.5, slow_warmup=4, slow_threshold=1e9,
+                              fast_threshold=1e9)
+
+
+def test_a_busy_key_that_halves_opens_a_collapse_without_the_detector() -> None:
+    # 1000 expected an hour, scattering 17 %: a -50 % hour is 2.9 sd, and the detector's CUSUM of
+    # calibrated surprise needs 4-8 of them. The halving test: 4.67 of evidence per such hour
+    # against a threshold of ln(20 x 72) = 7.27: published on the second hour.
+    halved = [1000.0] * 5 + [500.0] * 6
+    assert _halving(halved, 1000.0, 170.0, HALVING)[0] == (6, OPEN, "collapse")
+    assert _halving(halved, 1000.0, 170.0, HALVING, restart_at=5)[0] == (6, OPEN, "collapse")  # state survives a restart
+    assert _halving(halved, 1000.0, 170.0, dataclasses.replace(HALVING, collapse_ratio=0.0)) == []  # the test off
+    # Not while the key is still learning (the stage: two weeks of buckets outside alerts).
+    assert _halving(halved, 1000.0, 170.0, dataclasses.replace(HALVING, slow_warmup=20)) == []
+    assert _halving(halved, 1000.0, 170.0, dataclasses.replace(HALVING, slow_warmup=6))[0][0] == 7  # from bucket 6 on
+
+
+def test_the_halving_test_leaves_noise_sparse_keys_and_surges_alone() -> None:
+    # -15 % held for a day on a busy key: closer to the baseline than to half of it, no evidence.
+    assert _halving([850.0] * 24, 1000.0, 170.0, HALVING) == []
+    # A key expecting 20 an hour at 5: the detector's exact count tails judge it, not this test.
+    assert _halving([5.0] * 24, 20.0, 5.0, HALVING) == []
+    # Doubled: a surge is the detector's (its surprise grows without bound upwards).
+    assert _halving([2000.0] * 24, 1000.0, 170.0, HALVING) == []
+    # Halved during the night hours of a busy key (expected 30) opens nothing; its evening does.
+    night_then_evening = [15.0] * 6 + [500.0, 500.0]
+    states = [
+        (i, r.state) for i, r in _halving_varying(night_then_evening, [30.0] * 6 + [1000.0, 1000.0], 0.17, HALVING)
+    ]
+    assert states == [(7, OPEN)]
+
+
+def _halving_varying(observed: list[float], expected: list[float], rel_sd: float, lc: LifecycleConfig):
+    life = AlertLifecycle("k", "sku", lc, "orders")
+    out = []
+    for i, (x, e) in enumerate(zip(observed, expected, strict=True)):
+        out += [(i, r) for r in life.observe(_quiet(i, x, e, max(rel_sd * e, e ** 0.5)))]
+    return out
+
+
+def test_the_stage_runs_the_halving_test_on_counts_only() -> None:
+    assert StageConfig(bucket_s=3600).lifecycle_config("orders").collapse_ratio == 0.5
+    assert LifecycleConfig().collapse_ratio == 0.0  # detect --csv (judge="detector") is unchanged
+    with pytest.raises(ValueError):
+        LifecycleConfig(collapse_ratio=1.0)
+    life = AlertLifecycle("k", "sku", HALVING, "revenue")
+    recs = [r for i in range(8) for r in life.observe(_quiet(i, 500.0 if i >= 5 else 1000.0, 1000.0, 170.0), integral=False)]
+    assert recs == []  # amounts (revenue) are not counts: their noise model is not the count's
