@@ -308,10 +308,11 @@ class AlertLifecycle:
             return 0
         w[0] += 1.0
         w[1] += d.observed
-        if d.tier not in cfg.alert_tiers:
-            # A day judged partly by a cold tier (a key's first days: its running level) is no
-            # reference a week on: its expected sum sat far below the key's level, and every key
-            # "surged" on its eighth day. Marked unusable (< 0) for the rest of the day.
+        if d.tier not in cfg.alert_tiers or self.slow[4] < cfg.slow_warmup:
+            # The detector's expectation of a day is a fair reference a week on only once it has
+            # learned for two weeks: a key's first days are judged by a cold running level (every
+            # key "surged" on its eighth day) and its first weeks by a day tier that does not know
+            # the weekend yet. Such a day is remembered by what it observed (below).
             w[2] = -1.0
         elif w[2] >= 0.0:
             w[2] += max(d.expected, 0.0)
@@ -319,13 +320,13 @@ class AlertLifecycle:
             return 0
         observed, expected = w[1], w[2]
         past = w[3:]
-        w[:] = [0.0, 0.0, 0.0, *(past + [expected])[-7:]]
-        if self.active or len(past) < 7 or past[0] <= 0 or self.slow[4] < cfg.slow_warmup:
-            # ... and, like the sustained-shift test, only after two weeks of learning: a week
-            # ago, the detector's day tier did not know the weekend yet.
+        # References: an expected sum (>= 0), or an observed one stored negated.
+        w[:] = [0.0, 0.0, 0.0, *(past + [expected if expected >= 0.0 else -observed])[-7:]]
+        if self.active or len(past) < 7 or past[0] == 0.0:
             return 0
-        base = past[0]
-        sd = math.sqrt(base * max(1.0, self.slow[3]) + (0.1 * base) ** 2)
+        base = abs(past[0])
+        # An observed reference carries its own day's noise too: twice the count variance.
+        sd = math.sqrt((1.0 if past[0] > 0 else 2.0) * base * max(1.0, self.slow[3]) + (0.1 * base) ** 2)
         direction = 0
         if observed >= base * (1.0 + cfg.week_rel) and observed - base >= 3.0 * sd:
             direction = 1
