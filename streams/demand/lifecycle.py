@@ -297,7 +297,8 @@ class AlertLifecycle:
         return 0
 
     def _week_test(self, d: Decision) -> int:
-        """Once a day: the day's observed sum against the expected sum of the same day a week ago.
+        """Once a day: the day's observed sum against the same day a week ago (its expected sum,
+        or in a key's first two weeks its observed one).
 
         A ramp (spending coming back over a week) is learned by the detector as it rises, so its
         residuals stay small; a week on, the level is clearly elsewhere. Fires (outside alerts,
