@@ -15,15 +15,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 from zoneinfo import ZoneInfo
 
 from .detector import Decision, DetectorConfig
 from .lifecycle_config import ESCALATE, OPEN, LifecycleConfig
 from .monitor import DemandMonitor
-
-if TYPE_CHECKING:  # stage_config imports the detector and lifecycle configs, like this module
-    from .stage_config import StageConfig
+from .stage_config import StageConfig
 
 __all__ = ["WARMUP_ROWS", "HEADER", "SeriesStats", "Row", "parse_timestamp", "read_series", "infer_bucket_s", "detect_csv"]
 
