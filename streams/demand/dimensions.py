@@ -165,10 +165,12 @@ class KeyShape(NamedTuple):
 Shape = tuple[KeyShape, ...]
 
 
-def event_shape(t: Touchpoint, dimensions: Iterable[str] = DIMENSIONS) -> Shape:
+def event_shape(t: Touchpoint, dimensions: Iterable[str] = DIMENSIONS,
+                interned: dict[tuple[str, tuple[int, ...] | None], KeyShape] | None = None) -> Shape:
     """The keys of :func:`dimension_keys`, each with the product lines it sums (:class:`KeyShape`).
 
     It depends only on the fields :func:`signature` reads, so events with one signature share it.
+    ``interned``: the key shapes made so far (shared between the shapes of a memo).
 
     >>> tp = Touchpoint("m", "track", 0, 0, (("user_id", "u"),), event="Order Completed", region="hubei",
     ...                 products=[{"product_id": "m1", "category": "masks"}, {"product_id": "t1", "category": "travel"}])
@@ -181,16 +183,28 @@ def event_shape(t: Touchpoint, dimensions: Iterable[str] = DIMENSIONS) -> Shape:
         dim, _, value = key.partition(":")
         lines: tuple[int, ...] | None
         if dim == "product":
-            lines = tuple(i for i, p in enumerate(products) if p.get("product_id") == value)
+            lines = _lines(products, "product_id", value)
         elif dim in ("category", "category_region"):
             cat = value.split("|", 1)[0] if dim == "category_region" else value
-            lines = tuple(i for i, p in enumerate(products) if p.get("category") == cat)
+            lines = _lines(products, "category", cat)
             if not lines and t.category == cat:  # the event's own category, no matching line
                 lines = None
         else:
             lines = None
-        shape.append(KeyShape(key, lines, (key, "orders"), (key, "units"), (key, "revenue"), (key, "interest")))
+        made = None if interned is None else interned.get((key, lines))
+        if made is None:
+            made = KeyShape(key, lines, (key, "orders"), (key, "units"), (key, "revenue"), (key, "interest"))
+            if interned is not None:
+                interned[(key, lines)] = made
+        shape.append(made)
     return tuple(shape)
+
+
+def _lines(products: list[dict[str, Any]], name: str, value: str) -> tuple[int, ...]:
+    """Indices of the products whose ``name`` is ``value``."""
+    if len(products) == 1:  # most events: no generator
+        return (0,) if products[0].get(name) == value else ()
+    return tuple(i for i, p in enumerate(products) if p.get(name) == value)
 
 
 def signature(t: Touchpoint) -> tuple[Any, ...]:
@@ -294,6 +308,8 @@ class ShapeMemo:
     dimensions: tuple[str, ...] = DIMENSIONS
     size: int = 16_384
     shapes: dict[tuple[Any, ...], Shape] = field(default_factory=dict)
+    # one KeyShape per (key, lines), shared by the shapes: ~100 bytes per signature, not ~2 KB
+    interned: dict[tuple[str, tuple[int, ...] | None], KeyShape] = field(default_factory=dict)
 
     def of(self, t: Touchpoint) -> Shape:
         sig = signature(t)
@@ -302,11 +318,12 @@ class ShapeMemo:
         except TypeError:  # an unhashable value (not from the normaliser)
             return event_shape(t, self.dimensions)
         if shape is None:
-            shape = event_shape(t, self.dimensions)
-            if all(v is None or type(v) is str for v in sig):
-                if len(self.shapes) >= self.size:
-                    self.shapes.clear()
-                self.shapes[sig] = shape
+            if not all(v is None or type(v) is str for v in sig):
+                return event_shape(t, self.dimensions)
+            if len(self.shapes) >= self.size:
+                self.shapes.clear()
+                self.interned.clear()
+            shape = self.shapes[sig] = event_shape(t, self.dimensions, self.interned)
         return shape
 
 
