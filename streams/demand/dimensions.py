@@ -397,7 +397,7 @@ class PendingCounts:
     last_offset: dict[int, int] = field(default_factory=dict)
     orders: OrderMemory = field(default_factory=OrderMemory)
     skipped: Counter[str] = field(default_factory=Counter)
-    shapes: ShapeMemo | None = None  # one per dimensions; made at first use
+    shapes: ShapeMemo | None = field(default=None, compare=False, repr=False)  # made at first use (a cache, not state)
 
 
     def __len__(self) -> int:
