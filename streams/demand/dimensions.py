@@ -25,7 +25,7 @@ import math
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -33,8 +33,8 @@ from streams.events.model import Touchpoint
 
 __all__ = [
     "DIMENSIONS", "MEASURES", "LEGACY_MEASURE", "ORDER_EVENTS", "REFUND_EVENTS", "INTEREST_EVENTS", "ORDER_MEMORY",
-    "OrderMemory", "PendingCounts", "dimension_keys", "event_measures", "partial_counts", "parse_dimensions",
-    "parse_measures",
+    "KeyShape", "OrderMemory", "PendingCounts", "Shape", "ShapeMemo", "dimension_keys", "event_measures", "event_shape", "measures_of",
+    "partial_counts", "parse_dimensions", "parse_measures", "signature",
 ]
 
 DIMENSIONS = ("product", "category", "region", "channel", "category_region", "store")
@@ -149,6 +149,79 @@ def _line_amounts(t: Touchpoint) -> list[tuple[dict[str, Any], float, float | No
     return out
 
 
+class KeyShape(NamedTuple):
+    """One key an event counts towards, the product lines its units and amount come from (None:
+    the whole event's: region, channel, store, or a category the event names without a line of
+    it), and its series (made once per shape, not per event)."""
+
+    key: str
+    lines: tuple[int, ...] | None
+    orders: tuple[str, str]
+    units: tuple[str, str]
+    revenue: tuple[str, str]
+    interest: tuple[str, str]
+
+
+Shape = tuple[KeyShape, ...]
+
+
+def event_shape(t: Touchpoint, dimensions: Iterable[str] = DIMENSIONS,
+                interned: dict[tuple[str, tuple[int, ...] | None], KeyShape] | None = None) -> Shape:
+    """The keys of :func:`dimension_keys`, each with the product lines it sums (:class:`KeyShape`).
+
+    It depends only on the fields :func:`signature` reads, so events with one signature share it.
+    ``interned``: the key shapes made so far (shared between the shapes of a memo).
+
+    >>> tp = Touchpoint("m", "track", 0, 0, (("user_id", "u"),), event="Order Completed", region="hubei",
+    ...                 products=[{"product_id": "m1", "category": "masks"}, {"product_id": "t1", "category": "travel"}])
+    >>> sorted((k.key, k.lines) for k in event_shape(tp, ("product", "region")))
+    [('product:m1', (0,)), ('product:t1', (1,)), ('region:hubei', None)]
+    """
+    products = t.products
+    shape = []
+    for key in dimension_keys(t, dimensions):
+        dim, _, value = key.partition(":")
+        lines: tuple[int, ...] | None
+        if dim == "product":
+            lines = _lines(products, "product_id", value)
+        elif dim in ("category", "category_region"):
+            cat = value.split("|", 1)[0] if dim == "category_region" else value
+            lines = _lines(products, "category", cat)
+            if not lines and t.category == cat:  # the event's own category, no matching line
+                lines = None
+        else:
+            lines = None
+        made = None if interned is None else interned.get((key, lines))
+        if made is None:
+            made = KeyShape(key, lines, (key, "orders"), (key, "units"), (key, "revenue"), (key, "interest"))
+            if interned is not None:
+                interned[(key, lines)] = made
+        shape.append(made)
+    return tuple(shape)
+
+
+def _lines(products: list[dict[str, Any]], name: str, value: str) -> tuple[int, ...]:
+    """Indices of the products whose ``name`` is ``value``."""
+    if len(products) == 1:  # most events: no generator
+        return (0,) if products[0].get(name) == value else ()
+    return tuple(i for i, p in enumerate(products) if p.get(name) == value)
+
+
+def signature(t: Touchpoint) -> tuple[Any, ...]:
+    """What :func:`event_shape` reads of an event.
+
+    >>> signature(Touchpoint("m", "page", 0, 0, (), channel="web", category="masks"))
+    ('masks', None, 'web', None)
+    """
+    products = t.products
+    if not products:
+        return t.category, t.region, t.channel, t.store
+    if len(products) == 1:
+        p = products[0]
+        return t.category, t.region, t.channel, t.store, p.get("product_id"), p.get("category")
+    return (t.category, t.region, t.channel, t.store, *(x for p in products for x in (p.get("product_id"), p.get("category"))))
+
+
 def event_measures(t: Touchpoint, dimensions: Iterable[str] = DIMENSIONS, measures: Iterable[str] = MEASURES,
                    currency: str = "CNY") -> dict[tuple[str, str], float]:
     """What one event adds to each series ``(key, measure)`` (order dedup not applied here).
@@ -163,52 +236,44 @@ def event_measures(t: Touchpoint, dimensions: Iterable[str] = DIMENSIONS, measur
     kind = _kind(t)
     if kind is None:
         return {}
-    keys = dimension_keys(t, dimensions)
-    if not keys:
-        return {}
-    wanted = set(measures)
-    out: dict[tuple[str, str], float] = {}
+    return dict(measures_of(t, kind, event_shape(t, dimensions), frozenset(measures), currency))
+
+
+def measures_of(t: Touchpoint, kind: str, shape: Shape, wanted: frozenset[str], currency: str) -> list[tuple[tuple[str, str], float]]:
+    """``(series, value)`` of an event of ``kind`` (``_kind``) whose :func:`event_shape` is
+    ``shape``: :func:`event_measures` as pairs (each series once)."""
+    if not shape:
+        return []
     if kind == "interest":
-        if "interest" in wanted:
-            out.update(((k, "interest"), 1.0) for k in keys)
-        return out
+        return [(k.interest, 1.0) for k in shape] if "interest" in wanted else []
+    out: list[tuple[tuple[str, str], float]] = []
     lines = _line_amounts(t)
     in_currency = (t.currency or currency).upper() == currency.upper()
     total_qty = sum(q for _, q, _ in lines) or 1.0
     line_total = sum(a for _, _, a in lines if a is not None)
     order_amount = t.revenue if t.revenue is not None else (line_total if lines else None)
     sign = -1.0 if kind == "refund" else 1.0
-
-    def part(match) -> tuple[float, float | None]:
-        """(units, amount) of the lines a product/category key matches."""
-        units, amount = 0.0, 0.0
-        for p, q, a in lines:
-            if match(p):
+    orders = kind == "order" and "orders" in wanted
+    units_wanted = kind == "order" and "units" in wanted
+    revenue = "revenue" in wanted and in_currency
+    for _, matched, orders_series, units_series, revenue_series, _ in shape:
+        if matched is None:
+            units, amount = (total_qty if lines else 1.0), (order_amount or 0.0)
+        else:  # the units and amount of the lines the key matches
+            units, amount = 0.0, 0.0
+            for i in matched:
+                _, q, a = lines[i]
                 units += q
                 if a is not None:
                     amount += a
                 elif order_amount is not None:
                     amount += order_amount * q / total_qty
-        return units, amount
-
-    for key in keys:
-        dim, _, value = key.partition(":")
-        if dim == "product":
-            units, amount = part(lambda p, v=value: p.get("product_id") == v)
-        elif dim in ("category", "category_region"):
-            cat = value.split("|", 1)[0] if dim == "category_region" else value
-            units, amount = part(lambda p, c=cat: p.get("category") == c)
-            if not units and t.category == cat:  # the event's own category, no matching line
-                units, amount = (total_qty if lines else 1.0), (order_amount or 0.0)
-        else:
-            units, amount = (total_qty if lines else 1.0), (order_amount or 0.0)
-        if kind == "order":
-            if "orders" in wanted:
-                out[(key, "orders")] = 1.0
-            if "units" in wanted:
-                out[(key, "units")] = units
-        if "revenue" in wanted and in_currency and amount:
-            out[(key, "revenue")] = sign * amount
+        if orders:
+            out.append((orders_series, 1.0))
+        if units_wanted:
+            out.append((units_series, units))
+        if revenue and amount:
+            out.append((revenue_series, sign * amount))
     return out
 
 
@@ -228,29 +293,90 @@ class OrderMemory:
         return True
 
 
+@dataclass
+class ShapeMemo:
+    """:func:`event_shape` per :func:`signature`, for one choice of dimensions: the bench stream's
+    events share a few thousand signatures (people browse and buy the same products in the same
+    regions and channels). Cleared when full (cheaper than LRU bookkeeping; it refills within
+    seconds).
+
+    Only signatures of strings (and None) are kept: ``1``, ``1.0`` and ``True`` are equal but make
+    different keys, and no other value equals a string, so an event that finds a shape here has
+    the very values it was made of (the normaliser gives strings; other events are not memoised).
+    """
+
+    dimensions: tuple[str, ...] = DIMENSIONS
+    size: int = 16_384
+    shapes: dict[tuple[Any, ...], Shape] = field(default_factory=dict)
+    # one KeyShape per (key, lines), shared by the shapes: ~100 bytes per signature, not ~2 KB
+    interned: dict[tuple[str, tuple[int, ...] | None], KeyShape] = field(default_factory=dict)
+
+    def of(self, t: Touchpoint) -> Shape:
+        sig = signature(t)
+        try:
+            shape = self.shapes.get(sig)
+        except TypeError:  # an unhashable value (not from the normaliser)
+            return event_shape(t, self.dimensions)
+        if shape is None:
+            if not all(v is None or type(v) is str for v in sig):
+                return event_shape(t, self.dimensions)
+            if len(self.shapes) >= self.size:
+                self.shapes.clear()
+                self.interned.clear()
+            shape = self.shapes[sig] = event_shape(t, self.dimensions, self.interned)
+        return shape
+
+
 def partial_counts(touchpoints: Iterable[Touchpoint], bucket_s: int, dimensions: Iterable[str] = DIMENSIONS,
-                   measures: Iterable[str] = MEASURES, currency: str = "CNY",
-                   orders: OrderMemory | None = None) -> tuple[dict[tuple[str, str, int], float], dict[str, int]]:
+                   measures: Iterable[str] = MEASURES, currency: str = "CNY", orders: OrderMemory | None = None,
+                   shapes: ShapeMemo | None = None) -> tuple[dict[tuple[str, str, int], float], dict[str, int]]:
     """Sums per (key, measure, bucket start in ms, UTC) over a batch, and what was not counted
-    (``{"repeated_order": n, "skipped_currency": n}``)."""
+    (``{"repeated_order": n, "skipped_currency": n}``). ``shapes``: a memo of the events' shapes
+    (of the same dimensions), kept across batches.
+
+    Each series is summed in event order (revenue sums are not whole: the order of additions is
+    part of the result), in one dict per bucket so that an event's series need no new tuples.
+    """
     bucket_ms = bucket_s * 1000
-    dims, meas = tuple(dimensions), tuple(measures)
-    sums: defaultdict[tuple[str, str, int], float] = defaultdict(float)  # revenue sums are not whole
+    dims, wanted = tuple(dimensions), frozenset(measures)
+    if shapes is None:
+        shapes = ShapeMemo(dims)
+    elif shapes.dimensions != dims:
+        raise ValueError(f"a shape memo of dimensions {shapes.dimensions}, not {dims}")
+    interest = "interest" in wanted
+    by_bucket: dict[int, defaultdict[tuple[str, str], float]] = {}
     skipped = {"repeated_order": 0, "skipped_currency": 0}
+    upper = currency.upper()
+    shape_of = shapes.of
     for t in touchpoints:
-        contrib = event_measures(t, dims, meas, currency)
-        if not contrib:
-            continue
         kind = _kind(t)
-        if kind == "order" and t.order_id and orders is not None and not orders.first_time(t.order_id):
-            skipped["repeated_order"] += 1
+        if kind is None:
             continue
-        if kind in ("order", "refund") and t.currency and t.currency.upper() != currency.upper():
-            skipped["skipped_currency"] += 1
+        shape = shape_of(t)
+        if kind == "interest":
+            if not interest or not shape:
+                continue
+            measured = None
+        else:
+            measured = measures_of(t, kind, shape, wanted, currency)
+            if not measured:
+                continue
+            if kind == "order" and t.order_id and orders is not None and not orders.first_time(t.order_id):
+                skipped["repeated_order"] += 1
+                continue
+            if t.currency and t.currency.upper() != upper:
+                skipped["skipped_currency"] += 1
         start = t.ts_ms - t.ts_ms % bucket_ms
-        for (key, measure), v in contrib.items():
-            sums[(key, measure, start)] += v
-    return sums, skipped
+        sums = by_bucket.get(start)
+        if sums is None:
+            sums = by_bucket[start] = defaultdict(float)
+        if measured is None:  # interest: 1 per key
+            for k in shape:
+                sums[k.interest] += 1.0
+        else:
+            for series, v in measured:
+                sums[series] += v
+    return {(key, measure, start): v for start, sums in by_bucket.items() for (key, measure), v in sums.items()}, skipped
 
 
 @dataclass
@@ -271,13 +397,18 @@ class PendingCounts:
     last_offset: dict[int, int] = field(default_factory=dict)
     orders: OrderMemory = field(default_factory=OrderMemory)
     skipped: Counter[str] = field(default_factory=Counter)
+    shapes: ShapeMemo | None = field(default=None, compare=False, repr=False)  # made at first use (a cache, not state)
+
 
     def __len__(self) -> int:
         return len(self.counts)
 
     def add(self, partition: int, last_offset: int, touchpoints: Iterable[Touchpoint], bucket_s: int) -> None:
         """Sum applied events of one source partition, up to and including ``last_offset``."""
-        sums, skipped = partial_counts(touchpoints, bucket_s, self.dimensions, self.measures, self.currency, self.orders)
+        if self.shapes is None:
+            self.shapes = ShapeMemo(tuple(self.dimensions))
+        sums, skipped = partial_counts(touchpoints, bucket_s, self.dimensions, self.measures, self.currency, self.orders,
+                                       self.shapes)
         self.skipped.update(skipped)
         for series_bucket, n in sums.items():
             per_source = self.counts.get(series_bucket)
@@ -288,7 +419,8 @@ class PendingCounts:
 
     def take(self) -> PendingCounts:
         """Everything pending, leaving this empty (``merge`` puts it back if sending fails)."""
-        out = PendingCounts(self.dimensions, self.measures, self.currency, self.counts, self.last_offset, self.orders)
+        out = PendingCounts(self.dimensions, self.measures, self.currency, self.counts, self.last_offset, self.orders,
+                            shapes=self.shapes)
         self.counts, self.last_offset = {}, {}
         return out
 
@@ -312,6 +444,14 @@ class PendingCounts:
 
 
 def _clean(x: float) -> float | int:
-    """Whole numbers as ints (counts stay counts), amounts to the cent."""
+    """Whole numbers as ints (counts stay counts), amounts to the cent; a sum JSON cannot hold as a
+    64-bit integer stays a float (valid events reach 10^20: 100 lines of 10^12 x 10^6).
+
+    >>> _clean(3.0), _clean(2.499), _clean(1e19)
+    (3, 2.5, 1e+19)
+    """
     r = round(x, 2)
-    return int(r) if r == int(r) else r
+    return int(r) if r == int(r) and -_INT64 <= r < _INT64 else r
+
+
+_INT64 = 2.0 ** 63
