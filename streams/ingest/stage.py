@@ -311,8 +311,8 @@ class IngestStage:
         pending = self.pending_demand.take()
         if not pending:
             return 0
-        records = pending.records()
         try:
+            records = pending.records()  # inside: a record that cannot be built must not drop the rest
             await self._send_all(self.sink.demand, records)
         except BaseException:
             # Re-sending some of them later is the at-least-once case the demand stage skips by offset.

@@ -140,6 +140,28 @@ def test_demand_counts_that_could_not_be_sent_stay_pending():
     assert counts[("category:masks", NOW)] == (3, [[2, 3, 2]])
 
 
+def test_demand_counts_stay_pending_when_their_records_cannot_be_built():
+    stage, sink = make_stage()
+    asyncio.run(stage.process_batch(records([track("a"), track("b")], partition=2)))
+    held = stage.pending_demand.counts.copy()
+    real = type(stage.pending_demand).records
+
+    def broken(self):
+        raise TypeError("cannot encode")
+
+    type(stage.pending_demand).records = broken
+    try:
+        asyncio.run(stage.flush_demand())
+        raise AssertionError("the error must reach the commit, which then does not commit")
+    except TypeError:
+        pass
+    finally:
+        type(stage.pending_demand).records = real
+    assert stage.pending_demand.counts == held and sink.counts == []
+    asyncio.run(stage.flush_demand())
+    assert {(d["k"], d["n"]) for d in sink.counts} >= {("category:masks", 2)}
+
+
 def identify(mid, **ids):
     return orjson.dumps({"type": "identify", "messageId": mid, **ids})
 
