@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from streams.backoff import BASIC_TRANSIENT, retry_until_ok
-from streams.demand.dimensions import DIMENSIONS, MEASURES, PendingCounts
+from streams.demand.dimensions import DIMENSIONS, MEASURES
+from streams.demand.pending import PendingCounts
 from streams.events.model import Touchpoint, dedup_id
 from streams.events.reasons import Reason, Rejected
 from streams.identity.memory_graph import REFUSAL_TYPES

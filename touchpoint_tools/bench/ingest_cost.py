@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import streams
-from streams.demand.dimensions import OrderMemory, PendingCounts
+from streams.demand.pending import OrderMemory, PendingCounts
 from streams.events.model import Touchpoint, dedup_id
 from streams.identity.memory_graph import MemoryIdentityGraph
 from streams.identity.model import ResolveRequest

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.demand.dimensions import PendingCounts, event_measures
+from streams.demand.dimensions import event_measures
+from streams.demand.pending import PendingCounts
 from streams.demand.series import series_key
 from streams.demand.stage import DemandStage, StageConfig
 from touchpoint_tools.simulate.population import FOREVER_MS, Population, Scenario, crisis

@@ -5,7 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from streams.demand.dimensions import OrderMemory, PendingCounts, event_measures, parse_measures, partial_counts
+from streams.demand.dimensions import event_measures, parse_measures
+from streams.demand.pending import OrderMemory, PendingCounts, partial_counts
 from streams.events.model import Touchpoint
 
 T = 1_767_571_200_000  # 2026-01-05T00:00:00Z

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from streams.demand.dimensions import PendingCounts
+from streams.demand.pending import PendingCounts
 from streams.events.model import Touchpoint
 
 

@@ -1,4 +1,4 @@
-"""The demand pre-aggregation's memo of event shapes (streams/demand/dimensions.py: ShapeMemo):
+"""The demand pre-aggregation's memo of event shapes (streams/demand/pending.py: ShapeMemo):
 events that share a signature share a shape, and nothing else does."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from streams.demand.dimensions import PendingCounts, ShapeMemo, event_measures, partial_counts, signature
+from streams.demand.dimensions import event_measures, signature
+from streams.demand.pending import PendingCounts, ShapeMemo, partial_counts
 from streams.events.model import Touchpoint
 
 

@@ -16,7 +16,8 @@ import hashlib
 import random
 from typing import Any
 
-from streams.demand.dimensions import INTEREST_EVENTS, ORDER_EVENTS, REFUND_EVENTS, PendingCounts, event_measures, partial_counts
+from streams.demand.dimensions import INTEREST_EVENTS, ORDER_EVENTS, REFUND_EVENTS, event_measures
+from streams.demand.pending import PendingCounts, partial_counts
 from streams.events.model import Touchpoint
 from streams.identity.memory_graph import MemoryIdentityGraph
 from streams.identity.rules import IdentityRules

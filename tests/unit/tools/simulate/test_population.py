@@ -50,7 +50,7 @@ def Population_ts(event):
 def test_events_carry_real_orders_refunds_and_interest_for_the_demand_measures():
     from collections import Counter
 
-    from streams.demand.dimensions import OrderMemory, partial_counts
+    from streams.demand.pending import OrderMemory, partial_counts
 
     norm = Normalizer(PiiHasher("k"))
     tps = [norm.normalize(decode(orjson.dumps(e), 32768), START) for e in Population(200, seed=2).events(6000, START, 2000)]
