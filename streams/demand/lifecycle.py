@@ -280,17 +280,21 @@ class AlertLifecycle:
 
     def _halving_test(self, d: Decision, integral: bool) -> int:
         """-1 when the evidence that a count fell to ``collapse_ratio`` (half) of its baseline
-        reaches the resolution's threshold, on a bucket below the baseline; else 0 (see
+        (in a key's first two weeks: ``learning_collapse_ratio``, a fifth) reaches the
+        resolution's threshold, on a bucket below the baseline; else 0 (see
         :func:`~streams.demand.lifecycle_evidence.halving_evidence`)."""
         cfg = self.config
-        # After the sustained-shift test's learning (two weeks of buckets outside alerts): in a
-        # key's first weeks a "halving" is mostly its half-learned seasonal baseline.
-        if (cfg.collapse_ratio <= 0.0 or not integral or self.active or d.expected is None
-                or self.slow[4] < cfg.slow_warmup):
+        # In a key's first weeks a "halving" is mostly its half-learned seasonal baseline: until
+        # the sustained-shift test's two weeks of learning, only a fall below about half counts.
+        learned = self.slow[4] >= cfg.slow_warmup
+        ratio = cfg.collapse_ratio if learned else cfg.learning_collapse_ratio
+        if (ratio <= 0.0 or not integral or self.active or d.expected is None
+                or (not learned and d.tier not in cfg.alert_tiers)):
             self.halved = 0.0
             return 0
         e = max(d.expected, 0.0)
-        self.halved = halving_evidence(self.halved, d.observed, e, _variance(d, e, integral), cfg.collapse_ratio)
+        self.halved = halving_evidence(self.halved, d.observed, e, _variance(d, e, integral), ratio,
+                                       cfg.back_threshold / 4.0)
         if self.halved >= cfg.back_threshold and d.observed < e:
             self.halved = 0.0
             return -1
