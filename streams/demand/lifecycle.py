@@ -88,6 +88,8 @@ class AlertLifecycle:
         # The halving test (``LifecycleConfig.collapse_ratio``): CUSUM of the evidence that demand
         # fell to half its baseline, outside alerts.
         self.halved = 0.0
+        # Buckets since the last alert (published or silent) ended, or since the key's first.
+        self.calm = 0.0
 
     @property
     def active(self) -> bool:
@@ -135,6 +137,8 @@ class AlertLifecycle:
             self.echo[1] -= 1.0
             if self.echo[1] <= 0.0:
                 self.echo = []
+        if not self.active:
+            self.calm = min(self.calm + 1.0, 1e6)
         halved = self._halving_test(d, integral)
         slow = self._slow_test(d) or self._week_test(d) or halved
         before = track_lead(self.lead, d, integral, self.config.lead_surprise, self.active)
@@ -285,11 +289,13 @@ class AlertLifecycle:
         :func:`~streams.demand.lifecycle_evidence.halving_evidence`)."""
         cfg = self.config
         # In a key's first weeks a "halving" is mostly its half-learned seasonal baseline: until
-        # the sustained-shift test's two weeks of learning, only a fall below about half counts.
+        # the sustained-shift test's two weeks of learning, only a fall below about half counts,
+        # and not for three days after a shift (its slots learned part of it: a product's sales
+        # back at their level after a surge read as a collapse) nor after a rise it was promoted in.
         learned = self.slow[4] >= cfg.slow_warmup
         ratio = cfg.collapse_ratio if learned else cfg.learning_collapse_ratio
         if (ratio <= 0.0 or not integral or self.active or d.expected is None
-                or (not learned and d.tier not in cfg.alert_tiers)):
+                or (not learned and (d.tier not in cfg.alert_tiers or self.calm < cfg.new_normal_buckets or self.echo))):
             self.halved = 0.0
             return 0
         e = max(d.expected, 0.0)
@@ -382,6 +388,7 @@ class AlertLifecycle:
         self.slow[0] = self.slow[7] = 0.0  # the sustained-shift test starts afresh on the (re-learned) baseline
         self.slow[5] = self.slow[6] = 0.0
         self.days = [0.0, 0.0, 0.0]  # a week of clean days before the week-on-week test again
+        self.calm = 0.0
         return out
 
     def _record(self, state: str, d: Decision, e: float | None) -> AlertRecord:
@@ -414,6 +421,7 @@ class AlertLifecycle:
             out["echo"] = list(self.echo)
         if self.halved:
             out["halved"] = self.halved
+        out["calm"] = self.calm
         if self.alert_id is not None:
             out.update(pre=list(self.pre), direction=self.direction, opened_ms=self.opened_ms, severity=self.severity,
                        buckets=self.buckets, published=self.published, sums=[self.sx, self.se], top=self.top, var=self.sv,
@@ -436,6 +444,7 @@ class AlertLifecycle:
         if "echo" in data:
             lc.echo = [float(v) for v in data["echo"]]
         lc.halved = float(data.get("halved", 0.0))
+        lc.calm = float(data.get("calm", 1e6))  # older snapshots: as after a long quiet spell
         if data.get("alert_id") is None:
             return lc
         lc.alert_id = data["alert_id"]

@@ -452,18 +452,38 @@ LEARNING = dataclasses.replace(HALVING, slow_warmup=10_000, learning_collapse_ra
 
 
 def test_in_a_keys_first_weeks_only_a_fall_below_half_opens() -> None:
-    sd7 = 7.0 ** 0.5
+    sd7, q = 7.0 ** 0.5, 72  # three quiet days first (new_normal_buckets): see the next test
     # The demo's travel: 7 orders an hour fall to 2 (x0.3) four days after the key appeared.
-    assert _halving([7.0] * 5 + [2.0] * 12, 7.0, sd7, LEARNING)[0] == (11, OPEN, "collapse")
-    assert _halving([7.0] * 5 + [2.0] * 12, 7.0, sd7, dataclasses.replace(LEARNING, learning_collapse_ratio=0.0)) == []
+    assert _halving([7.0] * (q + 5) + [2.0] * 12, 7.0, sd7, LEARNING)[0] == (q + 11, OPEN, "collapse")
+    assert _halving([7.0] * (q + 5) + [2.0] * 12, 7.0, sd7, dataclasses.replace(LEARNING, learning_collapse_ratio=0.0)) == []
     # A baseline learned from a few days misses a weekend's -40 %: two days of it open nothing
     # (the halving a learned key is judged by would open on it).
-    assert _halving([7.0] * 5 + [4.2] * 48, 7.0, sd7, LEARNING) == []
-    assert _halving([7.0] * 5 + [4.2] * 48, 7.0, sd7, dataclasses.replace(LEARNING, slow_warmup=4))[0][0] < 53
+    assert _halving([7.0] * (q + 5) + [4.2] * 48, 7.0, sd7, LEARNING) == []
+    assert _halving([7.0] * (q + 5) + [4.2] * 48, 7.0, sd7, dataclasses.replace(LEARNING, slow_warmup=4))[0][0] < q + 53
     # Only against a seasonal tier: a key's first hours are judged by a running level.
     life = AlertLifecycle("k", "sku", LEARNING, "orders")
-    level = [r for i in range(24) for r in life.observe(dataclasses.replace(_quiet(i, 2.0, 7.0, sd7), tier="level"))]
+    level = [r for i in range(q + 24) for r in life.observe(dataclasses.replace(_quiet(i, 2.0 if i >= q else 7.0, 7.0, sd7), tier="level"))]
     assert level == []
+
+
+def test_in_a_keys_first_weeks_a_fall_right_after_a_shift_is_its_learned_echo() -> None:
+    # A product's detector learned part of a surge in its first days; when sales are back at
+    # their level it reads them as a collapse. For three days after an alert ends (and after a
+    # rise the key was promoted in) the learning-period test is silent; a learned key is not.
+    sd7, q = 7.0 ** 0.5, 72
+    fall = [2.0] * 12
+    life = AlertLifecycle("k", "sku", LEARNING, "orders")
+    for i in range(q):
+        life.observe(_quiet(i, 7.0, 7.0, sd7))
+    life.calm = 10.0  # an alert ended ten buckets ago
+    assert [r for i, x in enumerate(fall) for r in life.observe(_quiet(q + i, x, 7.0, sd7))] == []
+    snap = json.loads(json.dumps(life.snapshot()))
+    assert snap["calm"] == 22.0 and AlertLifecycle.from_snapshot(snap, "k", "sku", LEARNING, "orders").calm == 22.0
+    life = AlertLifecycle("k", "sku", LEARNING, "orders")
+    for i in range(q):
+        life.observe(_quiet(i, 7.0, 7.0, sd7))
+    life.remember_rise(1.0)
+    assert [r for i, x in enumerate(fall) for r in life.observe(_quiet(q + i, x, 7.0, sd7))] == []
 
 
 def _halving_varying(observed: list[float], expected: list[float], rel_sd: float, lc: LifecycleConfig):
