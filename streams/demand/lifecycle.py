@@ -120,6 +120,10 @@ class AlertLifecycle:
         judged against that level when it lies lower than the collapse's own baseline (a key
         promoted mid-surge, whose tiers learned the surge, falling back is no collapse)."""
         self.echo = remember_rise(self.echo, level, self.config.new_normal_buckets)
+        # Its first days' slots learned the rise it was promoted in: the first weeks' halving
+        # test waits twice its usual three days (a product back at its level two days after the
+        # sanitizer surge read as -60 to -85 %: crisis replay seeds 3 and 4).
+        self.calm = -float(self.config.new_normal_buckets)
 
     # ------------------------------------------------------------------ transitions
     def observe(self, d: Decision, reference: Callable[[int], list[float] | None] | None = None,
@@ -291,7 +295,7 @@ class AlertLifecycle:
         # In a key's first weeks a "halving" is mostly its half-learned seasonal baseline: until
         # the sustained-shift test's two weeks of learning, only a fall below about half counts,
         # and not for three days after a shift (its slots learned part of it: a product's sales
-        # back at their level after a surge read as a collapse) nor after a rise it was promoted in.
+        # back at their level after a surge read as a collapse), six after a rise it was promoted in.
         learned = self.slow[4] >= cfg.slow_warmup
         ratio = cfg.collapse_ratio if learned else cfg.learning_collapse_ratio
         if (ratio <= 0.0 or not integral or self.active or d.expected is None

@@ -483,6 +483,7 @@ def test_in_a_keys_first_weeks_a_fall_right_after_a_shift_is_its_learned_echo() 
     for i in range(q):
         life.observe(_quiet(i, 7.0, 7.0, sd7))
     life.remember_rise(1.0)
+    assert life.calm == -72.0  # promoted in a rise: six days
     assert [r for i, x in enumerate(fall) for r in life.observe(_quiet(q + i, x, 7.0, sd7))] == []
 
 
