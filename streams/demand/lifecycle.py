@@ -88,6 +88,8 @@ class AlertLifecycle:
         # The halving test (``LifecycleConfig.collapse_ratio``): CUSUM of the evidence that demand
         # fell to half its baseline, outside alerts.
         self.halved = 0.0
+        # Buckets since the last alert (published or silent) ended, or since the key's first.
+        self.calm = 0.0
 
     @property
     def active(self) -> bool:
@@ -118,6 +120,10 @@ class AlertLifecycle:
         judged against that level when it lies lower than the collapse's own baseline (a key
         promoted mid-surge, whose tiers learned the surge, falling back is no collapse)."""
         self.echo = remember_rise(self.echo, level, self.config.new_normal_buckets)
+        # Its first days' slots learned the rise it was promoted in: the first weeks' halving
+        # test waits twice its usual three days (a product back at its level two days after the
+        # sanitizer surge read as -60 to -85 %: crisis replay seeds 3 and 4).
+        self.calm = -float(self.config.new_normal_buckets)
 
     # ------------------------------------------------------------------ transitions
     def observe(self, d: Decision, reference: Callable[[int], list[float] | None] | None = None,
@@ -135,6 +141,8 @@ class AlertLifecycle:
             self.echo[1] -= 1.0
             if self.echo[1] <= 0.0:
                 self.echo = []
+        if not self.active:
+            self.calm = min(self.calm + 1.0, 1e6)
         halved = self._halving_test(d, integral)
         slow = self._slow_test(d) or self._week_test(d) or halved
         before = track_lead(self.lead, d, integral, self.config.lead_surprise, self.active)
@@ -280,17 +288,23 @@ class AlertLifecycle:
 
     def _halving_test(self, d: Decision, integral: bool) -> int:
         """-1 when the evidence that a count fell to ``collapse_ratio`` (half) of its baseline
-        reaches the resolution's threshold, on a bucket below the baseline; else 0 (see
+        (in a key's first two weeks: ``learning_collapse_ratio``, a fifth) reaches the
+        resolution's threshold, on a bucket below the baseline; else 0 (see
         :func:`~streams.demand.lifecycle_evidence.halving_evidence`)."""
         cfg = self.config
-        # After the sustained-shift test's learning (two weeks of buckets outside alerts): in a
-        # key's first weeks a "halving" is mostly its half-learned seasonal baseline.
-        if (cfg.collapse_ratio <= 0.0 or not integral or self.active or d.expected is None
-                or self.slow[4] < cfg.slow_warmup):
+        # In a key's first weeks a "halving" is mostly its half-learned seasonal baseline: until
+        # the sustained-shift test's two weeks of learning, only a fall below about half counts,
+        # and not for three days after a shift (its slots learned part of it: a product's sales
+        # back at their level after a surge read as a collapse), six after a rise it was promoted in.
+        learned = self.slow[4] >= cfg.slow_warmup
+        ratio = cfg.collapse_ratio if learned else cfg.learning_collapse_ratio
+        if (ratio <= 0.0 or not integral or self.active or d.expected is None
+                or (not learned and (d.tier not in cfg.alert_tiers or self.calm < cfg.new_normal_buckets or self.echo))):
             self.halved = 0.0
             return 0
         e = max(d.expected, 0.0)
-        self.halved = halving_evidence(self.halved, d.observed, e, _variance(d, e, integral), cfg.collapse_ratio)
+        self.halved = halving_evidence(self.halved, d.observed, e, _variance(d, e, integral), ratio,
+                                       cfg.back_threshold / 4.0)
         if self.halved >= cfg.back_threshold and d.observed < e:
             self.halved = 0.0
             return -1
@@ -378,6 +392,7 @@ class AlertLifecycle:
         self.slow[0] = self.slow[7] = 0.0  # the sustained-shift test starts afresh on the (re-learned) baseline
         self.slow[5] = self.slow[6] = 0.0
         self.days = [0.0, 0.0, 0.0]  # a week of clean days before the week-on-week test again
+        self.calm = 0.0
         return out
 
     def _record(self, state: str, d: Decision, e: float | None) -> AlertRecord:
@@ -410,6 +425,7 @@ class AlertLifecycle:
             out["echo"] = list(self.echo)
         if self.halved:
             out["halved"] = self.halved
+        out["calm"] = self.calm
         if self.alert_id is not None:
             out.update(pre=list(self.pre), direction=self.direction, opened_ms=self.opened_ms, severity=self.severity,
                        buckets=self.buckets, published=self.published, sums=[self.sx, self.se], top=self.top, var=self.sv,
@@ -432,6 +448,7 @@ class AlertLifecycle:
         if "echo" in data:
             lc.echo = [float(v) for v in data["echo"]]
         lc.halved = float(data.get("halved", 0.0))
+        lc.calm = float(data.get("calm", 1e6))  # older snapshots: as after a long quiet spell
         if data.get("alert_id") is None:
             return lc
         lc.alert_id = data["alert_id"]

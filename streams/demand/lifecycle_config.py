@@ -71,7 +71,15 @@ class LifecycleConfig:
         (the evidence that ends a shift opens one), on a bucket below the baseline, after the
         sustained-shift test's ``slow_warmup`` (two weeks of learning). The detector's
         per-bucket CUSUM of calibrated surprise needs 4-8 hours for a -50 % on a key whose hours
-        scatter by 17 %; a halving of demand is what a planner acts on.
+        scatter by 17 %; a halving of demand is what a planner acts on. Buckets expecting fewer
+        than 50 weigh the exact negative-binomial ratio instead, each at most a quarter of the
+        threshold (four buckets at least, as for resolving).
+    learning_collapse_ratio: the same test in a key's first two weeks (0 = silent then; the stage
+        sets 0.2), on buckets a seasonal tier judged (two days of history). A baseline learned
+        from a few days misses a weekend's -25 to -40 %: the evidence for "a fifth" gathers only
+        below about half of the baseline (the halving's below ~72 %), so a weekend does not open
+        it, and a category losing 70 % in a key's first week (the demo's travel) does, within
+        hours, not after two weeks.
     """
 
     new_normal_buckets: int = 864
@@ -94,6 +102,7 @@ class LifecycleConfig:
     judge: str = "detector"
     lead_surprise: float = 1.0
     collapse_ratio: float = 0.0
+    learning_collapse_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         if self.new_normal_buckets < 2 or self.recent_buckets < 1:
@@ -102,8 +111,8 @@ class LifecycleConfig:
             raise ValueError("settle_buckets must be >= 1")
         if self.min_excess < 0:
             raise ValueError("min_excess must be >= 0")
-        if not 0.0 <= self.collapse_ratio < 1.0:
-            raise ValueError("collapse_ratio must be in [0, 1)")
+        if not 0.0 <= self.collapse_ratio < 1.0 or not 0.0 <= self.learning_collapse_ratio < 1.0:
+            raise ValueError("collapse_ratio and learning_collapse_ratio must be in [0, 1)")
         if self.judge not in ("baseline", "detector"):
             raise ValueError("judge must be 'baseline' or 'detector'")
 

@@ -11,10 +11,10 @@ import math
 from .detector import Decision
 
 #: The detector's tails are normal from this expected count on (``surprise.tail_surprise``): there
-#: the halving test's Gaussian likelihood ratio holds; sparser buckets leave its evidence as is.
+#: the halving test's Gaussian likelihood ratio holds; sparser buckets weigh the exact count ratio.
 NORMAL_FROM = 50.0
 
-__all__ = ["halving_evidence", "severity", "variance", "llr", "track_lead", "remember_silent", "remember_rise", "judge_against_echo"]
+__all__ = ["halving_evidence", "count_llr", "severity", "variance", "llr", "track_lead", "remember_silent", "remember_rise", "judge_against_echo"]
 
 
 def severity(ratio: float, direction: int) -> int:
@@ -47,23 +47,42 @@ def llr(x: float, e: float, ratio: float, var0: float) -> float:
     return max(-20.0, min(20.0, out))
 
 
-def halving_evidence(cusum: float, x: float, e: float, var0: float, ratio: float) -> float:
+def halving_evidence(cusum: float, x: float, e: float, var0: float, ratio: float, cap: float) -> float:
     """Page's CUSUM step of the evidence (natural log) that a bucket of count ``x`` is at
     ``ratio`` (0.5: half) of its baseline ``e`` rather than at it: ``max(0, cusum + llr)``, with
-    the detector's predictive variance ``var0`` at the baseline (:func:`llr`). A bucket expecting
-    fewer than :data:`NORMAL_FROM` leaves ``cusum`` unchanged: the Gaussian ratio misjudges sparse
-    counts (a night hour of a busy key keeps the evidence of its evening).
+    the detector's predictive variance ``var0`` at the baseline. From :data:`NORMAL_FROM` on the
+    ratio is Gaussian (:func:`llr`); a sparser bucket weighs the exact negative-binomial ratio
+    (:func:`count_llr`), at most ``cap``: one empty hour of a sparse key is not a collapse.
 
-    >>> round(halving_evidence(0.0, 500.0, 1000.0, 170.0 ** 2, 0.5), 2)  # -50 % on a key scattering 17 %
+    >>> round(halving_evidence(0.0, 500.0, 1000.0, 170.0 ** 2, 0.5, 1.8), 2)  # -50 % on a key scattering 17 %
     4.67
-    >>> halving_evidence(0.0, 1000.0, 1000.0, 170.0 ** 2, 0.5)  # at the baseline: no evidence
+    >>> halving_evidence(0.0, 1000.0, 1000.0, 170.0 ** 2, 0.5, 1.8)  # at the baseline: no evidence
     0.0
-    >>> halving_evidence(3.0, 5.0, 20.0, 25.0, 0.5)  # sparse: unchanged
-    3.0
+    >>> round(halving_evidence(0.0, 2.0, 7.0, 7.0, 0.5, 9.0), 2)  # 2 orders where 7 were expected
+    2.11
+    >>> halving_evidence(3.0, 0.0, 20.0, 25.0, 0.5, 1.8)  # an empty hour weighs a quarter at most
+    4.8
     """
     if e < NORMAL_FROM:
-        return cusum
+        return max(0.0, cusum + min(count_llr(x, e, ratio, var0), cap))
     return max(0.0, cusum + llr(x, e, ratio, var0))
+
+
+def count_llr(x: float, e: float, ratio: float, var0: float) -> float:
+    """log p(x | mean ratio*e) - log p(x | mean e) for a count ``x``, negative binomial with the
+    dispersion ``var0 = e + a e^2`` gives at the baseline (Poisson when ``a`` is 0).
+
+    >>> round(count_llr(2.0, 7.0, 0.5, 7.0), 3)  # Poisson: 2 ln 0.5 + 3.5
+    2.114
+    >>> count_llr(0.0, 7.0, 0.5, 7.0 + 0.5 * 49.0) < count_llr(0.0, 7.0, 0.5, 7.0)  # overdispersed: weaker
+    True
+    """
+    m0, m1 = max(e, 1e-9), max(ratio * e, 1e-9)
+    a = max(0.0, (var0 - m0) / (m0 * m0))
+    if a < 1e-9:
+        return x * math.log(m1 / m0) - (m1 - m0)
+    k = 1.0 / a
+    return x * math.log(m1 / m0) + (x + k) * math.log((k + m0) / (k + m1))
 
 
 def track_lead(lead: list[list[float]], d: Decision, integral: bool, limit: float, active: bool) -> list[list[float]]:

@@ -99,4 +99,4 @@ class StageConfig:
                                fast_buckets=max(2, 6 * 3600 // self.bucket_s), judge="baseline",
                                min_base=dict(self.min_excess).get(measure, 0.0) if measure in SUMMED else 0.0,
                                publish_z=3.0 if measure in SUMMED else 0.0, week_rel=0.25,
-                               collapse_ratio=0.5)
+                               collapse_ratio=0.5, learning_collapse_ratio=0.2)

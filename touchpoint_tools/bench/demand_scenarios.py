@@ -58,12 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the totals as one JSON line at the end")
     p.add_argument("--verbose", action="store_true", help="one line per shift")
     p.add_argument("--crisis", metavar="SEEDS", help="instead: replay the demo's crisis traffic with these seeds")
+    p.add_argument("--later-h", type=int, default=0,
+                   help="with --crisis: end the replayed week this many hours later (the demo's crisis starts at any hour)")
     p.add_argument("--bucket-s", type=int, default=3600,
                    help="the stage's bucket size; below an hour each hour's orders are spread at random over its buckets (default 3600)")
     args = p.parse_args(argv)
     if args.crisis:
         try:
-            return crisis(_seeds(args.crisis), args.json)
+            return crisis(_seeds(args.crisis), args.json, args.later_h)
         except ValueError:
             print(f"demand_scenarios: --crisis {args.crisis!r}: expected numbers or ranges such as 1-4", file=sys.stderr)
             return 2
@@ -115,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def crisis(seeds: list[int], as_json: bool) -> int:
-    """The demo's crisis, replayed per seed: alerts on real shifts, alerts on series that did not shift."""
+def crisis(seeds: list[int], as_json: bool, later_h: int = 0) -> int:
+    """The demo's crisis, replayed per seed: alerts on real shifts, alerts on series that did not shift.
+    ``later_h`` moves the run's clock (the demo ends it at the wall clock: its crisis starts at any
+    hour of any weekday)."""
     from dataclasses import replace
 
     from streams.demand.dimensions import parse_dimensions
@@ -128,7 +132,7 @@ def crisis(seeds: list[int], as_json: bool) -> int:
     totals = {"alerts": 0, "matched": 0, "unmatched": 0}
     for seed in seeds:
         started = time.process_time()
-        run = CrisisRun.ending_now(40_000, seed, 1_790_000_000_000)
+        run = CrisisRun.ending_now(40_000, seed, 1_790_000_000_000 + later_h * 3_600_000)
         verdict = check_alerts(replay(run, cfg, dims), ground_truth(run, dims, cfg.measures, settings.demand_currency))
         print(f"seed {seed}: {verdict.total} alerts, {len(verdict.matched)} on series the simulator shifted, "
               f"{len(verdict.unmatched)} on series it did not ({time.process_time() - started:.0f} s CPU)")

@@ -427,16 +427,64 @@ def test_a_busy_key_that_halves_opens_a_collapse_without_the_detector() -> None:
 def test_the_halving_test_leaves_noise_sparse_keys_and_surges_alone() -> None:
     # -15 % held for a day on a busy key: closer to the baseline than to half of it, no evidence.
     assert _halving([850.0] * 24, 1000.0, 170.0, HALVING) == []
-    # A key expecting 20 an hour at 5: the detector's exact count tails judge it, not this test.
-    assert _halving([5.0] * 24, 20.0, 5.0, HALVING) == []
+    # Held at 85 % on a sparse key (20 an hour at 17): no evidence either.
+    assert _halving([17.0] * 48, 20.0, 5.0, HALVING) == []
     # Doubled: a surge is the detector's (its surprise grows without bound upwards).
     assert _halving([2000.0] * 24, 1000.0, 170.0, HALVING) == []
-    # Halved during the night hours of a busy key (expected 30) opens nothing; its evening does.
-    night_then_evening = [15.0] * 6 + [500.0, 500.0]
-    states = [
-        (i, r.state) for i, r in _halving_varying(night_then_evening, [30.0] * 6 + [1000.0, 1000.0], 0.17, HALVING)
-    ]
+    # One empty hour where 20 were expected is not a collapse: a sparse bucket weighs at most a
+    # quarter of the threshold, whatever it shows.
+    assert _halving([0.0] + [20.0] * 12, 20.0, 5.0, HALVING) == []
+
+
+def test_a_sparse_key_that_falls_weighs_the_exact_count_evidence_four_buckets_at_least() -> None:
+    # 20 an hour at 5 (-75 %): the negative-binomial ratio gives 5.5 per hour, capped at a quarter
+    # of ln(20 x 72) = 7.27: opened on the fourth such hour (the old Gaussian gate left buckets
+    # expecting fewer than 50 to the detector, which needed ~10 of them on a 4-7/h key).
+    assert _halving([20.0] * 5 + [5.0] * 8, 20.0, 5.0, HALVING)[0] == (8, OPEN, "collapse")
+    # A night of a busy key (30 an hour) at half: evidence gathers through the night too (from
+    # bucket 4, where HALVING's learning ends), before its evening.
+    states = [(i, r.state) for i, r in _halving_varying([15.0] * 10 + [500.0, 500.0], [30.0] * 10 + [1000.0] * 2, 0.17, HALVING)]
     assert states == [(7, OPEN)]
+
+
+# A key in its first two weeks (its learning never ends here): only a fall below about half counts.
+LEARNING = dataclasses.replace(HALVING, slow_warmup=10_000, learning_collapse_ratio=0.2)
+
+
+def test_in_a_keys_first_weeks_only_a_fall_below_half_opens() -> None:
+    sd7, q = 7.0 ** 0.5, 72  # three quiet days first (new_normal_buckets): see the next test
+    # The demo's travel: 7 orders an hour fall to 2 (x0.3) four days after the key appeared.
+    assert _halving([7.0] * (q + 5) + [2.0] * 12, 7.0, sd7, LEARNING)[0] == (q + 11, OPEN, "collapse")
+    assert _halving([7.0] * (q + 5) + [2.0] * 12, 7.0, sd7, dataclasses.replace(LEARNING, learning_collapse_ratio=0.0)) == []
+    # A baseline learned from a few days misses a weekend's -40 %: two days of it open nothing
+    # (the halving a learned key is judged by would open on it).
+    assert _halving([7.0] * (q + 5) + [4.2] * 48, 7.0, sd7, LEARNING) == []
+    assert _halving([7.0] * (q + 5) + [4.2] * 48, 7.0, sd7, dataclasses.replace(LEARNING, slow_warmup=4))[0][0] < q + 53
+    # Only against a seasonal tier: a key's first hours are judged by a running level.
+    life = AlertLifecycle("k", "sku", LEARNING, "orders")
+    level = [r for i in range(q + 24) for r in life.observe(dataclasses.replace(_quiet(i, 2.0 if i >= q else 7.0, 7.0, sd7), tier="level"))]
+    assert level == []
+
+
+def test_in_a_keys_first_weeks_a_fall_right_after_a_shift_is_its_learned_echo() -> None:
+    # A product's detector learned part of a surge in its first days; when sales are back at
+    # their level it reads them as a collapse. For three days after an alert ends (and after a
+    # rise the key was promoted in) the learning-period test is silent; a learned key is not.
+    sd7, q = 7.0 ** 0.5, 72
+    fall = [2.0] * 12
+    life = AlertLifecycle("k", "sku", LEARNING, "orders")
+    for i in range(q):
+        life.observe(_quiet(i, 7.0, 7.0, sd7))
+    life.calm = 10.0  # an alert ended ten buckets ago
+    assert [r for i, x in enumerate(fall) for r in life.observe(_quiet(q + i, x, 7.0, sd7))] == []
+    snap = json.loads(json.dumps(life.snapshot()))
+    assert snap["calm"] == 22.0 and AlertLifecycle.from_snapshot(snap, "k", "sku", LEARNING, "orders").calm == 22.0
+    life = AlertLifecycle("k", "sku", LEARNING, "orders")
+    for i in range(q):
+        life.observe(_quiet(i, 7.0, 7.0, sd7))
+    life.remember_rise(1.0)
+    assert life.calm == -72.0  # promoted in a rise: six days
+    assert [r for i, x in enumerate(fall) for r in life.observe(_quiet(q + i, x, 7.0, sd7))] == []
 
 
 def _halving_varying(observed: list[float], expected: list[float], rel_sd: float, lc: LifecycleConfig):
@@ -448,10 +496,13 @@ def _halving_varying(observed: list[float], expected: list[float], rel_sd: float
 
 
 def test_the_stage_runs_the_halving_test_on_counts_only() -> None:
-    assert StageConfig(bucket_s=3600).lifecycle_config("orders").collapse_ratio == 0.5
-    assert LifecycleConfig().collapse_ratio == 0.0  # detect --csv (judge="detector") is unchanged
+    live = StageConfig(bucket_s=3600).lifecycle_config("orders")
+    assert (live.collapse_ratio, live.learning_collapse_ratio) == (0.5, 0.2)
+    assert (LifecycleConfig().collapse_ratio, LifecycleConfig().learning_collapse_ratio) == (0.0, 0.0)  # detect --csv
     with pytest.raises(ValueError):
         LifecycleConfig(collapse_ratio=1.0)
+    with pytest.raises(ValueError):
+        LifecycleConfig(learning_collapse_ratio=-0.1)
     life = AlertLifecycle("k", "sku", HALVING, "revenue")
     recs = [r for i in range(8) for r in life.observe(_quiet(i, 500.0 if i >= 5 else 1000.0, 1000.0, 170.0), integral=False)]
     assert recs == []  # amounts (revenue) are not counts: their noise model is not the count's
