@@ -303,8 +303,10 @@ class AlertLifecycle:
             self.halved = 0.0
             return 0
         e = max(d.expected, 0.0)
+        # Each sparse bucket, and in the first weeks every bucket (one slot of a baseline learned
+        # from days can be far off), weighs at most a quarter of the threshold.
         self.halved = halving_evidence(self.halved, d.observed, e, _variance(d, e, integral), ratio,
-                                       cfg.back_threshold / 4.0)
+                                       cfg.back_threshold / 4.0, capped=not learned)
         if self.halved >= cfg.back_threshold and d.observed < e:
             self.halved = 0.0
             return -1

@@ -47,12 +47,14 @@ def llr(x: float, e: float, ratio: float, var0: float) -> float:
     return max(-20.0, min(20.0, out))
 
 
-def halving_evidence(cusum: float, x: float, e: float, var0: float, ratio: float, cap: float) -> float:
+def halving_evidence(cusum: float, x: float, e: float, var0: float, ratio: float, cap: float,
+                     capped: bool = False) -> float:
     """Page's CUSUM step of the evidence (natural log) that a bucket of count ``x`` is at
     ``ratio`` (0.5: half) of its baseline ``e`` rather than at it: ``max(0, cusum + llr)``, with
     the detector's predictive variance ``var0`` at the baseline. From :data:`NORMAL_FROM` on the
     ratio is Gaussian (:func:`llr`); a sparser bucket weighs the exact negative-binomial ratio
     (:func:`count_llr`), at most ``cap``: one empty hour of a sparse key is not a collapse.
+    ``capped``: every bucket at most ``cap`` (a key's first weeks).
 
     >>> round(halving_evidence(0.0, 500.0, 1000.0, 170.0 ** 2, 0.5, 1.8), 2)  # -50 % on a key scattering 17 %
     4.67
@@ -62,10 +64,13 @@ def halving_evidence(cusum: float, x: float, e: float, var0: float, ratio: float
     2.11
     >>> halving_evidence(3.0, 0.0, 20.0, 25.0, 0.5, 1.8)  # an empty hour weighs a quarter at most
     4.8
+    >>> halving_evidence(0.0, 0.0, 1000.0, 170.0 ** 2, 0.5, 1.8, capped=True)
+    1.8
     """
     if e < NORMAL_FROM:
         return max(0.0, cusum + min(count_llr(x, e, ratio, var0), cap))
-    return max(0.0, cusum + llr(x, e, ratio, var0))
+    step = llr(x, e, ratio, var0)
+    return max(0.0, cusum + (min(step, cap) if capped else step))
 
 
 def count_llr(x: float, e: float, ratio: float, var0: float) -> float:

@@ -466,6 +466,17 @@ def test_in_a_keys_first_weeks_only_a_fall_below_half_opens() -> None:
     assert level == []
 
 
+def test_in_a_keys_first_weeks_one_odd_bucket_of_a_busy_key_is_not_a_collapse() -> None:
+    # One slot of a baseline learned from a few days can be far off: in the first weeks every
+    # bucket, not only sparse ones, weighs at most a quarter of the threshold.
+    q = 72
+    odd = [1000.0] * q + [0.0] + [1000.0] * 6
+    assert _halving(odd, 1000.0, 170.0, LEARNING) == []
+    assert _halving(odd, 1000.0, 170.0, dataclasses.replace(LEARNING, slow_warmup=4, collapse_ratio=0.2))[0][0] == q
+    # Held at a fifth, it opens on its fourth bucket.
+    assert _halving([1000.0] * q + [200.0] * 6, 1000.0, 170.0, LEARNING)[0] == (q + 3, OPEN, "collapse")
+
+
 def test_in_a_keys_first_weeks_a_fall_right_after_a_shift_is_its_learned_echo() -> None:
     # A product's detector learned part of a surge in its first days; when sales are back at
     # their level it reads them as a collapse. For three days after an alert ends (and after a
