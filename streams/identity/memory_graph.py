@@ -29,7 +29,7 @@ from streams.identity.model import (
 from streams.identity.rules import IdentityRules
 from streams.identity.split import KEPT, MOVED, SPLIT_RULE, SplitError, plan_split
 
-__all__ = ["MemoryIdentityGraph", "suppression_digest", "finish_resolution", "REFUSAL_TYPES", "suppressed", "readmittable"]
+__all__ = ["MemoryIdentityGraph", "AsyncMemoryGraph", "suppression_digest", "finish_resolution", "REFUSAL_TYPES", "suppressed", "readmittable"]
 
 # Audit record types whose identifiers are not linked to the event's profile.
 REFUSAL_TYPES = frozenset({"blocked", "conflict", "quarantined"})
@@ -495,3 +495,14 @@ class MemoryIdentityGraph:
 def sort_identifiers(rules: IdentityRules, fs: Any) -> list[Identifier]:
     """``TYPE:VALUE`` strings as identifiers in a stable order: priority, then value."""
     return sorted((parse(f) for f in fs), key=lambda i: (rules.rank(i[0]), i[0], i[1]))
+
+
+class AsyncMemoryGraph:
+    """A :class:`MemoryIdentityGraph` behind the ingest stage's async ``resolve_batch`` (the
+    stage's tests and benchmarks without Redis)."""
+
+    def __init__(self, rules: IdentityRules | None = None) -> None:
+        self.graph = MemoryIdentityGraph(rules if rules is not None else IdentityRules())
+
+    async def resolve_batch(self, requests: Sequence[ResolveRequest]) -> list[Resolution]:
+        return self.graph.resolve_batch(requests)

@@ -31,8 +31,7 @@ from typing import Any
 import orjson
 
 import streams
-from streams.identity.memory_graph import MemoryIdentityGraph
-from streams.identity.rules import IdentityRules
+from streams.identity.memory_graph import AsyncMemoryGraph
 from streams.identity.sealing import AuditSealer, MemoryKeyStore
 from streams.ingest.dlq import DlqCodec
 from streams.ingest.normalize import Normalizer
@@ -40,14 +39,6 @@ from streams.ingest.pii import PiiHasher
 from streams.ingest.stage import IngestStage, RawRecord
 from streams.observability.metrics import Metrics
 from touchpoint_tools.bench.identity_bench import drop_namespace
-
-
-class _Graph:
-    def __init__(self) -> None:
-        self.graph = MemoryIdentityGraph(IdentityRules())
-
-    async def resolve_batch(self, requests: Any) -> Any:
-        return self.graph.resolve_batch(requests)
 
 
 class _Sink:
@@ -109,7 +100,7 @@ async def _run(sealed: bool, events: list[bytes], per_commit: int, redis_url: st
         ns = f"sealing-cost-{uuid.uuid4().hex[:8]}"
         store = RedisKeyStore(redis, ns)
     sealer = _sealer(store) if sealed else None
-    stage = IngestStage(max_event_bytes=8192, normalizer=Normalizer(PiiHasher("k")), resolver=_Graph(), codec=DlqCodec("k", encrypt=False),
+    stage = IngestStage(max_event_bytes=8192, normalizer=Normalizer(PiiHasher("k")), resolver=AsyncMemoryGraph(), codec=DlqCodec("k", encrypt=False),
                         sink=sink, metrics=Metrics(), sealer=sealer, clock_ms=lambda: 1_767_225_600_000)
     records = [RawRecord(v, "ns.touchpoints", 0, i) for i, v in enumerate(events)]
     started = time.process_time()

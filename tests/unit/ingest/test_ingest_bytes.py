@@ -19,8 +19,7 @@ from typing import Any
 from streams.demand.dimensions import INTEREST_EVENTS, ORDER_EVENTS, REFUND_EVENTS, event_measures
 from streams.demand.pending import PendingCounts, partial_counts
 from streams.events.model import Touchpoint
-from streams.identity.memory_graph import MemoryIdentityGraph
-from streams.identity.rules import IdentityRules
+from streams.identity.memory_graph import AsyncMemoryGraph
 from streams.ingest.dlq import DlqCodec
 from streams.ingest.normalize import Normalizer
 from streams.ingest.pii import PiiHasher
@@ -30,14 +29,6 @@ from touchpoint_tools.bench.prepare_cost import NOW_MS, edge_records, fixed_reco
 
 STAGE_GOLDEN = "b9e9260ced895d470437794a7d682c473b4b61166a5b4d4f922914410520f4e3"
 DEMAND_GOLDEN = "9768f8a03a1cdd69d8d88ba4de365c60af96b4c468f3bf29602809e018915bbd"
-
-
-class _Graph:
-    def __init__(self) -> None:
-        self.graph = MemoryIdentityGraph(IdentityRules())
-
-    async def resolve_batch(self, requests: Any) -> Any:
-        return self.graph.resolve_batch(requests)
 
 
 class _Sink:
@@ -78,7 +69,7 @@ def _population() -> list[list[RawRecord]]:
 
 def stage_digest() -> str:
     sink = _Sink()
-    stage = IngestStage(max_event_bytes=32768, normalizer=Normalizer(PiiHasher("k")), resolver=_Graph(),
+    stage = IngestStage(max_event_bytes=32768, normalizer=Normalizer(PiiHasher("k")), resolver=AsyncMemoryGraph(),
                         codec=DlqCodec("k", encrypt=False), sink=sink, metrics=Metrics(), clock_ms=lambda: NOW_MS,
                         profile_partitions=4)
 
