@@ -11,6 +11,7 @@ three days held, volume rule 12 orders).
     python touchpoint_tools/bench/demand_scenarios.py --seeds 101-105 # another draw with the same rules
     python touchpoint_tools/bench/demand_scenarios.py --json          # one JSON line of the totals last
     python touchpoint_tools/bench/demand_scenarios.py --crisis 1-4    # the demo's crisis traffic, offline, per seed
+    python touchpoint_tools/bench/demand_scenarios.py --crisis 1-4 --verbose  # + every real alert and (shift, key) pair
 
 ``--crisis`` replays ``touchpoint demo``'s traffic (40,000 events, crisis from day 4) through the
 demand stage as the demo configures it (hourly buckets, every dimension and measure) and checks
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.crisis:
         try:
-            return crisis(_seeds(args.crisis), args.json, args.later_h)
+            return crisis(_seeds(args.crisis), args.json, args.later_h, args.verbose)
         except ValueError:
             print(f"demand_scenarios: --crisis {args.crisis!r}: expected numbers or ranges such as 1-4", file=sys.stderr)
             return 2
@@ -117,32 +118,42 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def crisis(seeds: list[int], as_json: bool, later_h: int = 0) -> int:
-    """The demo's crisis, replayed per seed: alerts on real shifts, alerts on series that did not shift.
-    ``later_h`` moves the run's clock (the demo ends it at the wall clock: its crisis starts at any
-    hour of any weekday)."""
+def crisis(seeds: list[int], as_json: bool, later_h: int = 0, verbose: bool = False) -> int:
+    """The demo's crisis, replayed per seed: alerts on real shifts, alerts on series that did not
+    shift, and the (injected shift, key) pairs with at least one real alert (``verbose``: each
+    real alert and each pair, to compare two runs). ``later_h`` moves the run's clock (the demo
+    ends it at the wall clock: its crisis starts at any hour of any weekday)."""
     from dataclasses import replace
 
     from streams.demand.dimensions import parse_dimensions
-    from touchpoint_tools.simulate.crisis_replay import CrisisRun, check_alerts, ground_truth, replay, shift_lines
+    from touchpoint_tools.simulate.crisis_replay import CrisisRun, check_alerts, ground_truth, replay, shift_keys, shift_lines
 
     settings = Settings().with_(demand_bucket_s=3600, demand_lateness_s=7200)
     cfg = replace(StageConfig.from_settings(settings), max_future_s=0)
     dims = parse_dimensions(settings.demand_dimensions)
-    totals = {"alerts": 0, "matched": 0, "unmatched": 0}
+    totals = {"alerts": 0, "matched": 0, "unmatched": 0, "shift_keys": 0}
     for seed in seeds:
         started = time.process_time()
         run = CrisisRun.ending_now(40_000, seed, 1_790_000_000_000 + later_h * 3_600_000)
-        verdict = check_alerts(replay(run, cfg, dims), ground_truth(run, dims, cfg.measures, settings.demand_currency))
+        truth = ground_truth(run, dims, cfg.measures, settings.demand_currency)
+        verdict = check_alerts(replay(run, cfg, dims), truth)
+        pairs = shift_keys(verdict, truth)
         print(f"seed {seed}: {verdict.total} alerts, {len(verdict.matched)} on series the simulator shifted, "
-              f"{len(verdict.unmatched)} on series it did not ({time.process_time() - started:.0f} s CPU)")
+              f"{len(verdict.unmatched)} on series it did not; {len(pairs)} (shift, key) pairs alerted "
+              f"({time.process_time() - started:.0f} s CPU)")
         for line in shift_lines(verdict, run.scenario(), run.end_ms):
             print(f"  {line}")
         for story in verdict.unmatched:
             print(f"  not a real shift: {story.line()}")
+        if verbose:
+            for story in verdict.matched:
+                print(f"  real: {story.line()}")
+            for (label, key, direction), measures in pairs.items():
+                print(f"  pair: {label} {key} {direction}: {' '.join(measures)}")
         totals["alerts"] += verdict.total
         totals["matched"] += len(verdict.matched)
         totals["unmatched"] += len(verdict.unmatched)
+        totals["shift_keys"] += len(pairs)
     if as_json:
         print(json.dumps({"crisis_seeds": seeds, **totals}))
     return 0

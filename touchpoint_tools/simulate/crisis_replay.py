@@ -27,7 +27,8 @@ from streams.demand.stage import DemandStage, StageConfig
 from touchpoint_tools.simulate.population import FOREVER_MS, Population, Scenario, crisis
 from touchpoint_tools.simulate.report import AlertStory, stories
 
-__all__ = ["MIN_SHIFT", "DAY_MS", "CrisisRun", "Truth", "ground_truth", "replay", "Verdict", "check_alerts", "shift_lines"]
+__all__ = ["MIN_SHIFT", "DAY_MS", "CrisisRun", "Truth", "ground_truth", "replay", "Verdict", "check_alerts", "shift_lines",
+           "shift_keys"]
 
 MIN_SHIFT = 0.2
 DAY_MS = 86_400_000
@@ -195,3 +196,34 @@ def shift_lines(verdict: Verdict, scenario: Scenario, end_ms: int) -> list[str]:
         verdict_text = "; ".join(said) if said else "no alert"
         out.append(f"{key} x{shift.factor:g}: wanted {want}: {verdict_text}")
     return out
+
+
+def shift_keys(verdict: Verdict, truth: Truth) -> dict[tuple[str, str, str], list[str]]:
+    """What a planner was told: per (injected shift, dimension key, direction), the measures of
+    the real alerts on it. An alert counts for every injected shift in its direction that was on
+    between a day before its shift began and its publication and that moved a (category, region)
+    pair its series sums. A units alert lost where the same key still has an orders or interest
+    alert on that shift loses the planner nothing; a (shift, key) left with no alert does.
+
+    >>> from dataclasses import replace
+    >>> from touchpoint_tools.simulate.population import Scenario, Shift
+    >>> masks = Shift("masks", 5.0, 10 * HOUR_MS, 34 * HOUR_MS, "hubei")
+    >>> truth = Truth(Scenario("t", (masks,)), {"units/region:hubei": {("masks", "hubei"): 0.4},
+    ...                                         "orders/region:hubei": {("masks", "hubei"): 0.4}})
+    >>> story = AlertStory("a", "region:hubei", "units", "surge", 12 * HOUR_MS, 14 * HOUR_MS)
+    >>> shift_keys(Verdict([story, replace(story, measure="orders")], []), truth)
+    {('masks|hubei x5', 'region:hubei', 'surge'): ['orders', 'units']}
+    """
+    out: dict[tuple[str, str, str], list[str]] = {}
+    for story in verdict.matched:
+        shares = truth.shares.get(series_key(story.key, story.measure), {})
+        for shift in truth.scenario.shifts:
+            if (shift.factor > 1) != (story.direction == "surge"):
+                continue
+            if not (shift.start_ms <= story.published_ms and shift.end_ms >= story.opened_ms - DAY_MS):
+                continue
+            if not any(c == shift.category and (shift.region is None or r == shift.region) for c, r in shares):
+                continue
+            label = f"{shift.category}|{shift.region or '*'} x{shift.factor:g}"
+            out.setdefault((label, story.key, story.direction), []).append(story.measure)
+    return {k: sorted(v) for k, v in sorted(out.items())}

@@ -54,3 +54,26 @@ def test_ground_truth_shares_come_from_the_simulated_events_before_the_crisis() 
     late = RUN.crisis_ms + 2 * DAY_MS
     assert truth.multiplier("orders/category:travel", late) == 0.3
     assert 0.3 < truth.multiplier("interest/region:hubei", late) < 2.0
+
+
+def test_shift_keys_count_what_a_planner_was_told_per_shift_and_key() -> None:
+    from touchpoint_tools.simulate.crisis_replay import shift_keys
+
+    truth = Truth(crisis(C), {"units/store:s-hubei": {("masks", "hubei"): 0.3, ("online_courses", "hubei"): 0.2},
+                              "orders/store:s-hubei": {("masks", "hubei"): 0.3, ("online_courses", "hubei"): 0.2},
+                              "units/category:masks": {("masks", "hubei"): 0.2, ("masks", "beijing"): 0.8},
+                              "units/region:beijing": {("masks", "beijing"): 0.1}})
+    records = (_alert("store:s-hubei", "units", "surge", C + HOUR_MS, C + 8 * HOUR_MS)
+               + _alert("store:s-hubei", "orders", "surge", C + 2 * HOUR_MS, C + 6 * HOUR_MS)
+               + _alert("category:masks", "units", "surge", C + HOUR_MS, C + 7 * HOUR_MS)
+               + _alert("region:beijing", "units", "surge", C + HOUR_MS, C + 7 * HOUR_MS))
+    verdict = check_alerts(records, Truth(truth.scenario, {**truth.shares, "units/region:beijing": {("masks", "hubei"): 1.0}}))
+    pairs = shift_keys(verdict, truth)
+    # The store's units and orders alerts are one thing a planner was told per shift they overlap
+    # (masks in hubei from hour 6, online courses from hour 12: neither alert reached it).
+    assert pairs[("masks|hubei x5", "store:s-hubei", "surge")] == ["orders", "units"]
+    assert not any(k[0].startswith("online_courses") and k[1] == "store:s-hubei" for k in pairs)
+    assert pairs[("masks|hubei x5", "category:masks", "surge")] == ["units"]
+    # A series that sums no pair the shift moved is no pair of that shift (even when matched).
+    assert "region:beijing" in {s.key for s in verdict.matched}
+    assert not any(k[1] == "region:beijing" for k in pairs)
