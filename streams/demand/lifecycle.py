@@ -351,7 +351,8 @@ class AlertLifecycle(OpeningTests):
         if "echo" in data:
             lc.echo = [float(v) for v in data["echo"]]
         lc.halved = float(data.get("halved", 0.0))
-        lc.calm = float(data.get("calm", 1e6))  # older snapshots: as after a long quiet spell
+        # Older snapshots: as after a long quiet spell, unless a shift is remembered (its echo).
+        lc.calm = float(data.get("calm", 0.0 if lc.echo else 1e6))
         if data.get("alert_id") is None:
             return lc
         lc.alert_id = data["alert_id"]

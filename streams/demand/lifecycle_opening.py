@@ -25,7 +25,6 @@ class OpeningTests:
     slow: list[float]
     days: list[float]
     week_scale: float | None
-    echo: list[float]
     halved: float
     calm: float
 
@@ -80,7 +79,7 @@ class OpeningTests:
         learned = self.slow[4] >= cfg.slow_warmup
         ratio = cfg.collapse_ratio if learned else cfg.learning_collapse_ratio
         if (ratio <= 0.0 or not integral or self.active or d.expected is None
-                or (not learned and (d.tier not in cfg.alert_tiers or self.calm < cfg.new_normal_buckets or self.echo))):
+                or (not learned and (d.tier not in cfg.alert_tiers or self.calm < cfg.new_normal_buckets))):
             self.halved = 0.0
             return 0
         e = max(d.expected, 0.0)
