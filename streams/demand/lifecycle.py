@@ -32,7 +32,8 @@ The detector decides when a shift *starts* (its OPEN); the lifecycle decides wha
 * **Volume rule**: an alert is published (its OPEN record emitted) only once its excess in its
   own direction, ``observed - expected`` summed since it opened, reaches ``min_excess`` in the
   measure's own units and its level (observed/expected since OPEN) moved by at least 20 %; a
-  shift that never moves that much stays silent end to end.
+  shift that never moves that much stays silent end to end. The caller may add a condition
+  (``corroborated``: the stage's corroboration of units and revenue, :mod:`~streams.demand.corroboration`).
 
 :class:`~streams.demand.monitor.DemandMonitor` wires one detector and one lifecycle together. State is fixed-size and
 JSON-safe; the frozen baseline (one expected value per seasonal slot of a week) exists only
@@ -129,11 +130,15 @@ class AlertLifecycle(OpeningTests):
 
     # ------------------------------------------------------------------ transitions
     def observe(self, d: Decision, reference: Callable[[int], list[float] | None] | None = None,
-                step_ms: int = 0, integral: bool = True) -> list[AlertRecord]:
+                step_ms: int = 0, integral: bool = True,
+                corroborated: Callable[[int], bool] | None = None) -> list[AlertRecord]:
         """Consume one bucket's decision; return the transitions it caused.
 
         ``reference(opened_ms)`` gives the baseline frozen at OPEN: the expected value of each
         seasonal slot (``step_ms`` long) of the week that starts at the alert's slot.
+        ``corroborated(direction)``, when given, must also hold for the alert to be published
+        (the stage's corroboration rule for summed measures of a category's keys); until it does,
+        the alert stays silent, and it is dropped as any silent alert is after ``publish_within``.
         """
         self.rescale = None
         self.plain_rebaseline = False
@@ -181,7 +186,7 @@ class AlertLifecycle(OpeningTests):
         for i, v in enumerate((x, e, det_e, llr)):
             self.recent[i] += a * (v - self.recent[i])
         out: list[AlertRecord] = []
-        if not self.published and self._actionable(ratio):
+        if not self.published and self._actionable(ratio) and (corroborated is None or corroborated(self.direction)):
             self.published = True
             self.severity = _severity(ratio, self.direction)
             out.append(self._record(OPEN, d, e))

@@ -50,12 +50,14 @@ class DemandMonitor:
 
         return frozen
 
-    def update(self, ts_ms: int, count: float, prior: float | None = None) -> tuple[Decision, list[AlertRecord]]:
+    def update(self, ts_ms: int, count: float, prior: float | None = None,
+               corroborated: Callable[[int], bool] | None = None) -> tuple[Decision, list[AlertRecord]]:
         """Process one closed bucket; re-baselines the detector on NEW_NORMAL (and scales it back
-        to the frozen baseline on RESOLVED)."""
+        to the frozen baseline on RESOLVED). ``corroborated``: see :meth:`AlertLifecycle.observe`."""
         decision = self.detector.update(ts_ms, count, prior)
         lc = self.lifecycle
-        records = lc.observe(decision, self._reference(prior), self.detector.slot_s * 1000, self.detector.integral)
+        records = lc.observe(decision, self._reference(prior), self.detector.slot_s * 1000, self.detector.integral,
+                             corroborated)
         if lc.plain_rebaseline:
             self.detector.rebaseline()
             lc.plain_rebaseline = False

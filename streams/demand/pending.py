@@ -51,6 +51,9 @@ class ShapeMemo:
     dimensions: tuple[str, ...] = DIMENSIONS
     size: int = 16_384
     shapes: dict[tuple[Any, ...], Shape] = field(default_factory=dict)
+    # product key -> its category key (the category of its order lines), noted when a shape is
+    # made: sent with the product's sums for the demand stage's corroboration (corroboration.py)
+    parents: dict[str, str] = field(default_factory=dict)
     # one KeyShape per (key, lines), shared by the shapes: ~100 bytes per signature, not ~2 KB
     interned: dict[tuple[str, tuple[int, ...] | None], KeyShape] = field(default_factory=dict)
 
@@ -66,8 +69,18 @@ class ShapeMemo:
             if len(self.shapes) >= self.size:
                 self.shapes.clear()
                 self.interned.clear()
+                self.parents.clear()
             shape = self.shapes[sig] = event_shape(t, self.dimensions, self.interned)
+            if "category" in self.dimensions:
+                self._note_parents(t, shape)
         return shape
+
+    def _note_parents(self, t: Touchpoint, shape: Shape) -> None:
+        for k in shape:
+            if k.lines and k.key.startswith("product:"):
+                category = t.products[k.lines[0]].get("category")
+                if category:  # a string: only signatures of strings reach here
+                    self.parents[k.key] = "category:" + category
 
 
 def partial_counts(touchpoints: Iterable[Touchpoint], bucket_s: int, dimensions: Iterable[str] = DIMENSIONS,
@@ -127,7 +140,9 @@ class PendingCounts:
     """Demand sums held across ingest batches until they are sent (at the next commit).
 
     One record per (key, measure, bucket) leaves per commit interval, whatever the batch size:
-    ``{"k": key, "m": measure, "b": bucket_ms, "n": total, "c": [[source partition, sum, last offset], ...]}``
+    ``{"k": key, "m": measure, "b": bucket_ms, "n": total, "c": [[source partition, sum, last offset], ...]}``,
+    plus ``"in": "category:<c>"`` on a product's records when its category is known (the demand
+    stage's corroboration rule)
     (Kafka key: the dimension key, so every measure of a key lives on one demand partition). The
     last offset is the latest input offset of that source partition the sums cover; the demand
     stage keeps it per series to skip sums a restarted worker sends again.
@@ -179,9 +194,13 @@ class PendingCounts:
         """``(key, value)`` per (dimension key, measure, bucket), oldest bucket first, so each
         demand partition's event-time clock advances in order."""
         out = []
+        parents = self.shapes.parents if self.shapes is not None else {}
         for (key, measure, bucket), per_source in sorted(self.counts.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])):
             parts = [[p, _clean(n), self.last_offset[p]] for p, n in sorted(per_source.items())]
             value = {"k": key, "m": measure, "b": bucket, "n": _clean(sum(per_source.values())), "c": parts}
+            parent = parents.get(key)
+            if parent is not None:
+                value["in"] = parent
             out.append((key.encode(), orjson.dumps(value)))
         return out
 

@@ -51,10 +51,13 @@ from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from streams.demand.buckets import DAY_S, iso_utc
+from streams.demand.corroboration import corroborators
 from streams.demand.dimensions import LEGACY_MEASURE, MEASURES
 from streams.demand.foresight import Foresight, ForesightConfig
-from streams.demand.lifecycle_config import NEW_NORMAL, OPEN, RESOLVED, AlertRecord
+from streams.demand.lifecycle_config import ESCALATE, NEW_NORMAL, OPEN, RESOLVED, AlertRecord
 from streams.demand.live import LiveCache
 from streams.demand.monitor import DemandMonitor
 from streams.demand.partials import parse_partial
@@ -175,7 +178,8 @@ class DemandStage:
     def _apply(self, partition: int, value: bytes | dict[str, Any]) -> tuple[Outcome, Iterator[None]]:
         """The outcome of one partial count, and the steps of the bucket close it triggers (one
         per key, empty when it closes nothing): the outcome is complete once they have run."""
-        dim_key, measure, bucket, parts = parse_partial(value)
+        msg = orjson.loads(value) if isinstance(value, (bytes, bytearray, memoryview, str)) else value
+        dim_key, measure, bucket, parts = parse_partial(msg)
         if measure not in self.config.measures:
             return Outcome("unwatched"), iter(())  # e.g. legacy records of the old event count
         key = series_key(dim_key, measure)
@@ -197,6 +201,9 @@ class DemandStage:
         closed = clock["closed"] if clock else None
         late = closed is not None and bucket < closed
         new = self._copy(entry, partition, first=closed if late and closed is not None else bucket)
+        parent = msg.get("in")  # a product's category (corroboration.py), sent by ingest when known
+        if isinstance(parent, str) and parent != new.get("up"):
+            new["up"] = parent
         if not late:
             buckets = new["open"]
             buckets[str(bucket)] = buckets.get(str(bucket), 0) + count
@@ -287,7 +294,7 @@ class DemandStage:
             return {"v": _STATE_VERSION, "q": partition, "next": first, "open": {}, "src": {}, "mon": None}
         out = {"v": _STATE_VERSION, "q": entry["q"], "next": entry["next"], "open": dict(entry["open"]),
                "src": dict(entry["src"]), "mon": entry["mon"]}
-        for extra in ("pool", "prior", "fc"):
+        for extra in ("pool", "prior", "fc", "up"):
             if extra in entry:
                 out[extra] = entry[extra]
         return out
@@ -340,6 +347,7 @@ class DemandStage:
             level, seen = max(mon.detector.level, 0.0), mon.detector.level_n
             base = level
         fc, fc_due = entry.get("fc"), []  # the series' forecaster (foresight.py), fed the same buckets
+        gate = self._corroboration(dim_key, measure, entry.get("up"), outcome)
         for s in due:
             count = entry["open"].get(str(s), 0)
             before = level if seen else None
@@ -361,7 +369,7 @@ class DemandStage:
                     mon.lifecycle.remember_rise(min(base_before, prior))
             if mon is None:
                 continue
-            decision, records = mon.update(s, count, prior)
+            decision, records = mon.update(s, count, prior, gate)
             alerts = [self._alert(r, dimension, s) for r in records]
             fc_due.append((s, count, decision.expected, alerts))
             if any(a["state"] == OPEN for a in alerts):  # OPEN carries the next day if the shift holds
@@ -384,6 +392,37 @@ class DemandStage:
         if mon is not None:  # pooled series keep no forecaster (their state stays ~125 bytes)
             new["fc"] = self.foresight.feed_many(fc, fc_due) if fc_due else fc
         outcome.writes[key] = new
+
+    def _corroboration(self, dim_key: str, measure: str, parent: str | None,
+                       outcome: Outcome) -> Callable[[int], bool] | None:
+        """The corroboration rule's check for one series (corroboration.py), over the series this
+        stage can see: the same key's (its partition) and those of the parent category when its
+        entries live on a partition this stage has processed. None: the series is not gated, or
+        no corroborator is visible here (it is published as before)."""
+        names = corroborators(dim_key, measure, self.config.measures, parent)
+        if not names:
+            return None
+        visible = []
+        for name in names:
+            entry = self.state.get(name) if name not in outcome.writes else outcome.writes[name]
+            if entry is not None and entry.get("q") in self._keys:
+                visible.append(name)
+        if not visible:
+            return None
+
+        def corroborated(direction: int) -> bool:
+            want = _direction(direction)
+            for name in visible:
+                held = self._open.get(name)
+                now = held[2] if held else None
+                for a in outcome.alerts:  # this close's records so far (committed only afterwards)
+                    if a["measure"] == name.partition("/")[0] and series_key(a["key"], a["measure"]) == name:
+                        now = a["direction"] if a["state"] in (OPEN, ESCALATE) else None
+                if now == want:
+                    return True
+            return False
+
+        return corroborated
 
     def _live_monitor(self, key: str, dim_key: str, measure: str, snapshot: dict[str, Any]) -> DemandMonitor:
         """The series' monitor as of ``snapshot``: the live one kept since the last close when
