@@ -195,7 +195,8 @@ def _print_shifts(records: list[dict], run: CrisisRun, settings: Settings) -> No
 
     print(f"volume rule          an alert is published once its shift moved {settings.demand_min_excess.replace(',', ', ')} "
           "(orders, units, revenue in CNY, interest events) away from the baseline, summed since it opened, "
-          "beyond its largest bucket, within a day; units and revenue also 3 sd clear of their noise")
+          "beyond its largest bucket, within a day; units and revenue also 3 sd clear of their noise, and on a "
+          "product or category only while its orders, interest or category moved the same way (corroboration)")
     lines, _ = shift_report(run.scenario(), stories(records), run.end_ms)
     print("shifts injected, and the alerts on their category (and category x region) keys:")
     for line in lines:
