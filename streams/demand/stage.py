@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from streams.demand.buckets import DAY_S, iso_utc
-from streams.demand.corroboration import corroborators
+from streams.demand.corroboration import GATED_MEASURES, corroborators
 from streams.demand.dimensions import LEGACY_MEASURE, MEASURES
 from streams.demand.foresight import Foresight, ForesightConfig
 from streams.demand.lifecycle_config import ESCALATE, NEW_NORMAL, OPEN, RESOLVED, AlertRecord
@@ -397,22 +397,22 @@ class DemandStage:
                        outcome: Outcome) -> Callable[[int], bool] | None:
         """The corroboration rule's check for one series (corroboration.py), over the series this
         stage can see: the same key's (its partition) and those of the parent category when its
-        entries live on a partition this stage has processed. None: the series is not gated, or
-        no corroborator is visible here (it is published as before)."""
+        entries live on a partition this stage has processed. None: the series is not gated. The
+        check holds when no corroborator is visible here (the series is published as before);
+        it runs only when the lifecycle is about to publish."""
+        if measure not in GATED_MEASURES:
+            return None
         names = corroborators(dim_key, measure, self.config.measures, parent)
         if not names:
             return None
-        visible = []
-        for name in names:
-            entry = self.state.get(name) if name not in outcome.writes else outcome.writes[name]
-            if entry is not None and entry.get("q") in self._keys:
-                visible.append(name)
-        if not visible:
-            return None
 
         def corroborated(direction: int) -> bool:
-            want = _direction(direction)
-            for name in visible:
+            want, seen = _direction(direction), False
+            for name in names:
+                entry = outcome.writes[name] if name in outcome.writes else self.state.get(name)
+                if entry is None or entry.get("q") not in self._keys:
+                    continue
+                seen = True
                 held = self._open.get(name)
                 now = held[2] if held else None
                 for a in outcome.alerts:  # this close's records so far (committed only afterwards)
@@ -420,7 +420,7 @@ class DemandStage:
                         now = a["direction"] if a["state"] in (OPEN, ESCALATE) else None
                 if now == want:
                     return True
-            return False
+            return not seen
 
         return corroborated
 

@@ -32,7 +32,7 @@ def _poisson(rng: random.Random, mu: float) -> int:
 
 
 def _run(measures: tuple[str, ...], parent_surges: bool, seed: int = 1,
-         child: str = "category_region:e|beijing") -> list[dict]:
+         child: str = "category_region:e|beijing", others: bool = True) -> list[dict]:
     """Ten days of a category x region key and its category (orders ~8/h, units ~20/h, on one
     partition), then 12 hours of x3 units on the category x region key alone; ``parent_surges``:
     the category's orders triple in the same hours. The OPEN records of units on the key."""
@@ -45,7 +45,7 @@ def _run(measures: tuple[str, ...], parent_surges: bool, seed: int = 1,
         sums = {(child, "orders"): _poisson(rng, 8), (child, "units"): _poisson(rng, 60 if surge else 20),
                 (parent, "orders"): _poisson(rng, 90 if surge and parent_surges else 30)}
         for (key, measure), n in sums.items():
-            if measure not in measures:
+            if measure not in measures or (not others and (key, measure) != (child, "units")):
                 continue
             offset += 1
             msg = {"k": key, "m": measure, "b": T0 + h * H, "n": n, "c": [[0, n, offset]]}
@@ -63,6 +63,9 @@ def test_a_units_surge_alone_is_not_published() -> None:
     # The very same traffic without a corroborator watched (units only): published, as before.
     alone = _run(("units",), parent_surges=False)
     assert len(alone) == 1 and alone[0]["direction"] == "surge"
+    # Orders watched, but no corroborator has any state here (as when the category lives on
+    # another worker's partition): published as before, not silenced by what cannot be seen.
+    assert _run(("orders", "units"), parent_surges=False, others=False) == alone
 
 
 def test_a_units_surge_the_category_carries_is_published() -> None:
