@@ -5,7 +5,7 @@ The rule, as a planner states it: *more units of one product (or of one category
 one region) without more orders, more interest, or its category moving is a few big baskets, not
 demand.* Summed measures are lumpy (one order of 20 units), and a sparse key's seasonal slots sit
 far below its level in many hours, so a basket there reads as a x2 surge the count model cannot
-tell from a real one (docs/demand.md, "Corroboration"). Orders and interest are counts of people
+tell from a real one (docs/demand.md, Lifecycle item 10). Orders and interest are counts of people
 acting; the category is where a real shift of its products or regions shows first.
 
 Which series may corroborate which (:func:`corroborators`):
