@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, str]] = [
     ("streams.identity.rebuild", "adapter"),
     ("streams.identity.data_keys", "adapter"),
     ("streams.demand.alerting", "adapter"),
+    ("streams.demand.open_alerts", "adapter"),
     ("streams.profiles.sends", "adapter"),
     ("streams.activation.destinations", "adapter"),
     ("streams.activation.forwarder", "adapter"),

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 import faust
 import orjson
 
+from streams.demand.dimensions import parse_dimensions
 from streams.demand.gcpolicy import CloseGc
+from streams.demand.open_alerts import SharedOpenAlerts
 from streams.demand.stage import CLOCK_TABLE, STATE_TABLE, CloseInterrupted, DemandStage, StageConfig
 from streams.demand.writes import CoalescedWrites
 from streams.kafka import topics as T
@@ -58,6 +60,12 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
 
         forwarder = AlertmanagerForwarder(s.alertmanager_url, ctx.metrics)
     ctx.demand = stage
+    # Corroboration across workers (corroboration.py): every worker's published open alerts in one
+    # Redis hash, read before each run of records (at most once a second), written after commit.
+    shared = None
+    if "category" in parse_dimensions(s.demand_dimensions):
+        horizon_ms = (stage.config.new_normal_s + stage.config.recent_s) * 1000 + 2 * stage.config.size_ms  # an alert ends by then
+        shared = SharedOpenAlerts(ctx.redis, s.namespace, horizon_ms, on_error=ctx.metrics.demand_shared_errors)
     # The one place the worker's GC is tuned: a full pass walks every series' monitor and
     # snapshot (~300 ms with 2,000 series, one or two per bucket close); frozen between the slices
     # of a close and after it, unfrozen once a day for cyclic garbage (gcpolicy.py: measurements).
@@ -75,6 +83,8 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
         alerts raised. A close cut by a rebalance fails the run: the partition restarts from its commit."""
         started = time.perf_counter()
         raised: list[dict[str, Any]] = []
+        if shared is not None:
+            stage.elsewhere = await shared.refresh(stage.event_now_ms())
         async with ordered.admitted(run) as batch:
             for i in batch.keep:
                 message = run[i]
@@ -85,6 +95,8 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
                     for alert in outcome.alerts:
                         await alerts.send(key=alert["key"].encode(), value=orjson.dumps(alert))
                     stage.commit(outcome)
+                    if shared is not None and outcome.alerts:
+                        await shared.record(outcome.alerts)
                     if outcome.closed_buckets:
                         close_gc.after_close()
                     raised.extend(outcome.alerts)

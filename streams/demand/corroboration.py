@@ -18,8 +18,9 @@ Which series may corroborate which (:func:`corroborators`):
   few of them moves their units with nothing else alerting (the crisis replay has such alerts).
 
 The stage evaluates the rule with the alerts it knows are open: those of the partitions its
-worker owns. A corroborator the worker cannot see (its partition is another worker's) does not
-count either way; a series with no visible corroborator is published as before.
+worker owns, and the other workers' as shared through Redis (:mod:`~streams.demand.open_alerts`).
+A corroborator it cannot see (no shared view yet) does not count either way; a series with no
+visible corroborator is published as before.
 """
 
 from __future__ import annotations

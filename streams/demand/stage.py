@@ -47,7 +47,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +137,9 @@ class DemandStage:
         self.write: Callable[[str, str, Any, int], None] | None = None
         self.on_slice: Callable[[], None] | None = None  # between slices of a close (the agent's GC policy)
         self._generation = 0  # counts forget() calls: a sliced close that sees it change is redone
+        # The published open alerts of every worker (series key -> direction, open_alerts.py), set
+        # by the agent; None: only this stage's own partitions are seen (tests, replays, one worker).
+        self.elsewhere: Mapping[str, str] | None = None
 
     # ------------------------------------------------------------------ API
     def handle(self, partition: int, value: bytes | dict[str, Any]) -> Outcome:
@@ -407,22 +410,31 @@ class DemandStage:
             return None
 
         def corroborated(direction: int) -> bool:
-            want, seen = _direction(direction), False
+            want, seen, elsewhere = _direction(direction), False, self.elsewhere
             for name in names:
                 entry = outcome.writes[name] if name in outcome.writes else self.state.get(name)
-                if entry is None or entry.get("q") not in self._keys:
+                now: str | None
+                if entry is not None and entry.get("q") in self._keys:
+                    held = self._open.get(name)
+                    now = held[2] if held else None
+                    for a in outcome.alerts:  # this close's records so far (committed only afterwards)
+                        if a["measure"] == name.partition("/")[0] and series_key(a["key"], a["measure"]) == name:
+                            now = a["direction"] if a["state"] in (OPEN, ESCALATE) else None
+                elif elsewhere is not None and name.partition("/")[2] != dim_key:
+                    now = elsewhere.get(name)  # the category, on a partition another worker owns
+                else:
                     continue
                 seen = True
-                held = self._open.get(name)
-                now = held[2] if held else None
-                for a in outcome.alerts:  # this close's records so far (committed only afterwards)
-                    if a["measure"] == name.partition("/")[0] and series_key(a["key"], a["measure"]) == name:
-                        now = a["direction"] if a["state"] in (OPEN, ESCALATE) else None
                 if now == want:
                     return True
             return not seen
 
         return corroborated
+
+    def event_now_ms(self) -> int | None:
+        """The latest bucket this stage has seen on the partitions it processed (event time)."""
+        latest = [c["max_b"] for p in self._keys if (c := self.clocks.get(str(p)))]
+        return max(latest) if latest else None
 
     def _live_monitor(self, key: str, dim_key: str, measure: str, snapshot: dict[str, Any]) -> DemandMonitor:
         """The series' monitor as of ``snapshot``: the live one kept since the last close when

@@ -45,6 +45,7 @@ class Metrics:
         self.demand_replayed_counts = Counter("touchpoint_demand_replayed_counts", "Partial demand counts skipped as re-sent after a crash (source offset already applied).", registry=r)
         self.demand_keys = Gauge("touchpoint_demand_keys", "Dimension keys tracked by this worker's demand stage.", registry=r)
         self.demand_errors = Counter("touchpoint_demand_errors", "Demand-counts records that failed to process (logged and skipped).", registry=r)
+        self.demand_shared_errors = Counter("touchpoint_demand_shared_alerts_errors", "Failed reads and writes of the open alerts shared between workers in Redis (corroboration then judges with what was read last).", registry=r)
         self.demand_alerts_forwarded = Counter("touchpoint_demand_alerts_forwarded", "Alert records forwarded to Alertmanager, by outcome.", ["outcome"], registry=r)
         self.identity_merges = Counter("touchpoint_identity_merges", "Profiles merged into another by identity resolution.", registry=r)
         self.identity_changes = Counter("touchpoint_identity_changes", "Identity audit records by type (created, linked, merged, blocked, quarantined, conflict, erased, readmitted).", ["type"], registry=r)

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
+from redis import Redis as SyncRedis
 
 from streams.cli.send import publish
 from streams.kafka.reading import read_to_end
@@ -58,6 +59,18 @@ def test_surge_collapse_and_rebound_raise_alerts_with_their_lifecycle(settings, 
     assert status == 200 and "touchpoint_demand_errors_total 0.0" in metrics, worker.log_tail()
     assert "touchpoint_demand_late_counts_total 0.0" in metrics  # one input partition, in order
     assert 'touchpoint_demand_alert_transitions_total{measure="interest",state="NEW_NORMAL"}' in metrics
+    assert "touchpoint_demand_shared_alerts_errors_total 0.0" in metrics
+    # The open alerts shared with other workers (corroboration, open_alerts.py): exactly the
+    # series whose last record left their alert open.
+    last: dict[str, dict[str, Any]] = {}
+    for a in alerts:
+        last[f"{a['measure']}/{a['key']}"] = a
+    still_open = {k: a["direction"] for k, a in last.items() if a["state"] in ("OPEN", "ESCALATE")}
+    client = SyncRedis.from_url(settings.redis_url)
+    shared = {k.decode(): v.decode().split(" ")[0] for k, v in client.hgetall(f"{settings.namespace}:demand:open").items()}
+    client.close()
+    assert still_open  # the traffic ends with its rebound still open: the hash has something to hold
+    assert shared == still_open
     assert all(a["measure"] == "interest" for a in alerts)  # page views are interest, not orders
 
     tail = run_cli(settings, "alerts", "tail", "--from-beginning", "--timeout", "5", "--max", str(len(alerts)))

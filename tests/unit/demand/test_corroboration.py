@@ -108,3 +108,40 @@ def test_ingest_sends_a_products_category() -> None:
     narrow = PendingCounts(("product", "region"))
     narrow.add(0, 0, [order], 3600)
     assert all("in" not in orjson.loads(v) for _, v in narrow.take().records())
+
+
+def _two_workers(parent_surges: bool, shared: bool, seed: int = 3) -> list[dict]:
+    """The category x region key (units and orders) on one worker's stage, its category (orders)
+    on another's; ``shared``: the first sees the second's published open alerts, as the agent
+    hands them over from Redis (open_alerts.py). The OPEN records of the key's units."""
+    rng = random.Random(seed)
+    config = StageConfig(bucket_s=3600, lateness_s=0, timezone="UTC", measures=("orders", "units"), pool_floor=0.0)
+    here, there = DemandStage(config, {}, {}), DemandStage(config, {}, {})
+    child, parent = "category_region:e|beijing", "category:e"
+    view: dict[str, str] = {}
+    opens = []
+    for h in range(DAYS * 24 + 30):
+        surge = h in SURGE
+        n = _poisson(rng, 90 if surge and parent_surges else 30)
+        for a in there.handle(1, orjson.dumps({"k": parent, "m": "orders", "b": T0 + h * H, "n": n, "c": [[1, n, h]]})).alerts:
+            if a["state"] == OPEN:
+                view[f"{a['measure']}/{a['key']}"] = a["direction"]
+            elif a["state"] in ("RESOLVED", "NEW_NORMAL"):
+                view.pop(f"{a['measure']}/{a['key']}", None)
+        here.elsewhere = dict(view) if shared else None
+        for measure, mu in (("orders", 8), ("units", 60 if surge else 20)):
+            n = _poisson(rng, mu)
+            value = orjson.dumps({"k": child, "m": measure, "b": T0 + h * H, "n": n, "c": [[0, n, 2 * h + (measure == "units")]]})
+            opens += [a for a in here.handle(0, value).alerts if a["state"] == OPEN and a["measure"] == "units"]
+    return opens
+
+
+def test_a_category_on_another_worker_corroborates_through_the_shared_view() -> None:
+    carried = _two_workers(parent_surges=True, shared=True)
+    assert len(carried) == 1 and carried[0]["direction"] == "surge"
+    # With the shared view the flat category is seen, and the units surge alone stays silent ...
+    assert _two_workers(parent_surges=False, shared=True) == []
+    # ... without it the category is out of sight and only the key's own (flat) orders judge: silent too.
+    assert _two_workers(parent_surges=False, shared=False) == []
+    # Out of sight and surging: nothing corroborates what cannot be seen (the key's orders are flat).
+    assert _two_workers(parent_surges=True, shared=False) == []
