@@ -64,8 +64,8 @@ def register(app: faust.App, ctx: WorkerContext) -> None:
     # Redis hash, read before each run of records (at most once a second), written after commit.
     shared = None
     if "category" in parse_dimensions(s.demand_dimensions):
-        horizon_ms = (stage.config.new_normal_s + stage.config.recent_s) * 1000 + 2 * stage.config.size_ms  # an alert ends by then
-        shared = SharedOpenAlerts(ctx.redis, s.namespace, horizon_ms, on_error=ctx.metrics.demand_shared_errors)
+        shared = SharedOpenAlerts(ctx.redis, s.namespace, stage.config.alert_horizon_ms,
+                                  on_error=ctx.metrics.demand_shared_errors)
     # The one place the worker's GC is tuned: a full pass walks every series' monitor and
     # snapshot (~300 ms with 2,000 series, one or two per bucket close); frozen between the slices
     # of a close and after it, unfrozen once a day for cyclic garbage (gcpolicy.py: measurements).

@@ -96,6 +96,15 @@ def iso_utc(ts_ms: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + "Z"
 
 
+def utc_ms(text: str) -> int:
+    """The epoch-ms instant of :func:`iso_utc`'s text.
+
+    >>> utc_ms(iso_utc(1767571200000))
+    1767571200000
+    """
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
 class BucketAccumulator:
     """Per-key event-time bucket counts with a watermark; pure, no I/O.
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from streams.demand.buckets import utc_ms
 from streams.demand.lifecycle_config import ESCALATE, NEW_NORMAL, OPEN, RESOLVED
 from streams.demand.series import series_key
 
@@ -68,7 +69,7 @@ class SharedOpenAlerts:
                 pipe = self.redis.pipeline(transaction=False)
             field = series_key(a["key"], a["measure"])
             if state in (OPEN, ESCALATE):
-                pipe.hset(self.key, field, f"{a['direction']} {_end_ms(a)}")
+                pipe.hset(self.key, field, f"{a['direction']} {utc_ms(a['bucket_end'])}")
             else:
                 pipe.hdel(self.key, field)
         if pipe is None:
@@ -111,9 +112,3 @@ class SharedOpenAlerts:
             self.on_error.inc()
         log.warning("demand: could not %s the shared open alerts (%s); judging with what was seen last", what, self.key,
                     exc_info=True)
-
-
-def _end_ms(alert: dict[str, Any]) -> int:
-    from datetime import datetime
-
-    return int(datetime.fromisoformat(str(alert["bucket_end"]).replace("Z", "+00:00")).timestamp() * 1000)

@@ -9,7 +9,12 @@ import orjson
 
 from streams.demand.dimensions import LEGACY_MEASURE, MEASURES
 
-__all__ = ["parse_partial"]
+__all__ = ["partial_message", "parse_partial"]
+
+
+def partial_message(value: bytes | str | dict[str, Any]) -> dict[str, Any]:
+    """A demand-counts value as a dict (decoded when it is bytes or text)."""
+    return orjson.loads(value) if isinstance(value, (bytes, bytearray, memoryview, str)) else value
 
 
 def parse_partial(value: bytes | dict[str, Any]) -> tuple[str, str, int, list[tuple[int, float, int]]]:
@@ -17,7 +22,7 @@ def parse_partial(value: bytes | dict[str, Any]) -> tuple[str, str, int, list[tu
     demand-counts value: ``{"k", "m", "b", "n", "c": [[p, n, o], ...]}``. Values written before
     measures have no ``"m"`` (read as the legacy ``events`` count); the oldest single-source form
     ``{"k", "b", "n", "p", "o"}`` is read too."""
-    msg = orjson.loads(value) if isinstance(value, (bytes, bytearray, memoryview, str)) else value
+    msg = partial_message(value)
     key = msg["k"]
     if not isinstance(key, str) or ":" not in key:
         raise ValueError(f"bad dimension key {key!r}")

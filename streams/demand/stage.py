@@ -51,8 +51,6 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from streams.demand.buckets import DAY_S, iso_utc
 from streams.demand.corroboration import GATED_MEASURES, corroborators
 from streams.demand.dimensions import LEGACY_MEASURE, MEASURES
@@ -60,7 +58,7 @@ from streams.demand.foresight import Foresight, ForesightConfig
 from streams.demand.lifecycle_config import ESCALATE, NEW_NORMAL, OPEN, RESOLVED, AlertRecord
 from streams.demand.live import LiveCache
 from streams.demand.monitor import DemandMonitor
-from streams.demand.partials import parse_partial
+from streams.demand.partials import parse_partial, partial_message
 from streams.demand.series import (
     DEFAULT_MIN_EXCESS,
     list_series,
@@ -181,7 +179,7 @@ class DemandStage:
     def _apply(self, partition: int, value: bytes | dict[str, Any]) -> tuple[Outcome, Iterator[None]]:
         """The outcome of one partial count, and the steps of the bucket close it triggers (one
         per key, empty when it closes nothing): the outcome is complete once they have run."""
-        msg = orjson.loads(value) if isinstance(value, (bytes, bytearray, memoryview, str)) else value
+        msg = partial_message(value)  # decoded once: parse_partial reads it, and so does the parent below
         dim_key, measure, bucket, parts = parse_partial(msg)
         if measure not in self.config.measures:
             return Outcome("unwatched"), iter(())  # e.g. legacy records of the old event count
@@ -411,15 +409,15 @@ class DemandStage:
 
         def corroborated(direction: int) -> bool:
             want, seen, elsewhere = _direction(direction), False, self.elsewhere
+            # This close's transitions so far (committed only afterwards): the last one per series wins.
+            closing = {series_key(a["key"], a["measure"]): a["direction"] if a["state"] in (OPEN, ESCALATE) else None
+                       for a in outcome.alerts}
             for name in names:
                 entry = outcome.writes[name] if name in outcome.writes else self.state.get(name)
                 now: str | None
                 if entry is not None and entry.get("q") in self._keys:
                     held = self._open.get(name)
-                    now = held[2] if held else None
-                    for a in outcome.alerts:  # this close's records so far (committed only afterwards)
-                        if a["measure"] == name.partition("/")[0] and series_key(a["key"], a["measure"]) == name:
-                            now = a["direction"] if a["state"] in (OPEN, ESCALATE) else None
+                    now = closing[name] if name in closing else (held[2] if held else None)
                 elif elsewhere is not None and name.partition("/")[2] != dim_key:
                     now = elsewhere.get(name)  # the category, on a partition another worker owns
                 else:

@@ -63,6 +63,11 @@ class StageConfig:
         return self.bucket_s * 1000
 
     @property
+    def alert_horizon_ms(self) -> int:
+        """Event time within which an open alert ends (NEW_NORMAL, the last day, two buckets)."""
+        return (self.new_normal_s + self.recent_s) * 1000 + 2 * self.size_ms
+
+    @property
     def gap_buckets(self) -> int:
         return self.max_gap_buckets or max(1, WEEK_S // self.bucket_s)
 

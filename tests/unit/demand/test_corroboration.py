@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import datetime
 
 import orjson
 
+from streams.demand.buckets import utc_ms
 from streams.demand.corroboration import corroborators, parent_key
 from streams.demand.lifecycle_config import OPEN
 from streams.demand.pending import PendingCounts
@@ -72,13 +72,9 @@ def test_a_units_surge_the_category_carries_is_published() -> None:
     for child in ("category_region:e|beijing", "product:e-1"):
         opens = _run(("orders", "units"), parent_surges=True, child=child)
         assert len(opens) == 1 and opens[0]["direction"] == "surge", child
-        assert T0 + SURGE[0] * H < _ms(opens[0]["bucket_end"]) <= T0 + (SURGE[-1] + 1) * H, child
+        assert T0 + SURGE[0] * H < utc_ms(opens[0]["bucket_end"]) <= T0 + (SURGE[-1] + 1) * H, child
     # The same product while its category is flat: silent.
     assert _run(("orders", "units"), parent_surges=False, child="product:e-1") == []
-
-
-def _ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def test_which_series_corroborate() -> None:
